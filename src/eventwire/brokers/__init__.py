@@ -1,0 +1,1 @@
+"""Broker layer: one package per broker, each importing core plus its one client library."""

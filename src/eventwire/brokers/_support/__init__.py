@@ -1,0 +1,1 @@
+"""Broker layer: helpers shared by adapters (lifecycle base, backoff); no client library here."""

@@ -1,0 +1,132 @@
+"""Broker layer: the lifecycle every adapter shares: connect once, async context, validation."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Self
+
+from eventwire.core.capabilities import BrokerProfile
+from eventwire.core.contract import Health
+from eventwire.core.errors import ClosedError, ConfigurationError
+from eventwire.core.message import Delivery, Message
+from eventwire.core.url import BrokerURL
+
+
+class BrokerBase(ABC):
+    """Shared shell of an adapter: subclasses fill in ``_connect``, ``_publish``, ``_subscribe``.
+
+    It validates every message before any is sent, makes ``connect``/``aclose`` idempotent and
+    keeps the URL's password out of ``repr``.
+    """
+
+    def __init__(self, url: BrokerURL, profile: BrokerProfile) -> None:
+        self._url = url
+        self._profile = profile
+        self._connected = False
+        self._closed = False
+        self._connect_lock = asyncio.Lock()
+
+    @property
+    def url(self) -> BrokerURL:
+        return self._url
+
+    @property
+    def profile(self) -> BrokerProfile:
+        return self._profile
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def connect(self) -> None:
+        async with self._connect_lock:
+            if self._closed:
+                raise ClosedError(f"{self._profile.name} broker at {self._url} is closed")
+            if not self._connected:
+                await self._connect()
+                self._connected = True
+
+    async def publish(self, topic: str, *messages: Message) -> None:
+        validate_topic(topic)
+        limit = self._profile.capabilities.max_body_bytes
+        for message in messages:
+            message.validate(max_body_bytes=limit)
+        if self._closed:
+            raise ClosedError(f"cannot publish to {topic!r}: the broker connection is closed")
+        if not self._connected:
+            await self.connect()
+        if messages:
+            await self._publish(topic, messages)
+
+    def subscribe(
+        self, topic: str, *, group: str | None = None, prefetch: int = 100
+    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
+        validate_topic(topic)
+        if group is not None:
+            validate_topic(group, what="group")
+        if prefetch < 1:
+            raise ConfigurationError(f"prefetch must be at least 1, got {prefetch}")
+        return self._subscribe(topic, group, prefetch)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._connected:
+            await self._aclose()
+
+    async def health(self) -> Health:
+        if self._closed:
+            return Health(ok=False, detail="closed")
+        if not self._connected:
+            return Health(ok=False, detail="not connected")
+        return await self._health()
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "connected" if self._connected else "new"
+        return f"<{type(self).__name__} {self._url} {state}>"
+
+    @abstractmethod
+    async def _connect(self) -> None: ...
+
+    @abstractmethod
+    async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None: ...
+
+    @abstractmethod
+    def _subscribe(
+        self, topic: str, group: str | None, prefetch: int
+    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]: ...
+
+    @abstractmethod
+    async def _aclose(self) -> None: ...
+
+    async def _health(self) -> Health:
+        return Health(ok=True, detail="connected")
+
+
+_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def validate_topic(name: str, *, what: str = "topic") -> None:
+    """Topic and group names portable to every broker: letters, digits, '.', '_', '-'."""
+    if not name or len(name) > 200 or not set(name) <= _TOPIC_CHARS or name[0] == ".":
+        raise ConfigurationError(
+            f"{what} name {name!r} is not allowed: use 1-200 letters, digits, '.', '_' or '-', "
+            "not starting with '.'"
+        )

@@ -1,0 +1,1 @@
+"""Broker layer: the memory adapter package."""

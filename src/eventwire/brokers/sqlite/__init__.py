@@ -1,0 +1,1 @@
+"""Broker layer: the sqlite adapter package."""

@@ -1,0 +1,22 @@
+"""CLI layer: the ``eventwire`` command; each command module imports heavy parts lazily."""
+
+from __future__ import annotations
+
+import typer
+
+from eventwire.cli import ops_commands, setup_commands
+
+app = typer.Typer(
+    name="eventwire",
+    help="Production-ready messaging for event-driven services.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+ops_commands.register(app)
+setup_commands.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

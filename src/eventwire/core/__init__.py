@@ -1,0 +1,1 @@
+"""Core layer: messages, deliveries, the broker contract, capabilities and errors (stdlib only)."""

@@ -1,0 +1,65 @@
+"""Core layer: reserved header names and the validation every outgoing message passes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from eventwire.core.errors import InvalidHeaderError
+
+PREFIX = "x-eventwire-"
+
+# Envelope fields that travel as headers on brokers without native slots for them.
+MESSAGE_ID = "x-eventwire-id"
+KEY = "x-eventwire-key"
+CONTENT_TYPE = "content-type"
+CORRELATION_ID = "x-eventwire-correlation-id"
+CAUSATION_ID = "x-eventwire-causation-id"
+TIMESTAMP = "x-eventwire-timestamp"
+ATTEMPT = "x-eventwire-attempt"
+
+# Written on a dead letter, next to the original headers.
+DLQ_REASON = "x-eventwire-dlq-reason"
+DLQ_DETAIL = "x-eventwire-dlq-detail"
+DLQ_EXCEPTION_TYPE = "x-eventwire-dlq-exception-type"
+DLQ_EXCEPTION_MESSAGE = "x-eventwire-dlq-exception-message"
+DLQ_ATTEMPTS = "x-eventwire-dlq-attempts"
+DLQ_ORIGINAL_TOPIC = "x-eventwire-dlq-original-topic"
+DLQ_GROUP = "x-eventwire-dlq-group"
+DLQ_FIRST_FAILURE = "x-eventwire-dlq-first-failure"
+DLQ_LAST_FAILURE = "x-eventwire-dlq-last-failure"
+
+# Carried across delayed redeliveries so the first failure time survives retries.
+FIRST_FAILURE = "x-eventwire-first-failure"
+
+_FORBIDDEN = frozenset("\r\n\x00")
+MAX_HEADER_VALUE = 16 * 1024
+
+
+def validate_headers(headers: Mapping[str, str]) -> None:
+    """Raise ``InvalidHeaderError`` unless every header can travel safely on every broker.
+
+    CR, LF and NUL are refused in names and values because several wire protocols (NATS,
+    HTTP-like header blocks) would let them inject or truncate headers.
+    """
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidHeaderError(
+                f"header {name!r}: names and values must be str, got {type(value).__name__}"
+            )
+        if not name or name.strip() != name or any(c in _FORBIDDEN or c in " :" for c in name):
+            raise InvalidHeaderError(
+                f"header name {name!r} is not allowed: use a non-empty name without "
+                "spaces, colons or control characters"
+            )
+        if any(c in _FORBIDDEN for c in value):
+            raise InvalidHeaderError(
+                f"header {name!r} contains CR, LF or NUL: remove control characters"
+            )
+        if len(value) > MAX_HEADER_VALUE:
+            raise InvalidHeaderError(
+                f"header {name!r} is {len(value)} characters; the limit is {MAX_HEADER_VALUE}"
+            )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidHeaderError(f"header {name!r} is not valid UTF-8 text") from exc

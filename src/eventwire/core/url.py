@@ -1,0 +1,83 @@
+"""Core layer: broker URLs parsed once, with credentials kept out of every str() and repr()."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
+
+from eventwire.core.errors import ConfigurationError
+
+REDACTED = "***"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerURL:
+    """A parsed broker URL. ``str()`` and ``repr()`` never show the password."""
+
+    _raw: str = field(repr=False)
+    scheme: str
+    host: str | None
+    port: int | None
+    username: str | None
+    path: str
+    query: dict[str, str]
+
+    @classmethod
+    def parse(cls, raw: str) -> BrokerURL:
+        """Parse ``raw``; raise ``ConfigurationError`` (already redacted) if it is not a URL."""
+        if not isinstance(raw, str) or "://" not in raw:
+            raise ConfigurationError(
+                f"broker URL {redact(str(raw))!r} is not a URL: use scheme://host:port, "
+                "for example memory:// or sqlite:///path/to/broker.db"
+            )
+        try:
+            parts = urlsplit(raw)
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"broker URL {redact(raw)!r} is malformed ({_clean(exc)}): check host and port"
+            ) from None
+        return cls(
+            raw,
+            parts.scheme.lower(),
+            parts.hostname,
+            port,
+            parts.username,
+            parts.path,
+            dict(parse_qsl(parts.query)),
+        )
+
+    @property
+    def password(self) -> str | None:
+        """The password, for the adapter only; never log it."""
+        return urlsplit(self._raw).password
+
+    def secret(self) -> str:
+        """The full URL with credentials, for handing to a client library."""
+        return self._raw
+
+    def __str__(self) -> str:
+        return redact(self._raw)
+
+    def __repr__(self) -> str:
+        return f"BrokerURL({redact(self._raw)!r})"
+
+
+def _clean(exc: Exception) -> str:
+    # urllib's messages can quote the netloc, which holds the password.
+    return "invalid port" if "port" in str(exc).lower() else "cannot parse"
+
+
+def redact(raw: str) -> str:
+    """``raw`` with any password replaced by ``***``; safe on anything, URL or not."""
+    try:
+        parts: SplitResult = urlsplit(raw)
+    except ValueError:
+        return REDACTED if "@" in raw else raw
+    netloc = parts.netloc
+    if "@" not in netloc:
+        return raw
+    userinfo, _, hostport = netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    masked = f"{user}:{REDACTED}@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
+    return urlunsplit(parts._replace(netloc=masked))
