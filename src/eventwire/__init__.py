@@ -14,16 +14,23 @@ from eventwire.core.errors import (
     ValidationError,
 )
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
+from eventwire.reliability.retry import RetryPolicy
+from eventwire.runtime.app import App
+from eventwire.runtime.context import Context
+from eventwire.runtime.stats import AppStats
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEAD_LETTER_GROUP",
+    "App",
+    "AppStats",
     "Broker",
     "BrokerError",
     "BrokerProfile",
     "Capabilities",
     "ConfigurationError",
+    "Context",
     "DecodeError",
     "Delivery",
     "EventwireError",
@@ -33,6 +40,7 @@ __all__ = [
     "MessageError",
     "PermanentError",
     "Publisher",
+    "RetryPolicy",
     "Subscriber",
     "Support",
     "ValidationError",

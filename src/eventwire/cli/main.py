@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from eventwire.cli import ops_commands, setup_commands
+from eventwire.cli.errors import OneLineErrorGroup
 
 app = typer.Typer(
     name="eventwire",
@@ -12,6 +13,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=OneLineErrorGroup,
 )
 ops_commands.register(app)
 setup_commands.register(app)

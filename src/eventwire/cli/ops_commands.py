@@ -2,9 +2,171 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Protocol
+
 import typer
+
+from eventwire.cli import resolve
+from eventwire.cli.errors import CLIError
+
+BROKER_HELP = (
+    f"Broker URL; default ${resolve.BROKER_URL_ENV}, else {resolve.DEFAULT_BROKER_URL} "
+    "(embedded, no server needed)."
+)
+BrokerOption = Annotated[str | None, typer.Option("--broker", "-b", help=BROKER_HELP)]
+_ONLY_EVENTWIRE = logging.Filter("eventwire")
+
+
+class _Servable(Protocol):
+    def serve(
+        self,
+        broker_url: str | None = None,
+        concurrency: int | None = None,
+        install_signal_handlers: bool = True,
+    ) -> int: ...
+
+
+def _configure_logging() -> None:
+    # Only when nobody configured logging (an app module may do it on import).
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+
+
+@contextmanager
+def _only_eventwire_logs() -> Iterator[None]:
+    # While a command reports a failure in one line of its own, a client library's log of
+    # the same failure (aiormq logs connection errors itself) would only repeat it.
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(_ONLY_EVENTWIRE)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(_ONLY_EVENTWIRE)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from eventwire import __version__
+
+        typer.echo(f"eventwire {__version__}")
+        raise typer.Exit(0)
+
+
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Production-ready messaging for event-driven services."""
+
+
+def run(
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODULE:APP",
+            help="Where the App is: a module (examples.orders.service:app) or file (svc.py:app).",
+        ),
+    ],
+    broker: BrokerOption = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency", "-c", min=1, help="Handlers in flight per subscriber (overrides code)."
+        ),
+    ] = None,
+) -> None:
+    """Run an App's subscribers until SIGTERM or Ctrl-C, then shut down gracefully."""
+    _configure_logging()
+    resolved = resolve.broker_url(broker)
+    app = resolve.load_app(target)
+    resolve.announce(resolved)
+    with _only_eventwire_logs():
+        # Fail fast, in one line, on a broker that is not there, before the app starts.
+        asyncio.run(_check_reachable(resolved))
+    servable: _Servable = app  # type: ignore[assignment]  # load_app checked for .serve
+    code = servable.serve(
+        broker_url=resolved.url.secret(), concurrency=concurrency, install_signal_handlers=True
+    )
+    raise typer.Exit(code)
+
+
+def publish(
+    topic: Annotated[str, typer.Argument(help="Topic to publish to, e.g. orders.placed.")],
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data", "-d", help="JSON body, or @path/to/file.json to read it from a file."
+        ),
+    ],
+    key: Annotated[str | None, typer.Option("--key", "-k", help="Partition/ordering key.")] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option("--header", "-H", help="A header NAME=VALUE; repeat for more."),
+    ] = None,
+    broker: BrokerOption = None,
+) -> None:
+    """Publish one JSON message and print its id once the broker has confirmed it."""
+    _configure_logging()
+    body = resolve.json_body(data)
+    headers = resolve.headers(header or [])
+    resolved = resolve.broker_url(broker)
+    resolve.announce(resolved)
+    with _only_eventwire_logs():
+        message_id = asyncio.run(_publish(resolved, topic, body, key, headers))
+    typer.echo(f"published {message_id} to {topic} on {resolved.url}")
+
+
+async def _check_reachable(resolved: resolve.ResolvedBroker) -> None:
+    from eventwire.brokers.catalog import open_broker
+
+    try:
+        async with open_broker(resolved.url):
+            pass
+    except OSError as exc:
+        raise _unreachable(resolved, exc) from None
+
+
+async def _publish(
+    resolved: resolve.ResolvedBroker,
+    topic: str,
+    body: bytes,
+    key: str | None,
+    headers: dict[str, str],
+) -> str:
+    from eventwire.brokers.catalog import open_broker
+    from eventwire.core.message import Message
+
+    message = Message(body=body, key=key, headers=headers, content_type="application/json")
+    try:
+        async with open_broker(resolved.url) as broker:
+            await broker.publish(topic, message)
+    except OSError as exc:
+        raise _unreachable(resolved, exc) from None
+    return message.id
+
+
+def _unreachable(resolved: resolve.ResolvedBroker, exc: OSError) -> CLIError:
+    # A client library leaking a socket error: still one line, still redacted.
+    return CLIError(
+        f"cannot reach the broker at {resolved.url} ({exc.strerror or exc}): "
+        "check the URL and that the broker is running"
+    )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
-    del app
+    """Add this module's commands (and the root ``--version`` option) to ``app``."""
+    app.callback()(root)
+    app.command("run")(run)
+    app.command("publish")(publish)

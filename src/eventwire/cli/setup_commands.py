@@ -2,9 +2,169 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from eventwire.core.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from eventwire.setup.requirements import Requirements
+
+_FROM = typer.Option("--from", help="YAML file with the requirements (flags override it).")
+_REQ_HELP = "Requirements (flags, --from FILE, or a wizard on a terminal)"
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def _wizard() -> dict[str, Any]:
+    """Ask for the main requirements one prompt at a time (terminal only)."""
+    from eventwire.setup.requirements import DeliveryGuarantee, Ordering, UseCase
+
+    def choice(label: str, values: list[str], default: str) -> str:
+        return str(typer.prompt(f"{label} ({'/'.join(values)})", default=default))
+
+    return {
+        "use_case": choice("Use case", [u.value for u in UseCase], UseCase.WORK_QUEUE.value),
+        "peak_rate": typer.prompt("Peak messages per second", default=100.0, type=float),
+        "message_size": typer.prompt("Typical message size in bytes", default=1024, type=int),
+        "delivery": choice("Delivery", [d.value for d in DeliveryGuarantee], "at-least-once"),
+        "ordering": choice("Ordering", [o.value for o in Ordering], Ordering.NONE.value),
+        "replay": typer.confirm("Must new consumers replay history?", default=False),
+        "persistence": typer.confirm("Must messages survive a broker restart?", default=True),
+        "routing": typer.prompt("Routing needs (patterns,priorities,ttl or empty)", default=""),
+        "operated": typer.prompt("Brokers you already run (comma-separated)", default=""),
+        "team_size": typer.prompt("Team size", default=3, type=int),
+    }
+
+
+def _requirements(from_file: Path | None, flags: dict[str, Any]) -> Requirements:
+    from eventwire.setup import requirements
+
+    given = {k: v for k, v in flags.items() if v is not None and v != []}
+    if from_file is not None:
+        return requirements.load(from_file, given)
+    if not given and sys.stdin.isatty() and sys.stdout.isatty():
+        given = _wizard()
+    return requirements.build(given)
+
+
+def advise(
+    *,
+    from_file: Annotated[Path | None, _FROM] = None,
+    use_case: Annotated[
+        str | None,
+        typer.Option(help="work-queue, pub-sub, event-sourcing, streaming, request-reply"),
+    ] = None,
+    rate: Annotated[float | None, typer.Option(help="Peak messages per second.")] = None,
+    size: Annotated[int | None, typer.Option(help="Typical message size in bytes.")] = None,
+    delivery: Annotated[
+        str | None, typer.Option(help="at-most-once, at-least-once, exactly-once")
+    ] = None,
+    ordering: Annotated[str | None, typer.Option(help="none, per-key, global")] = None,
+    latency_ms: Annotated[float | None, typer.Option(help="p99 latency target in ms.")] = None,
+    replay: Annotated[
+        bool | None, typer.Option("--replay/--no-replay", help="New consumers read history.")
+    ] = None,
+    retention_days: Annotated[float | None, typer.Option(help="Days of history to keep.")] = None,
+    persistence: Annotated[
+        bool | None, typer.Option("--persistence/--no-persistence", help="Survive broker restarts.")
+    ] = None,
+    routing: Annotated[
+        list[str] | None, typer.Option(help="patterns, priorities, ttl (repeat or comma-separate).")
+    ] = None,
+    operated: Annotated[
+        list[str] | None,
+        typer.Option(help="Brokers already operated (rabbitmq, kafka, nats, redis)."),
+    ] = None,
+    team_size: Annotated[int | None, typer.Option(help="Engineers who will run it.")] = None,
+    memory_gb: Annotated[
+        float | None, typer.Option(help="RAM available to the broker, GB.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the advice as JSON.")] = False,
+) -> None:
+    """Rank brokers for your requirements, with the reasons for every score."""
+    from eventwire.setup import advisor, facts, summary
+
+    flags = {
+        "use_case": use_case,
+        "peak_rate": rate,
+        "message_size": size,
+        "delivery": delivery,
+        "ordering": ordering,
+        "latency_ms": latency_ms,
+        "replay": replay,
+        "retention_days": retention_days,
+        "persistence": persistence,
+        "routing": _split(routing),
+        "operated": _split(operated),
+        "team_size": team_size,
+        "memory_budget_gb": memory_gb,
+    }
+    try:
+        req = _requirements(from_file, flags)
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from None
+    result = advisor.advise(req, facts.current())
+    if as_json:
+        typer.echo(json.dumps({"requirements": req.to_data(), **result.to_data()}, indent=2))
+    else:
+        typer.echo(summary.render_advice(req, result))
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [part.strip() for v in values for part in v.split(",") if part.strip()]
+
+
+def init(
+    name: Annotated[str, typer.Argument(help="Service name, e.g. orders-service.")],
+    *,
+    broker: Annotated[str | None, typer.Option(help="rabbitmq, kafka, nats or redis.")] = None,
+    pattern: Annotated[
+        str | None, typer.Option(help="work-queue, pub-sub or event-streaming.")
+    ] = None,
+    from_file: Annotated[Path | None, _FROM] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Target folder (default ./NAME).")
+    ] = None,
+    update: Annotated[
+        bool, typer.Option("--update", help="Refresh generator-owned files.")
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="Message format (json).")] = "json",
+    monitoring: Annotated[
+        bool, typer.Option("--monitoring/--no-monitoring", help="Prometheus + Grafana in compose.")
+    ] = True,
+) -> None:
+    """Scaffold a service for a broker and pattern, then print what was made."""
+    from eventwire.setup import scaffold, summary
+
+    try:
+        plan = scaffold.plan_service(
+            name=name,
+            broker=broker,
+            pattern=pattern,
+            requirements_file=from_file,
+            directory=directory,
+            message_format=fmt,
+            monitoring=monitoring,
+        )
+        if plan.advice_text:
+            typer.echo(plan.advice_text + "\n")
+        result = scaffold.write_service(plan, update=update)
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(summary.render_summary(result))
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    del app
+    app.command(help=f"Rank brokers for your requirements. {_REQ_HELP}.")(advise)
+    app.command(help="Scaffold a messaging service (typed messages, worker, tests, compose).")(init)

@@ -75,6 +75,11 @@ def redact(raw: str) -> str:
     except ValueError:
         return REDACTED if "@" in raw else raw
     netloc = parts.netloc
+    if "@" not in netloc and "@" in raw and "://" not in raw:
+        # No scheme ("user:pass@host"): urlsplit sees no netloc, yet a password may be there.
+        userinfo, _, rest = raw.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        return f"{user}:{REDACTED}@{rest}" if ":" in userinfo else raw
     if "@" not in netloc:
         return raw
     userinfo, _, hostport = netloc.rpartition("@")

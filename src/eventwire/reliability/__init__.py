@@ -1,1 +1,1 @@
-"""eventwire.reliability"""
+"""Reliability layer: retry, dead-letter and idempotency policies the runtime applies."""

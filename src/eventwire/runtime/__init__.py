@@ -1,1 +1,1 @@
-"""eventwire.runtime"""
+"""Runtime layer: ``App``, its subscribers, the consumer loop and graceful shutdown."""

@@ -1,1 +1,1 @@
-"""eventwire.serialization"""
+"""Serialization layer: payload encoding on publish and decoding by handler annotation."""

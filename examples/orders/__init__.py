@@ -1,0 +1,1 @@
+"""Example service: orders -> billing -> notifications on eventwire (run demo.py to see it)."""

@@ -1,0 +1,101 @@
+"""Broker layer: one nats-py connection per broker, never giving up, with redacted logging."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+
+from eventwire.brokers.nats._options import NatsOptions
+from eventwire.core.errors import (
+    BrokerError,
+    ConnectionLostError,
+    EventwireError,
+    MessageTooLargeError,
+)
+from eventwire.core.url import BrokerURL, redact
+
+log = logging.getLogger("eventwire.brokers.nats")
+
+
+def scrub(text: str, url: BrokerURL) -> str:
+    """``text`` with the URL's password (and any URL credentials) masked."""
+    password = url.password
+    clean = redact(text) if "://" in text else text
+    return clean.replace(password, "***") if password else clean
+
+
+def translate(exc: BaseException, url: BrokerURL, doing: str) -> EventwireError:
+    """An eventwire error for a nats-py failure while ``doing``; raise it ``from exc``."""
+    if isinstance(exc, EventwireError):
+        return exc
+    detail = scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, url)
+    if isinstance(exc, nats.errors.MaxPayloadError):
+        return MessageTooLargeError(f"{doing}: {detail}")
+    if isinstance(
+        exc,
+        nats.errors.ConnectionClosedError
+        | nats.errors.NoServersError
+        | nats.errors.OutboundBufferLimitError
+        | nats.errors.StaleConnectionError
+        | OSError,
+    ):
+        return ConnectionLostError(f"{doing} on NATS at {url}: {detail}")
+    return BrokerError(f"{doing} on NATS at {url}: {detail}")
+
+
+def backoff_handler(options: NatsOptions) -> Callable[..., tuple[Any, float]]:
+    """A nats-py reconnect hook: capped exponential backoff with full jitter per server."""
+
+    def choose(servers: list[Any], _info: dict[str, Any]) -> tuple[Any, float]:
+        server = min(servers, key=lambda s: s.reconnects)
+        ceiling = min(options.reconnect_max, options.reconnect_min * 2**server.reconnects)
+        return server, random.uniform(options.reconnect_min / 2, ceiling)
+
+    return choose
+
+
+async def open_connection(url: BrokerURL, options: NatsOptions, *, name: str) -> Client:
+    """A connected nats-py client that reconnects forever and notices a dead link quickly."""
+    secret = url.secret().replace("nats+core://", "nats://", 1)
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("NATS %s: %s", url, scrub(f"{type(exc).__name__}: {exc}", url))
+
+    clients: list[Client] = []
+
+    async def on_disconnect() -> None:
+        if clients and clients[0].is_closed:
+            return  # our own aclose(), not an outage
+        log.warning("NATS %s: disconnected, reconnecting", url)
+
+    async def on_reconnect() -> None:
+        log.info("NATS %s: reconnected", url)
+
+    try:
+        client = await nats.connect(
+            secret,
+            name=name,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,  # never give up while the app runs
+            reconnect_time_wait=0,  # the backoff hook below decides the delay
+            reconnect_to_server_handler=backoff_handler(options),
+            connect_timeout=options.connect_timeout,
+            ping_interval=options.ping_interval,
+            max_outstanding_pings=options.max_pings,
+            pending_size=options.pending_size,
+        )
+        clients.append(client)
+    except (TimeoutError, nats.errors.Error, OSError) as exc:
+        raise ConnectionLostError(
+            f"cannot connect to NATS at {url}: {scrub(str(exc) or type(exc).__name__, url)}"
+        ) from exc
+    return client

@@ -1,0 +1,79 @@
+"""Broker layer: eventwire ``Message`` <-> NATS headers and body, both directions."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+
+from eventwire.core import headers as h
+from eventwire.core.errors import InvalidHeaderError, MessageTooLargeError
+from eventwire.core.message import DEFAULT_CONTENT_TYPE, Message
+
+MSG_ID = "Nats-Msg-Id"  # JetStream dedups on it; it also carries the message id
+_RESERVED_PREFIX = "nats-"  # server-interpreted headers a user must not set by accident
+
+
+def to_headers(message: Message) -> dict[str, str]:
+    """The NATS headers carrying ``message``'s envelope and user headers.
+
+    ``Message.validate`` already refused CR/LF/NUL and non-UTF-8 text; this also refuses user
+    headers named ``Nats-*``, which the server would act on (expected stream, rollups, ...).
+    """
+    out: dict[str, str] = {}
+    for name, value in message.headers.items():
+        if name.lower().startswith(_RESERVED_PREFIX):
+            raise InvalidHeaderError(f"header {name!r} is reserved by NATS (Nats-*): rename it")
+        out[name] = value
+    out[MSG_ID] = message.id
+    out[h.TIMESTAMP] = repr(message.timestamp)
+    if message.content_type != DEFAULT_CONTENT_TYPE:
+        out[h.CONTENT_TYPE] = message.content_type
+    if message.key is not None:
+        out[h.KEY] = message.key
+    if message.correlation_id is not None:
+        out[h.CORRELATION_ID] = message.correlation_id
+    if message.causation_id is not None:
+        out[h.CAUSATION_ID] = message.causation_id
+    return out
+
+
+def check_size(message: Message, headers: Mapping[str, str], max_payload: int) -> None:
+    """Refuse, before sending, a message the connected server would reject as too large."""
+    # NATS/1.0 header block: "NATS/1.0\r\n" + "name: value\r\n"* + "\r\n".
+    header_bytes = 12 + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
+    if len(message.body) + header_bytes > max_payload:
+        raise MessageTooLargeError(
+            f"message {message.id} is {len(message.body)} bytes of body plus {header_bytes} of "
+            f"headers; the NATS server accepts at most {max_payload} (max_payload): store large "
+            "payloads elsewhere and send a reference"
+        )
+
+
+def from_nats(body: bytes, headers: Mapping[str, str] | None) -> Message:
+    """Rebuild the ``Message`` published by ``to_headers`` (foreign messages get defaults)."""
+    if not headers:
+        return Message(body=body)
+    user = dict(headers)
+    message_id = user.pop(MSG_ID, None) or user.pop(h.MESSAGE_ID, None)
+    stamp = user.pop(h.TIMESTAMP, None)
+    content_type = user.pop(h.CONTENT_TYPE, None) or DEFAULT_CONTENT_TYPE
+    key = user.pop(h.KEY, None)
+    correlation = user.pop(h.CORRELATION_ID, None)
+    causation = user.pop(h.CAUSATION_ID, None)
+    for name in [n for n in user if n.lower().startswith(_RESERVED_PREFIX)]:
+        del user[name]  # server-added (Nats-Expected-*, Nats-Sequence, ...), not the sender's
+    extra: dict[str, object] = {}
+    if message_id:
+        extra["id"] = message_id
+    if stamp:
+        with contextlib.suppress(ValueError):
+            extra["timestamp"] = float(stamp)
+    return Message(
+        body=body,
+        key=key,
+        headers=user,
+        content_type=content_type,
+        correlation_id=correlation,
+        causation_id=causation,
+        **extra,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,94 @@
+"""Broker layer: NATS adapter options read from the URL query, and subject/stream naming."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Final
+
+from eventwire.core.errors import ConfigurationError
+from eventwire.core.url import BrokerURL
+
+_DAY: Final = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NatsOptions:
+    """Tunables, each settable as a URL query parameter (``nats://h:4222?ack_wait=10``).
+
+    Durations are seconds. ``max_deliver`` is enforced by the adapter, not the server: the
+    server's MaxDeliver silently strands a message, whereas the adapter dead-letters a message
+    delivered more than ``max_deliver`` times (reason "max-deliveries"), so nothing is lost.
+    """
+
+    prefix: str = "ew"  # subject = "<prefix>.<topic>"
+    stream_prefix: str = "EW_"  # stream = "<stream_prefix><topic>_<hash>"
+    ack_wait: float = 30.0
+    max_deliver: int = 100
+    max_ack_pending: int = 20_000
+    max_age: float = 7 * _DAY  # stream retention; 0 keeps messages forever
+    dup_window: float = 120.0  # Nats-Msg-Id duplicate window
+    storage: str = "file"
+    replicas: int = 1
+    publish_timeout: float = 30.0  # a publish that cannot be confirmed by then raises
+    pending_size: int = 8 * 1024 * 1024  # bytes buffered while reconnecting
+    ping_interval: int = 3  # with max_pings=2 a dead connection is noticed in <= ~12 s
+    max_pings: int = 2
+    reconnect_min: float = 0.1
+    reconnect_max: float = 2.0
+    connect_timeout: float = 5.0
+    # A pull request lives this long; short, because leaving a subscription waits for its
+    # request to end (else the server hands returned messages to a request nobody reads).
+    pull_expires: float = 1.0
+    broadcast_inactive: float = 60.0  # a broadcast consumer left behind is removed after this
+
+    @classmethod
+    def from_url(cls, url: BrokerURL) -> NatsOptions:
+        values: dict[str, object] = {}
+        known = {name: type(getattr(cls(), name)) for name in cls.__dataclass_fields__}
+        for name, raw in url.query.items():
+            kind = known.get(name)
+            if kind is None:
+                raise ConfigurationError(
+                    f"unknown NATS URL option {name!r}: use one of {', '.join(sorted(known))}"
+                )
+            try:
+                values[name] = kind(raw)
+            except ValueError:
+                raise ConfigurationError(
+                    f"NATS URL option {name}={raw!r} must be a {kind.__name__}"
+                ) from None
+        options = cls(**values)  # type: ignore[arg-type]
+        options.check()
+        return options
+
+    def check(self) -> None:
+        if self.storage not in {"file", "memory"}:
+            raise ConfigurationError(f"storage must be 'file' or 'memory', got {self.storage!r}")
+        if self.ack_wait <= 0 or self.publish_timeout <= 0 or self.pull_expires < 0.1:
+            raise ConfigurationError("ack_wait, publish_timeout > 0 and pull_expires >= 0.1")
+        if self.max_deliver < 1 or self.ping_interval < 1 or self.max_pings < 1:
+            raise ConfigurationError("max_deliver, ping_interval and max_pings must be >= 1")
+        if not self.prefix or not _is_token(self.prefix) or not self.stream_prefix:
+            raise ConfigurationError("prefix and stream_prefix must be non-empty names")
+
+    def subject(self, topic: str) -> str:
+        """The NATS subject of ``topic``; topics with empty tokens ('a..b') are refused."""
+        if not all(topic.split(".")):
+            raise ConfigurationError(
+                f"topic {topic!r} has an empty '.'-separated part, which NATS cannot route"
+            )
+        return f"{self.prefix}.{topic}"
+
+    def stream(self, topic: str) -> str:
+        return self.stream_prefix + safe_name(topic)
+
+
+def safe_name(name: str) -> str:
+    """A stream/consumer name for ``name``: readable, no '.', and injective thanks to a hash."""
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name.replace('.', '_')[:80]}_{digest}"
+
+
+def _is_token(text: str) -> bool:
+    return all(text.split(".")) and not set(text) & set(" \t*>")

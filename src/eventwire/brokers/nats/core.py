@@ -1,0 +1,171 @@
+"""Broker layer: the core NATS adapter (``nats+core://``): queue groups, at-most-once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from eventwire.brokers._support.lifecycle import BrokerBase
+from eventwire.brokers.nats._connection import open_connection, translate
+from eventwire.brokers.nats._envelope import check_size, from_nats, to_headers
+from eventwire.brokers.nats._options import NatsOptions
+from eventwire.core.capabilities import BrokerProfile
+from eventwire.core.contract import Health
+from eventwire.core.errors import BrokerError, PublishError
+from eventwire.core.message import Delivery, Message, dead_letter_topic
+from eventwire.core.url import BrokerURL
+
+log = logging.getLogger("eventwire.brokers.nats")
+
+
+class CoreDelivery(Delivery):
+    """A core NATS message: nothing to acknowledge; nack and dead-letter cannot bring it back."""
+
+    __slots__ = ("_broker",)
+
+    def __init__(
+        self, *, broker: CoreNatsBroker, message: Message, topic: str, group: str | None
+    ) -> None:
+        super().__init__(message=message, topic=topic, attempt=1, group=group)
+        self._broker = broker
+
+    async def _ack(self) -> None:
+        return None
+
+    async def _nack(self, delay: float | None) -> None:
+        # At-most-once: core NATS keeps nothing to redeliver (capabilities: redelivery=False).
+        log.debug(
+            "NATS core: nack of %s on %r drops it (no redelivery)", self.message.id, self.topic
+        )
+
+    async def _dead_letter(self, dead: Message) -> None:
+        # Best effort only (dead_letter=NONE): a live subscriber of the DLQ subject sees it.
+        log.warning(
+            "NATS core: dead letter %s of %r published to %r without storage",
+            self.message.id,
+            self.topic,
+            dead_letter_topic(self.topic),
+        )
+        with contextlib.suppress(BrokerError):
+            await self._broker.publish(dead_letter_topic(self.topic), dead)
+
+
+class CoreNatsBroker(BrokerBase):
+    """``nats+core://``: subject ``<prefix>.<topic>``; ``group`` becomes a NATS queue group."""
+
+    def __init__(self, url: BrokerURL, profile: BrokerProfile) -> None:
+        super().__init__(url, profile)
+        self.options = NatsOptions.from_url(url)
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._nc: Client | None = None
+        self._closers: set[Callable[[], None]] = set()
+
+    async def _connect(self) -> None:
+        self._nc = await open_connection(self.url, self.options, name="eventwire-core")
+
+    @property
+    def client(self) -> Client:
+        if self._nc is None:
+            raise BrokerError(f"NATS broker at {self.url} is not connected")
+        return self._nc
+
+    async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None:
+        # aclose() waits for publishes already under way, so a confirmed one is never cut off.
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            await self._publish_now(topic, messages)
+        finally:
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle.set()
+
+    async def _publish_now(self, topic: str, messages: tuple[Message, ...]) -> None:
+        nc = self.client
+        subject = self.options.subject(topic)
+        prepared = []
+        for message in messages:
+            headers = to_headers(message)
+            check_size(message, headers, nc.max_payload)
+            prepared.append((message, headers))
+        try:
+            for message, headers in prepared:
+                await nc.publish(subject, message.body, headers=headers)
+            # The PING/PONG round trip proves the server has read them (not that anyone got
+            # them: core NATS has no confirms); bounded so an outage raises instead of hanging.
+            await nc.flush(timeout=max(1, int(self.options.publish_timeout)))
+        except Exception as exc:
+            raise PublishError(
+                f"publishing {len(prepared)} message(s) to {topic!r} on core NATS failed "
+                f"({translate(exc, self.url, 'publishing')}): treat them as not sent"
+            ) from exc
+
+    @asynccontextmanager
+    async def _subscribe(
+        self, topic: str, group: str | None, prefetch: int
+    ) -> AsyncIterator[AsyncIterator[Delivery]]:
+        await self.connect()
+        nc = self.client
+        ready: deque[Delivery] = deque()
+        wakeup = asyncio.Event()
+        closed = asyncio.Event()
+
+        async def on_msg(msg: Msg) -> None:
+            message = from_nats(msg.data, msg.headers)
+            ready.append(CoreDelivery(broker=self, message=message, topic=topic, group=group))
+            wakeup.set()
+
+        try:
+            sub = await nc.subscribe(self.options.subject(topic), queue=group or "", cb=on_msg)
+            await nc.flush(timeout=5)  # the SUB reached the server: later publishes reach us
+        except Exception as exc:
+            raise translate(exc, self.url, f"subscribing to {topic!r}") from exc
+
+        async def iterate() -> AsyncIterator[Delivery]:
+            while True:
+                if ready:
+                    yield ready.popleft()
+                    continue
+                if closed.is_set():
+                    return
+                wakeup.clear()
+                await wakeup.wait()
+
+        def close() -> None:
+            closed.set()
+            wakeup.set()
+
+        self._closers.add(close)
+        try:
+            yield iterate()
+        finally:
+            self._closers.discard(close)
+            close()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _aclose(self) -> None:
+        for close in list(self._closers):
+            close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.options.publish_timeout)
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.flush(timeout=2)
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+
+    async def _health(self) -> Health:
+        nc = self.client
+        if nc.is_connected:
+            return Health(ok=True, detail="connected")
+        return Health(ok=False, detail="reconnecting" if nc.is_reconnecting else "disconnected")

@@ -1,0 +1,292 @@
+"""Broker layer: the NATS JetStream adapter (streams, durable pull consumers, confirmed publish)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from eventwire.brokers._support.lifecycle import BrokerBase
+from eventwire.brokers.nats._connection import open_connection, translate
+from eventwire.brokers.nats._envelope import check_size, to_headers
+from eventwire.brokers.nats._options import NatsOptions, safe_name
+from eventwire.brokers.nats._pull import PullConsumer
+from eventwire.core.capabilities import BrokerProfile
+from eventwire.core.contract import Health
+from eventwire.core.errors import BrokerError, PublishError
+from eventwire.core.message import DEAD_LETTER_SUFFIX, Delivery, Message, dead_letter_topic
+from eventwire.core.url import BrokerURL
+
+_STREAM_IN_USE = 10058  # "stream name already in use with a different configuration"
+_PERMANENT = (nats.js.errors.BadRequestError, nats.errors.MaxPayloadError)
+
+
+class JetStreamBroker(BrokerBase):
+    """``nats://`` / ``tls://``: one stream per topic, one durable pull consumer per group.
+
+    Streams are named ``<stream_prefix><topic>_<hash>`` and capture exactly the subject
+    ``<prefix>.<topic>``; ``topic.dlq`` is therefore its own stream, created when a group of
+    ``topic`` subscribes so that dead letters are kept before anyone reads them.
+    """
+
+    def __init__(self, url: BrokerURL, profile: BrokerProfile) -> None:
+        super().__init__(url, profile)
+        self.options = NatsOptions.from_url(url)
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._streams: dict[str, asyncio.Task[str]] = {}
+        self._pulls: set[PullConsumer] = set()
+
+    async def _connect(self) -> None:
+        self._nc = await open_connection(self.url, self.options, name="eventwire-jetstream")
+        self._js = self._nc.jetstream(timeout=5.0, publish_async_max_pending=8192)
+
+    @property
+    def client(self) -> Client:
+        if self._nc is None:
+            raise BrokerError(f"NATS broker at {self.url} is not connected")
+        return self._nc
+
+    # -- topology ------------------------------------------------------------------------
+    async def ensure_stream(self, topic: str, *, fresh: bool = False) -> str:
+        """Create or update ``topic``'s stream once per broker object; its name."""
+        task = self._streams.get(topic)
+        if task is None or fresh or (task.done() and task.exception() is not None):
+            task = asyncio.create_task(self._declare_stream(topic))
+            self._streams[topic] = task
+        return await asyncio.shield(task)
+
+    async def _declare_stream(self, topic: str) -> str:
+        assert self._js is not None
+        opts = self.options
+        config = StreamConfig(
+            name=opts.stream(topic),
+            subjects=[opts.subject(topic)],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE if opts.storage == "file" else StorageType.MEMORY,
+            discard=DiscardPolicy.OLD,
+            max_age=opts.max_age or None,
+            duplicate_window=opts.dup_window,
+            num_replicas=opts.replicas,
+        )
+        try:
+            try:
+                await self._js.add_stream(config)
+            except nats.js.errors.BadRequestError as exc:
+                if exc.err_code != _STREAM_IN_USE:
+                    raise
+                await self._js.update_stream(config)
+        except Exception as exc:
+            raise translate(exc, self.url, f"declaring the stream of {topic!r}") from exc
+        return config.name or ""
+
+    async def ensure_consumer(
+        self, topic: str, group: str | None, name: str, start: int | None
+    ) -> str:
+        """Create (or update) the group's durable consumer / the broadcast consumer."""
+        assert self._js is not None
+        opts = self.options
+        stream = await self.ensure_stream(topic)
+        config = ConsumerConfig(
+            name=name,
+            durable_name=name if group is not None else None,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=opts.ack_wait,
+            max_deliver=-1,  # the adapter enforces max_deliver by dead-lettering, see options
+            filter_subject=opts.subject(topic),
+            max_ack_pending=opts.max_ack_pending,
+        )
+        if group is None:
+            config.inactive_threshold = opts.broadcast_inactive
+            if start is None:
+                config.deliver_policy = DeliverPolicy.NEW
+            else:  # recreating a lost broadcast consumer: carry on after the last one seen
+                config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+                config.opt_start_seq = start
+        else:
+            config.deliver_policy = DeliverPolicy.ALL
+        try:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                if start is not None:  # recovering: keep a consumer that is still there
+                    await self._js.consumer_info(stream, name)
+                    return self._next_subject(stream, name)
+            try:
+                await self._js.add_consumer(stream, config)
+            except nats.js.errors.NotFoundError:  # the stream itself is gone: recreate both
+                stream = await self.ensure_stream(topic, fresh=True)
+                await self._js.add_consumer(stream, config)
+        except Exception as exc:
+            raise translate(exc, self.url, f"creating the consumer of {topic!r}") from exc
+        return self._next_subject(stream, name)
+
+    def _next_subject(self, stream: str, consumer: str) -> str:
+        assert self._js is not None
+        return f"{self._js._prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+
+    # -- publish -------------------------------------------------------------------------
+    async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None:
+        # aclose() waits for publishes already under way, so a confirmed one is never cut off.
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            await self._publish_now(topic, messages)
+        finally:
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle.set()
+
+    async def _publish_now(self, topic: str, messages: tuple[Message, ...]) -> None:
+        nc = self.client
+        subject = self.options.subject(topic)
+        prepared = []
+        for message in messages:  # every message is checked before any is sent
+            headers = to_headers(message)
+            check_size(message, headers, nc.max_payload)
+            prepared.append((message, headers))
+        await self.ensure_stream(topic)
+        await self.publish_prepared(topic, subject, prepared)
+
+    async def publish_prepared(
+        self, topic: str, subject: str, prepared: list[tuple[Message, dict[str, str]]]
+    ) -> None:
+        """Send until every message has a PubAck (retries dedup on Nats-Msg-Id) or time is up."""
+        assert self._js is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.publish_timeout
+        pending = prepared
+        attempt = 0
+        while True:
+            failed, error = await self._publish_round(subject, pending, deadline)
+            if not failed:
+                return
+            if isinstance(error, _PERMANENT):
+                break
+            if isinstance(error, nats.js.errors.NoStreamResponseError):
+                with contextlib.suppress(BrokerError):
+                    await self.ensure_stream(topic, fresh=True)
+            if loop.time() >= deadline:
+                break
+            attempt += 1
+            pause = random.uniform(0, min(1.0, 0.05 * 2**attempt))
+            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+            pending = failed
+        cause = translate(error, self.url, "publishing") if error else None
+        raise PublishError(
+            f"{len(failed)} of {len(prepared)} message(s) to {topic!r} were not confirmed by "
+            f"NATS at {self.url} within {self.options.publish_timeout:g}s ({cause}): treat them "
+            "as not sent"
+        ) from error
+
+    async def _publish_round(
+        self, subject: str, batch: list[tuple[Message, dict[str, str]]], deadline: float
+    ) -> tuple[list[tuple[Message, dict[str, str]]], BaseException | None]:
+        assert self._js is not None
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Any]] = []
+        failed: list[tuple[Message, dict[str, str]]] = []
+        error: BaseException | None = None
+        for index, (message, headers) in enumerate(batch):
+            try:
+                futures.append(
+                    await self._js.publish_async(
+                        subject,
+                        message.body,
+                        headers=dict(headers),
+                        wait_stall=max(0.01, deadline - loop.time()),
+                    )
+                )
+            except Exception as exc:  # noqa: BLE001  # buffer full, closed, stalled: retry later
+                failed.extend(batch[index:])
+                error = exc
+                break
+        if futures:
+            # Acks lost in a connection cut never arrive: re-send what is unconfirmed after a
+            # while instead of waiting for the whole deadline (Nats-Msg-Id absorbs repeats).
+            wait = min(max(0.0, deadline - loop.time()), 5.0 + len(futures) / 5000)
+            done, _ = await asyncio.wait(futures, timeout=wait)
+            for future, item in zip(futures, batch, strict=False):
+                if future not in done:
+                    future.cancel()
+                    failed.append(item)
+                elif future.exception() is not None:
+                    failed.append(item)
+                    error = future.exception()
+            if error is None and failed:
+                error = TimeoutError("no PubAck")
+        return failed, error
+
+    # -- subscribe -----------------------------------------------------------------------
+    @asynccontextmanager
+    async def _subscribe(
+        self, topic: str, group: str | None, prefetch: int
+    ) -> AsyncIterator[AsyncIterator[Delivery]]:
+        await self.connect()
+        self.options.subject(topic)  # refuse unroutable topics before touching the server
+        if group is not None and not topic.endswith(DEAD_LETTER_SUFFIX):
+            await self.ensure_stream(dead_letter_topic(topic))  # keep dead letters from now on
+        name = safe_name(group) if group is not None else "bc_" + self.client.new_inbox()[7:]
+
+        async def ensure(start: int | None) -> str:
+            return await self.ensure_consumer(topic, group, name, start)
+
+        async def sink(dead: Message) -> None:
+            await self.publish(dead_letter_topic(topic), dead)
+
+        pull = PullConsumer(
+            nc=self.client,
+            url=self.url,
+            options=self.options,
+            topic=topic,
+            group=group,
+            prefetch=prefetch,
+            ensure_consumer=ensure,
+            dead_letter_sink=sink,
+        )
+        await pull.start()
+        self._pulls.add(pull)
+        try:
+            yield pull
+        finally:
+            self._pulls.discard(pull)
+            await pull.aclose()
+            if group is None and self._js is not None and not self.closed:
+                with contextlib.suppress(Exception):
+                    await self._js.delete_consumer(self.options.stream(topic), name)
+
+    async def _aclose(self) -> None:
+        await asyncio.gather(*(pull.aclose() for pull in list(self._pulls)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.options.publish_timeout)
+        for task in self._streams.values():
+            task.cancel()
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.flush(timeout=2)
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+
+    async def _health(self) -> Health:
+        nc = self.client
+        if nc.is_connected:
+            return Health(ok=True, detail=f"connected to {self.url}")
+        return Health(ok=False, detail="reconnecting" if nc.is_reconnecting else "disconnected")

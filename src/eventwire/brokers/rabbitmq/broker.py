@@ -1,0 +1,98 @@
+"""Broker layer: ``RabbitMQBroker``, the adapter behind ``amqp://`` and ``amqps://`` URLs.
+
+Topology: one durable topic exchange (``exchange=`` option, default "eventwire") with routing
+key = topic; a durable quorum queue per (topic, group) with x-delivery-limit and at-least-once
+dead-lettering to ``dead_letter_topic(topic)``, whose queue (group ``DEAD_LETTER_GROUP``) is
+declared whenever the source is subscribed; TTL retry queues per delay bucket for
+``nack(delay)``; an exclusive auto-delete server-named queue per broadcast subscriber.
+
+Known windows, all on the side of duplicates, never loss: ``dead_letter`` and ``nack(delay)``
+publish a confirmed copy and then ack the original, so a crash between the two leaves both;
+a publish whose confirm was lost in a connection cut is sent again after the reconnect.
+Broadcast queues die with the connection: broadcast subscribers miss what is published while
+they are disconnected (groups do not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import cast
+
+from eventwire.brokers._support.lifecycle import BrokerBase
+from eventwire.brokers.rabbitmq import envelope
+from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
+from eventwire.brokers.rabbitmq.publisher import ConfirmedPublisher
+from eventwire.brokers.rabbitmq.settings import RabbitMQSettings
+from eventwire.brokers.rabbitmq.subscription import RabbitMQSubscription
+from eventwire.core.capabilities import BrokerProfile
+from eventwire.core.contract import Health
+from eventwire.core.errors import ClosedError
+from eventwire.core.message import Delivery, Message
+from eventwire.core.url import BrokerURL
+
+
+class RabbitMQBroker(BrokerBase):
+    """Publisher and subscriber over one supervised AMQP connection."""
+
+    def __init__(self, url: BrokerURL, profile: BrokerProfile) -> None:
+        super().__init__(url, profile)
+        self._settings = RabbitMQSettings.from_url(url)
+        self._conn = RabbitMQConnection(self._settings, str(url))
+        self._publisher = ConfirmedPublisher(self._conn)
+        self._subs: set[RabbitMQSubscription] = set()
+
+    @property
+    def declared_queues(self) -> list[str]:
+        """Durable queues this object declared (tests delete them afterwards)."""
+        return self._conn.topology.queue_names()
+
+    @property
+    def reconnects(self) -> int:
+        """How often the connection was re-established since ``connect``."""
+        return self._conn.reconnects
+
+    async def _connect(self) -> None:
+        await self._conn.open()
+
+    async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None:
+        outgoing = [(m.body, envelope.encode(m)) for m in messages]
+        await self._publisher.publish(self._settings.exchange, topic, outgoing)
+
+    def _subscribe(
+        self, topic: str, group: str | None, prefetch: int
+    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
+        if self._closed:
+            raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
+        return _Subscribe(
+            self, RabbitMQSubscription(self._conn, self._publisher, topic, group, prefetch)
+        )
+
+    async def _aclose(self) -> None:
+        # Publishes already in flight finish first (each bounded by publish_timeout).
+        await self._publisher.drain()
+        for sub in list(self._subs):
+            await sub.aclose()
+        await self._conn.aclose()
+
+    async def _health(self) -> Health:
+        if self._conn.ready:
+            return Health(ok=True, detail="connected")
+        return Health(ok=False, detail="reconnecting")
+
+
+class _Subscribe:
+    """Connects lazily and tracks the subscription so ``aclose`` can end its iterator."""
+
+    def __init__(self, broker: RabbitMQBroker, sub: RabbitMQSubscription) -> None:
+        self._broker, self._sub = broker, sub
+
+    async def __aenter__(self) -> AsyncIterator[Delivery]:
+        await self._broker.connect()
+        await self._sub.__aenter__()
+        self._broker._subs.add(self._sub)
+        return cast("AsyncIterator[Delivery]", self._sub)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._broker._subs.discard(self._sub)
+        await self._sub.aclose()

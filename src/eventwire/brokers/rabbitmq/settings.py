@@ -1,0 +1,154 @@
+"""Broker layer: RabbitMQ options read from the URL query, and the names and arguments of queues.
+
+Query options (all optional): ``exchange`` (topic exchange, default "eventwire"),
+``heartbeat`` (seconds, default 2: aiormq drops a silent connection after (heartbeat + 1) * 3,
+so a half-open connection is noticed within about 10 s), ``delivery_limit`` (quorum x-delivery-limit,
+default 20: a safety net against crash loops, the runtime's max_attempts acts first),
+``publish_timeout`` (seconds a publish waits for the connection and its confirms, default 15),
+``publish_buffer`` (messages that may wait for the connection at once, default 10000),
+``confirm_window`` (unconfirmed publishes in flight per call, default 1000),
+``channels`` (publisher channel pool size, default 4), ``connect_timeout`` (default 10),
+``max_backoff`` (cap of the reconnect backoff in seconds, default 5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import unquote
+
+from eventwire.core.errors import ConfigurationError
+from eventwire.core.message import DEAD_LETTER_GROUP, DEAD_LETTER_SUFFIX, dead_letter_topic
+from eventwire.core.url import BrokerURL
+
+# Delayed retries wait in one quorum queue per (group queue, bucket): the delay is rounded UP
+# to the next bucket, so nack(delay) never comes back early. Longer delays use the last one.
+RETRY_BUCKETS: Final = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0)
+_MAX_NAME: Final = 255  # AMQP short string
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RabbitMQSettings:
+    """Options of one RabbitMQ broker object (see the module docstring)."""
+
+    host: str
+    port: int
+    login: str
+    password: str
+    virtualhost: str
+    ssl: bool
+    exchange: str = "eventwire"
+    heartbeat: int = 2
+    delivery_limit: int = 20
+    publish_timeout: float = 15.0
+    publish_buffer: int = 10_000
+    confirm_window: int = 1000
+    channels: int = 4
+    connect_timeout: float = 10.0
+    max_backoff: float = 5.0
+
+    def __repr__(self) -> str:
+        # The password stays out of reprs, logs and tracebacks.
+        return f"RabbitMQSettings(host={self.host!r}, port={self.port}, exchange={self.exchange!r})"
+
+    @classmethod
+    def from_url(cls, url: BrokerURL) -> RabbitMQSettings:
+        """Settings for ``url``; raise ``ConfigurationError`` naming a bad option."""
+        query = dict(url.query)
+        known = {
+            "exchange", "heartbeat", "delivery_limit", "publish_timeout", "publish_buffer",
+            "confirm_window", "channels", "connect_timeout", "max_backoff",
+        }  # fmt: skip
+        unknown = set(query) - known
+        if unknown:
+            raise ConfigurationError(
+                f"unknown RabbitMQ URL option(s) {sorted(unknown)} in {url}: use {sorted(known)}"
+            )
+        vhost = url.path[1:] if url.path.startswith("/") else url.path
+        try:
+            settings = cls(
+                host=url.host or "localhost",
+                port=url.port or (5671 if url.scheme == "amqps" else 5672),
+                login=url.username or "guest",
+                password=url.password if url.password is not None else "guest",
+                virtualhost=unquote(vhost) or "/",
+                ssl=url.scheme == "amqps",
+                exchange=query.get("exchange", "eventwire"),
+                heartbeat=int(query.get("heartbeat", "2")),
+                delivery_limit=int(query.get("delivery_limit", "20")),
+                publish_timeout=float(query.get("publish_timeout", "15")),
+                publish_buffer=int(query.get("publish_buffer", "10000")),
+                confirm_window=int(query.get("confirm_window", "1000")),
+                channels=int(query.get("channels", "4")),
+                connect_timeout=float(query.get("connect_timeout", "10")),
+                max_backoff=float(query.get("max_backoff", "5")),
+            )
+        except ValueError:
+            raise ConfigurationError(
+                f"a numeric RabbitMQ URL option in {url} is not a number"
+            ) from None
+        if (
+            min(settings.heartbeat, settings.delivery_limit, settings.publish_buffer) < 1
+            or min(settings.confirm_window, settings.channels) < 1
+        ):
+            raise ConfigurationError(f"RabbitMQ URL options in {url} must be positive")
+        return settings
+
+
+def _bounded(name: str) -> str:
+    if len(name.encode()) <= _MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:24]
+    return f"{name[:200]}~{digest}"
+
+
+def group_queue(exchange: str, topic: str, group: str) -> str:
+    """The durable quorum queue of ``group`` on ``topic``; ':' cannot occur in either name."""
+    return _bounded(f"{exchange}:{topic}:{group}")
+
+
+def retry_queue(queue: str, bucket: float) -> str:
+    """The queue where messages of ``queue`` wait ``bucket`` seconds before going back."""
+    return _bounded(f"{queue}:retry-{round(bucket * 1000)}ms")
+
+
+def retry_bucket(delay: float) -> float:
+    """The smallest bucket >= ``delay`` (the largest one for longer delays)."""
+    for bucket in RETRY_BUCKETS:
+        if delay <= bucket:
+            return bucket
+    return RETRY_BUCKETS[-1]
+
+
+def is_terminal(topic: str, group: str | None) -> bool:
+    """The dead-letter queue itself: no delivery limit and no further dead-lettering."""
+    return group == DEAD_LETTER_GROUP and topic.endswith(DEAD_LETTER_SUFFIX)
+
+
+def group_queue_arguments(settings: RabbitMQSettings, topic: str, group: str) -> dict[str, object]:
+    """Arguments of a group queue; identical wherever the queue is declared (else 406)."""
+    if is_terminal(topic, group):
+        return {"x-queue-type": "quorum"}
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": settings.delivery_limit,
+        "x-dead-letter-exchange": settings.exchange,
+        "x-dead-letter-routing-key": dead_letter_topic(topic),
+        # at-least-once dead-lettering keeps the message until the DLQ confirmed it; it needs
+        # reject-publish overflow (https://www.rabbitmq.com/quorum-queues.html#dead-lettering).
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+def retry_queue_arguments(queue: str, bucket: float) -> dict[str, object]:
+    """A quorum queue whose messages expire after ``bucket`` and dead-letter back to ``queue``."""
+    return {
+        "x-queue-type": "quorum",
+        "x-message-ttl": round(bucket * 1000),
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": queue,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }

@@ -1,0 +1,99 @@
+"""Broker layer: a Redis Streams subscription without a group (XREAD from the subscribe point)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, cast
+
+from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
+from eventwire.brokers.redis.envelope import EnvelopeError, from_fields, stream_entries
+from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
+from eventwire.core.message import Message
+
+if TYPE_CHECKING:
+    from eventwire.brokers.redis.streams import RedisStreamsBroker
+
+
+class BroadcastSubscription(Subscription):
+    """Reads every entry added after ``__aenter__`` returned; nothing is kept on the server.
+
+    ack is local bookkeeping; nack hands the same entry out again from this process (after
+    ``delay``), attempt + 1; dead_letter writes to the dead-letter stream. Entries are read
+    by id, so a reconnect resumes exactly where reading stopped (unless trimmed meanwhile).
+    """
+
+    def __init__(self, broker: RedisStreamsBroker, topic: str, prefetch: int) -> None:
+        super().__init__(topic=topic, group=None, prefetch=prefetch, on_close=broker.forget)
+        self._broker = broker
+        self._key = broker.stream_key(topic)
+        self._last: bytes | str = "0-0"
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    async def start(self) -> None:
+        async def last_id() -> None:
+            newest = await self._broker.client.xrevrange(self._key, count=1)
+            self._last = cast("bytes", newest[0][0]) if newest else "0-0"
+
+        await self._broker.call(last_id, f"subscribing to {self.topic!r}")
+        self.spawn(self._read_loop, "broadcast")
+
+    async def _read_loop(self) -> None:
+        client = self._broker.client
+        backoff = Backoff(cap=self._broker.options.backoff_cap)
+        block_ms = int(self._broker.options.block * 1000)
+        while not self.closed:
+            await self.wait_room()
+            if self.closed:
+                return
+            try:
+                reply = await client.xread({self._key: self._last}, count=self.room, block=block_ms)
+                backoff.reset()
+            except TRANSIENT as exc:
+                log.warning(
+                    "redis read on %r failed (%s); reconnecting",
+                    self.topic,
+                    describe(exc, self._broker.url),
+                )
+                await backoff.wait()
+                continue
+            for entry_id, fields in stream_entries(reply):
+                self._last = entry_id
+                try:
+                    message = from_fields(fields)
+                except EnvelopeError as exc:
+                    log.warning(
+                        "redis entry %r on %r is not an eventwire message: %s",
+                        entry_id,
+                        self.topic,
+                        exc,
+                    )
+                    continue
+                self.admit(RedisDelivery(self, entry_id, message, self.topic, 1))
+
+    async def settle_ack(self, delivery: RedisDelivery) -> None:
+        self.forget(delivery)
+
+    async def settle_nack(self, delivery: RedisDelivery, delay: float | None) -> None:
+        if not self.forget(delivery):
+            return
+        again = RedisDelivery(
+            self, delivery.entry_id, delivery.message, self.topic, delivery.attempt + 1
+        )
+
+        def readmit() -> None:
+            self.admit(again)
+
+        if delay:
+            self._timers.add(asyncio.get_running_loop().call_later(delay, readmit))
+        else:
+            readmit()
+
+    async def settle_dead_letter(self, delivery: RedisDelivery, dead: Message) -> None:
+        if self.closed:
+            return
+        await self._broker.move_to_dead_letter(self.topic, None, delivery.entry_id, dead)
+        self.forget(delivery)
+
+    async def release(self) -> None:
+        for timer in self._timers:
+            timer.cancel()

@@ -1,0 +1,136 @@
+"""Broker layer: the Redis connection pool, reconnect backoff and client error translation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+from redis import exceptions as rex
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from eventwire.brokers.redis.options import RedisOptions
+from eventwire.core.errors import (
+    BrokerError,
+    ConfigurationError,
+    ConnectionLostError,
+    EventwireError,
+    PublishError,
+)
+from eventwire.core.url import BrokerURL, redact
+
+T = TypeVar("T")
+
+# Errors after which the same command may succeed once the connection is back.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    rex.ConnectionError,
+    rex.TimeoutError,
+    rex.BusyLoadingError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+def make_client(url: BrokerURL, options: RedisOptions) -> aioredis.Redis:
+    """One pooled client per broker object; every subscription and publish shares its pool.
+
+    redis-py's own retry is kept short (3 quick tries) because the adapter's loops retry
+    forever with their own capped backoff; keepalive plus ``socket_timeout`` and the health
+    check notice a half-open connection.
+    """
+    keepalive: dict[int, int] = {}
+    for name, value in (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):
+            keepalive[getattr(socket, name)] = value
+    kwargs: dict[str, object] = {}
+    if url.scheme.startswith("rediss"):
+        kwargs.update(
+            connection_class=aioredis.SSLConnection,
+            ssl_cert_reqs=options.ssl_cert_reqs,
+            ssl_ca_certs=options.ssl_ca_certs,
+        )
+    pool = aioredis.ConnectionPool(
+        host=url.host or "localhost",
+        port=url.port or 6379,
+        db=options.db,
+        username=url.username or None,
+        password=url.password,
+        socket_timeout=options.socket_timeout,
+        socket_connect_timeout=options.connect_timeout,
+        socket_keepalive=True,
+        socket_keepalive_options=keepalive,
+        health_check_interval=options.health_check_interval,
+        retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 3),
+        client_name="eventwire",
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter that never gives up (reset on success)."""
+
+    def __init__(self, *, base: float = 0.05, cap: float = 2.0) -> None:
+        self._base = base
+        self._cap = cap
+        self._failures = 0
+
+    def reset(self) -> None:
+        self._failures = 0
+
+    def next_delay(self) -> float:
+        self._failures += 1
+        ceiling = min(self._cap, self._base * 2 ** min(self._failures, 30))
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.next_delay())
+
+
+def describe(exc: BaseException, url: BrokerURL) -> str:
+    """The client's message with anything URL-like redacted (never shows a password)."""
+    text = redact(str(exc)) or type(exc).__name__
+    password = url.password
+    if password:
+        text = text.replace(password, "***")
+    return text
+
+
+def translate(exc: BaseException, url: BrokerURL, doing: str) -> EventwireError:
+    """Map a redis-py exception onto eventwire's tree; the caller raises it ``from exc``."""
+    detail = describe(exc, url)
+    if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
+        return ConfigurationError(f"Redis at {url} refused the credentials while {doing}: {detail}")
+    if isinstance(exc, TRANSIENT):
+        return ConnectionLostError(f"Redis at {url} unreachable while {doing}: {detail}")
+    return BrokerError(f"Redis at {url} failed while {doing}: {detail}")
+
+
+async def retry_until(
+    action: Callable[[], Awaitable[T]],
+    *,
+    deadline: float,
+    url: BrokerURL,
+    doing: str,
+    cap: float,
+    error: type[BrokerError] = PublishError,
+) -> T:
+    """Run ``action`` until it succeeds, retrying transient failures with backoff until the
+    monotonic ``deadline``; then raise ``error``. Non-transient failures raise at once."""
+    backoff = Backoff(cap=cap)
+    while True:
+        try:
+            return await action()
+        except TRANSIENT as exc:
+            if time.monotonic() + 0.01 >= deadline:
+                raise error(
+                    f"Redis at {url} did not come back in time while {doing}: {describe(exc, url)}"
+                ) from exc
+            await asyncio.sleep(min(backoff.next_delay(), max(0.0, deadline - time.monotonic())))
+        except rex.RedisError as exc:
+            raise translate(exc, url, doing) from exc

@@ -1,0 +1,141 @@
+"""Broker layer: Message <-> Redis stream entry fields and Pub/Sub payloads (no client import)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any, cast
+
+from eventwire.core.message import DEFAULT_CONTENT_TYPE, Message
+
+# Stream entry field names: short, because they are stored with every entry.
+F_ID = b"id"
+F_BODY = b"body"
+F_KEY = b"key"
+F_CONTENT_TYPE = b"ct"
+F_CORRELATION = b"cid"
+F_CAUSATION = b"caid"
+F_TIMESTAMP = b"ts"
+F_HEADERS = b"h"  # JSON object of str -> str, omitted when there are no headers
+
+PUBSUB_MAGIC = b"EW1\n"
+
+
+class EnvelopeError(ValueError):
+    """An entry or payload that is not an eventwire envelope; it is dead-lettered as is."""
+
+
+def to_fields(message: Message) -> dict[bytes, bytes]:
+    fields: dict[bytes, bytes] = {
+        F_ID: message.id.encode(),
+        F_BODY: message.body,
+        F_TIMESTAMP: repr(message.timestamp).encode(),
+    }
+    if message.content_type != DEFAULT_CONTENT_TYPE:
+        fields[F_CONTENT_TYPE] = message.content_type.encode()
+    if message.key is not None:
+        fields[F_KEY] = message.key.encode()
+    if message.correlation_id is not None:
+        fields[F_CORRELATION] = message.correlation_id.encode()
+    if message.causation_id is not None:
+        fields[F_CAUSATION] = message.causation_id.encode()
+    if message.headers:
+        fields[F_HEADERS] = json.dumps(dict(message.headers), separators=(",", ":")).encode()
+    return fields
+
+
+def _text(fields: Mapping[bytes, bytes], name: bytes) -> str | None:
+    raw = fields.get(name)
+    return None if raw is None else raw.decode()
+
+
+def from_fields(fields: Mapping[bytes, bytes]) -> Message:
+    """The message an entry holds; ``EnvelopeError`` if it was not written by eventwire."""
+    try:
+        body = fields[F_BODY]
+        message_id = fields[F_ID].decode()
+        raw_headers = fields.get(F_HEADERS)
+        headers = _headers(json.loads(raw_headers)) if raw_headers is not None else {}
+        raw_ts = fields.get(F_TIMESTAMP)
+        return Message(
+            body=body,
+            id=message_id,
+            key=_text(fields, F_KEY),
+            headers=headers,
+            content_type=_text(fields, F_CONTENT_TYPE) or DEFAULT_CONTENT_TYPE,
+            correlation_id=_text(fields, F_CORRELATION),
+            causation_id=_text(fields, F_CAUSATION),
+            timestamp=float(raw_ts) if raw_ts is not None else 0.0,
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise EnvelopeError(f"not an eventwire stream entry: {type(exc).__name__}: {exc}") from exc
+
+
+def _headers(value: object) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise EnvelopeError("headers field is not a JSON object of strings")
+    return value
+
+
+def to_payload(message: Message) -> bytes:
+    """A Pub/Sub payload: magic line, JSON envelope line (JSON holds no raw newline), body."""
+    envelope: dict[str, object] = {"id": message.id, "ts": message.timestamp}
+    if message.content_type != DEFAULT_CONTENT_TYPE:
+        envelope["ct"] = message.content_type
+    if message.key is not None:
+        envelope["key"] = message.key
+    if message.correlation_id is not None:
+        envelope["cid"] = message.correlation_id
+    if message.causation_id is not None:
+        envelope["caid"] = message.causation_id
+    if message.headers:
+        envelope["h"] = dict(message.headers)
+    head = json.dumps(envelope, separators=(",", ":")).encode()
+    return PUBSUB_MAGIC + head + b"\n" + message.body
+
+
+def from_payload(payload: bytes) -> Message:
+    if not payload.startswith(PUBSUB_MAGIC):
+        raise EnvelopeError("payload does not start with the eventwire marker")
+    head, sep, body = payload[len(PUBSUB_MAGIC) :].partition(b"\n")
+    try:
+        if not sep:
+            raise EnvelopeError("payload has no envelope line")
+        env = json.loads(head)
+        if not isinstance(env, dict):
+            raise EnvelopeError("envelope is not a JSON object")
+        return Message(
+            body=body,
+            id=str(env["id"]),
+            key=_opt(env.get("key")),
+            headers=_headers(env.get("h", {})),
+            content_type=_opt(env.get("ct")) or DEFAULT_CONTENT_TYPE,
+            correlation_id=_opt(env.get("cid")),
+            causation_id=_opt(env.get("caid")),
+            timestamp=float(env.get("ts", 0.0)),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise EnvelopeError(f"not an eventwire payload: {type(exc).__name__}: {exc}") from exc
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def stream_entries(reply: object) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
+    """(entry id, fields) pairs of an XREAD/XREADGROUP reply, in the RESP2 or RESP3 shape."""
+    streams: Any = reply.items() if isinstance(reply, dict) else (reply or ())
+    for _name, entries in streams:
+        for entry_id, fields in entries:
+            if fields is not None:  # None: the entry was trimmed while pending
+                yield entry_id, as_fields(fields)
+
+
+def as_fields(fields: object) -> dict[bytes, bytes]:
+    """Entry fields from a dict or from the flat [field, value, ...] list Lua scripts return."""
+    if isinstance(fields, dict):
+        return cast("dict[bytes, bytes]", fields)
+    flat = cast("list[bytes]", fields)
+    return dict(zip(flat[::2], flat[1::2], strict=True))

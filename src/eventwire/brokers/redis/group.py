@@ -1,0 +1,270 @@
+"""Broker layer: a Redis Streams consumer-group subscription (XREADGROUP, XACK, XAUTOCLAIM)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from redis import exceptions as rex
+
+from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
+from eventwire.brokers.redis.envelope import EnvelopeError, as_fields, from_fields, stream_entries
+from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
+from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
+
+if TYPE_CHECKING:
+    from eventwire.brokers.redis.streams import RedisStreamsBroker
+
+
+RECOVERABLE: tuple[type[BaseException], ...] = (rex.ResponseError, *TRANSIENT)
+
+
+def consumer_name() -> str:
+    """Unique per subscription, readable in XINFO: host, pid and a random suffix."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class GroupSubscription(Subscription):
+    """One member of a consumer group on one topic's stream.
+
+    * new entries: XREADGROUP ``>`` with COUNT = free prefetch slots (attempt 1);
+    * ack: batched into one XACK per round trip by a flusher task (``ack()`` returns once
+      queued; if the process dies first the entry is simply redelivered: at-least-once);
+    * nack(delay): the entry stays pending and its id goes into a sorted set scored by due
+      time; members XCLAIM due ids back (delivery count + 1), see ``scripts.MOVE_DUE``;
+    * entries of dead members are reclaimed with XAUTOCLAIM after ``claim_idle``; entries
+      this member holds are touched (XCLAIM JUSTID) so slow handlers keep them;
+    * dead_letter: XADD to the dead-letter stream and XACK in one MULTI/EXEC.
+    """
+
+    def __init__(self, broker: RedisStreamsBroker, topic: str, group: str, prefetch: int) -> None:
+        super().__init__(topic=topic, group=group, prefetch=prefetch, on_close=broker.forget)
+        self._broker = broker
+        self._group = group
+        self._key = broker.stream_key(topic)
+        self._schedule = broker.schedule_key(topic, group)
+        self._consumer = consumer_name()
+        self._acks: list[bytes] = []
+        self._ack_wake = asyncio.Event()
+        self._poll_wake = asyncio.Event()
+        opts = broker.options
+        self._block_ms = int(opts.block * 1000)
+        self._claim_idle_ms = max(1, int(opts.claim_idle * 1000))
+
+    async def start(self) -> None:
+        await self._broker.call(self.ensure_groups, "creating the consumer group")
+        self.spawn(self._read_loop, "read")
+        self.spawn(self._poll_loop, "poll")
+        self.spawn(self._ack_loop, "ack")
+
+    async def ensure_groups(self) -> None:
+        """Create the group at id 0 (reads retained history) and the dead-letter group."""
+        client = self._broker.client
+        dlq = self._broker.stream_key(dead_letter_topic(self.topic))
+        for key, group in ((self._key, self._group), (dlq, DEAD_LETTER_GROUP)):
+            try:
+                await client.xgroup_create(key, group, id="0", mkstream=True)
+            except rex.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    # -- background loops -----------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        client = self._broker.client
+        backoff = Backoff(cap=self._broker.options.backoff_cap)
+        while not self.closed:
+            await self.wait_room()
+            if self.closed:
+                return
+            try:
+                reply = await client.xreadgroup(
+                    self._group,
+                    self._consumer,
+                    {self._key: ">"},
+                    count=self.room,
+                    block=self._block_ms,
+                )
+                backoff.reset()
+            except rex.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # The server lost the group (restart without persistence): create it again.
+                log.warning(
+                    "redis group %r on %r vanished; re-creating it", self._group, self.topic
+                )
+                await self._recover(backoff)
+                continue
+            except TRANSIENT as exc:
+                log.warning(
+                    "redis read on %r failed (%s); reconnecting",
+                    self.topic,
+                    describe(exc, self._broker.url),
+                )
+                await backoff.wait()
+                continue
+            for entry_id, fields in stream_entries(reply):
+                await self._admit(entry_id, fields, 1)
+
+    async def _recover(self, backoff: Backoff) -> None:
+        try:
+            await self.ensure_groups()
+        except RECOVERABLE as exc:
+            log.warning(
+                "redis group re-creation on %r failed: %s",
+                self.topic,
+                describe(exc, self._broker.url),
+            )
+            await backoff.wait()
+
+    async def _admit(self, entry_id: bytes, raw: object, attempt: int) -> None:
+        fields = as_fields(raw)
+        try:
+            message = from_fields(fields)
+        except EnvelopeError as exc:
+            await self._broker.dead_letter_raw(self.topic, self._group, entry_id, fields, str(exc))
+            return
+        self.admit(RedisDelivery(self, entry_id, message, self.topic, int(attempt)))
+
+    async def _poll_loop(self) -> None:
+        """Move due retries back, reclaim dead members' entries, keep ours alive."""
+        broker = self._broker
+        backoff = Backoff(cap=broker.options.backoff_cap)
+        every = broker.options.poll_interval
+        maintain_every = max(every, broker.options.claim_idle / 3)
+        next_maintain = 0.0
+        while not self.closed:
+            try:
+                if self.room > 0:
+                    await self._move_due()
+                if time.monotonic() >= next_maintain:
+                    await self._maintain()
+                    next_maintain = time.monotonic() + maintain_every
+                backoff.reset()
+            except rex.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._recover(backoff)
+            except TRANSIENT as exc:
+                log.debug("redis poll on %r failed: %s", self.topic, describe(exc, broker.url))
+                await backoff.wait()
+                continue
+            self._poll_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poll_wake.wait(), every)
+
+    async def _move_due(self) -> None:
+        now_ms = int(time.time() * 1000)
+        moved = await self._broker.scripts["move_due"](
+            keys=[self._key, self._schedule],
+            args=[self._group, self._consumer, now_ms, self.room],
+        )
+        for entry_id, fields, count in moved:
+            await self._admit(entry_id, fields, count)
+
+    async def _maintain(self) -> None:
+        broker = self._broker
+        if self.held:  # touch: reset idle time so live members never reclaim what we hold
+            await broker.client.xclaim(
+                self._key, self._group, self._consumer, 0, list(self.held), justid=True
+            )
+        start: bytes | str = "0-0"
+        for _ in range(100):  # bounded: 100 pages of reclaim per round at most
+            if self.room <= 0:
+                break
+            next_start, claimed = await broker.scripts["reclaim"](
+                keys=[self._key, self._schedule],
+                args=[self._group, self._consumer, self._claim_idle_ms, start, self.room],
+            )
+            for entry_id, fields, count in claimed:
+                await self._admit(entry_id, fields, count)
+            if next_start in (b"0-0", "0-0"):
+                break
+            start = next_start
+        await broker.scripts["sweep"](
+            keys=[self._key], args=[self._group, max(self._claim_idle_ms * 10, 600_000)]
+        )
+
+    async def _ack_loop(self) -> None:
+        backoff = Backoff(cap=self._broker.options.backoff_cap)
+        while not self.closed:
+            await self._ack_wake.wait()
+            self._ack_wake.clear()
+            try:
+                await self._flush_acks()
+                backoff.reset()
+            except TRANSIENT as exc:
+                log.debug(
+                    "redis XACK on %r failed: %s", self.topic, describe(exc, self._broker.url)
+                )
+                self._ack_wake.set()
+                await backoff.wait()
+
+    async def _flush_acks(self) -> None:
+        while self._acks:
+            batch, self._acks = self._acks, []
+            try:
+                await self._broker.client.xack(self._key, self._group, *batch)
+            except BaseException:
+                self._acks[:0] = batch  # keep them for the next try
+                raise
+
+    # -- settling -------------------------------------------------------------------------
+
+    async def settle_ack(self, delivery: RedisDelivery) -> None:
+        if self.forget(delivery):
+            self._acks.append(delivery.entry_id)
+            self._ack_wake.set()
+
+    async def settle_nack(self, delivery: RedisDelivery, delay: float | None) -> None:
+        if self.closed or delivery.entry_id not in self.held:
+            return
+        due_ms = int((time.time() + (delay or 0.0)) * 1000)
+
+        async def schedule() -> None:
+            await self._broker.client.zadd(self._schedule, {delivery.entry_id: due_ms})
+
+        # Out of the window before the schedule can hand it back, or admit() would see it as
+        # still held and skip it. If scheduling fails the entry stays pending under this
+        # consumer and is reclaimed after claim_idle: nothing is lost.
+        self.forget(delivery)
+        await self._broker.call(schedule, f"scheduling a retry on {self.topic!r}")
+        if not delay:
+            self._poll_wake.set()
+
+    async def settle_dead_letter(self, delivery: RedisDelivery, dead: Message) -> None:
+        if self.closed or delivery.entry_id not in self.held:
+            return
+        await self._broker.move_to_dead_letter(self.topic, self._group, delivery.entry_id, dead)
+        self.forget(delivery)
+
+    async def release(self) -> None:
+        """Flush acks, then hand every entry this consumer still holds back to the group."""
+        broker = self._broker
+        deadline = time.monotonic() + min(5.0, broker.options.publish_timeout)
+        backoff = Backoff(cap=0.5)
+        while time.monotonic() < deadline:
+            try:
+                await self._flush_acks()
+                await broker.scripts["release"](
+                    keys=[self._key, self._schedule],
+                    args=[self._group, self._consumer, int(time.time() * 1000)],
+                )
+                return
+            except rex.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    return  # the group is gone, and with it everything it held
+                raise
+            except TRANSIENT as exc:
+                log.debug("redis release on %r failed: %s", self.topic, describe(exc, broker.url))
+                await backoff.wait()
+        log.warning(
+            "redis unreachable while closing %r: %d unsettled entries return after claim_idle",
+            self.topic,
+            len(self.held),
+        )

@@ -1,0 +1,238 @@
+"""Broker layer: ``RedisStreamsBroker``, at-least-once messaging on Redis Streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
+
+from redis import exceptions as rex
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
+
+from eventwire.brokers._support.lifecycle import BrokerBase
+from eventwire.brokers.redis import scripts
+from eventwire.brokers.redis.broadcast import BroadcastSubscription
+from eventwire.brokers.redis.connection import make_client, retry_until, translate
+from eventwire.brokers.redis.envelope import F_BODY, to_fields
+from eventwire.brokers.redis.group import GroupSubscription
+from eventwire.brokers.redis.options import RedisOptions
+from eventwire.brokers.redis.subscription import Subscription, log
+from eventwire.core import headers as h
+from eventwire.core.capabilities import BrokerProfile
+from eventwire.core.contract import Health
+from eventwire.core.errors import BrokerError, ClosedError, PublishError
+from eventwire.core.message import Delivery, Message, dead_letter_topic
+from eventwire.core.url import BrokerURL
+
+T = TypeVar("T")
+
+
+class RedisStreamsBroker(BrokerBase):
+    """One stream per topic (``<prefix><topic>``), consumer groups, a dead-letter stream each.
+
+    One connection pool per broker object serves every publish and subscription (a blocked
+    XREADGROUP holds one pooled connection per subscription). Publishing during an outage
+    retries with backoff for up to ``publish_timeout`` seconds, at most ``max_buffered``
+    messages waiting, then raises ``PublishError``; a publish that returned was accepted by
+    Redis. A retried publish whose first try reached Redis before the connection dropped is
+    stored twice: consumers de-duplicate by message id (at-least-once).
+    """
+
+    def __init__(self, url: BrokerURL, profile: BrokerProfile) -> None:
+        super().__init__(url, profile)
+        self.options = RedisOptions.from_url(url)
+        self.client = make_client(url, self.options)
+        self.scripts: dict[str, AsyncScript] = {
+            "move_due": self.client.register_script(scripts.MOVE_DUE),
+            "reclaim": self.client.register_script(scripts.RECLAIM),
+            "release": self.client.register_script(scripts.RELEASE),
+            "sweep": self.client.register_script(scripts.SWEEP),
+        }
+        self._subs: set[Subscription] = set()
+        self._waiting = 0  # messages inside publish() right now: the outage buffer
+        self._space = asyncio.Condition()
+
+    def stream_key(self, topic: str) -> str:
+        return self.options.prefix + topic
+
+    def schedule_key(self, topic: str, group: str) -> str:
+        # ':' is not allowed in topic names, so this never collides with a stream key.
+        return f"{self.options.prefix}{topic}:retry:{group}"
+
+    async def call(self, action: Callable[[], Awaitable[T]], doing: str) -> T:
+        """Run ``action``, riding out an outage up to ``publish_timeout``; errors translated."""
+        return await retry_until(
+            action,
+            deadline=time.monotonic() + self.options.publish_timeout,
+            url=self.url,
+            doing=doing,
+            cap=self.options.backoff_cap,
+            error=BrokerError,
+        )
+
+    async def _connect(self) -> None:
+        try:
+            await self.client.ping()
+        except rex.RedisError as exc:
+            raise translate(exc, self.url, "connecting") from exc
+
+    async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None:
+        deadline = time.monotonic() + self.options.publish_timeout
+        await self._reserve(len(messages), deadline, topic)
+        try:
+            encoded = self.encode(messages)
+
+            async def send() -> list[Any]:
+                pipe = self.client.pipeline(transaction=False)
+                self.queue_publish(pipe, topic, encoded)
+                return await pipe.execute()
+
+            await retry_until(
+                send,
+                deadline=deadline,
+                url=self.url,
+                cap=self.options.backoff_cap,
+                doing=f"publishing to {topic!r}",
+                error=PublishError,
+            )
+        except BrokerError as exc:
+            if isinstance(exc, PublishError):
+                raise
+            raise PublishError(str(exc)) from exc.__cause__
+        finally:
+            async with self._space:
+                self._waiting -= len(messages)
+                self._space.notify_all()
+
+    def encode(self, messages: tuple[Message, ...]) -> list[Any]:
+        """Messages in wire form, encoded once even if the publish is retried."""
+        return [to_fields(m) for m in messages]
+
+    def queue_publish(self, pipe: Pipeline, topic: str, encoded: list[Any]) -> None:
+        key = self.stream_key(topic)
+        maxlen = self.options.maxlen or None
+        for fields in encoded:
+            pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
+
+    async def _reserve(self, count: int, deadline: float, topic: str) -> None:
+        limit = self.options.max_buffered
+        async with self._space:
+            while self._waiting and self._waiting + count > limit:
+                if self._closed:
+                    raise ClosedError(f"cannot publish to {topic!r}: the broker was closed")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PublishError(
+                        f"publish to {topic!r} waited {self.options.publish_timeout} s for room: "
+                        f"{self._waiting} messages are already waiting for Redis at {self.url}"
+                    )
+                try:
+                    await asyncio.wait_for(self._space.wait(), remaining)
+                except TimeoutError:
+                    continue
+            self._waiting += count
+
+    def _subscribe(
+        self, topic: str, group: str | None, prefetch: int
+    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
+        if self._closed:
+            raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
+        sub: Subscription = (
+            BroadcastSubscription(self, topic, prefetch)
+            if group is None
+            else GroupSubscription(self, topic, group, prefetch)
+        )
+        return _Opening(self, sub)
+
+    def forget(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+
+    async def move_to_dead_letter(
+        self, topic: str, group: str | None, entry_id: bytes, dead: Message
+    ) -> None:
+        """XADD ``dead`` to the dead-letter stream and XACK the original, in one MULTI/EXEC."""
+        dlq_key = self.stream_key(dead_letter_topic(topic))
+        fields = to_fields(dead)
+
+        async def move() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xadd(dlq_key, fields, maxlen=self.options.maxlen or None)  # type: ignore[arg-type]
+            if group is not None:
+                pipe.xack(self.stream_key(topic), group, entry_id)
+            await pipe.execute()
+
+        await self.call(move, f"dead-lettering a message of {topic!r}")
+
+    async def dead_letter_raw(
+        self, topic: str, group: str, entry_id: bytes, fields: dict[bytes, bytes], why: str
+    ) -> None:
+        """An entry eventwire cannot read: its body (if any) and raw fields go to the DLQ."""
+        log.warning(
+            "redis entry %r on %r is not an eventwire message; dead-lettering it: %s",
+            entry_id,
+            topic,
+            why,
+        )
+        raw = {
+            k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+            for k, v in fields.items()
+            if k != F_BODY
+        }
+        dead = Message(
+            body=fields.get(F_BODY, b""),
+            headers={
+                h.DLQ_REASON: "envelope-error",
+                h.DLQ_DETAIL: why.replace("\r", " ").replace("\n", " ")[:2000],
+                h.DLQ_ORIGINAL_TOPIC: topic,
+                h.DLQ_GROUP: group,
+                h.DLQ_ATTEMPTS: "1",
+                "x-eventwire-dlq-raw-fields": json.dumps(raw)[:16000],
+            },
+        )
+        await self.move_to_dead_letter(topic, group, entry_id, dead)
+
+    async def _aclose(self) -> None:
+        # Publishers flush first: publish calls already inside _publish finish (or fail by
+        # their own deadline) before the pool goes; new calls already get ClosedError.
+        async with self._space:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._space.wait_for(lambda: self._waiting == 0),
+                    self.options.publish_timeout,
+                )
+        await asyncio.gather(*(sub.close() for sub in list(self._subs)), return_exceptions=True)
+        await self.client.aclose(close_connection_pool=True)
+
+    async def _health(self) -> Health:
+        try:
+            await asyncio.wait_for(self.client.ping(), self.options.socket_timeout)
+        except (rex.RedisError, OSError) as exc:
+            return Health(ok=False, detail=str(translate(exc, self.url, "pinging")))
+        return Health(ok=True, detail=f"connected to {self.url}")
+
+
+class _Opening:
+    """``subscribe()``'s context manager: registers the subscription so ``aclose`` ends it."""
+
+    def __init__(self, broker: RedisStreamsBroker, sub: Subscription) -> None:
+        self._broker = broker
+        self._sub = sub
+
+    async def __aenter__(self) -> AsyncIterator[Delivery]:
+        if self._broker.closed:
+            raise ClosedError(f"cannot subscribe to {self._sub.topic!r}: the broker is closed")
+        await self._broker.connect()
+        self._broker._subs.add(self._sub)
+        try:
+            return await self._sub.__aenter__()
+        except BaseException:
+            await self._sub.close()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._sub.close()

@@ -1,0 +1,156 @@
+"""Broker layer: the delivery queue, prefetch window and lifetime shared by Redis subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import Self
+
+from eventwire.core.message import Delivery, Message
+
+log = logging.getLogger("eventwire.brokers.redis")
+
+
+class RedisDelivery(Delivery):
+    """A delivery whose settlement is carried out by its subscription (no-op once it closed)."""
+
+    __slots__ = ("entry_id", "sub")
+
+    def __init__(
+        self, sub: Subscription, entry_id: bytes, message: Message, topic: str, attempt: int
+    ) -> None:
+        super().__init__(message=message, topic=topic, attempt=attempt, group=sub.group)
+        self.sub = sub
+        self.entry_id = entry_id
+
+    async def _ack(self) -> None:
+        await self.sub.settle_ack(self)
+
+    async def _nack(self, delay: float | None) -> None:
+        await self.sub.settle_nack(self, delay)
+
+    async def _dead_letter(self, dead: Message) -> None:
+        await self.sub.settle_dead_letter(self, dead)
+
+
+class Subscription(ABC):
+    """Feeds deliveries to ``async for`` and keeps at most ``prefetch`` of them unsettled.
+
+    Background tasks admit deliveries while there is room; closing stops the iterator
+    (``StopAsyncIteration``, never an error) and hands unsettled deliveries back.
+    """
+
+    def __init__(
+        self,
+        *,
+        topic: str,
+        group: str | None,
+        prefetch: int,
+        on_close: Callable[[Subscription], None],
+    ) -> None:
+        self.topic = topic
+        self.group = group
+        self.prefetch = prefetch
+        self.held: dict[bytes, RedisDelivery] = {}  # unsettled, queued or handed out
+        self.closed = False
+        self._queue: asyncio.Queue[RedisDelivery | None] = asyncio.Queue()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._on_close = on_close
+        self._close_lock = asyncio.Lock()
+
+    @property
+    def room(self) -> int:
+        return self.prefetch - len(self.held)
+
+    async def wait_room(self) -> None:
+        while self.room <= 0 and not self.closed:
+            self._room.clear()
+            await self._room.wait()
+
+    def admit(self, delivery: RedisDelivery) -> bool:
+        """Queue ``delivery`` unless the same entry is already held; False if skipped."""
+        if self.closed or delivery.entry_id in self.held:
+            return False
+        self.held[delivery.entry_id] = delivery
+        self._queue.put_nowait(delivery)
+        return True
+
+    def forget(self, delivery: RedisDelivery) -> bool:
+        """Drop ``delivery`` from the window; False if the subscription closed meanwhile."""
+        if self.held.pop(delivery.entry_id, None) is not None:
+            self._room.set()
+        return not self.closed
+
+    def spawn(self, coro: Callable[[], Awaitable[None]], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not silently stop delivery: log it loudly
+                log.exception("redis subscription task %s on %r stopped", name, self.topic)
+
+        self._tasks.append(asyncio.create_task(guarded(), name=f"eventwire-redis-{name}"))
+
+    # -- async context manager + iterator -------------------------------------------------
+
+    async def __aenter__(self) -> AsyncIterator[Delivery]:
+        await self.start()
+        return self
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                self._queue.put_nowait(None)  # wake any other waiter too
+                raise StopAsyncIteration
+            if item.entry_id in self.held:  # skip ones handed back while queued
+                return item
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        async with self._close_lock:
+            if self.closed:
+                return
+            self.closed = True
+            self._room.set()
+            self._queue.put_nowait(None)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            try:
+                await self.release()
+            finally:
+                self.held.clear()
+                self._on_close(self)
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def release(self) -> None:
+        """Hand unsettled deliveries back to the broker after the tasks stopped."""
+
+    @abstractmethod
+    async def settle_ack(self, delivery: RedisDelivery) -> None: ...
+
+    @abstractmethod
+    async def settle_nack(self, delivery: RedisDelivery, delay: float | None) -> None: ...
+
+    @abstractmethod
+    async def settle_dead_letter(self, delivery: RedisDelivery, dead: Message) -> None: ...

@@ -1,0 +1,180 @@
+"""Broker layer: one sqlite subscription (claims, polling, heartbeats) and its deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from eventwire.brokers.sqlite.store import Claimed, Settle
+from eventwire.core.errors import EventwireError
+from eventwire.core.message import Delivery, Message
+
+if TYPE_CHECKING:
+    from eventwire.brokers.sqlite.broker import SQLiteBroker
+
+log = logging.getLogger("eventwire.brokers.sqlite")
+
+
+class SQLiteDelivery(Delivery):
+    """A claimed message; settling it after its subscription closed does nothing."""
+
+    __slots__ = ("_settle_key", "_subscription")
+
+    def __init__(self, subscription: SQLiteSubscription, claimed: Claimed) -> None:
+        super().__init__(
+            message=claimed.message,
+            topic=subscription.topic,
+            attempt=claimed.attempt,
+            group=subscription.group,
+        )
+        self._subscription = subscription
+        self._settle_key = Settle(
+            topic=subscription.topic,
+            group=subscription.store_group,
+            seq=claimed.seq,
+            consumer=subscription.consumer,
+        )
+
+    async def _ack(self) -> None:
+        if self._subscription.settled(self):
+            # Acks are batched over a few ms; the at-least-once cost of losing a batch to a
+            # crash is a redelivery, as on any broker whose acks are not confirmed.
+            self._subscription.broker.enqueue_ack(self._settle_key)
+
+    async def _nack(self, delay: float | None) -> None:
+        if self._subscription.settled(self):
+            await self._subscription.broker.nack(self._settle_key, delay or 0.0)
+
+    async def _dead_letter(self, dead: Message) -> None:
+        if self._subscription.settled(self):
+            await self._subscription.broker.dead_letter(self._settle_key, dead)
+
+
+class SQLiteSubscription:
+    """``async with`` joins the group; iterating claims batches of up to ``prefetch``."""
+
+    def __init__(self, broker: SQLiteBroker, topic: str, group: str | None, prefetch: int) -> None:
+        self.broker = broker
+        self.topic = topic
+        self.group = group
+        self.prefetch = prefetch
+        tag = uuid.uuid4().hex[:12]
+        # Broadcast: a private group; '~' cannot appear in user group names.
+        self.store_group = group if group is not None else f"~broadcast-{tag}"
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{tag}"
+        self._buffer: deque[SQLiteDelivery] = deque()
+        self._unsettled: set[SQLiteDelivery] = set()
+        self._wake = asyncio.Event()
+        self._stopped = False
+        self._entered = False
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    @property
+    def ephemeral(self) -> bool:
+        return self.group is None
+
+    async def __aenter__(self) -> AsyncIterator[Delivery]:
+        await self.broker.connect()
+        until = self.broker.ephemeral_until() if self.ephemeral else None
+        await self.broker.join(self.topic, self.store_group, ephemeral_until=until)
+        self._entered = True
+        self.broker.register(self)
+        self._heartbeat = asyncio.create_task(self._beat(), name=f"eventwire-sqlite-{self.topic}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def __aiter__(self) -> SQLiteSubscription:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        interval = self.broker.settings.min_poll
+        while True:
+            if self._stopped:
+                raise StopAsyncIteration
+            if self._buffer:
+                return self._buffer.popleft()
+            self._wake.clear()  # before polling, so a wake during the poll is not lost
+            if len(self._unsettled) < self.prefetch:
+                claimed = await self.broker.claim(
+                    self.topic,
+                    self.store_group,
+                    self.consumer,
+                    self.prefetch - len(self._unsettled),
+                )
+                if self._stopped:
+                    raise StopAsyncIteration  # stop() releases what this claim took
+                if claimed:
+                    for item in claimed:
+                        delivery = SQLiteDelivery(self, item)
+                        self._unsettled.add(delivery)
+                        self._buffer.append(delivery)
+                    interval = self.broker.settings.min_poll
+                    continue
+                # Other processes' publishes are only seen by polling: back off while idle.
+                interval = min(interval * 2, self.broker.settings.max_poll)
+            try:
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def settled(self, delivery: SQLiteDelivery) -> bool:
+        """Forget ``delivery``; False if it was already returned to the broker by stop()."""
+        if delivery not in self._unsettled:
+            return False
+        self._unsettled.discard(delivery)
+        self._wake.set()  # a prefetch slot is free
+        return True
+
+    async def stop(self) -> None:
+        """End iteration and return every unsettled delivery to the group (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._wake.set()
+        self._unsettled.clear()
+        self._buffer.clear()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if not self._entered:
+            return
+        self.broker.unregister(self)
+        if self.broker.closed and not self.broker.closing:
+            return
+        try:
+            await self.broker.release(
+                self.topic, self.store_group, self.consumer, leave=self.ephemeral
+            )
+        except EventwireError as exc:
+            # The leases run out instead; nothing is lost, only delayed.
+            log.warning("could not return claims of %s to the broker: %s", self.topic, exc)
+
+    async def _beat(self) -> None:
+        period = self.broker.settings.lease / 3
+        while not self._stopped:
+            await asyncio.sleep(period)
+            if not self._unsettled and not self.ephemeral:
+                continue  # no claims to keep: spare the write lock
+            try:
+                await self.broker.heartbeat(
+                    self.topic, self.store_group, self.consumer, ephemeral=self.ephemeral
+                )
+            except EventwireError as exc:
+                log.warning("lease heartbeat for %s failed: %s", self.topic, exc)

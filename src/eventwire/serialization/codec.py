@@ -1,0 +1,133 @@
+"""Serialization layer: payload -> (body, content type) on publish, body -> handler argument.
+
+The decoder is chosen once per handler from its first parameter's annotation:
+
+* a pydantic ``BaseModel`` subclass -> ``model_validate_json``
+* ``dict`` / ``list`` / ``Any`` / no annotation -> JSON (orjson), type-checked for dict/list
+* ``bytes`` -> the raw body; ``str`` -> the body as UTF-8 text
+* ``eventwire.Message`` -> the raw ``Message``
+* any other type (``list[Order]``, ``dict[str, int]``, a TypedDict...) -> pydantic ``TypeAdapter``
+
+Failures raise ``DecodeError`` (the body is not what it claims: bad JSON, bad UTF-8) or its
+subclass ``ValidationError`` (well-formed but not a valid instance); the runtime dead-letters
+both at once with ``reason`` taken from the exception class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final, TypeAlias, cast
+
+import pydantic
+
+from eventwire.core.errors import ConfigurationError, DecodeError, MessageError, ValidationError
+from eventwire.core.message import DEFAULT_CONTENT_TYPE, Message
+from eventwire.serialization import json
+
+TEXT_CONTENT_TYPE: Final = "text/plain; charset=utf-8"
+JSON_CONTENT_TYPE: Final = json.JSON_CONTENT_TYPE
+
+Decoder: TypeAlias = Callable[[Message], Any]
+
+_NO_ANNOTATION: Final = object()
+
+
+def encode_payload(payload: object) -> tuple[bytes, str]:
+    """The wire body and content type for ``payload``; ``MessageError`` for unsupported types."""
+    if isinstance(payload, pydantic.BaseModel):
+        return payload.model_dump_json().encode("utf-8"), JSON_CONTENT_TYPE
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return bytes(payload), DEFAULT_CONTENT_TYPE
+    if isinstance(payload, str):
+        return payload.encode("utf-8"), TEXT_CONTENT_TYPE
+    if isinstance(payload, dict | list):
+        return json.dumps(payload), JSON_CONTENT_TYPE
+    raise MessageError(
+        f"cannot publish a {type(payload).__name__}: pass a pydantic model, dict, list, "
+        "str or bytes"
+    )
+
+
+def decoder_for(annotation: object = _NO_ANNOTATION) -> Decoder:
+    """The function turning a delivered ``Message`` into the handler's first argument."""
+    for candidates, decoder in _FIXED:
+        if any(annotation is c for c in candidates):
+            return decoder
+    if annotation is dict or annotation is list:
+        return _json_of_type(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return _model_decoder(annotation)
+    return _adapter_decoder(annotation)
+
+
+def _identity(message: Message) -> Message:
+    return message
+
+
+def _decode_bytes(message: Message) -> bytes:
+    return message.body
+
+
+def _decode_text(message: Message) -> str:
+    try:
+        return message.body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"body is not valid UTF-8 text: {exc}") from exc
+
+
+def _decode_json_any(message: Message) -> Any:
+    return json.loads(message.body)
+
+
+def _json_of_type(expected: type) -> Decoder:
+    def decode(message: Message) -> Any:
+        value = json.loads(message.body)
+        if not isinstance(value, expected):
+            raise ValidationError(
+                f"expected a JSON {'object' if expected is dict else 'array'}, "
+                f"got {type(value).__name__}"
+            )
+        return value
+
+    return decode
+
+
+def _translate(exc: pydantic.ValidationError) -> DecodeError:
+    # pydantic reports unparsable JSON (and bad UTF-8) as a validation error of type
+    # "json_invalid"; that is a decode problem, not a schema problem, for the DLQ reason.
+    if any(err["type"] == "json_invalid" for err in exc.errors()):
+        return DecodeError(f"body is not valid JSON: {exc}")
+    return ValidationError(str(exc))
+
+
+_FIXED: Final[tuple[tuple[tuple[object, ...], Decoder], ...]] = (
+    ((_NO_ANNOTATION, Any, object), _decode_json_any),
+    ((Message,), _identity),
+    ((bytes,), _decode_bytes),
+    ((str,), _decode_text),
+)
+
+
+def _model_decoder(model: type[pydantic.BaseModel]) -> Decoder:
+    def decode(message: Message) -> Any:
+        try:
+            return model.model_validate_json(message.body)
+        except pydantic.ValidationError as exc:
+            raise _translate(exc) from exc
+
+    return decode
+
+
+def _adapter_decoder(annotation: object) -> Decoder:
+    try:
+        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(cast("Any", annotation))
+    except pydantic.PydanticSchemaGenerationError as exc:
+        raise ConfigurationError(f"cannot decode messages into {annotation!r}: {exc}") from exc
+
+    def decode(message: Message) -> Any:
+        try:
+            return adapter.validate_json(message.body)
+        except pydantic.ValidationError as exc:
+            raise _translate(exc) from exc
+
+    return decode

@@ -1,0 +1,159 @@
+"""Testing layer: a private nats-server with JetStream on a free port, killable and restartable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import socket
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from eventwire.core.errors import ConfigurationError
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class NatsServer:
+    """``async with NatsServer() as server:`` runs ``nats-server -js`` for a test.
+
+    The JetStream store lives in its own directory (removed afterwards unless ``store_dir`` was
+    given), so streams, consumers and acknowledged messages survive ``kill()`` + ``start()``
+    (or ``restart()``), which keep the same port. Never touches the shared server on 4222.
+    """
+
+    def __init__(
+        self,
+        *,
+        binary: str = "nats-server",
+        port: int | None = None,
+        store_dir: str | Path | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        ready_timeout: float = 10.0,
+    ) -> None:
+        found = shutil.which(binary)
+        if found is None:
+            raise ConfigurationError(f"{binary!r} is not on PATH: install nats-server")
+        self._binary = found
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self._own_store = store_dir is None
+        self.store_dir = Path(store_dir or tempfile.mkdtemp(prefix="eventwire-nats-"))
+        self._user = user
+        self._password = password
+        self._ready_timeout = ready_timeout
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        """``nats://[user:pass@]127.0.0.1:<port>``; use ``scheme`` for ``nats+core``."""
+        return self.url_for("nats")
+
+    def url_for(self, scheme: str) -> str:
+        auth = f"{self._user}:{self._password}@" if self._user else ""
+        return f"{scheme}://{auth}{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    async def start(self) -> None:
+        """Start the server (again) and return once it accepts clients."""
+        if self.running:
+            return
+        args = [
+            "-a",
+            self.host,
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(self.store_dir),
+            "--no_advertise",
+        ]
+        if self._user:
+            args += ["--user", self._user, "--pass", self._password or ""]
+        self._process = await asyncio.create_subprocess_exec(
+            self._binary,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await self._wait_ready()
+
+    async def _wait_ready(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._ready_timeout
+        while loop.time() < deadline:
+            if not self.running:
+                raise RuntimeError(f"nats-server on port {self.port} exited at start")
+            with contextlib.suppress(OSError, TimeoutError):
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port), 1.0
+                )
+                try:
+                    line = await asyncio.wait_for(reader.readline(), 1.0)
+                finally:
+                    writer.close()
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+                if line.startswith(b"INFO"):
+                    return
+            await asyncio.sleep(0.05)
+        await self.kill()
+        raise TimeoutError(f"nats-server on port {self.port} not ready in {self._ready_timeout}s")
+
+    async def kill(self) -> None:
+        """SIGKILL: no flush, no goodbye, like a crashed host (the store dir stays)."""
+        await self._stop(signal.SIGKILL)
+
+    async def stop(self) -> None:
+        """SIGTERM and wait: a clean shutdown."""
+        await self._stop(signal.SIGTERM)
+
+    async def restart(self) -> None:
+        await self.kill()
+        await self.start()
+
+    async def _stop(self, sig: signal.Signals) -> None:
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(sig)
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+    async def aclose(self) -> None:
+        await self.stop()
+        if self._own_store:
+            shutil.rmtree(self.store_dir, ignore_errors=True)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<NatsServer {self.host}:{self.port} {state}>"

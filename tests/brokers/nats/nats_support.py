@@ -1,0 +1,62 @@
+"""Tests: helpers for the NATS adapter tests (unique stream prefixes, cleanup, scale)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import nats
+
+SHARED = "127.0.0.1:4222"
+FULL = (os.environ.get("EVENTWIRE_TEST_SCALE") or "").strip().lower() == "full"
+
+
+def scaled(quick: int, full: int) -> int:
+    """``full`` under EVENTWIRE_TEST_SCALE=full, else ``quick``."""
+    return full if FULL else quick
+
+
+def new_prefix() -> str:
+    return f"EWT{uuid.uuid4().hex[:8]}_"
+
+
+def url_for(hostport: str, prefix: str, scheme: str = "nats", **options: object) -> str:
+    query = "&".join(f"{k}={v}" for k, v in {"stream_prefix": prefix, **options}.items())
+    return f"{scheme}://{hostport}?{query}"
+
+
+async def delete_streams(hostport: str, prefix: str) -> None:
+    """Remove the streams a test created (never anything else on the shared server)."""
+    with contextlib.suppress(Exception):
+        nc = await nats.connect(f"nats://{hostport}", max_reconnect_attempts=1)
+        try:
+            js = nc.jetstream()
+            for info in await js.streams_info():
+                if info.config.name and info.config.name.startswith(prefix):
+                    await js.delete_stream(info.config.name)
+        finally:
+            await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def stream_prefix(hostport: str = SHARED) -> AsyncIterator[str]:
+    prefix = new_prefix()
+    try:
+        yield prefix
+    finally:
+        await delete_streams(hostport, prefix)
+
+
+async def stream_messages(hostport: str, stream: str) -> int:
+    """How many messages ``stream`` holds (0 if it does not exist)."""
+    nc = await nats.connect(f"nats://{hostport}", max_reconnect_attempts=1)
+    try:
+        try:
+            info = await nc.jetstream().stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            return 0
+        return int(info.state.messages)
+    finally:
+        await nc.close()

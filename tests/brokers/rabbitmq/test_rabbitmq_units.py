@@ -1,0 +1,120 @@
+"""Tests: RabbitMQ adapter pieces without a server: URL options, names, envelope, backoff."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pamqp.commands import Basic
+
+from eventwire.brokers.rabbitmq import envelope
+from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
+from eventwire.brokers.rabbitmq.settings import (
+    RETRY_BUCKETS,
+    RabbitMQSettings,
+    group_queue,
+    group_queue_arguments,
+    retry_bucket,
+    retry_queue,
+)
+from eventwire.core import headers as h
+from eventwire.core.errors import ConfigurationError
+from eventwire.core.message import DEAD_LETTER_GROUP, Message
+from eventwire.core.url import BrokerURL
+
+CANARY = "canary-Pw-7f3a91"
+
+
+def test_settings_from_url_keep_password_out_of_repr() -> None:
+    url = BrokerURL.parse(f"amqps://app:{CANARY}@rmq.example:5671/prod?heartbeat=5&channels=2")
+    settings = RabbitMQSettings.from_url(url)
+    assert (settings.host, settings.port, settings.virtualhost) == ("rmq.example", 5671, "prod")
+    assert settings.ssl and settings.heartbeat == 5 and settings.channels == 2
+    assert settings.password == CANARY
+    assert CANARY not in repr(settings) and CANARY not in str(url)
+
+
+@pytest.mark.parametrize("query", ["bogus=1", "heartbeat=x", "channels=0"])
+def test_bad_url_options_are_configuration_errors(query: str) -> None:
+    url = BrokerURL.parse(f"amqp://u:{CANARY}@localhost/?{query}")
+    with pytest.raises(ConfigurationError) as info:
+        RabbitMQSettings.from_url(url)
+    assert CANARY not in str(info.value)
+
+
+def test_queue_names_are_unambiguous_and_bounded() -> None:
+    assert group_queue("ew", "a.b", "c") != group_queue("ew", "a", "b.c")
+    long = group_queue("ew", "t" * 200, "g" * 200)
+    assert len(long.encode()) <= 255
+    assert long != group_queue("ew", "t" * 200, "g" * 199 + "h")
+    assert retry_queue("ew:t:g", 0.5) == "ew:t:g:retry-500ms"
+
+
+def test_retry_bucket_rounds_up_so_retries_never_come_early() -> None:
+    assert retry_bucket(0.0) == 0.1
+    assert retry_bucket(0.3) == 0.5
+    assert retry_bucket(1.0) == 1.0
+    assert retry_bucket(1.01) == 2.0
+    assert retry_bucket(10**9) == RETRY_BUCKETS[-1]
+
+
+def test_dead_letter_queue_is_terminal() -> None:
+    settings = RabbitMQSettings.from_url(BrokerURL.parse("amqp://localhost/"))
+    source = group_queue_arguments(settings, "orders", "billing")
+    assert source["x-dead-letter-routing-key"] == "orders.dlq"
+    assert source["x-dead-letter-strategy"] == "at-least-once"
+    assert source["x-overflow"] == "reject-publish"
+    assert group_queue_arguments(settings, "orders.dlq", DEAD_LETTER_GROUP) == {
+        "x-queue-type": "quorum"
+    }
+
+
+def test_envelope_round_trip_keeps_every_field() -> None:
+    message = Message(
+        body=b"\x00\xffbody",
+        key="k1",
+        headers={"tenant": "acme", "note": "é"},
+        content_type="application/json",
+        correlation_id="corr",
+        causation_id="cause",
+        timestamp=1_700_000_000.123456,
+    )
+    props = envelope.encode(message, attempt=3)
+    props.headers = dict(props.headers or {}, **{"x-delivery-count": 1})
+    decoded, attempt = envelope.decode(message.body, props, redelivered=True)
+    assert decoded == message
+    assert attempt == 4  # our attempt header 3 + one broker redelivery
+
+
+def test_broadcast_redelivery_counts_the_redelivered_flag() -> None:
+    props = envelope.encode(Message(body=b"x"))
+    assert envelope.decode(b"x", props, redelivered=False)[1] == 1
+    assert envelope.decode(b"x", props, redelivered=True)[1] == 2
+
+
+def test_broker_dead_letter_gets_a_reason_but_retry_expiry_does_not() -> None:
+    death = {"reason": "delivery_limit", "queue": "q", "routing-keys": ["orders"], "count": 1}
+    expired = {"reason": "expired", "queue": "q:retry-500ms", "routing-keys": ["q:r"]}
+    props = Basic.Properties(
+        message_id="m1",
+        timestamp=datetime.now(tz=UTC),
+        headers={"x-death": [death, expired], "x-first-death-reason": "expired"},
+    )
+    message, _ = envelope.decode(b"x", props, redelivered=False)
+    assert message.headers[h.DLQ_REASON] == "delivery-limit"
+    assert message.headers[h.DLQ_ORIGINAL_TOPIC] == "orders"
+    retried, _ = envelope.decode(
+        b"x", Basic.Properties(message_id="m2", headers={"x-death": [expired]}), redelivered=False
+    )
+    assert h.DLQ_REASON not in retried.headers
+
+
+def test_backoff_is_capped_exponential_with_jitter() -> None:
+    settings = RabbitMQSettings.from_url(BrokerURL.parse("amqp://localhost/?max_backoff=5"))
+    low = RabbitMQConnection(settings, "x", rng=lambda: 0.0)
+    high = RabbitMQConnection(settings, "x", rng=lambda: 1.0)
+    assert low.backoff(0) == pytest.approx(0.05)
+    assert high.backoff(0) == pytest.approx(0.1)
+    assert high.backoff(3) == pytest.approx(0.8)
+    assert high.backoff(100) == pytest.approx(5.0)
+    assert low.backoff(100) == pytest.approx(2.5)

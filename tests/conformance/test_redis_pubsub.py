@@ -1,0 +1,31 @@
+"""Tests: the conformance suite against Redis Pub/Sub (the at-most-once profile)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from eventwire.testing.conformance import ConformanceSuite, Harness
+from eventwire.testing.conformance.harness import URLHarness
+from eventwire.testing.spawn import ProcessHarness, spawn_redis
+
+pytestmark = [pytest.mark.conformance, pytest.mark.integration, pytest.mark.redis]
+
+OPTIONS = "claim_idle=2&poll_interval=0.05&block=0.5&socket_timeout=3&publish_timeout=20"
+
+
+class TestRedisPubSubConformance(ConformanceSuite):
+    PROFILE = "redis-pubsub"
+
+    @pytest.fixture
+    async def harness(self, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+        private = request.node.get_closest_marker("reconnect") is not None or any(
+            word in request.node.name for word in ("restart", "reconnect", "cut", "blackhole")
+        )
+        if private:
+            async with spawn_redis() as server:
+                url = f"redis+pubsub://{server.host}:{server.port}/0?{OPTIONS}"
+                yield ProcessHarness(server, url)
+        else:
+            yield URLHarness(f"redis+pubsub://127.0.0.1:6379/0?{OPTIONS}")

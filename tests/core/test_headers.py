@@ -1,0 +1,70 @@
+"""Tests: header validation refuses what could inject or break headers on any broker."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from eventwire.core.capabilities import Support
+from eventwire.core.errors import InvalidHeaderError, MessageError
+from eventwire.core.headers import MAX_HEADER_VALUE, PREFIX, validate_headers
+
+NAME_CHARS = st.characters(
+    blacklist_categories=("Cs", "Zs", "Cc"), blacklist_characters=":\r\n\x00 "
+)
+VALUE_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00")
+
+
+def test_ordinary_headers_pass() -> None:
+    validate_headers({"tenant": "acme", "x-note": "ünïcødé ✓", "empty": "", "n": "a b: c"})
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"": "v"},
+        {" lead": "v"},
+        {"trail ": "v"},
+        {"has space": "v"},
+        {"has:colon": "v"},
+        {"new\nline": "v"},
+        {"nul\x00": "v"},
+        {"ok": "a\rb"},
+        {"ok": "a\nb"},
+        {"ok": "a\x00b"},
+        {"ok": "x" * (MAX_HEADER_VALUE + 1)},
+        {"ok": "lone surrogate \ud800"},
+        {"ok": 1},
+        {1: "v"},
+    ],
+)
+def test_bad_headers_refused(headers: dict[object, object]) -> None:
+    with pytest.raises(InvalidHeaderError) as info:
+        validate_headers(headers)  # type: ignore[arg-type]
+    assert isinstance(info.value, MessageError)
+
+
+def test_value_at_limit_passes() -> None:
+    validate_headers({"ok": "x" * MAX_HEADER_VALUE})
+
+
+@given(
+    name=st.text(NAME_CHARS, min_size=1, max_size=40),
+    value=st.text(VALUE_CHARS, max_size=200),
+)
+def test_any_name_and_value_without_forbidden_characters_passes(name: str, value: str) -> None:
+    validate_headers({name: value})
+
+
+@given(value=st.text(VALUE_CHARS, max_size=50), bad=st.sampled_from("\r\n\x00"))
+def test_any_value_with_a_control_character_fails(value: str, bad: str) -> None:
+    with pytest.raises(InvalidHeaderError):
+        validate_headers({"name": value + bad + value})
+
+
+def test_reserved_prefix_and_support_truthiness() -> None:
+    assert PREFIX == "x-eventwire-"
+    assert not Support.NONE
+    assert Support.NATIVE
+    assert Support.EMULATED

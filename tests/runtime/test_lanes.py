@@ -1,0 +1,139 @@
+"""Dispatcher: concurrency bound, per-key order, parallel keys, drain semantics."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from eventwire.runtime.lanes import Dispatcher, Job
+
+from .fakes import RecordingDelivery
+
+
+async def wait_for(predicate: object, deadline: float = 5.0) -> None:
+    async with asyncio.timeout(deadline):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0)
+
+
+async def test_per_key_order_with_parallel_keys() -> None:
+    dispatcher = Dispatcher(4)
+    seen: dict[str, list[int]] = {}
+    running = 0
+    peak = 0
+    rng = random.Random(1)
+
+    def make(key: str, n: int) -> Job:
+        async def run() -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            for _ in range(rng.randint(0, 3)):  # yield a random number of times
+                await asyncio.sleep(0)
+            seen.setdefault(key, []).append(n)
+            running -= 1
+            await delivery.ack()
+
+        delivery = RecordingDelivery(key=key)
+        return Job(delivery, run)
+
+    for n in range(200):
+        key = f"k{n % 8}"
+        dispatcher.submit(key, make(key, n))
+    await wait_for(lambda: sum(map(len, seen.values())) == 200)
+    assert all(seq == sorted(seq) for seq in seen.values())
+    assert peak == 4  # bounded, and keys did run in parallel
+    await dispatcher.drain(1.0)
+
+
+async def test_unkeyed_jobs_respect_concurrency() -> None:
+    dispatcher = Dispatcher(3)
+    gate = asyncio.Event()
+    started = 0
+
+    async def run() -> None:
+        nonlocal started
+        started += 1
+        await gate.wait()
+
+    for _ in range(10):
+        dispatcher.submit(None, Job(RecordingDelivery(), run))
+    await wait_for(lambda: started == 3)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert started == 3
+    gate.set()
+    await wait_for(lambda: started == 10)
+    await dispatcher.drain(1.0)
+
+
+async def test_drain_waits_for_running_and_returns_queued() -> None:
+    dispatcher = Dispatcher(1)
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    def job(name: str, key: str | None) -> tuple[Job, RecordingDelivery]:
+        delivery = RecordingDelivery(key=key)
+
+        async def run() -> None:
+            await release.wait()
+            await delivery.ack()
+            finished.append(name)
+
+        return Job(delivery, run), delivery
+
+    first, d1 = job("first", "k")
+    second, d2 = job("second", "k")
+    third, d3 = job("third", None)
+    for j, key in ((first, "k"), (second, "k"), (third, None)):
+        dispatcher.submit(key, j)
+    await wait_for(lambda: first.started)
+    drain = asyncio.create_task(dispatcher.drain(5.0))
+    await asyncio.sleep(0)
+    release.set()
+    await drain
+    assert finished == ["first"]
+    assert d1.settled == "ack"
+    assert d2.settled == "nack"
+    assert d3.settled == "nack"
+
+
+async def test_drain_cancels_after_grace_and_nacks() -> None:
+    dispatcher = Dispatcher(2)
+    cancelled: list[bool] = []
+    deliveries = [RecordingDelivery(key=k) for k in ("a", None)]
+
+    async def stuck() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    jobs = [Job(d, stuck) for d in deliveries]
+    dispatcher.submit("a", jobs[0])
+    dispatcher.submit(None, jobs[1])
+    await wait_for(lambda: all(j.started for j in jobs))
+    await dispatcher.drain(0.01)
+    assert cancelled == [True, True]
+    assert [d.settled for d in deliveries] == ["nack", "nack"]
+    assert dispatcher.in_flight == 0
+
+
+async def test_processing_bug_returns_the_delivery_and_lane_continues() -> None:
+    dispatcher = Dispatcher(1)
+    bad = RecordingDelivery(key="k")
+    good = RecordingDelivery(key="k")
+
+    async def boom() -> None:
+        raise RuntimeError("bug")
+
+    async def fine() -> None:
+        await good.ack()
+
+    dispatcher.submit("k", Job(bad, boom))
+    dispatcher.submit("k", Job(good, fine))
+    await wait_for(lambda: good.settled is not None)
+    assert bad.settled == "nack"
+    assert good.settled == "ack"
+    await dispatcher.drain(1.0)
