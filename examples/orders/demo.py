@@ -127,7 +127,7 @@ async def drive(
         deadline = started + args.timeout
         last = -1
         while time.monotonic() < deadline:
-            notified = ledger.counts()["notifications_distinct"]
+            notified = ledger.counts()["notified"]
             if notified != last:
                 print(f"  notified {notified}/{expected_ok}, dead-lettered {len(dead.reasons)}/1")
                 last = notified
@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         workers[0:1] = start_workers(1, broker_url, state, stats_dir, first=args.workers)
         print(f"  killed worker pid {victim.pid} with SIGKILL; started pid {workers[0].pid}")
 
+    crashed = args.kill_one
     try:
         published, dead, elapsed = asyncio.run(drive(args, broker_url, ledger, crash))
     finally:
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = ledger.counts()
     ledger.close()
     expected_ok = args.orders - 1
-    double_charges = counts["charges"] - counts["charges_distinct"]
+    repeats = counts["charge_requests_repeated"] + counts["notifications"] - counts["notified"]
     rows = [
         ("orders published", f"{published} (1 poison)"),
         ("workers", f"{args.workers}, exit codes {codes}, {reports} reported stats"),
@@ -204,25 +205,33 @@ def main(argv: list[str] | None = None) -> int:
         ("retried", str(totals["retried"])),
         ("dead-lettered", f"{totals['dead_lettered']} {sorted(set(dead.reasons.values()))}"),
         ("duplicates suppressed", str(totals["duplicates_suppressed"])),
-        (
-            "orders charged",
-            f"{counts['charges_distinct']}/{expected_ok}, {double_charges} double charges",
-        ),
-        ("customers notified", f"{counts['notifications_distinct']}/{expected_ok}"),
+        ("orders charged", f"{counts['charged']}/{expected_ok}"),
+        ("customers notified", f"{counts['notified']}/{expected_ok}"),
+        ("repeated charge calls", f"{counts['charge_requests_repeated']} (absorbed by the key)"),
+        ("duplicate notifications", str(counts["notifications"] - counts["notified"])),
         ("elapsed", f"{elapsed:.1f} s"),
     ]
+    if crashed:
+        rows.append(("note", "the worker killed with SIGKILL reported no stats"))
     print("\nsummary")
     for label, value in rows:
         print(f"  {label:<22} {value}")
+    if repeats:
+        # Not a failure: at-least-once delivery. A worker killed after a side effect but
+        # before it recorded completion makes the next worker repeat that handler call.
+        print(
+            f"\n{repeats} handler call(s) ran again after the crash (at-least-once delivery); "
+            "see examples/orders/README.md"
+        )
     ok = (
-        counts["charges_distinct"] == expected_ok
-        and counts["notifications_distinct"] == expected_ok
-        and double_charges == 0
+        counts["charged"] == expected_ok
+        and counts["notified"] == expected_ok
         and len(dead.reasons) == 1
         and all(code == 0 for code in codes)
+        and (repeats == 0 or crashed)
     )
     print(
-        "\nOK: every order charged once and notified; the poison order is in the DLQ"
+        "\nOK: every order charged exactly once and notified; the poison order is in the DLQ"
         if ok
         else "\nINCOMPLETE: see the worker logs"
     )

@@ -1,7 +1,8 @@
 """Example: the service's side effects (charges, notifications) in a SQLite file.
 
-Every row is appended, never upserted, so a handler that ran twice for one order shows up as
-a double charge: the demo and the process tests count them to prove idempotency works.
+Charges carry the order id as the payment provider's idempotency key (as real payment APIs
+offer): a charge request repeated for an order is absorbed and counted, never charged twice.
+Notifications are appended as they are sent, so a repeated one shows up as a duplicate row.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from pathlib import Path
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS charges (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    order_id TEXT NOT NULL,
+    order_id TEXT PRIMARY KEY,
     amount_cents INTEGER NOT NULL,
-    message_id TEXT NOT NULL
+    message_id TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS notifications (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -27,7 +28,7 @@ CREATE TABLE IF NOT EXISTS notifications (
 
 
 class Ledger:
-    """Append-only record of side effects, shared by every worker process through one file."""
+    """Record of side effects, shared by every worker process through one file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -49,14 +50,16 @@ class Ledger:
             with conn:
                 conn.execute(sql, params)
 
-    async def record_charge(self, order_id: str, amount_cents: int, message_id: str) -> None:
+    async def charge(self, order_id: str, amount_cents: int, message_id: str) -> None:
+        """Charge once per order id; a repeated request only increments ``requests``."""
         await asyncio.to_thread(
             self._write,
-            "INSERT INTO charges (order_id, amount_cents, message_id) VALUES (?, ?, ?)",
+            "INSERT INTO charges (order_id, amount_cents, message_id) VALUES (?, ?, ?) "
+            "ON CONFLICT (order_id) DO UPDATE SET requests = requests + 1",
             (order_id, amount_cents, message_id),
         )
 
-    async def record_notification(self, order_id: str, message_id: str) -> None:
+    async def notify(self, order_id: str, message_id: str) -> None:
         await asyncio.to_thread(
             self._write,
             "INSERT INTO notifications (order_id, message_id) VALUES (?, ?)",
@@ -64,17 +67,21 @@ class Ledger:
         )
 
     def counts(self) -> dict[str, int]:
-        """Rows and distinct orders per table (read-only; safe while workers write)."""
+        """Charged orders, repeated charge requests, notifications sent and distinct."""
         with self._lock:
             conn = self._connection()
-            out: dict[str, int] = {}
-            for table in ("charges", "notifications"):
-                total, distinct = conn.execute(
-                    f"SELECT COUNT(*), COUNT(DISTINCT order_id) FROM {table}"
-                ).fetchone()
-                out[table] = int(total)
-                out[f"{table}_distinct"] = int(distinct)
-            return out
+            charged, repeated = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(requests - 1), 0) FROM charges"
+            ).fetchone()
+            sent, distinct = conn.execute(
+                "SELECT COUNT(*), COUNT(DISTINCT order_id) FROM notifications"
+            ).fetchone()
+            return {
+                "charged": int(charged),
+                "charge_requests_repeated": int(repeated),
+                "notifications": int(sent),
+                "notified": int(distinct),
+            }
 
     def close(self) -> None:
         with self._lock:

@@ -67,7 +67,7 @@ async def charge(order: OrderPlaced, ctx: Context) -> None:
         raise GatewayTimeoutError(f"payment gateway timed out for {order.order_id}")
     if not order.items:
         raise PermanentError(f"order {order.order_id} has no items")  # dead-lettered at once
-    await ledger.record_charge(order.order_id, order.amount_cents, ctx.message.id)
+    await ledger.charge(order.order_id, order.amount_cents, ctx.message.id)
     await ctx.publish(
         CHARGED,
         PaymentCharged(
@@ -84,7 +84,7 @@ async def charge(order: OrderPlaced, ctx: Context) -> None:
 async def notify(charged: PaymentCharged, ctx: Context) -> None:
     """Tell the customer (here: record that we would have sent an e-mail)."""
     ctx.logger.debug("charged %s cents for %s", charged.amount_cents, charged.order_id)
-    await ledger.record_notification(charged.order_id, ctx.message.id)
+    await ledger.notify(charged.order_id, ctx.message.id)
 
 
 def _write_stats(directory: Path) -> None:

@@ -115,8 +115,16 @@ class LyingBroker:
             yield self._wrap(sub)
 
     async def _wrap(self, sub: AsyncIterator[Delivery]) -> AsyncIterator[Delivery]:
+        held: list[Delivery] = []
         async for delivery in sub:
-            yield LyingDelivery(delivery, self.lie)
+            if self.lie != "ordered_per_key":
+                yield LyingDelivery(delivery, self.lie)
+                continue
+            held.append(delivery)  # hand out chunks of 32 in reverse: keys go out of order
+            if len(held) == 32:
+                for reordered in reversed(held):
+                    yield LyingDelivery(reordered, self.lie)
+                held.clear()
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -149,6 +157,7 @@ class LyingHarness(MemoryHarness):
         ("dead_letter", "test_dead_letter_reaches_dlq"),
         ("exclusive_in_flight", "test_no_next_message_before_ack"),
         ("broadcast", "test_broadcast_without_group"),
+        ("ordered_per_key", "test_order_per_key"),
     ],
 )
 async def test_overclaiming_fails(lie: str, case: str) -> None:

@@ -11,9 +11,9 @@ from eventwire.core.errors import InvalidHeaderError, MessageError
 from eventwire.core.headers import MAX_HEADER_VALUE, PREFIX, validate_headers
 
 NAME_CHARS = st.characters(
-    blacklist_categories=("Cs", "Zs", "Cc"), blacklist_characters=":\r\n\x00 "
+    codec="utf-8", exclude_categories=("Zs", "Zl", "Zp", "Cc"), exclude_characters=":"
 )
-VALUE_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00")
+VALUE_CHARS = st.characters(codec="utf-8", exclude_characters="\r\n\x00")
 
 
 def test_ordinary_headers_pass() -> None:

@@ -77,6 +77,10 @@ def announce(resolved: ResolvedBroker) -> None:
 
 
 def _import_target(module_ref: str) -> ModuleType:
+    # Like `python -m`, resolve imports from the working directory first (a console script's
+    # sys.path starts at its bin/ directory instead).
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     if module_ref.endswith(".py") or os.sep in module_ref or "/" in module_ref:
         path = Path(module_ref)
         if not path.is_file():
@@ -91,9 +95,6 @@ def _import_target(module_ref: str) -> ModuleType:
         sys.path.insert(0, str(path.resolve().parent))
         spec.loader.exec_module(module)
         return module
-    # Like `python -m`, resolve module names from the working directory first.
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     return importlib.import_module(module_ref)
 
 

@@ -9,18 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from eventwire.core.errors import ConfigurationError
-
 if TYPE_CHECKING:
     from eventwire.setup.requirements import Requirements
 
 _FROM = typer.Option("--from", help="YAML file with the requirements (flags override it).")
 _REQ_HELP = "Requirements (flags, --from FILE, or a wizard on a terminal)"
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
 
 
 def _wizard() -> dict[str, Any]:
@@ -107,10 +100,8 @@ def advise(
         "team_size": team_size,
         "memory_budget_gb": memory_gb,
     }
-    try:
-        req = _requirements(from_file, flags)
-    except ConfigurationError as exc:
-        raise _fail(str(exc)) from None
+    # A ConfigurationError reaches the root group, which prints it as one line, exit 2.
+    req = _requirements(from_file, flags)
     result = advisor.advise(req, facts.current())
     if as_json:
         typer.echo(json.dumps({"requirements": req.to_data(), **result.to_data()}, indent=2))
@@ -146,21 +137,18 @@ def init(
     """Scaffold a service for a broker and pattern, then print what was made."""
     from eventwire.setup import scaffold, summary
 
-    try:
-        plan = scaffold.plan_service(
-            name=name,
-            broker=broker,
-            pattern=pattern,
-            requirements_file=from_file,
-            directory=directory,
-            message_format=fmt,
-            monitoring=monitoring,
-        )
-        if plan.advice_text:
-            typer.echo(plan.advice_text + "\n")
-        result = scaffold.write_service(plan, update=update)
-    except ConfigurationError as exc:
-        raise _fail(str(exc)) from None
+    plan = scaffold.plan_service(
+        name=name,
+        broker=broker,
+        pattern=pattern,
+        requirements_file=from_file,
+        directory=directory,
+        message_format=fmt,
+        monitoring=monitoring,
+    )
+    if plan.advice_text:
+        typer.echo(plan.advice_text + "\n")
+    result = scaffold.write_service(plan, update=update)
     typer.echo(summary.render_summary(result))
 
 

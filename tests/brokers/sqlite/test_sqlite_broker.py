@@ -233,18 +233,18 @@ async def test_broadcast_group_of_a_dead_process_stops_pinning_messages(url: str
 
 async def test_lock_held_by_another_process_delays_but_does_not_break(url: str) -> None:
     path = url.removeprefix("sqlite:///")
-    async with open_broker(url + "?busy_timeout=50") as broker:
-        async with broker.subscribe("t", group="g") as sub:
-            await broker.publish("t", Message(body=b"a"))
-            blocker = sqlite3.connect(path, isolation_level=None)
-            try:
-                blocker.execute("BEGIN IMMEDIATE")
-                with pytest.raises(PublishError, match="locked"):
-                    await broker.publish("t", Message(body=b"b"))
-                waiting = asyncio.ensure_future(take(sub, 1))
-                await asyncio.sleep(0.2)  # claims time out on the lock meanwhile, quietly
-                assert not waiting.done()
-                blocker.execute("COMMIT")
-                assert bodies(await waiting) == [b"a"]
-            finally:
-                blocker.close()
+    broker = open_broker(url + "?busy_timeout=50")
+    async with broker, broker.subscribe("t", group="g") as sub:
+        await broker.publish("t", Message(body=b"a"))
+        blocker = sqlite3.connect(path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            with pytest.raises(PublishError, match="locked"):
+                await broker.publish("t", Message(body=b"b"))
+            waiting = asyncio.ensure_future(take(sub, 1))
+            await asyncio.sleep(0.2)  # claims time out on the lock meanwhile, quietly
+            assert not waiting.done()
+            blocker.execute("COMMIT")
+            assert bodies(await waiting) == [b"a"]
+        finally:
+            blocker.close()

@@ -34,6 +34,7 @@ def test_options_are_read() -> None:
     ("url", "words"),
     [
         ("sqlite://", "no file path"),
+        ("sqlite:///:memory:", "memory://"),
         ("sqlite://host/b.db", "names a host"),
         ("sqlite:///b.db?lease=0", "lease"),
         ("sqlite:///b.db?lease=abc", "lease"),

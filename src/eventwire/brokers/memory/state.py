@@ -162,8 +162,18 @@ class Group:
         loop.call_at(due, self._on_due)
 
     def return_unsettled(self, items: list[Item]) -> None:
-        """A member left holding ``items``: they go first to whoever takes next."""
-        self.ready.extendleft(reversed(items))
+        """A member left holding ``items``: they go first to whoever takes next.
+
+        Call after ``release``; a key with later messages set aside gets its returned ones
+        in front of those, so the key's order survives a member leaving.
+        """
+        for item in reversed(items):
+            key = item[0].key
+            queue = self.blocked.get(key) if key is not None else None
+            if queue is not None:
+                queue.appendleft(item)
+            else:
+                self.ready.appendleft(item)
         self.wake_all()
 
     def _on_due(self) -> None:

@@ -68,7 +68,10 @@ class Subscription(ABC):
         return self.prefetch - len(self.held)
 
     async def wait_room(self) -> None:
-        while self.room <= 0 and not self.closed:
+        """Until a batch worth reading is free: half the window (at least one slot), so a
+        busy consumer is refilled in few large reads rather than many one-message reads."""
+        wanted = max(1, self.prefetch // 2)
+        while self.room < wanted and not self.closed:
             self._room.clear()
             await self._room.wait()
 

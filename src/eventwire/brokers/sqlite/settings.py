@@ -55,6 +55,10 @@ class SQLiteSettings:
         if not raw or raw == "/":
             raise ConfigurationError(f"sqlite URL {url} has no file path: {_EXAMPLE}")
         path = Path(raw[1:])  # the first slash separates the empty host from the path
+        if raw[1:] == ":memory:":
+            raise ConfigurationError(
+                f"sqlite URL {url} names no file: use memory:// for an in-process broker"
+            )
         options = dict(url.query)
         settings = cls(
             path=path,

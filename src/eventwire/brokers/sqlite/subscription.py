@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("eventwire.brokers.sqlite")
 
+# One claim transaction takes at most this many: short write locks, few bound parameters.
+_MAX_CLAIM = 500
+
 
 class SQLiteDelivery(Delivery):
     """A claimed message; settling it after its subscription closed does nothing."""
@@ -43,18 +46,21 @@ class SQLiteDelivery(Delivery):
         )
 
     async def _ack(self) -> None:
-        if self._subscription.settled(self):
+        if self._subscription.holds(self):
             # Acks are batched over a few ms; the at-least-once cost of losing a batch to a
             # crash is a redelivery, as on any broker whose acks are not confirmed.
             self._subscription.broker.enqueue_ack(self._settle_key)
+            self._subscription.forget(self)
 
     async def _nack(self, delay: float | None) -> None:
-        if self._subscription.settled(self):
+        if self._subscription.holds(self):
             await self._subscription.broker.nack(self._settle_key, delay or 0.0)
+            self._subscription.forget(self)  # only now: a failed nack may be retried
 
     async def _dead_letter(self, dead: Message) -> None:
-        if self._subscription.settled(self):
+        if self._subscription.holds(self):
             await self._subscription.broker.dead_letter(self._settle_key, dead)
+            self._subscription.forget(self)
 
 
 class SQLiteSubscription:
@@ -109,12 +115,8 @@ class SQLiteSubscription:
                 return self._buffer.popleft()
             self._wake.clear()  # before polling, so a wake during the poll is not lost
             if len(self._unsettled) < self.prefetch:
-                claimed = await self.broker.claim(
-                    self.topic,
-                    self.store_group,
-                    self.consumer,
-                    self.prefetch - len(self._unsettled),
-                )
+                want = min(self.prefetch - len(self._unsettled), _MAX_CLAIM)
+                claimed = await self.broker.claim(self.topic, self.store_group, self.consumer, want)
                 if self._stopped:
                     raise StopAsyncIteration  # stop() releases what this claim took
                 if claimed:
@@ -135,13 +137,13 @@ class SQLiteSubscription:
     def wake(self) -> None:
         self._wake.set()
 
-    def settled(self, delivery: SQLiteDelivery) -> bool:
-        """Forget ``delivery``; False if it was already returned to the broker by stop()."""
-        if delivery not in self._unsettled:
-            return False
+    def holds(self, delivery: SQLiteDelivery) -> bool:
+        """False once ``delivery`` went back to the broker with stop(): settling is a no-op."""
+        return delivery in self._unsettled
+
+    def forget(self, delivery: SQLiteDelivery) -> None:
         self._unsettled.discard(delivery)
         self._wake.set()  # a prefetch slot is free
-        return True
 
     async def stop(self) -> None:
         """End iteration and return every unsettled delivery to the group (idempotent)."""

@@ -1,0 +1,127 @@
+"""Redis adapter units without a server: URL options, envelopes, backoff, error translation."""
+
+from __future__ import annotations
+
+import pytest
+from redis import exceptions as rex
+
+from eventwire.brokers.redis.connection import Backoff, translate
+from eventwire.brokers.redis.envelope import (
+    EnvelopeError,
+    as_fields,
+    from_fields,
+    from_payload,
+    stream_entries,
+    to_fields,
+    to_payload,
+)
+from eventwire.brokers.redis.options import RedisOptions
+from eventwire.core.errors import BrokerError, ConfigurationError, ConnectionLostError
+from eventwire.core.message import Message
+from eventwire.core.url import BrokerURL
+
+CANARY = "canary-Pw-7f3a91"
+
+
+def sample() -> Message:
+    return Message(
+        body=b"\x00\xff body \r\n",
+        key="k-1",
+        headers={"tenant": "acme", "note": "ünï ✓", "empty": ""},
+        content_type="application/json",
+        correlation_id="c-1",
+        causation_id="c-0",
+    )
+
+
+def test_options_defaults_and_overrides() -> None:
+    default = RedisOptions.from_url(BrokerURL.parse("redis://localhost"))
+    assert default.claim_idle == 30.0
+    assert default.publish_timeout == 30.0
+    assert default.socket_timeout + default.block <= 15, "half-open must be noticed in 15 s"
+    opts = RedisOptions.from_url(
+        BrokerURL.parse("redis://h:1/3?claim_idle=0.5&maxlen=0&prefix=app:&max_buffered=7")
+    )
+    assert (opts.db, opts.claim_idle, opts.maxlen, opts.prefix, opts.max_buffered) == (
+        3,
+        0.5,
+        0,
+        "app:",
+        7,
+    )
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["nope=1", "claim_idle=abc", "claim_idle=0", "maxlen=-1", "block=5&socket_timeout=5"],
+)
+def test_bad_options_are_configuration_errors(query: str) -> None:
+    with pytest.raises(ConfigurationError):
+        RedisOptions.from_url(BrokerURL.parse(f"redis://:{CANARY}@h:1/0?{query}"))
+
+
+def test_stream_fields_round_trip() -> None:
+    sent = sample()
+    got = from_fields(to_fields(sent))
+    assert got == sent
+    minimal = Message(body=b"")
+    assert from_fields(to_fields(minimal)) == minimal
+    assert b"h" not in to_fields(minimal), "no headers field when there are none"
+
+
+def test_payload_round_trip_keeps_binary_body() -> None:
+    sent = sample()
+    assert from_payload(to_payload(sent)) == sent
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {b"body": b"x"},
+        {b"id": b"1", b"body": b"x", b"h": b"{not json"},
+        {b"id": b"1", b"body": b"x", b"h": b'{"a": 1}'},
+        {b"id": b"\xff", b"body": b"x"},
+    ],
+)
+def test_foreign_entries_raise_envelope_error(fields: dict[bytes, bytes]) -> None:
+    with pytest.raises(EnvelopeError):
+        from_fields(fields)
+
+
+@pytest.mark.parametrize("payload", [b"", b"hello", b"EW1\nno-newline", b"EW1\n[1]\nbody"])
+def test_foreign_payloads_raise_envelope_error(payload: bytes) -> None:
+    with pytest.raises(EnvelopeError):
+        from_payload(payload)
+
+
+def test_reply_shapes() -> None:
+    resp2 = [[b"ew:t", [(b"1-0", {b"a": b"b"}), (b"2-0", None)]]]
+    assert list(stream_entries(resp2)) == [(b"1-0", {b"a": b"b"})]
+    resp3 = {b"ew:t": [[(b"1-0", {b"a": b"b"})]][0]}
+    assert list(stream_entries(resp3)) == [(b"1-0", {b"a": b"b"})]
+    assert list(stream_entries(None)) == []
+    assert as_fields([b"a", b"b", b"c", b"d"]) == {b"a": b"b", b"c": b"d"}
+
+
+def test_backoff_is_capped_jittered_and_resets() -> None:
+    backoff = Backoff(base=0.1, cap=2.0)
+    delays = [backoff.next_delay() for _ in range(50)]
+    assert all(0 < d <= 2.0 for d in delays)
+    assert max(delays[-10:]) >= 1.0, "grows up to the cap"
+    assert len(set(delays)) > 10, "jittered"
+    backoff.reset()
+    assert backoff.next_delay() <= 0.2
+
+
+def test_translate_keeps_passwords_out() -> None:
+    url = BrokerURL.parse(f"redis://user:{CANARY}@127.0.0.1:1/0")
+    lost = translate(rex.ConnectionError(f"boom redis://user:{CANARY}@x"), url, "reading")
+    assert isinstance(lost, ConnectionLostError)
+    auth = translate(rex.AuthenticationError("invalid password"), url, "connecting")
+    assert isinstance(auth, ConfigurationError)
+    other = translate(rex.ResponseError("WRONGTYPE"), url, "publishing")
+    assert isinstance(other, BrokerError)
+    for err in (lost, auth, other):
+        assert CANARY not in str(err)
+        assert CANARY not in repr(err)

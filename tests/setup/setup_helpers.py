@@ -1,0 +1,71 @@
+"""Helpers for the setup tests: tools, compose, and generating every broker x pattern."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from eventwire.setup import scaffold
+from eventwire.setup.choices import Pattern
+from eventwire.setup.requirements import Broker
+
+VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
+COMBINATIONS = [(b.value, p.value) for b in Broker for p in Pattern]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Generated:
+    """One generated service."""
+
+    broker: str
+    pattern: str
+    root: Path
+    package: str
+
+
+def tool(name: str) -> str:
+    """A dev tool from the project's virtualenv, else from PATH."""
+    candidate = VENV_BIN / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is needed for this test and was not found")
+    return found
+
+
+def docker_compose() -> str | None:
+    """Debian's docker-compose; missing is a failure in CI and a skip elsewhere."""
+    found = shutil.which("docker-compose")
+    if found is None and os.environ.get("CI", "").lower() == "true":
+        pytest.fail("docker-compose is not installed (apt-get install -y docker-compose)")
+    return found
+
+
+def generate_all(base: Path) -> dict[tuple[str, str], Generated]:
+    """Every combination init offers, each in its own folder under one session root."""
+    services: dict[tuple[str, str], Generated] = {}
+    for broker, pattern in COMBINATIONS:
+        name = f"svc-{broker}-{pattern}"
+        plan = scaffold.plan_service(
+            name=name, broker=broker, pattern=pattern, directory=base / name
+        )
+        scaffold.write_service(plan)
+        services[broker, pattern] = Generated(
+            broker=broker, pattern=pattern, root=base / name, package=plan.package
+        )
+    # The longest allowed name, so that line lengths hold for every name init accepts.
+    long_name = "a-service-name-that-is-forty-chars-long1"
+    assert len(long_name) == 40
+    plan = scaffold.plan_service(
+        name=long_name, broker="kafka", pattern="event-streaming", directory=base / long_name
+    )
+    scaffold.write_service(plan)
+    services["long", "name"] = Generated(
+        broker="kafka", pattern="event-streaming", root=base / long_name, package=plan.package
+    )
+    return services

@@ -1,0 +1,128 @@
+"""Setup tests: every generated service lints, type-checks, passes its own tests, composes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from setup_helpers import COMBINATIONS, Generated, docker_compose, tool
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTWIRE_")}
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def test_ruff_passes_on_every_generated_service(
+    generated: dict[tuple[str, str], Generated],
+) -> None:
+    roots = [str(g.root) for g in generated.values()]
+    for args in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
+        done = subprocess.run(
+            [tool("ruff"), *args, *roots], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy_strict_passes_on_every_generated_service(
+    generated: dict[tuple[str, str], Generated], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    cache = tmp_path_factory.mktemp("mypy-cache")
+    targets = []
+    for g in generated.values():
+        targets += [str(g.root / g.package), str(g.root / "tests")]
+    done = subprocess.run(
+        [tool("mypy"), "--strict", "--cache-dir", str(cache), *targets],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cache,  # away from the project's own mypy configuration
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("broker", "pattern"), COMBINATIONS)
+def test_generated_tests_pass_on_the_memory_broker(
+    generated: dict[tuple[str, str], Generated], broker: str, pattern: str
+) -> None:
+    service = generated[broker, pattern]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=service.root,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=_clean_env(),
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout
+
+
+@pytest.mark.parametrize(("broker", "pattern"), COMBINATIONS)
+def test_docker_compose_accepts_the_file(
+    generated: dict[tuple[str, str], Generated], broker: str, pattern: str
+) -> None:
+    compose = docker_compose()
+    if compose is None:
+        pytest.skip("docker-compose is not installed (outside CI)")
+    service = generated[broker, pattern]
+    done = subprocess.run(
+        [compose, "-f", "docker-compose.yml", "config"],
+        cwd=service.root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("broker", ["rabbitmq", "kafka", "nats", "redis"])
+def test_compose_follows_current_practice(
+    generated: dict[tuple[str, str], Generated], broker: str
+) -> None:
+    root = generated[broker, "work-queue"].root
+    spec = yaml.safe_load((root / "docker-compose.yml").read_text())
+    services = spec["services"]
+    assert "version" not in spec
+    assert all("healthcheck" in s for s in services.values()), "every service has a healthcheck"
+    monitoring = {n for n, s in services.items() if s.get("profiles") == ["monitoring"]}
+    assert {"prometheus", "grafana"} <= monitoring
+    if broker == "kafka":
+        kafka = services["kafka"]
+        env = kafka["environment"]
+        assert kafka["image"].startswith("apache/kafka:4.")
+        assert not any("zookeeper" in n for n in services)
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert len(env["KAFKA_ADVERTISED_LISTENERS"].split(",")) == 2
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 1
+        assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == 1
+        assert "schema-registry" in services
+        assert "kafka-exporter" in monitoring
+        readme = (root / "README.md").read_text()
+        assert "memory://" in readme
+        assert "adapter not built yet" in readme
+    elif broker == "rabbitmq":
+        rabbit = services["rabbitmq"]
+        assert rabbit["image"].startswith("rabbitmq:4.")
+        assert rabbit["image"].endswith("-management")
+        assert {"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"} <= set(rabbit["environment"])
+    elif broker == "nats":
+        nats = services["nats"]
+        assert nats["image"].startswith("nats:2.")
+        assert nats["image"].endswith("-alpine")
+        assert nats["command"] == ["-js", "-sd", "/data", "-m", "8222"]
+        assert "healthz" in " ".join(nats["healthcheck"]["test"])
+        assert "nats-exporter" in monitoring
+    else:
+        redis = services["redis"]
+        assert redis["image"] == "redis:8-alpine"
+        assert "--appendonly" in redis["command"]
+        assert "redis-exporter" in monitoring
