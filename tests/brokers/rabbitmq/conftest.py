@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
-
-from eventwire.brokers.rabbitmq.broker import RabbitMQBroker
-from eventwire.brokers.catalog import open_broker
 from rabbitmq_support import HOST, PORT, Opener
 
+from eventwire.brokers.catalog import open_broker
+from eventwire.brokers.rabbitmq.broker import RabbitMQBroker
 
 
 @pytest.fixture

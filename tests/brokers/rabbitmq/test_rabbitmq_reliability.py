@@ -11,6 +11,7 @@ import textwrap
 import uuid
 
 import pytest
+from rabbitmq_support import FULL, HOST, PORT, Opener
 
 from eventwire.core import headers as h
 from eventwire.core.errors import (
@@ -22,7 +23,6 @@ from eventwire.core.errors import (
 )
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 from eventwire.reliability.retry import RetryPolicy
-from rabbitmq_support import FULL, HOST, PORT, Opener
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
 
@@ -155,7 +155,8 @@ async def test_delivery_limit_dead_letters_crash_loops(open_rmq: Opener) -> None
                 await delivery.nack()
             dead = await anext(dlq)
     assert attempts == [1, 2, 3]
-    assert dead.message.body == message.body and dead.message.id == message.id
+    assert dead.message.body == message.body
+    assert dead.message.id == message.id
     assert dead.message.headers["tenant"] == "t1"
     assert dead.message.headers[h.DLQ_REASON] == "delivery-limit"
     assert dead.message.headers[h.DLQ_ORIGINAL_TOPIC] == topic
@@ -170,7 +171,8 @@ async def test_dead_letters_kept_before_anyone_reads_the_dlq(open_rmq: Opener) -
     async with broker.subscribe(dead_letter_topic(topic), group=DEAD_LETTER_GROUP) as dlq:
         async with asyncio.timeout(10):
             dead = await anext(dlq)
-    assert dead.message.body == b"bad" and dead.message.headers[h.DLQ_REASON] == "permanent"
+    assert dead.message.body == b"bad"
+    assert dead.message.headers[h.DLQ_REASON] == "permanent"
 
 
 @pytest.mark.parametrize(
@@ -211,7 +213,8 @@ async def test_canary_password_never_in_logs_errors_or_reprs(
     with pytest.raises(ConnectionLostError) as down:
         await refused.connect()
     for exc in (auth.value, down.value):
-        assert isinstance(exc, EventwireError) and exc.__cause__ is not None
+        assert isinstance(exc, EventwireError)
+        assert exc.__cause__ is not None
         seen += [str(exc), repr(exc), str(exc.__cause__), repr(exc.__cause__)]
     seen += [r.getMessage() for r in caplog.records] + [caplog.text]
     assert caplog.records, "expected client log lines to inspect"

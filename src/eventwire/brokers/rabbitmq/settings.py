@@ -1,9 +1,10 @@
 """Broker layer: RabbitMQ options read from the URL query, and the names and arguments of queues.
 
 Query options (all optional): ``exchange`` (topic exchange, default "eventwire"),
-``heartbeat`` (seconds, default 2: aiormq drops a silent connection after (heartbeat + 1) * 3,
-so a half-open connection is noticed within about 10 s), ``delivery_limit`` (quorum x-delivery-limit,
-default 20: a safety net against crash loops, the runtime's max_attempts acts first),
+``heartbeat`` (seconds, default 2: aiormq drops a silent connection after
+(heartbeat + 1) * 3 s, so a half-open connection is noticed within about 10 s),
+``delivery_limit`` (quorum x-delivery-limit, default 20: a safety net against crash loops;
+the runtime's max_attempts acts first),
 ``publish_timeout`` (seconds a publish waits for the connection and its confirms, default 15),
 ``publish_buffer`` (messages that may wait for the connection at once, default 10000),
 ``confirm_window`` (unconfirmed publishes in flight per call, default 1000),

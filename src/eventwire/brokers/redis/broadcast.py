@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, cast
 
-from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
+from eventwire.brokers.redis.connection import TRANSIENT, Backoff, bounded, describe
 from eventwire.brokers.redis.envelope import EnvelopeError, from_fields, stream_entries
 from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
 from eventwire.core.message import Message
@@ -31,9 +31,10 @@ class BroadcastSubscription(Subscription):
 
     async def start(self) -> None:
         async def last_id() -> None:
-            newest = await self._broker.client.xrevrange(self._key, count=1)
+            newest = await bounded(self._broker.client.xrevrange(self._key, count=1), limit)
             self._last = cast("bytes", newest[0][0]) if newest else "0-0"
 
+        limit = self._broker.options.socket_timeout
         await self._broker.call(last_id, f"subscribing to {self.topic!r}")
         self.spawn(self._read_loop, "broadcast")
 
@@ -46,7 +47,10 @@ class BroadcastSubscription(Subscription):
             if self.closed:
                 return
             try:
-                reply = await client.xread({self._key: self._last}, count=self.room, block=block_ms)
+                reply = await bounded(
+                    client.xread({self._key: self._last}, count=self.room, block=block_ms),
+                    self._broker.read_limit,
+                )
                 backoff.reset()
             except TRANSIENT as exc:
                 log.warning(

@@ -44,28 +44,28 @@ def to_fields(message: Message) -> dict[bytes, bytes]:
     return fields
 
 
-def _text(fields: Mapping[bytes, bytes], name: bytes) -> str | None:
-    raw = fields.get(name)
-    return None if raw is None else raw.decode()
-
-
 def from_fields(fields: Mapping[bytes, bytes]) -> Message:
     """The message an entry holds; ``EnvelopeError`` if it was not written by eventwire."""
+    # Hot path (every delivery): plain lookups, no helper calls.
+    get = fields.get
     try:
         body = fields[F_BODY]
         message_id = fields[F_ID].decode()
-        raw_headers = fields.get(F_HEADERS)
-        headers = _headers(json.loads(raw_headers)) if raw_headers is not None else {}
-        raw_ts = fields.get(F_TIMESTAMP)
+        raw_headers = get(F_HEADERS)
+        key = get(F_KEY)
+        content_type = get(F_CONTENT_TYPE)
+        correlation = get(F_CORRELATION)
+        causation = get(F_CAUSATION)
+        raw_ts = get(F_TIMESTAMP)
         return Message(
             body=body,
             id=message_id,
-            key=_text(fields, F_KEY),
-            headers=headers,
-            content_type=_text(fields, F_CONTENT_TYPE) or DEFAULT_CONTENT_TYPE,
-            correlation_id=_text(fields, F_CORRELATION),
-            causation_id=_text(fields, F_CAUSATION),
-            timestamp=float(raw_ts) if raw_ts is not None else 0.0,
+            key=None if key is None else key.decode(),
+            headers=_headers(json.loads(raw_headers)) if raw_headers is not None else {},
+            content_type=DEFAULT_CONTENT_TYPE if content_type is None else content_type.decode(),
+            correlation_id=None if correlation is None else correlation.decode(),
+            causation_id=None if causation is None else causation.decode(),
+            timestamp=0.0 if raw_ts is None else float(raw_ts),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise EnvelopeError(f"not an eventwire stream entry: {type(exc).__name__}: {exc}") from exc

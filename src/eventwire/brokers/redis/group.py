@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from redis import exceptions as rex
 
-from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
+from eventwire.brokers.redis.connection import TRANSIENT, Backoff, bounded, describe
 from eventwire.brokers.redis.envelope import EnvelopeError, as_fields, from_fields, stream_entries
 from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
 from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
@@ -55,6 +55,7 @@ class GroupSubscription(Subscription):
         opts = broker.options
         self._block_ms = int(opts.block * 1000)
         self._claim_idle_ms = max(1, int(opts.claim_idle * 1000))
+        self._limit = opts.socket_timeout
 
     async def start(self) -> None:
         await self._broker.call(self.ensure_groups, "creating the consumer group")
@@ -68,7 +69,9 @@ class GroupSubscription(Subscription):
         dlq = self._broker.stream_key(dead_letter_topic(self.topic))
         for key, group in ((self._key, self._group), (dlq, DEAD_LETTER_GROUP)):
             try:
-                await client.xgroup_create(key, group, id="0", mkstream=True)
+                await bounded(
+                    client.xgroup_create(key, group, id="0", mkstream=True), self._limit
+                )
             except rex.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -83,12 +86,15 @@ class GroupSubscription(Subscription):
             if self.closed:
                 return
             try:
-                reply = await client.xreadgroup(
-                    self._group,
-                    self._consumer,
-                    {self._key: ">"},
-                    count=self.room,
-                    block=self._block_ms,
+                reply = await bounded(
+                    client.xreadgroup(
+                        self._group,
+                        self._consumer,
+                        {self._key: ">"},
+                        count=self.room,
+                        block=self._block_ms,
+                    ),
+                    self._broker.read_limit,
                 )
                 backoff.reset()
             except rex.ResponseError as exc:
@@ -160,9 +166,12 @@ class GroupSubscription(Subscription):
 
     async def _move_due(self) -> None:
         now_ms = int(time.time() * 1000)
-        moved = await self._broker.scripts["move_due"](
-            keys=[self._key, self._schedule],
-            args=[self._group, self._consumer, now_ms, self.room],
+        moved = await bounded(
+            self._broker.scripts["move_due"](
+                keys=[self._key, self._schedule],
+                args=[self._group, self._consumer, now_ms, self.room],
+            ),
+            self._limit,
         )
         for entry_id, fields, count in moved:
             await self._admit(entry_id, fields, count)
@@ -177,17 +186,23 @@ class GroupSubscription(Subscription):
         for _ in range(100):  # bounded: 100 pages of reclaim per round at most
             if self.room <= 0:
                 break
-            next_start, claimed = await broker.scripts["reclaim"](
-                keys=[self._key, self._schedule],
-                args=[self._group, self._consumer, self._claim_idle_ms, start, self.room],
+            next_start, claimed = await bounded(
+                broker.scripts["reclaim"](
+                    keys=[self._key, self._schedule],
+                    args=[self._group, self._consumer, self._claim_idle_ms, start, self.room],
+                ),
+                self._limit,
             )
             for entry_id, fields, count in claimed:
                 await self._admit(entry_id, fields, count)
             if next_start in (b"0-0", "0-0"):
                 break
             start = next_start
-        await broker.scripts["sweep"](
-            keys=[self._key], args=[self._group, max(self._claim_idle_ms * 10, 600_000)]
+        await bounded(
+            broker.scripts["sweep"](
+                keys=[self._key], args=[self._group, max(self._claim_idle_ms * 10, 600_000)]
+            ),
+            self._limit,
         )
 
     async def _ack_loop(self) -> None:
@@ -209,7 +224,7 @@ class GroupSubscription(Subscription):
         while self._acks:
             batch, self._acks = self._acks, []
             try:
-                await self._broker.client.xack(self._key, self._group, *batch)
+                await bounded(self._broker.client.xack(self._key, self._group, *batch), self._limit)
             except BaseException:
                 self._acks[:0] = batch  # keep them for the next try
                 raise
@@ -227,7 +242,9 @@ class GroupSubscription(Subscription):
         due_ms = int((time.time() + (delay or 0.0)) * 1000)
 
         async def schedule() -> None:
-            await self._broker.client.zadd(self._schedule, {delivery.entry_id: due_ms})
+            await bounded(
+                self._broker.client.zadd(self._schedule, {delivery.entry_id: due_ms}), self._limit
+            )
 
         # Out of the window before the schedule can hand it back, or admit() would see it as
         # still held and skip it. If scheduling fails the entry stays pending under this
@@ -251,9 +268,12 @@ class GroupSubscription(Subscription):
         while time.monotonic() < deadline:
             try:
                 await self._flush_acks()
-                await broker.scripts["release"](
-                    keys=[self._key, self._schedule],
-                    args=[self._group, self._consumer, int(time.time() * 1000)],
+                await bounded(
+                    broker.scripts["release"](
+                        keys=[self._key, self._schedule],
+                        args=[self._group, self._consumer, int(time.time() * 1000)],
+                    ),
+                    self._limit,
                 )
                 return
             except rex.ResponseError as exc:
