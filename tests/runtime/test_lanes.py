@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
+
+from eventwire.runtime import lanes
 from eventwire.runtime.lanes import Dispatcher, Job
 
 from .fakes import RecordingDelivery
@@ -137,3 +140,68 @@ async def test_processing_bug_returns_the_delivery_and_lane_continues() -> None:
     assert bad.settled == "nack"
     assert good.settled == "ack"
     await dispatcher.drain(1.0)
+
+
+async def test_drain_returns_a_keys_queued_jobs_only_after_its_running_one() -> None:
+    """Returned before the key's running job settles, a queued job could be taken by another
+    consumer and handled before it: the key's order would break during every shutdown."""
+    dispatcher = Dispatcher(2)
+    events: list[str] = []
+    release = asyncio.Event()
+
+    class Tracing(RecordingDelivery):
+        __slots__ = ("name",)
+
+        def __init__(self, name: str) -> None:
+            super().__init__(key="k")
+            self.name = name
+
+        async def _ack(self) -> None:
+            events.append(f"ack {self.name}")
+
+        async def _nack(self, delay: float | None) -> None:
+            events.append(f"nack {self.name}")
+
+    head, tail, other = Tracing("head"), Tracing("tail"), Tracing("other")
+
+    async def slow() -> None:
+        await release.wait()
+        await head.ack()
+
+    async def never() -> None:
+        raise AssertionError("must not start while draining")
+
+    dispatcher.submit("k", Job(head, slow))
+    dispatcher.submit("k", Job(tail, never))
+    dispatcher.submit(None, Job(other, never))
+    await wait_for(lambda: dispatcher._lanes["k"][0].started)
+    drain = asyncio.create_task(dispatcher.drain(5.0))
+    await wait_for(lambda: "nack other" in events)
+    release.set()
+    await drain
+    assert events == ["nack other", "ack head", "nack tail"]
+
+
+async def test_drain_does_not_hang_on_a_handler_that_swallows_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(lanes, "_CANCEL_GRACE", 0.05)
+    dispatcher = Dispatcher(1)
+    delivery = RecordingDelivery(key="k")
+    give_up = asyncio.Event()
+    ended: list[bool] = []
+
+    async def stubborn() -> None:
+        while not give_up.is_set():
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                continue
+        ended.append(True)
+
+    dispatcher.submit("k", Job(delivery, stubborn))
+    await wait_for(lambda: dispatcher._lanes["k"][0].started)
+    await asyncio.wait_for(dispatcher.drain(0.01), 5.0)
+    assert delivery.settled == "nack"
+    give_up.set()
+    await wait_for(lambda: ended)

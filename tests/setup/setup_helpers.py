@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from eventwire.setup.requirements import Broker
 
 VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 COMBINATIONS = [(b.value, p.value) for b in Broker for p in Pattern]
+ALL_GENERATED = [*COMBINATIONS, ("long", "name")]  # + the longest name init accepts
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,3 +72,44 @@ def generate_all(base: Path) -> dict[tuple[str, str], Generated]:
         broker="kafka", pattern="event-streaming", root=base / long_name, package=plan.package
     )
     return services
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """How one command ended."""
+
+    returncode: int
+    output: str
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str] | None, timeout: float) -> Outcome:
+    try:
+        done = subprocess.run(
+            args, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        return Outcome(returncode=-1, output=f"timed out after {timeout} s\n{out[-4000:]}")
+    return Outcome(returncode=done.returncode, output=done.stdout[-4000:] + done.stderr[-4000:])
+
+
+def run_parallel(
+    commands: dict[tuple[str, str], tuple[list[str], Path]],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 180.0,
+    workers: int = 4,
+) -> dict[tuple[str, str], Outcome]:
+    """Run independent commands a few at a time (each is mostly interpreter start-up)."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            key: pool.submit(_run, args, cwd, env, timeout) for key, (args, cwd) in commands.items()
+        }
+        return {key: future.result() for key, future in futures.items()}
+
+
+def clean_env() -> dict[str, str]:
+    """The environment without eventwire settings, so generated code uses its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTWIRE_")}
+    env.pop("PYTHONPATH", None)
+    return env

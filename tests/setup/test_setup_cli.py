@@ -254,3 +254,54 @@ def test_init_into_a_read_only_folder(tmp_path: Path) -> None:
         assert list(locked.iterdir()) == []
     finally:
         locked.chmod(0o700)
+
+
+def test_wizard_asks_when_a_terminal_is_attached(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventwire.cli import setup_commands
+
+    monkeypatch.setattr(setup_commands, "_interactive", lambda: True)
+    answers = "request-reply\n2000\n512\nat-most-once\nnone\nn\nn\n\n\n3\n"
+    result = runner.invoke(app, ["advise", "--json"], input=answers)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout[result.stdout.index("{") :])
+    assert data["requirements"]["use_case"] == "request-reply"
+    assert data["requirements"]["persistence"] is False
+    assert data["winner"] in {"nats-core", "nats-jetstream"}
+
+
+def test_no_wizard_without_a_terminal() -> None:
+    code, out, _ = invoke("advise", "--json")  # CliRunner's stdin is no terminal: defaults
+    assert code == 0
+    assert json.loads(out)["requirements"]["use_case"] == "work-queue"
+
+
+def test_kafka_advice_says_the_adapter_is_pending() -> None:
+    code, out, _ = invoke("advise", "--from", str(EXAMPLES / "event-sourcing.yaml"))
+    assert code == 0
+    assert "Note: eventwire has no Kafka adapter yet" in out
+
+
+def test_init_runs_the_wizard_at_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from eventwire.cli import setup_commands
+
+    monkeypatch.setattr(setup_commands, "_interactive", lambda: True)
+    answers = "event-sourcing\n20000\n1024\nat-least-once\nper-key\ny\ny\n\n\n10\n"
+    target = tmp_path / "ledger"
+    result = runner.invoke(app, ["init", "ledger", "--dir", str(target)], input=answers)
+    assert result.exit_code == 0, result.stderr
+    assert "Recommended: Kafka" in result.stdout
+    assert "Broker: Kafka" in result.stdout
+    assert json.loads((target / MANIFEST_NAME).read_text())["pattern"] == "event-streaming"
+
+
+def test_update_under_another_name_refuses(tmp_path: Path) -> None:
+    target = tmp_path / "svc"
+    assert (
+        invoke("init", "svc", "--broker", "nats", "--pattern", "pub-sub", "--dir", str(target))[0]
+        == 0
+    )
+    assert_one_line_error(
+        *invoke("init", "other", "--dir", str(target), "--update"), "holds the service 'svc'"
+    )

@@ -37,13 +37,18 @@ def _wizard() -> dict[str, Any]:
     }
 
 
+def _interactive() -> bool:
+    """A person at a terminal (the wizard would hang a script or CI job)."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
 def _requirements(from_file: Path | None, flags: dict[str, Any]) -> Requirements:
     from eventwire.setup import requirements
 
     given = {k: v for k, v in flags.items() if v is not None and v != []}
     if from_file is not None:
         return requirements.load(from_file, given)
-    if not given and sys.stdin.isatty() and sys.stdout.isatty():
+    if not given and _interactive():
         given = _wizard()
     return requirements.build(given)
 
@@ -129,19 +134,24 @@ def init(
     update: Annotated[
         bool, typer.Option("--update", help="Refresh generator-owned files.")
     ] = False,
-    fmt: Annotated[str, typer.Option("--format", help="Message format (json).")] = "json",
+    fmt: Annotated[str | None, typer.Option("--format", help="Message format (json).")] = None,
     monitoring: Annotated[
-        bool, typer.Option("--monitoring/--no-monitoring", help="Prometheus + Grafana in compose.")
-    ] = True,
+        bool | None,
+        typer.Option("--monitoring/--no-monitoring", help="Prometheus + Grafana in compose."),
+    ] = None,
 ) -> None:
     """Scaffold a service for a broker and pattern, then print what was made."""
     from eventwire.setup import scaffold, summary
 
+    asked = None
+    if broker is None and pattern is None and from_file is None and not update and _interactive():
+        asked = _requirements(None, {})  # nothing given at a terminal: the wizard, then advice
     plan = scaffold.plan_service(
         name=name,
         broker=broker,
         pattern=pattern,
         requirements_file=from_file,
+        requirements=asked,
         directory=directory,
         message_format=fmt,
         monitoring=monitoring,

@@ -14,8 +14,9 @@ class RetryPolicy:
 
     ``max_attempts`` counts every handler call, the first one included, so ``max_attempts=1``
     means "never retry". The delay before attempt ``n + 1`` is
-    ``initial_delay * multiplier ** (n - 1)``, capped at ``max_delay``, then spread by
-    ``+-jitter`` (a fraction) so that a burst of failures does not retry in lockstep.
+    ``initial_delay * multiplier ** (n - 1)``, spread by ``+-jitter`` (a fraction) so that a
+    burst of failures does not retry in lockstep, and never more than ``max_delay`` (a hard
+    cap: brokers with a longest delay, and operators reading the config, rely on it).
     """
 
     max_attempts: int = 5
@@ -48,7 +49,7 @@ class RetryPolicy:
         if not self.jitter or not base:
             return base
         spread = (rng or random).uniform(-self.jitter, self.jitter)
-        return max(0.0, min(base * (1 + spread), self.max_delay * (1 + self.jitter)))
+        return max(0.0, min(base * (1 + spread), self.max_delay))
 
 
 NO_RETRY = RetryPolicy(max_attempts=1, initial_delay=0.0)

@@ -58,6 +58,7 @@ class App:
         self._failures = FailureLog(clock=self._timing.clock)
         self._broker: Broker | None = None
         self._ready = asyncio.Event()
+        self._consumers: list[Consumer] = []
 
     # -- registration -----------------------------------------------------------------------
 
@@ -110,8 +111,9 @@ class App:
 
     @property
     def ready(self) -> bool:
-        """True while every subscription exists on the broker (for ``/readyz``)."""
-        return self._ready.is_set()
+        """True while every subscription exists on the broker (for ``/readyz``); false while
+        a consumer is resubscribing after a broker failure."""
+        return self._ready.is_set() and all(c.subscribed.is_set() for c in self._consumers)
 
     async def wait_ready(self) -> None:
         """Wait until ``run`` has subscribed every handler."""
@@ -222,8 +224,9 @@ class App:
     ) -> None:
         """Consume with every subscriber until ``stop`` is set, then shut down gracefully.
 
-        ``concurrency`` overrides every subscriber's own. If a consumer fails (the broker
-        went away for good), the others are stopped gracefully and the error is raised.
+        ``concurrency`` overrides every subscriber's own. A consumer whose subscription
+        fails (broker outage) logs it and resubscribes with backoff while the others keep
+        going; a closed broker or a configuration error stops the app and is raised.
         """
         if not self._specs:
             raise ConfigurationError(f"{self.name} has no subscribers: add @app.subscriber(...)")
@@ -264,9 +267,11 @@ class App:
                 concurrency=concurrency or spec.concurrency,
                 stopping=stopping,
                 shutdown_timeout=self.shutdown_timeout,
+                timing=self._timing,
             )
             for spec in self._specs
         ]
+        self._consumers = consumers
         tasks = [
             asyncio.create_task(c.run(), name=f"eventwire:{spec.topic}:{spec.name}")
             for c, spec in zip(consumers, self._specs, strict=True)

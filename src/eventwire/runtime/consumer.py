@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from eventwire.core.contract import Broker
-from eventwire.core.errors import DecodeError
+from eventwire.core.errors import ClosedError, ConfigurationError, DecodeError
 from eventwire.core.message import Delivery
 from eventwire.observability.logs import get_logger
-from eventwire.runtime.handling import Processor
+from eventwire.reliability.retry import RetryPolicy
+from eventwire.runtime.handling import Processor, Timing
 from eventwire.runtime.lanes import Dispatcher, Job
 
 _log = get_logger("runtime")
+
+# Resubscribing after a broker failure: quick at first, then every ~30 s; never gives up.
+RESUBSCRIBE = RetryPolicy(max_attempts=1, initial_delay=0.1, max_delay=30.0, jitter=0.2)
 
 
 class Consumer:
@@ -33,6 +36,8 @@ class Consumer:
         concurrency: int,
         stopping: asyncio.Event,
         shutdown_timeout: float,
+        resubscribe: RetryPolicy = RESUBSCRIBE,
+        timing: Timing | None = None,
     ) -> None:
         self._processor = processor
         self._spec = processor.spec
@@ -40,12 +45,53 @@ class Consumer:
         self._concurrency = concurrency
         self._stopping = stopping
         self._shutdown_timeout = shutdown_timeout
+        self._resubscribe = resubscribe
+        self._timing = timing or Timing()
         self._dispatcher = Dispatcher(concurrency)
+        self._received = False
         self.subscribed = asyncio.Event()
+        self.failures = 0  # subscription failures in a row (for logs and tests)
 
     async def run(self) -> None:
+        """Consume until stopped; a failing subscription is logged and opened again with
+        backoff, so a broker outage costs throughput, not the process. A closed broker or a
+        configuration error ends the loop (raised): retrying cannot fix those."""
+        while not self._stopping.is_set():
+            self._received = False
+            try:
+                await self._run_once()
+                return  # stopped, or the broker ended the subscription (closed)
+            except (ClosedError, ConfigurationError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - any other failure is a broker outage
+                self.subscribed.clear()
+                self.failures = 1 if self._received else self.failures + 1
+                delay = self._resubscribe.delay_for(self.failures, self._timing.rng)
+                _log.error(
+                    "subscription to %s (group=%s) failed (%s: %s); resubscribing in %.2f s",
+                    self._spec.topic,
+                    self._spec.group,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                    exc_info=exc,
+                )
+                await self._pause(delay)
+
+    async def _pause(self, delay: float) -> None:
+        sleeper = asyncio.ensure_future(self._timing.sleep(delay))
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
+
+    async def _run_once(self) -> None:
         spec = self._spec
         prefetch = spec.effective_prefetch(self._concurrency)
+        # A drained dispatcher refuses new jobs: every subscription gets a fresh one.
+        self._dispatcher = Dispatcher(self._concurrency)
         async with self._broker.subscribe(spec.topic, group=spec.group, prefetch=prefetch) as it:
             self.subscribed.set()
             _log.info(
@@ -62,26 +108,41 @@ class Consumer:
                 await self._dispatcher.drain(self._shutdown_timeout)
 
     async def _loop(self, deliveries: AsyncIterator[Delivery]) -> None:
-        stop_wait = asyncio.ensure_future(self._stopping.wait())
+        # Hot path: await ``anext`` directly (no task and no asyncio.wait per delivery); a
+        # watcher cancels this task only while it waits inside ``anext`` when the stop request
+        # comes, and that one cancellation is taken back (``uncancel``), never swallowing a
+        # cancellation from outside.
+        me = asyncio.current_task()
+        assert me is not None
+        state = {"waiting": False, "interrupted": False}
+
+        async def watch() -> None:
+            await self._stopping.wait()
+            if state["waiting"]:
+                state["interrupted"] = True
+                me.cancel()
+
+        watcher = asyncio.ensure_future(watch())
         try:
             while not self._stopping.is_set():
-                receive = asyncio.ensure_future(anext(deliveries))
-                await asyncio.wait({receive, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                if not receive.done():
-                    receive.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                        await receive
-                    return
+                state["waiting"] = True
                 try:
-                    delivery = receive.result()
+                    delivery = await anext(deliveries)
                 except StopAsyncIteration:  # the broker closed the subscription
                     return
+                except asyncio.CancelledError:
+                    if state["interrupted"] and me.uncancel() == 0:
+                        return  # our own stop request; the subscription's exit cleans up
+                    raise
+                finally:
+                    state["waiting"] = False
+                self._received = True
                 if self._stopping.is_set():  # arrived together with the stop request
                     await Job(delivery, _noop).abandon()
                     return
                 await self._dispatch(delivery)
         finally:
-            stop_wait.cancel()
+            watcher.cancel()
 
     async def _dispatch(self, delivery: Delivery) -> None:
         try:

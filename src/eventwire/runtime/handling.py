@@ -67,7 +67,12 @@ class Processor:
 
     def decode(self, delivery: Delivery) -> Any:
         """The handler's first argument; raises ``DecodeError`` / ``ValidationError``."""
-        return self.spec.decoder(delivery.message)
+        try:
+            return self.spec.decoder(delivery.message)
+        except DecodeError:
+            raise
+        except Exception as exc:
+            raise DecodeError(f"decoder failed: {type(exc).__name__}: {exc}") from exc
 
     async def reject(self, delivery: Delivery, exc: DecodeError) -> None:
         """Dead-letter an undecodable delivery at once: retrying cannot change its body."""
@@ -82,7 +87,7 @@ class Processor:
     async def process(self, delivery: Delivery, value: Any) -> None:
         """Run the handler under the subscriber's ack, idempotency and retry policies."""
         message_id = delivery.message.id
-        if self.spec.idempotent and await self._store.is_done(self._scope, message_id):
+        if self.spec.idempotent and await self._is_done(delivery):
             await delivery.ack()
             self._stats.duplicates_suppressed += 1
             return
@@ -90,6 +95,11 @@ class Processor:
             await self._at_most_once(delivery, value)
             return
         attempt = delivery.attempt
+        if attempt > self.spec.retry.max_attempts:
+            # Redelivered past its budget without a recorded failure: the worker holding it
+            # died (OOM, SIGKILL). Calling again could kill the next worker too: a crash loop.
+            await self._give_up(delivery, None, dl.REASON_MAX_ATTEMPTS, attempt)
+            return
         while True:
             try:
                 await self._call(delivery, value, attempt)
@@ -118,7 +128,7 @@ class Processor:
                 await delivery.nack(delay=delay)
                 return
             if self.spec.idempotent:
-                await self._store.mark_done(self._scope, message_id)
+                await self._mark_done(delivery)
             await delivery.ack()
             self._failures.forget(message_id)
             self._stats.processed += 1
@@ -133,8 +143,26 @@ class Processor:
             self._logger(delivery).exception("handler failed (ack=before, not retried): %s", exc)
             return
         if self.spec.idempotent:
-            await self._store.mark_done(self._scope, delivery.message.id)
+            await self._mark_done(delivery)
         self._stats.processed += 1
+
+    async def _is_done(self, delivery: Delivery) -> bool:
+        """Whether the store has this message done; a failing store answers "no" (logged):
+        handling a rare duplicate beats redelivering every message in a tight loop, or
+        dead-lettering them once redeliveries use up their attempts, while the store is down."""
+        try:
+            return await self._store.is_done(self._scope, delivery.message.id)
+        except Exception:  # noqa: BLE001 - at-least-once still holds without the store
+            self._logger(delivery).exception("idempotency store failed; handling the message")
+            return False
+
+    async def _mark_done(self, delivery: Delivery) -> None:
+        """Record completion; a store failure is logged, never turned into a redelivery
+        (the handler's side effect happened: not acking would repeat it for certain)."""
+        try:
+            await self._store.mark_done(self._scope, delivery.message.id)
+        except Exception:  # noqa: BLE001 - the ack matters more than the dedupe record
+            self._logger(delivery).exception("idempotency store failed to record completion")
 
     async def _call(self, delivery: Delivery, value: Any, attempt: int) -> None:
         if self.spec.wants_context:
@@ -164,14 +192,24 @@ class Processor:
         return not self._stopping.is_set()
 
     async def _give_up(
-        self, delivery: Delivery, exc: BaseException, reason: str, attempt: int
+        self, delivery: Delivery, exc: BaseException | None, reason: str, attempt: int
     ) -> None:
         first, last = self._failures.record(delivery.message.id)
         self._failures.forget(delivery.message.id)
-        failure = dl.Failure(reason=reason, exception=exc, first_failure=first, last_failure=last)
+        failure = dl.Failure(
+            reason=reason,
+            exception=exc,
+            detail=None if exc else "redelivered after its consumer stopped without settling it",
+            first_failure=first,
+            last_failure=last,
+        )
         headers = {**failure.headers(), h.DLQ_ATTEMPTS: str(attempt)}
         self._logger(delivery).error(
-            "dead-lettering after attempt %d: %s (%s: %s)", attempt, reason, type(exc).__name__, exc
+            "dead-lettering after attempt %d: %s (%s: %s)",
+            attempt,
+            reason,
+            type(exc).__name__ if exc else "no exception",
+            exc,
         )
         await delivery.dead_letter(reason, headers=headers)
         self._stats.dead_lettered += 1

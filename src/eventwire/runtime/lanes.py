@@ -6,15 +6,14 @@ fails and is retried keeps its lane (the retry happens in place, inside the job)
 messages of the same key wait behind it: order survives retries at the cost of head-of-line
 blocking for that one key, and of the slot the retrying job keeps while it backs off.
 
-On ``drain``: queued jobs that never started are abandoned at once (their deliveries go back
+On ``drain``: unkeyed jobs that never started are abandoned at once (their deliveries go back
 to the broker), running ones get ``timeout`` seconds to finish, then are cancelled and
-abandoned too. Abandoning is ``Delivery.nack()``, a no-op for an already settled delivery.
+abandoned too; a key's queued jobs are abandoned only after its running job, in key order. Abandoning is ``Delivery.nack()``, a no-op for an already settled delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from eventwire.core.message import Delivery
 
 _log = logging.getLogger("eventwire.runtime")
+
+_CANCEL_GRACE = 5.0  # seconds a cancelled handler gets to unwind before shutdown moves on
 
 
 class Job:
@@ -110,8 +111,10 @@ class Dispatcher:
     async def drain(self, grace: float) -> None:
         """Stop starting jobs, wait up to ``grace`` s for running ones, then cancel them."""
         self._closing = True
-        queued = [job for lane in self._lanes.values() for job in list(lane)[1:]]
-        queued += [job for job in self._tasks.values() if job is not None and not job.started]
+        # Unkeyed jobs that never started go back at once. Queued jobs of a key stay until the
+        # key's running job is settled (or cancelled and returned): returned earlier, another
+        # consumer could take them before it and break the key's order.
+        queued = [job for job in self._tasks.values() if job is not None and not job.started]
         for job in queued:
             await job.abandon()
         tasks_jobs = dict(self._tasks)
@@ -126,13 +129,22 @@ class Dispatcher:
                 )
             for task in pending:
                 task.cancel()
+            if pending:
+                # A handler that swallows CancelledError must not hang the shutdown forever.
+                _, stubborn = await asyncio.wait(pending, timeout=_CANCEL_GRACE)
+                if stubborn:
+                    _log.error(
+                        "%d handler(s) ignored cancellation: returning their messages anyway",
+                        len(stubborn),
+                    )
             for task in pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: _execute logs failures itself
                 cancelled = tasks_jobs.get(task)
                 if cancelled is not None:
                     queued.append(cancelled)
-        # Whatever was cancelled mid-handler (or never reached) goes back to the broker.
+        # Whatever was cancelled mid-handler (or never reached) goes back to the broker, each
+        # key's jobs in their order.
         leftovers = [job for lane in self._lanes.values() for job in lane]
         self._lanes.clear()
         self._tasks.clear()

@@ -1,1 +1,1 @@
-"""eventwire.setup"""
+"""Setup layer: requirements -> ranked broker advice -> a scaffolded service (advise, init)."""

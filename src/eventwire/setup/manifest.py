@@ -32,6 +32,7 @@ class Manifest:
     """What `init` generated last, with the options needed to generate it again."""
 
     name: str
+    package: str
     broker: str
     pattern: str
     message_format: str
@@ -43,6 +44,7 @@ class Manifest:
         data: dict[str, Any] = {
             "schema": _SCHEMA,
             "name": self.name,
+            "package": self.package,
             "broker": self.broker,
             "pattern": self.pattern,
             "format": self.message_format,
@@ -69,6 +71,7 @@ class Manifest:
             }
             return cls(
                 name=str(data["name"]),
+                package=str(data["package"]),
                 broker=str(data["broker"]),
                 pattern=str(data["pattern"]),
                 message_format=str(data.get("format", "json")),

@@ -10,10 +10,12 @@ from pathlib import Path
 import jinja2
 
 from eventwire.core.errors import ConfigurationError
-from eventwire.setup import choices, writer
+from eventwire.setup import advisor, choices, facts, summary, writer
 from eventwire.setup.choices import BrokerChoice, Pattern
 from eventwire.setup.manifest import Manifest, Owner
 from eventwire.setup.report import build_summary
+from eventwire.setup.requirements import Requirements
+from eventwire.setup.requirements import load as load_requirements
 from eventwire.setup.summary import SetupSummary
 
 GENERATOR_VERSION = "1"
@@ -54,36 +56,45 @@ def plan_service(
     broker: str | None,
     pattern: str | None,
     requirements_file: Path | None = None,
+    requirements: Requirements | None = None,
     directory: Path | None = None,
-    message_format: str = "json",
-    monitoring: bool = True,
+    message_format: str | None = None,
+    monitoring: bool | None = None,
 ) -> ServicePlan:
-    """Validate the options (running the advisor for ``requirements_file``) into a plan."""
+    """Validate the options into a plan; requirements (a file or a model) run the advisor.
+
+    Options left as ``None`` come from the folder's manifest when there is one (an update).
+    """
     package = _package_name(name)
     target = (directory if directory is not None else Path(name)).expanduser().absolute()
+    existing = Manifest.read(target) if target.is_dir() else None
+    if existing is not None and existing.package != package:
+        raise ConfigurationError(
+            f"{target} holds the service {existing.name!r}: use that name, or another --dir"
+        )
+    message_format = message_format or (existing.message_format if existing else "json")
     if message_format not in choices.FORMATS:
         raise ConfigurationError(
             f"format {message_format!r} is not available yet: use "
             + ", ".join(choices.FORMATS)
             + " (avro and protobuf arrive with the Kafka adapter)"
         )
-    existing = Manifest.read(target) if target.is_dir() else None
-    advice_text = ""
+    if monitoring is None:
+        monitoring = existing.monitoring if existing else True
     if requirements_file is not None:
-        from eventwire.setup import advisor, facts, requirements, summary
-
-        req = requirements.load(requirements_file)
-        advice = advisor.advise(req, facts.current())
-        advice_text = summary.render_advice(req, advice)
+        requirements = load_requirements(requirements_file)
+    advice_text = ""
+    if requirements is not None:
+        advice = advisor.advise(requirements, facts.current())
+        advice_text = summary.render_advice(requirements, advice)
         if broker is None:
             if advice.winner is None:
                 raise ConfigurationError(f"{advice.why_none}; pass --broker to choose anyway")
             broker = advice.winner.name
-        pattern = pattern or choices.pattern_for(req.use_case).value
-    if broker is None and existing is not None:
-        broker = existing.broker
-    if pattern is None and existing is not None:
-        pattern = existing.pattern
+        pattern = pattern or choices.pattern_for(requirements.use_case).value
+    if existing is not None:
+        broker = broker or existing.broker
+        pattern = pattern or existing.pattern
     if broker is None or pattern is None:
         raise ConfigurationError(
             "say what to generate: --broker and --pattern, or --from requirements.yaml"
@@ -187,6 +198,7 @@ def write_service(plan: ServicePlan, *, update: bool = False) -> SetupSummary:
     files = render(plan)
     manifest = Manifest(
         name=plan.name,
+        package=plan.package,
         broker=plan.broker.key.value,
         pattern=plan.pattern.value,
         message_format=plan.message_format,

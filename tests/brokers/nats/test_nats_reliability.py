@@ -109,17 +109,16 @@ async def test_poison_messages_are_dead_lettered_byte_identical(prefix: str) -> 
 async def test_over_delivered_message_goes_to_dlq_not_lost(prefix: str) -> None:
     url = url_for(SHARED, prefix, max_deliver=2)
     topic = "rel.limit"
-    async with open_broker(url) as broker:
-        async with broker.subscribe(topic, group="g") as sub:
-            await broker.publish(topic, Message(body=b"crashy"))
-            for _ in range(2):
-                await (await asyncio.wait_for(anext(sub), 10)).nack()
-            # The third delivery never reaches the handler: the adapter dead-letters it.
-            dlq_topic = dead_letter_topic(topic)
-            async with broker.subscribe(dlq_topic, group=DEAD_LETTER_GROUP) as dlq:
-                dead = await asyncio.wait_for(anext(dlq), 10)
-            with pytest.raises(TimeoutError):
-                await asyncio.wait_for(anext(sub), 0.5)
+    async with open_broker(url) as broker, broker.subscribe(topic, group="g") as sub:
+        await broker.publish(topic, Message(body=b"crashy"))
+        for _ in range(2):
+            await (await asyncio.wait_for(anext(sub), 10)).nack()
+        # The third delivery never reaches the handler: the adapter dead-letters it.
+        dlq_topic = dead_letter_topic(topic)
+        async with broker.subscribe(dlq_topic, group=DEAD_LETTER_GROUP) as dlq:
+            dead = await asyncio.wait_for(anext(dlq), 10)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(sub), 0.5)
     assert dead.message.body == b"crashy"
     assert dead.message.headers[h.DLQ_REASON] == "max-deliveries"
 

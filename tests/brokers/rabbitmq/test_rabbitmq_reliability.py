@@ -219,3 +219,25 @@ async def test_canary_password_never_in_logs_errors_or_reprs(
     seen += [r.getMessage() for r in caplog.records] + [caplog.text]
     assert caplog.records, "expected client log lines to inspect"
     assert sum(text.count(CANARY) for text in seen) == 0
+
+
+async def test_subscription_survives_a_channel_error(open_rmq: Opener) -> None:
+    topic = f"chanerr.{uuid.uuid4().hex[:8]}"
+    broker = await open_rmq()
+    async with broker.subscribe(topic, group="svc") as sub:
+        await broker.publish(topic, Message(body=b"one"))
+        first = await anext(sub)
+        await first.ack()
+        before = sub._channel  # type: ignore[attr-defined]
+        raw = await before.get_underlay_channel()
+        await raw.basic_ack(999_999)  # unknown delivery tag: the broker closes this channel
+        async with asyncio.timeout(15):
+            while sub._channel is before or sub._channel.is_closed:  # type: ignore[attr-defined]
+                await asyncio.sleep(0.01)
+        second = Message(body=b"two")
+        await broker.publish(topic, second)
+        async with asyncio.timeout(15):
+            got = await anext(sub)
+        await got.ack()
+    assert got.message.id == second.id
+    assert broker.reconnects == 0  # the connection itself stayed up

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis_support import SHARED
 
 from eventwire.testing.spawn import RedisServer, spawn_redis
-
-SHARED = "redis://127.0.0.1:6379/0"
-FAST = "claim_idle=1&poll_interval=0.05&block=0.5&socket_timeout=3&publish_timeout=10"
-FULL = os.environ.get("EVENTWIRE_TEST_SCALE") == "full"
-
-
-def scale(quick: int, full: int) -> int:
-    return full if FULL else quick
 
 
 @pytest.fixture

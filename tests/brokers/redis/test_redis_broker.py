@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import FAST, SHARED, scale
+from redis_support import FAST, SHARED, scale
 
 from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h

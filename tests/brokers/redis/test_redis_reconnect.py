@@ -10,7 +10,7 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import scale
+from redis_support import scale
 
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.contract import Broker

@@ -125,3 +125,17 @@ def test_translate_keeps_passwords_out() -> None:
     for err in (lost, auth, other):
         assert CANARY not in str(err)
         assert CANARY not in repr(err)
+
+
+def test_c_packing_sends_the_same_bytes_as_redis_py() -> None:
+    import redis.asyncio as aioredis
+
+    from eventwire.brokers.redis.connection import HIREDIS, FastConnection
+
+    assert HIREDIS, "the redis extra installs hiredis"
+    args = ("XADD", "ew:t", "MAXLEN", "~", 1000, "*", b"id", b"\x00\xff", "ünï", 1.25, -3)
+    stock = b"".join(aioredis.Connection().pack_command(*args))
+    assert b"".join(FastConnection().pack_command(*args)) == stock
+    assert b"".join(FastConnection().pack_command("CONFIG GET", "maxmemory")) == b"".join(
+        aioredis.Connection().pack_command("CONFIG GET", "maxmemory")
+    )

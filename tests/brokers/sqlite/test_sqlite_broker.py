@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from eventwire.brokers.catalog import open_broker
+from eventwire.brokers.catalog import open_broker, profile_named
+from eventwire.brokers.sqlite import retention
 from eventwire.brokers.sqlite.broker import SQLiteBroker
 from eventwire.core import headers as h
 from eventwire.core.contract import Broker
-from eventwire.core.errors import PublishError
+from eventwire.core.errors import MessageTooLargeError, PublishError
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 
 DEADLINE = 10.0
@@ -75,6 +76,23 @@ async def test_retention_deletes_consumed_and_keeps_unconsumed(url: str) -> None
             assert count_rows(url, "t") == 5
         async with broker.subscribe("t", group="late") as late:
             assert bodies(await take(late, 5)) == [b"6", b"7", b"8", b"9", b"10"]
+
+
+async def test_retention_age_is_checked_against_the_sweep_clock(url: str) -> None:
+    broker = open_broker(url + "?retention=3600")
+    async with broker, broker.subscribe("t", group="g") as sub:
+        await broker.publish("t", *(Message(body=b"%d" % i) for i in range(4)))
+        for d in await take(sub, 3):
+            await d.ack()
+        await broker.publish("quiet", Message(body=b"nobody reads this topic"))
+    path = url.removeprefix("sqlite:///")
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        assert retention.sweep(conn, retention=3600, max_messages=None) == 0  # too young
+        later = time.time() + 7200
+        # Settled ones go; the unsettled one stays; a topic with no group ages out.
+        assert retention.sweep(conn, retention=3600, max_messages=None, now=later) == 4
+    assert count_rows(url, "t") == 1
+    assert count_rows(url, "quiet") == 0
 
 
 async def test_max_messages_caps_consumed_history(url: str) -> None:
@@ -248,3 +266,14 @@ async def test_lock_held_by_another_process_delays_but_does_not_break(url: str) 
             assert bodies(await waiting) == [b"a"]
         finally:
             blocker.close()
+
+
+async def test_largest_allowed_body_round_trips_and_larger_is_refused(url: str) -> None:
+    limit = profile_named("sqlite").capabilities.max_body_bytes
+    async with open_broker(url) as broker, broker.subscribe("t", group="g") as sub:
+        big = Message(body=bytes(range(256)) * (limit // 256))
+        await broker.publish("t", big)
+        with pytest.raises(MessageTooLargeError):
+            await broker.publish("t", Message(body=b"x" * (limit + 1)))
+        (got,) = await take(sub, 1)
+        assert got.message.body == big.body

@@ -23,27 +23,44 @@ DEADLINE = 60.0
 pytestmark = pytest.mark.slow
 
 
-def _spawn(url: str, topic: str, group: str, mode: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), url, topic, group, mode],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+class Worker:
+    """A worker process; stdout is read only through its buffered file (never raw fds),
+    so lines read ahead by ``readline`` are not lost by a later read of the rest."""
 
+    def __init__(self, tmp: Path, url: str, group: str, mode: str, name: str) -> None:
+        self.log_path = tmp / f"{name}.log"
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WORKER), url, "jobs", group, mode],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
 
-async def _read_line(proc: subprocess.Popen[str]) -> str:
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), DEADLINE)
-    if not line:
-        _, err = proc.communicate(timeout=5)
-        pytest.fail(f"worker exited early: {err}")
-    return line.strip()
+    async def line(self) -> str:
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), DEADLINE)
+        if not line:
+            pytest.fail(f"worker exited early: {self.log_path.read_text()}")
+        return line.strip()
 
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
 
-def _finish(proc: subprocess.Popen[str]) -> tuple[list[str], str]:
-    out, err = proc.communicate(timeout=DEADLINE)
-    return out.split(), err
+    async def rest(self) -> list[str]:
+        """Every line still to come, once the process has ended."""
+        assert self.proc.stdout is not None
+        out = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.read), DEADLINE)
+        self.proc.wait(timeout=DEADLINE)
+        return out.split()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=DEADLINE)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._log.close()
 
 
 async def test_two_processes_in_one_group_share_without_loss_or_duplicates(
@@ -51,10 +68,10 @@ async def test_two_processes_in_one_group_share_without_loss_or_duplicates(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'b.db'}"
     count = 5000 if FULL else 400
-    workers = [_spawn(url, "jobs", "workers", "consume") for _ in range(2)]
+    workers = [Worker(tmp_path, url, "workers", "consume", f"w{n}") for n in range(2)]
     try:
-        for proc in workers:
-            assert await _read_line(proc) == "ready"
+        for worker in workers:
+            assert await worker.line() == "ready"
         async with open_broker(url) as broker:
             bodies = [str(i).encode() for i in range(count)]
             for start in range(0, count, 100):
@@ -63,18 +80,16 @@ async def test_two_processes_in_one_group_share_without_loss_or_duplicates(
                 )
             # One stop per worker: each exits on its own stop and releases what it still holds.
             await broker.publish("jobs", Message(body=b"stop"), Message(body=b"stop"))
-            results = [await asyncio.to_thread(_finish, p) for p in workers]
+            results = [await worker.rest() for worker in workers]
+        for worker in workers:
+            assert worker.proc.returncode == 0, worker.log_path.read_text()
     finally:
-        for proc in workers:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate(timeout=DEADLINE)
-    for proc, (_, err) in zip(workers, results, strict=True):
-        assert proc.returncode == 0, err
-    seen = Counter(body for lines, _ in results for body in lines)
+        for worker in workers:
+            worker.close()
+    seen = Counter(body for lines in results for body in lines)
     assert set(seen) == {str(i) for i in range(count)}
     assert max(seen.values()) == 1, "a message was processed twice"
-    assert all(lines for lines, _ in results), "one worker got nothing: no competition"
+    assert all(results), "one worker got nothing: no competition"
 
 
 async def test_sigkilled_worker_loses_its_claims_after_the_lease(tmp_path: Path) -> None:
@@ -83,13 +98,13 @@ async def test_sigkilled_worker_loses_its_claims_after_the_lease(tmp_path: Path)
         async with broker.subscribe("jobs", group="g"):
             pass  # create the group so the worker and we share it from the first message
         await broker.publish("jobs", *(Message(body=str(i).encode()) for i in range(30)))
-        holder = _spawn(url, "jobs", "g", "hold")
+        holder = Worker(tmp_path, url, "g", "hold", "holder")
         try:
-            assert await _read_line(holder) == "ready"
-            assert await _read_line(holder) == "holding 10"
+            assert await holder.line() == "ready"
+            assert await holder.line() == "holding 10"
         finally:
-            holder.send_signal(signal.SIGKILL)
-            holder.communicate(timeout=DEADLINE)
+            holder.kill()
+            holder.close()
         killed_at = time.monotonic()
         attempts: dict[str, int] = {}
         async with broker.subscribe("jobs", group="g", prefetch=50) as sub:
@@ -125,27 +140,25 @@ async def test_heartbeat_keeps_a_slow_handlers_claims(tmp_path: Path) -> None:
 async def test_worker_killed_mid_stream_loses_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'b.db'}?lease=1"
     count = 2000 if FULL else 300
-    first = _spawn(url, "jobs", "g", "consume")
+    everything = {str(i) for i in range(count)}
+    first = Worker(tmp_path, url, "g", "consume", "first")
     try:
-        assert await _read_line(first) == "ready"
+        assert await first.line() == "ready"
         async with open_broker(url) as broker:
             await broker.publish("jobs", *(Message(body=str(i).encode()) for i in range(count)))
-            done_by_first = [await _read_line(first) for _ in range(count // 4)]
-            first.send_signal(signal.SIGKILL)
-            out, _ = first.communicate(timeout=DEADLINE)
-            done_by_first += out.split()
+            done_by_first = [await first.line() for _ in range(count // 4)]
+            first.kill()
+            done_by_first += await first.rest()
+            assert set(done_by_first) < everything, "killed too late to test a takeover"
             second: list[str] = []
-            assert len(set(done_by_first)) < count, "killed too late to test a takeover"
             async with broker.subscribe("jobs", group="g") as sub, asyncio.timeout(DEADLINE):
                 async for delivery in sub:
                     await delivery.ack()
                     second.append(delivery.message.body.decode())
-                    if set(done_by_first) | set(second) >= {str(i) for i in range(count)}:
+                    if set(done_by_first) | set(second) >= everything:
                         break
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.communicate(timeout=DEADLINE)
+        first.close()
     duplicates = set(done_by_first) & set(second)
     # Only what the killed worker held or had acked in its last unflushed batch comes back.
     assert len(duplicates) <= 20, sorted(duplicates)

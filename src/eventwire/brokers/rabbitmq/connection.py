@@ -1,7 +1,9 @@
 """Broker layer: one supervised AMQP connection: backoff reconnects, channel pool, topology replay.
 
-aio-pika's robust connection is not used: it restores what it declared itself, but publishes
-in flight fail without a hook to wait and resend, and its reconnect loop logs the URL it dials.
+aio-pika's robust connection is not used: its issue tracker reports consumers that are not
+restored after a lost (not closed) connection or a stuck one (mosquito/aio-pika#231, #563,
+#626) and consumer cancellations never recovered (#334); publishes in flight fail without a
+hook to wait and resend.
 This supervisor owns the whole cycle instead: dial with credentials passed separately, declare
 the recorded topology, reopen the publisher channel pool, then let every live subscription
 re-consume, and only then mark the connection ready for publishers waiting on it.

@@ -25,19 +25,28 @@ class _Budget:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.used = 0
+        self._waiting = 0
         self._freed = asyncio.Condition()
 
     async def acquire(self, count: int) -> int:
         count = min(count, self.capacity)
-        async with self._freed:
-            await self._freed.wait_for(lambda: self.used + count <= self.capacity)
+        if self.used + count <= self.capacity:  # fast path: no outage, no waiting
             self.used += count
+            return count
+        self._waiting += 1
+        try:
+            async with self._freed:
+                await self._freed.wait_for(lambda: self.used + count <= self.capacity)
+                self.used += count
+        finally:
+            self._waiting -= 1
         return count
 
     async def release(self, count: int) -> None:
-        async with self._freed:
-            self.used -= count
-            self._freed.notify_all()
+        self.used -= count
+        if self._waiting:  # only wake waiters that exist
+            async with self._freed:
+                self._freed.notify_all()
 
 
 class ConfirmedPublisher:
@@ -147,6 +156,19 @@ class ConfirmedPublisher:
 
         Returns what is still unconfirmed and the first failure (None when all confirmed).
         """
+        if len(pending) == 1:  # one message: no gather, no extra task
+            (i,) = pending
+            try:
+                await channel.basic_publish(
+                    outgoing[i][0],
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    properties=outgoing[i][1],
+                    wait=False,
+                )
+            except Exception as exc:  # noqa: BLE001 - classified by the caller
+                return pending, exc
+            return [], None
         window = self._settings.confirm_window
         for start in range(0, len(pending), window):
             chunk = pending[start : start + window]

@@ -71,6 +71,8 @@ class RabbitMQSubscription:
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._retry_queues: set[str] = set()
+        self._consumer_tag = ""
+        self._opening = asyncio.Lock()
 
     async def __aenter__(self) -> Self:
         try:
@@ -83,6 +85,12 @@ class RabbitMQSubscription:
 
     async def _open(self, conn: aio_pika.abc.AbstractConnection) -> None:
         """Declare this subscription's queues, then consume; run again after every reconnect."""
+        async with self._opening:
+            if self._channel is not None and not self._channel.is_closed:
+                return  # restored meanwhile by the other path (supervisor or _reopen)
+            await self._open_channel(conn)
+
+    async def _open_channel(self, conn: aio_pika.abc.AbstractConnection) -> None:
         channel = await conn.channel(publisher_confirms=False)
         raw = await channel.get_underlay_channel()
         exchange = self._settings.exchange
@@ -103,7 +111,30 @@ class RabbitMQSubscription:
         await raw.basic_qos(prefetch_count=self.prefetch)
         self._drop_stale()
         self._channel = channel
-        await raw.basic_consume(self._queue, self._on_message, no_ack=False)
+        channel.close_callbacks.add(self._on_channel_close)
+        consume = await raw.basic_consume(self._queue, self._on_message, no_ack=False)
+        self._consumer_tag = consume.consumer_tag or ""
+
+    def _on_channel_close(self, sender: object, exc: BaseException | None = None) -> None:
+        # Only this channel died (a channel error, not the connection): consume again. When
+        # the whole connection is down the supervisor restores every subscription instead.
+        if self._closed or sender is not self._channel or not self._conn.ready:
+            return
+        log.warning("RabbitMQ channel of %r closed (%r); consuming again", self.topic, exc)
+        task = asyncio.create_task(self._reopen())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reopen(self) -> None:
+        attempt = 0
+        while not self._closed:
+            try:
+                await self._open(await self._conn.wait_ready(self._settings.connect_timeout))
+            except Exception:  # noqa: BLE001 - any failure: back off and try again
+                await asyncio.sleep(self._conn.backoff(attempt))
+                attempt += 1
+            else:
+                return
 
     async def _on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
         self._inbox.put_nowait(message)
@@ -229,6 +260,12 @@ class RabbitMQSubscription:
 
     async def _close_channel(self) -> None:
         if self._channel is not None and not self._channel.is_closed:
+            # basic.cancel is a round trip that lets the quorum queue apply the acks sent
+            # before it; closing the channel right after the last acks could lose them
+            # (seen on 3.10: acked messages redelivered after the channel closed).
+            with contextlib.suppress(Exception):
+                raw = await self._channel.get_underlay_channel()
+                await raw.basic_cancel(self._consumer_tag)
             with contextlib.suppress(Exception):
                 await self._channel.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, cast
 
-from eventwire.brokers.redis.connection import TRANSIENT, Backoff, bounded, describe
+from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
 from eventwire.brokers.redis.envelope import EnvelopeError, from_fields, stream_entries
 from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
 from eventwire.core.message import Message
@@ -31,7 +31,9 @@ class BroadcastSubscription(Subscription):
 
     async def start(self) -> None:
         async def last_id() -> None:
-            newest = await bounded(self._broker.client.xrevrange(self._key, count=1), limit)
+            newest = await self._broker.bounded(
+                self._broker.client.xrevrange(self._key, count=1), limit
+            )
             self._last = cast("bytes", newest[0][0]) if newest else "0-0"
 
         limit = self._broker.options.socket_timeout
@@ -47,7 +49,7 @@ class BroadcastSubscription(Subscription):
             if self.closed:
                 return
             try:
-                reply = await bounded(
+                reply = await self._broker.bounded(
                     client.xread({self._key: self._last}, count=self.room, block=block_ms),
                     self._broker.read_limit,
                 )
@@ -74,7 +76,7 @@ class BroadcastSubscription(Subscription):
                     continue
                 self.admit(RedisDelivery(self, entry_id, message, self.topic, 1))
 
-    async def settle_ack(self, delivery: RedisDelivery) -> None:
+    def ack_now(self, delivery: RedisDelivery) -> None:
         self.forget(delivery)
 
     async def settle_nack(self, delivery: RedisDelivery, delay: float | None) -> None:

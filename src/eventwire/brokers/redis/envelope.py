@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, cast
 
 from eventwire.core.message import DEFAULT_CONTENT_TYPE, Message
@@ -19,6 +21,72 @@ F_TIMESTAMP = b"ts"
 F_HEADERS = b"h"  # JSON object of str -> str, omitted when there are no headers
 
 PUBSUB_MAGIC = b"EW1\n"
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+_FIELDS = (
+    "body",
+    "id",
+    "key",
+    "headers",
+    "content_type",
+    "correlation_id",
+    "causation_id",
+    "timestamp",
+)
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _build(  # noqa: PLR0917 - positional on purpose: the per-delivery hot path
+    body: bytes,
+    message_id: str,
+    key: str | None,
+    headers: Mapping[str, str],
+    content_type: str,
+    correlation_id: str | None,
+    causation_id: str | None,
+    timestamp: float,
+) -> Message:
+    """A Message from values that already have their final types (bytes body, read-only
+    headers), without re-running the dataclass __init__: this is the hot path of every
+    delivery, and the constructor costs about as much as the rest of the decoding. Used
+    only while Message has exactly these fields (checked at import); else the constructor."""
+    message: Message = _new(Message)
+    _set(message, "body", body)
+    _set(message, "id", message_id)
+    _set(message, "key", key)
+    _set(message, "headers", headers)
+    _set(message, "content_type", content_type)
+    _set(message, "correlation_id", correlation_id)
+    _set(message, "causation_id", causation_id)
+    _set(message, "timestamp", timestamp)
+    return message
+
+
+def _construct(  # noqa: PLR0917 - same signature as _build
+    body: bytes,
+    message_id: str,
+    key: str | None,
+    headers: Mapping[str, str],
+    content_type: str,
+    correlation_id: str | None,
+    causation_id: str | None,
+    timestamp: float,
+) -> Message:
+    return Message(
+        body=body,
+        id=message_id,
+        key=key,
+        headers=headers,
+        content_type=content_type,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        timestamp=timestamp,
+    )
+
+
+if tuple(f.name for f in dataclasses.fields(Message)) != _FIELDS:  # pragma: no cover
+    _build = _construct  # Message changed shape: stay correct, if slower
 
 
 class EnvelopeError(ValueError):
@@ -57,15 +125,15 @@ def from_fields(fields: Mapping[bytes, bytes]) -> Message:
         correlation = get(F_CORRELATION)
         causation = get(F_CAUSATION)
         raw_ts = get(F_TIMESTAMP)
-        return Message(
-            body=body,
-            id=message_id,
-            key=None if key is None else key.decode(),
-            headers=_headers(json.loads(raw_headers)) if raw_headers is not None else {},
-            content_type=DEFAULT_CONTENT_TYPE if content_type is None else content_type.decode(),
-            correlation_id=None if correlation is None else correlation.decode(),
-            causation_id=None if causation is None else causation.decode(),
-            timestamp=0.0 if raw_ts is None else float(raw_ts),
+        return _build(
+            body,
+            message_id,
+            None if key is None else key.decode(),
+            _EMPTY if raw_headers is None else MappingProxyType(_headers(json.loads(raw_headers))),
+            DEFAULT_CONTENT_TYPE if content_type is None else content_type.decode(),
+            None if correlation is None else correlation.decode(),
+            None if causation is None else causation.decode(),
+            0.0 if raw_ts is None else float(raw_ts),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise EnvelopeError(f"not an eventwire stream entry: {type(exc).__name__}: {exc}") from exc

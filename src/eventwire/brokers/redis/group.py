@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 from redis import exceptions as rex
 
-from eventwire.brokers.redis.connection import TRANSIENT, Backoff, bounded, describe
+from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
 from eventwire.brokers.redis.envelope import EnvelopeError, as_fields, from_fields, stream_entries
+from eventwire.brokers.redis.pending import PendingWork
 from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
 from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
 
@@ -47,14 +48,23 @@ class GroupSubscription(Subscription):
         self._broker = broker
         self._group = group
         self._key = broker.stream_key(topic)
-        self._schedule = broker.schedule_key(topic, group)
         self._consumer = consumer_name()
+        self._pel = PendingWork(
+            broker,
+            key=self._key,
+            schedule=broker.schedule_key(topic, group),
+            group=group,
+            consumer=self._consumer,
+        )
         self._acks: list[bytes] = []
+        self._foreign: list[tuple[bytes, dict[bytes, bytes], str]] = []
+        self._acking: set[bytes] = set()  # in the XACK on the wire right now
+        self._scheduling: set[bytes] = set()  # nacked, ZADD on the wire right now
+        self._replies_lost = False  # a call failed: its reply may have carried entries
         self._ack_wake = asyncio.Event()
         self._poll_wake = asyncio.Event()
         opts = broker.options
         self._block_ms = int(opts.block * 1000)
-        self._claim_idle_ms = max(1, int(opts.claim_idle * 1000))
         self._limit = opts.socket_timeout
 
     async def start(self) -> None:
@@ -69,7 +79,7 @@ class GroupSubscription(Subscription):
         dlq = self._broker.stream_key(dead_letter_topic(self.topic))
         for key, group in ((self._key, self._group), (dlq, DEAD_LETTER_GROUP)):
             try:
-                await bounded(
+                await self._broker.bounded(
                     client.xgroup_create(key, group, id="0", mkstream=True), self._limit
                 )
             except rex.ResponseError as exc:
@@ -86,7 +96,9 @@ class GroupSubscription(Subscription):
             if self.closed:
                 return
             try:
-                reply = await bounded(
+                if self._replies_lost:
+                    await self._recover_own()
+                reply = await self._broker.bounded(
                     client.xreadgroup(
                         self._group,
                         self._consumer,
@@ -112,10 +124,19 @@ class GroupSubscription(Subscription):
                     self.topic,
                     describe(exc, self._broker.url),
                 )
+                self._replies_lost = True
                 await backoff.wait()
                 continue
             for entry_id, fields in stream_entries(reply):
-                await self._admit(entry_id, fields, 1)
+                self._admit(entry_id, fields, 1)
+            await self._dead_letter_foreign()
+
+    async def _recover_own(self) -> None:
+        busy = self.held.keys() | set(self._acks) | self._acking | self._scheduling
+        for entry_id, fields, count in await self._pel.recover_own(busy, self.room):
+            self._admit(entry_id, fields, count)
+        await self._dead_letter_foreign()
+        self._replies_lost = False
 
     async def _recover(self, backoff: Backoff) -> None:
         try:
@@ -128,14 +149,22 @@ class GroupSubscription(Subscription):
             )
             await backoff.wait()
 
-    async def _admit(self, entry_id: bytes, raw: object, attempt: int) -> None:
+    def _admit(self, entry_id: bytes, raw: object, attempt: int) -> None:
+        """Hand the entry out (synchronous: this runs for every message)."""
         fields = as_fields(raw)
         try:
             message = from_fields(fields)
         except EnvelopeError as exc:
-            await self._broker.dead_letter_raw(self.topic, self._group, entry_id, fields, str(exc))
+            self._foreign.append((entry_id, fields, str(exc)))
             return
         self.admit(RedisDelivery(self, entry_id, message, self.topic, int(attempt)))
+
+    async def _dead_letter_foreign(self) -> None:
+        """Entries eventwire cannot read go to the dead-letter stream, bytes kept."""
+        while self._foreign:
+            entry_id, fields, why = self._foreign[0]
+            await self._broker.dead_letter_raw(self.topic, self._group, entry_id, fields, why)
+            self._foreign.pop(0)
 
     async def _poll_loop(self) -> None:
         """Move due retries back, reclaim dead members' entries, keep ours alive."""
@@ -158,6 +187,7 @@ class GroupSubscription(Subscription):
                 await self._recover(backoff)
             except TRANSIENT as exc:
                 log.debug("redis poll on %r failed: %s", self.topic, describe(exc, broker.url))
+                self._replies_lost = True
                 await backoff.wait()
                 continue
             self._poll_wake.clear()
@@ -165,45 +195,17 @@ class GroupSubscription(Subscription):
                 await asyncio.wait_for(self._poll_wake.wait(), every)
 
     async def _move_due(self) -> None:
-        now_ms = int(time.time() * 1000)
-        moved = await bounded(
-            self._broker.scripts["move_due"](
-                keys=[self._key, self._schedule],
-                args=[self._group, self._consumer, now_ms, self.room],
-            ),
-            self._limit,
-        )
-        for entry_id, fields, count in moved:
-            await self._admit(entry_id, fields, count)
+        for entry_id, fields, count in await self._pel.move_due(self.room):
+            self._admit(entry_id, fields, count)
+        await self._dead_letter_foreign()
 
     async def _maintain(self) -> None:
-        broker = self._broker
-        if self.held:  # touch: reset idle time so live members never reclaim what we hold
-            await broker.client.xclaim(
-                self._key, self._group, self._consumer, 0, list(self.held), justid=True
-            )
-        start: bytes | str = "0-0"
-        for _ in range(100):  # bounded: 100 pages of reclaim per round at most
-            if self.room <= 0:
-                break
-            next_start, claimed = await bounded(
-                broker.scripts["reclaim"](
-                    keys=[self._key, self._schedule],
-                    args=[self._group, self._consumer, self._claim_idle_ms, start, self.room],
-                ),
-                self._limit,
-            )
-            for entry_id, fields, count in claimed:
-                await self._admit(entry_id, fields, count)
-            if next_start in (b"0-0", "0-0"):
-                break
-            start = next_start
-        await bounded(
-            broker.scripts["sweep"](
-                keys=[self._key], args=[self._group, max(self._claim_idle_ms * 10, 600_000)]
-            ),
-            self._limit,
-        )
+        await self._pel.touch(self.held.keys())
+        if self.room > 0:
+            for entry_id, fields, count in await self._pel.reclaim(self.room):
+                self._admit(entry_id, fields, count)
+            await self._dead_letter_foreign()
+        await self._pel.sweep()
 
     async def _ack_loop(self) -> None:
         backoff = Backoff(cap=self._broker.options.backoff_cap)
@@ -223,15 +225,20 @@ class GroupSubscription(Subscription):
     async def _flush_acks(self) -> None:
         while self._acks:
             batch, self._acks = self._acks, []
+            self._acking.update(batch)
             try:
-                await bounded(self._broker.client.xack(self._key, self._group, *batch), self._limit)
+                await self._broker.bounded(
+                    self._broker.client.xack(self._key, self._group, *batch), self._limit
+                )
             except BaseException:
                 self._acks[:0] = batch  # keep them for the next try
                 raise
+            finally:
+                self._acking.difference_update(batch)
 
     # -- settling -------------------------------------------------------------------------
 
-    async def settle_ack(self, delivery: RedisDelivery) -> None:
+    def ack_now(self, delivery: RedisDelivery) -> None:
         if self.forget(delivery):
             self._acks.append(delivery.entry_id)
             self._ack_wake.set()
@@ -239,18 +246,19 @@ class GroupSubscription(Subscription):
     async def settle_nack(self, delivery: RedisDelivery, delay: float | None) -> None:
         if self.closed or delivery.entry_id not in self.held:
             return
-        due_ms = int((time.time() + (delay or 0.0)) * 1000)
 
         async def schedule() -> None:
-            await bounded(
-                self._broker.client.zadd(self._schedule, {delivery.entry_id: due_ms}), self._limit
-            )
+            await self._pel.schedule(delivery.entry_id, delay)
 
         # Out of the window before the schedule can hand it back, or admit() would see it as
         # still held and skip it. If scheduling fails the entry stays pending under this
         # consumer and is reclaimed after claim_idle: nothing is lost.
         self.forget(delivery)
-        await self._broker.call(schedule, f"scheduling a retry on {self.topic!r}")
+        self._scheduling.add(delivery.entry_id)
+        try:
+            await self._broker.call(schedule, f"scheduling a retry on {self.topic!r}")
+        finally:
+            self._scheduling.discard(delivery.entry_id)
         if not delay:
             self._poll_wake.set()
 
@@ -268,13 +276,7 @@ class GroupSubscription(Subscription):
         while time.monotonic() < deadline:
             try:
                 await self._flush_acks()
-                await bounded(
-                    broker.scripts["release"](
-                        keys=[self._key, self._schedule],
-                        args=[self._group, self._consumer, int(time.time() * 1000)],
-                    ),
-                    self._limit,
-                )
+                await self._pel.release()
                 return
             except rex.ResponseError as exc:
                 if "NOGROUP" in str(exc):

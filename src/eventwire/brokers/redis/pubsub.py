@@ -90,7 +90,10 @@ class ChannelSubscription(Subscription):
 
     async def _ensure_dlq_group(self, key: str) -> None:
         try:
-            await self._broker.client.xgroup_create(key, DEAD_LETTER_GROUP, id="0", mkstream=True)
+            await self._broker.bounded(
+                self._broker.client.xgroup_create(key, DEAD_LETTER_GROUP, id="0", mkstream=True),
+                self._broker.options.socket_timeout,
+            )
         except rex.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -100,8 +103,8 @@ class ChannelSubscription(Subscription):
         await self._drop()
         pubsub = self._broker.client.pubsub()
         self._pubsub = pubsub
-        await pubsub.subscribe(self._channel)
         timeout = self._broker.options.socket_timeout
+        await self._broker.bounded(pubsub.subscribe(self._channel), timeout)
         while True:
             reply = await pubsub.get_message(timeout=timeout)
             if reply is None:
@@ -167,7 +170,7 @@ class ChannelSubscription(Subscription):
         entry_id = str(next(self._ids)).encode()
         self.admit(RedisDelivery(self, entry_id, message, self.topic, 1))
 
-    async def settle_ack(self, delivery: RedisDelivery) -> None:
+    def ack_now(self, delivery: RedisDelivery) -> None:
         self.forget(delivery)
 
     async def settle_nack(self, delivery: RedisDelivery, delay: float | None) -> None:

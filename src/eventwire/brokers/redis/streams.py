@@ -17,7 +17,7 @@ from redis.commands.core import AsyncScript
 from eventwire.brokers._support.lifecycle import BrokerBase
 from eventwire.brokers.redis import scripts
 from eventwire.brokers.redis.broadcast import BroadcastSubscription
-from eventwire.brokers.redis.connection import make_client, retry_until, translate
+from eventwire.brokers.redis.connection import bounded, make_client, retry_until, translate
 from eventwire.brokers.redis.envelope import F_BODY, to_fields
 from eventwire.brokers.redis.group import GroupSubscription
 from eventwire.brokers.redis.options import RedisOptions
@@ -57,6 +57,17 @@ class RedisStreamsBroker(BrokerBase):
         self._waiting = 0  # messages inside publish() right now: the outage buffer
         self._space = asyncio.Condition()
 
+    async def bounded(self, awaitable: Awaitable[T], seconds: float | None = None) -> T:
+        """``awaitable`` within ``seconds`` (default ``socket_timeout``), else TimeoutError
+        and the pool's idle connections are dropped (see ``connection.bounded``)."""
+        limit = self.options.socket_timeout if seconds is None else seconds
+        return await bounded(awaitable, limit, self.client.connection_pool)
+
+    @property
+    def read_limit(self) -> float:
+        """Deadline of a blocking read: the block time plus the dead-connection timeout."""
+        return self.options.block + self.options.socket_timeout
+
     def stream_key(self, topic: str) -> str:
         return self.options.prefix + topic
 
@@ -77,8 +88,10 @@ class RedisStreamsBroker(BrokerBase):
 
     async def _connect(self) -> None:
         try:
-            await self.client.ping()
-        except rex.RedisError as exc:
+            await self.bounded(
+                self.client.ping(), self.options.connect_timeout + self.options.socket_timeout
+            )
+        except (rex.RedisError, OSError) as exc:
             raise translate(exc, self.url, "connecting") from exc
 
     async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None:
@@ -86,11 +99,13 @@ class RedisStreamsBroker(BrokerBase):
         await self._reserve(len(messages), deadline, topic)
         try:
             encoded = self.encode(messages)
+            limit = self.options.socket_timeout + len(messages) / 10_000
 
             async def send() -> list[Any]:
                 pipe = self.client.pipeline(transaction=False)
                 self.queue_publish(pipe, topic, encoded)
-                return await pipe.execute()
+                # Big batches take longer: allow 1 s per 10,000 messages on top.
+                return await self.bounded(pipe.execute(), limit)
 
             await retry_until(
                 send,
@@ -164,7 +179,7 @@ class RedisStreamsBroker(BrokerBase):
             pipe.xadd(dlq_key, fields, maxlen=self.options.maxlen or None)  # type: ignore[arg-type]
             if group is not None:
                 pipe.xack(self.stream_key(topic), group, entry_id)
-            await pipe.execute()
+            await self.bounded(pipe.execute(), self.options.socket_timeout)
 
         await self.call(move, f"dead-lettering a message of {topic!r}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Self
@@ -26,8 +27,18 @@ class RedisDelivery(Delivery):
         self.sub = sub
         self.entry_id = entry_id
 
+    async def ack(self) -> None:
+        # Fast path for the common case: acking only queues the id for the batched XACK
+        # (synchronous, no await), so when nobody else is settling this delivery there is
+        # nothing for the base class's lock to protect. First settle still wins.
+        if self._settled is None and not self._lock.locked():
+            self._settled = "ack"
+            self.sub.ack_now(self)
+            return
+        await super().ack()
+
     async def _ack(self) -> None:
-        await self.sub.settle_ack(self)
+        self.sub.ack_now(self)
 
     async def _nack(self, delay: float | None) -> None:
         await self.sub.settle_nack(self, delay)
@@ -56,7 +67,9 @@ class Subscription(ABC):
         self.prefetch = prefetch
         self.held: dict[bytes, RedisDelivery] = {}  # unsettled, queued or handed out
         self.closed = False
-        self._queue: asyncio.Queue[RedisDelivery | None] = asyncio.Queue()
+        # A deque plus one waiter future: cheaper per delivery than asyncio.Queue.
+        self._ready: deque[RedisDelivery] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._room = asyncio.Event()
         self._room.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -80,8 +93,14 @@ class Subscription(ABC):
         if self.closed or delivery.entry_id in self.held:
             return False
         self.held[delivery.entry_id] = delivery
-        self._queue.put_nowait(delivery)
+        self._ready.append(delivery)
+        self._wake()
         return True
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def forget(self, delivery: RedisDelivery) -> bool:
         """Drop ``delivery`` from the window; False if the subscription closed meanwhile."""
@@ -110,13 +129,17 @@ class Subscription(ABC):
         return self
 
     async def __anext__(self) -> Delivery:
+        ready, held = self._ready, self.held
         while True:
-            item = await self._queue.get()
-            if item is None:
-                self._queue.put_nowait(None)  # wake any other waiter too
+            while ready:
+                item = ready.popleft()
+                if item.entry_id in held:  # skip ones handed back while queued
+                    return item
+            if self.closed:
                 raise StopAsyncIteration
-            if item.entry_id in self.held:  # skip ones handed back while queued
-                return item
+            if self._waiter is None or self._waiter.done():
+                self._waiter = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._waiter)
 
     async def __aexit__(
         self,
@@ -132,7 +155,8 @@ class Subscription(ABC):
                 return
             self.closed = True
             self._room.set()
-            self._queue.put_nowait(None)
+            self._ready.clear()
+            self._wake()
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -150,7 +174,8 @@ class Subscription(ABC):
         """Hand unsettled deliveries back to the broker after the tasks stopped."""
 
     @abstractmethod
-    async def settle_ack(self, delivery: RedisDelivery) -> None: ...
+    def ack_now(self, delivery: RedisDelivery) -> None:
+        """Settle as acked, synchronously (anything slow is batched in the background)."""
 
     @abstractmethod
     async def settle_nack(self, delivery: RedisDelivery, delay: float | None) -> None: ...

@@ -116,7 +116,14 @@ class SQLiteSubscription:
             self._wake.clear()  # before polling, so a wake during the poll is not lost
             if len(self._unsettled) < self.prefetch:
                 want = min(self.prefetch - len(self._unsettled), _MAX_CLAIM)
-                claimed = await self.broker.claim(self.topic, self.store_group, self.consumer, want)
+                try:
+                    claimed = await self.broker.claim(
+                        self.topic, self.store_group, self.consumer, want
+                    )
+                except EventwireError:
+                    if self._stopped:  # the broker closed under this claim: just end
+                        raise StopAsyncIteration from None
+                    raise
                 if self._stopped:
                     raise StopAsyncIteration  # stop() releases what this claim took
                 if claimed:

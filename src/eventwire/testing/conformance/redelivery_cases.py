@@ -94,10 +94,12 @@ class RedeliveryCases(CaseFixtures):
         async with broker.subscribe(ctx.topic, group=ctx.default_group()) as sub:
             await broker.publish(ctx.topic, sent)
             first = await next_delivery(sub, ctx.scale.timeout)
+            # The delay must not hold up other messages of the topic. ``other`` is published
+            # before the nack: published after it, a loop stalled past ``delay`` by CPU load
+            # (shared CI cores) would see the redelivery first and fail a correct broker.
+            await broker.publish(ctx.topic, other)
             nacked_at = loop.time()
             await first.nack(delay=delay)
-            # The delay must not hold up other messages of the topic.
-            await broker.publish(ctx.topic, other)
             got = await collect_until(
                 sub, lambda got: sent.id in ids(got), ctx.scale.timeout + delay
             )
