@@ -9,6 +9,7 @@ import aio_pika
 import pytest
 
 from eventwire.brokers.catalog import profile_named
+from eventwire.brokers.rabbitmq.broker import RabbitMQBroker
 from eventwire.core.contract import Broker
 from eventwire.testing.conformance import ConformanceSuite, Harness
 from eventwire.testing.conformance.harness import open_connected, rewrite_host
@@ -29,9 +30,10 @@ class RabbitMQHarness(Harness):
         self._opened: list[Broker] = []
 
     async def open(self) -> Broker:
-        broker = await open_connected(self.url)
+        return await open_connected(self.url)
+
+    def track(self, broker: Broker) -> None:
         self._opened.append(broker)
-        return broker
 
     def url_via(self, host: str, port: int) -> str:
         return rewrite_host(self.url, host, port)
@@ -60,7 +62,16 @@ class TestRabbitMQConformance(ConformanceSuite):
     PROFILE = "rabbitmq"
 
     @pytest.fixture
-    async def harness(self) -> AsyncIterator[Harness]:
+    async def harness(self, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
         harness = RabbitMQHarness()
+        # Cases also open clients themselves (through a fault proxy): track every connect so
+        # the queues those declared are deleted too.
+        connect = RabbitMQBroker._connect
+
+        async def tracking(broker: RabbitMQBroker) -> None:
+            harness.track(broker)
+            await connect(broker)
+
+        monkeypatch.setattr(RabbitMQBroker, "_connect", tracking)
         yield harness
         await harness.aclose()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,3 +92,28 @@ async def test_sqlite_store_is_shared_across_processes_and_restarts(tmp_path: Pa
     reopened = SQLiteIdempotencyStore(path, ttl=3600)
     assert await reopened.is_done("billing", "from-parent")
     await reopened.aclose()
+
+
+async def test_sqlite_store_uses_wal_and_never_the_loops_default_executor(tmp_path: Path) -> None:
+    """Handlers waiting on a busy database file must not hold the threads that the loop's
+    other users (getaddrinfo in broker clients, asyncio.to_thread) need."""
+
+    class Refusing(concurrent.futures.ThreadPoolExecutor):
+        def submit(self, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+            raise AssertionError("the default executor was used")
+
+    loop = asyncio.get_running_loop()
+    refusing = Refusing(1)
+    loop.set_default_executor(refusing)
+    store = SQLiteIdempotencyStore(tmp_path / "idem.db")
+    try:
+        await asyncio.gather(*(store.mark_done("g", str(i)) for i in range(20)))
+        assert all(await asyncio.gather(*(store.is_done("g", str(i)) for i in range(20))))
+        await store.aclose()
+        assert await store.is_done("g", "3"), "a closed store reopens on use"
+    finally:
+        await store.aclose()
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor())
+        refusing.shutdown()
+    with contextlib.closing(sqlite3.connect(tmp_path / "idem.db")) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -82,7 +82,7 @@ async def test_broker_failure_resubscribes_and_the_app_keeps_consuming(
 
     async with app:
         flaky = FlakyBroker(app.broker, failures=2)
-        app._broker = flaky  # type: ignore[assignment]  # the app's own connection, wrapped
+        app._broker = flaky  # the app's own connection, wrapped
         with caplog.at_level(logging.ERROR, "eventwire"):
             async with running(app) as task:
                 for i in range(5):
@@ -201,7 +201,7 @@ async def test_failing_ack_is_logged_and_the_message_comes_back(
 
     async with app:
         wrapped = FailingAckBroker(app.broker, failures=0)
-        app._broker = wrapped  # type: ignore[assignment]
+        app._broker = wrapped
         with caplog.at_level(logging.WARNING, "eventwire"):
             async with running(app) as task:
                 await app.publish("orders", Order(order_id="1"), key="x")

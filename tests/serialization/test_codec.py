@@ -7,7 +7,7 @@ from typing import Any
 
 import pydantic
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventwire.core.errors import ConfigurationError, DecodeError, MessageError, ValidationError
@@ -90,6 +90,7 @@ def test_unsupported_annotation_is_a_configuration_error() -> None:
         decoder_for(Opaque)
 
 
+@settings(deadline=None)  # shared CI cores: a slow example is not a failure
 @given(st.binary(max_size=512))
 def test_any_bytes_either_decode_or_raise_decode_error(body: bytes) -> None:
     for annotation in (Order, dict, Any, str, list[int]):

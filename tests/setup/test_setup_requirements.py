@@ -5,10 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eventwire.core.errors import ConfigurationError
 from eventwire.setup import requirements
-from eventwire.setup.requirements import Broker, RoutingNeed, UseCase
+from eventwire.setup.requirements import (
+    Broker,
+    Requirements,
+    RequirementsError,
+    RoutingNeed,
+    UseCase,
+)
 
 
 def test_yaml_with_flag_overrides(tmp_path: Path) -> None:
@@ -68,3 +76,18 @@ def test_bad_files_are_one_line(tmp_path: Path, text: str, fragment: str) -> Non
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="cannot read"):
         requirements.load(tmp_path / "nope.yaml")
+
+
+_values = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+_fields = st.sampled_from([*Requirements.model_fields, "use-case", "junk"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.dictionaries(_fields, _values | st.lists(_values, max_size=3), max_size=6))
+def test_any_mapping_gives_requirements_or_a_one_line_error(data: dict[str, object]) -> None:
+    message = ""
+    try:
+        requirements.build(data)
+    except RequirementsError as exc:
+        message = str(exc)
+    assert "\n" not in message

@@ -16,12 +16,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from eventwire.core.errors import ConfigurationError
 
 DEFAULT_TTL = 24 * 3600.0
+_T = TypeVar("_T")
 
 
 @runtime_checkable
@@ -96,8 +98,10 @@ CREATE TABLE IF NOT EXISTS eventwire_idempotency (
 class SQLiteIdempotencyStore:
     """Store in a SQLite file: survives restarts and is shared by processes using the same file.
 
-    stdlib ``sqlite3`` runs in a worker thread so the event loop never blocks on disk; WAL
-    mode and a busy timeout let several worker processes share the file. Times are wall-clock
+    stdlib ``sqlite3`` runs in the store's own worker thread so the event loop never blocks on
+    disk, and a store waiting on a busy file never occupies the loop's default executor (which
+    DNS lookups and other libraries share); WAL mode and a busy timeout let several worker
+    processes share the file. Times are wall-clock
     (``time.time``) because they must mean the same thing in every process.
     """
 
@@ -117,19 +121,29 @@ class SQLiteIdempotencyStore:
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one connection, used by one worker thread at a time
         self._writes = 0
+        self._executor: ThreadPoolExecutor | None = None
 
     @property
     def path(self) -> Path:
         return self._path
 
     async def is_done(self, group: str, message_id: str) -> bool:
-        return await asyncio.to_thread(self._is_done, group, message_id, self._clock())
+        return await self._run(self._is_done, group, message_id, self._clock())
 
     async def mark_done(self, group: str, message_id: str) -> None:
-        await asyncio.to_thread(self._mark_done, group, message_id, self._clock())
+        await self._run(self._mark_done, group, message_id, self._clock())
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self._close)
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        await asyncio.get_running_loop().run_in_executor(executor, self._close)
+        executor.shutdown(wait=False)  # reopened lazily: an App may be entered again
+
+    async def _run(self, fn: Callable[[str, str, float], _T], *args: Any) -> _T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="eventwire-idempotency")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

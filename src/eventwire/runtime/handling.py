@@ -86,20 +86,22 @@ class Processor:
 
     async def process(self, delivery: Delivery, value: Any) -> None:
         """Run the handler under the subscriber's ack, idempotency and retry policies."""
-        message_id = delivery.message.id
         if self.spec.idempotent and await self._is_done(delivery):
             await delivery.ack()
             self._stats.duplicates_suppressed += 1
             return
         if self.spec.ack == "before":
             await self._at_most_once(delivery, value)
-            return
-        attempt = delivery.attempt
-        if attempt > self.spec.retry.max_attempts:
+        elif delivery.attempt > self.spec.retry.max_attempts:
             # Redelivered past its budget without a recorded failure: the worker holding it
             # died (OOM, SIGKILL). Calling again could kill the next worker too: a crash loop.
-            await self._give_up(delivery, None, dl.REASON_MAX_ATTEMPTS, attempt)
-            return
+            await self._give_up(delivery, None, dl.REASON_MAX_ATTEMPTS, delivery.attempt)
+        else:
+            await self._with_retries(delivery, value)
+
+    async def _with_retries(self, delivery: Delivery, value: Any) -> None:
+        message_id = delivery.message.id
+        attempt = delivery.attempt
         while True:
             try:
                 await self._call(delivery, value, attempt)

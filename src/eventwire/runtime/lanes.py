@@ -8,7 +8,8 @@ blocking for that one key, and of the slot the retrying job keeps while it backs
 
 On ``drain``: unkeyed jobs that never started are abandoned at once (their deliveries go back
 to the broker), running ones get ``timeout`` seconds to finish, then are cancelled and
-abandoned too; a key's queued jobs are abandoned only after its running job, in key order. Abandoning is ``Delivery.nack()``, a no-op for an already settled delivery.
+abandoned too; a key's queued jobs are abandoned only after its running job, in key order.
+Abandoning is ``Delivery.nack()``, a no-op for an already settled delivery.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ class BrokerChoice:
     """How a generated service talks to one broker."""
 
     key: Broker
+    profile: str  # the catalog profile the generated service's URL selects
     display: str
     client: str  # the client library under eventwire's adapter
     extra: str  # pip extra of eventwire
@@ -34,6 +35,7 @@ class BrokerChoice:
 BROKERS: dict[Broker, BrokerChoice] = {
     Broker.RABBITMQ: BrokerChoice(
         key=Broker.RABBITMQ,
+        profile="rabbitmq",
         display="RabbitMQ",
         client="aio-pika",
         extra="rabbitmq",
@@ -48,6 +50,7 @@ BROKERS: dict[Broker, BrokerChoice] = {
     ),
     Broker.KAFKA: BrokerChoice(
         key=Broker.KAFKA,
+        profile="kafka",
         display="Kafka",
         client="aiokafka",
         extra="kafka",
@@ -62,6 +65,7 @@ BROKERS: dict[Broker, BrokerChoice] = {
     ),
     Broker.NATS: BrokerChoice(
         key=Broker.NATS,
+        profile="nats-jetstream",
         display="NATS JetStream",
         client="nats-py",
         extra="nats",
@@ -76,6 +80,7 @@ BROKERS: dict[Broker, BrokerChoice] = {
     ),
     Broker.REDIS: BrokerChoice(
         key=Broker.REDIS,
+        profile="redis-streams",
         display="Redis Streams",
         client="redis-py",
         extra="redis",

@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from eventwire.brokers.catalog import profile_named
+from eventwire.core.capabilities import Capabilities, Support
+from eventwire.core.errors import ConfigurationError
 from eventwire.setup.choices import Pattern
 from eventwire.setup.summary import CreatedFile, SetupSummary
 from eventwire.setup.writer import FileOutcome
@@ -14,14 +17,33 @@ if TYPE_CHECKING:
     from eventwire.setup.scaffold import ServicePlan
 
 
+def _capabilities(plan: ServicePlan) -> Capabilities | None:
+    """The catalog's proven claims for the broker, ``None`` while it has no adapter."""
+    try:
+        return profile_named(plan.broker.profile).capabilities
+    except ConfigurationError:
+        return None
+
+
+def _how(support: Support) -> str:
+    return "native" if support is Support.NATIVE else "emulated by the adapter"
+
+
 def _features(plan: ServicePlan) -> list[str]:
     b, topic = plan.broker, f"{plan.package}.messaging"
+    caps = _capabilities(plan)
     features = []
-    if b.adapter_ready:
+    if caps is not None and caps.reconnects:
         features.append(f"Automatic reconnection with exponential backoff ({b.client} adapter)")
+    retries = "Retries: 5 attempts, backoff 0.5 s doubling to 30 s with jitter"
+    if caps is not None and caps.delayed_redelivery:
+        retries += f" (delayed redelivery {_how(caps.delayed_redelivery)})"
+    dead = f"Dead letters kept in a {b.dlq} after the last attempt"
+    if caps is not None and caps.dead_letter:
+        dead += f" ({_how(caps.dead_letter)})"
     features += [
-        "Retries: 5 attempts, backoff 0.5 s doubling to 30 s with jitter (EVENTWIRE_MAX_ATTEMPTS)",
-        f"Dead letters kept in a {b.dlq} after the last attempt (inspect: make dlq)",
+        retries,
+        dead + "; inspect with make dlq",
         "Typed messages (pydantic); invalid bodies are dead-lettered, never retried",
         "Idempotent handling: redelivered duplicates are acknowledged without reprocessing",
         "Acknowledgement after the handler succeeds (at-least-once)",

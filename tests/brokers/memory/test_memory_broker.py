@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -162,3 +163,22 @@ async def test_key_order_survives_a_member_leaving(hub: str) -> None:
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_delayed_nack_comes_back_when_the_timer_fires_early(hub: str) -> None:
+    """asyncio runs timers up to its clock resolution early (15 ms on Windows); an idle
+    group must still get its delayed redelivery, not wait for the next publish."""
+    loop = asyncio.get_running_loop()
+    resolution = loop._clock_resolution  # type: ignore[attr-defined]
+    loop._clock_resolution = 1.0  # type: ignore[attr-defined]
+    broker = await opened(f"memory://{hub}")
+    try:
+        async with broker.subscribe("t", group="g") as sub:
+            await broker.publish("t", Message(body=b"later"))
+            first = await next_delivery(sub, QUICK)
+            await first.nack(delay=0.3)
+            again = await asyncio.wait_for(anext(sub), QUICK)
+            assert (again.message.id, again.attempt) == (first.message.id, 2)
+    finally:
+        loop._clock_resolution = resolution  # type: ignore[attr-defined]
+        await broker.aclose()

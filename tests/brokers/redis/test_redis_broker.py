@@ -122,14 +122,15 @@ def chain_texts(exc: BaseException | None) -> list[str]:
 async def test_foreign_entry_dead_lettered_as_envelope_error(
     topic: str, raw: aioredis.Redis
 ) -> None:
-    async with open_broker(URL) as broker:
-        async with broker.subscribe(topic, group="g") as sub:
-            await raw.xadd(f"ew:{topic}", {"body": b"\xffraw bytes", "foo": "bar"})
-            good = Message(body=b"good")
-            await broker.publish(topic, good)
-            delivery = await first(sub)
-            assert delivery.message.id == good.id, "the foreign entry was handed to the app"
-            await delivery.ack()
+    async with open_broker(URL) as broker, broker.subscribe(topic, group="g") as sub:
+        await raw.xadd(f"ew:{topic}", {"body": b"\xffraw bytes", "foo": "bar"})
+        good = Message(body=b"good")
+        await broker.publish(topic, good)
+        delivery = await first(sub)
+        assert delivery.message.id == good.id, "the foreign entry was handed to the app"
+        await delivery.ack()
+        # Read the DLQ while still subscribed: leaving earlier would hand the foreign
+        # entry back to the group if its dead-lettering were still on the wire.
         async with broker.subscribe(dead_letter_topic(topic), group=DEAD_LETTER_GROUP) as dlq:
             dead = await first(dlq)
             await dead.ack()

@@ -179,6 +179,11 @@ class Group:
     def _on_due(self) -> None:
         if self._promote_due():
             self.wake_all()
+        elif self.delayed:
+            # asyncio runs a timer up to its clock resolution early (15 ms on Windows): nothing
+            # was due yet, and without another timer an idle group would never see it.
+            loop = asyncio.get_running_loop()
+            loop.call_at(max(self.delayed[0][0], loop.time() + 0.001), self._on_due)
 
     def _promote_due(self) -> bool:
         now = asyncio.get_running_loop().time()

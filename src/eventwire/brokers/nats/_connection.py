@@ -64,7 +64,10 @@ async def open_connection(url: BrokerURL, options: NatsOptions, *, name: str) ->
     """A connected nats-py client that reconnects forever and notices a dead link quickly."""
     secret = url.secret().replace("nats+core://", "nats://", 1)
 
+    errors: list[str] = []
+
     async def on_error(exc: Exception) -> None:
+        errors.append(scrub(f"{type(exc).__name__}: {exc}", url))
         log.warning("NATS %s: %s", url, scrub(f"{type(exc).__name__}: {exc}", url))
 
     clients: list[Client] = []
@@ -85,8 +88,10 @@ async def open_connection(url: BrokerURL, options: NatsOptions, *, name: str) ->
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
             allow_reconnect=True,
-            max_reconnect_attempts=-1,  # never give up while the app runs
-            reconnect_time_wait=0,  # the backoff hook below decides the delay
+            # The first connect fails fast (a few tries) so a wrong URL or password is reported;
+            # once connected the limits are lifted below: reconnects never give up.
+            max_reconnect_attempts=2,
+            reconnect_time_wait=options.reconnect_min,
             reconnect_to_server_handler=backoff_handler(options),
             connect_timeout=options.connect_timeout,
             ping_interval=options.ping_interval,
@@ -95,7 +100,9 @@ async def open_connection(url: BrokerURL, options: NatsOptions, *, name: str) ->
         )
         clients.append(client)
     except (TimeoutError, nats.errors.Error, OSError) as exc:
-        raise ConnectionLostError(
-            f"cannot connect to NATS at {url}: {scrub(str(exc) or type(exc).__name__, url)}"
-        ) from exc
+        last = errors[-1] if errors else scrub(str(exc) or type(exc).__name__, url)
+        raise ConnectionLostError(f"cannot connect to NATS at {url}: {last}") from exc
+    # nats-py reads these on every reconnect; the backoff hook decides the delays from now on.
+    client.options["max_reconnect_attempts"] = -1
+    client.options["reconnect_time_wait"] = 0
     return client

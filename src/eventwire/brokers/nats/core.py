@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from nats.aio.client import Client
@@ -67,7 +67,7 @@ class CoreNatsBroker(BrokerBase):
         self._idle = asyncio.Event()
         self._idle.set()
         self._nc: Client | None = None
-        self._closers: set[Callable[[], None]] = set()
+        self._feeds: set[_Feed] = set()
 
     async def _connect(self) -> None:
         self._nc = await open_connection(self.url, self.options, name="eventwire-core")
@@ -114,48 +114,31 @@ class CoreNatsBroker(BrokerBase):
         self, topic: str, group: str | None, prefetch: int
     ) -> AsyncIterator[AsyncIterator[Delivery]]:
         await self.connect()
-        nc = self.client
-        ready: deque[Delivery] = deque()
-        wakeup = asyncio.Event()
-        closed = asyncio.Event()
+        feed = _Feed()
 
         async def on_msg(msg: Msg) -> None:
             message = from_nats(msg.data, msg.headers)
-            ready.append(CoreDelivery(broker=self, message=message, topic=topic, group=group))
-            wakeup.set()
+            feed.put(CoreDelivery(broker=self, message=message, topic=topic, group=group))
 
         try:
-            sub = await nc.subscribe(self.options.subject(topic), queue=group or "", cb=on_msg)
-            await nc.flush(timeout=5)  # the SUB reached the server: later publishes reach us
+            sub = await self.client.subscribe(
+                self.options.subject(topic), queue=group or "", cb=on_msg
+            )
+            await self.client.flush(timeout=5)  # the SUB reached the server: publishes reach us
         except Exception as exc:
             raise translate(exc, self.url, f"subscribing to {topic!r}") from exc
-
-        async def iterate() -> AsyncIterator[Delivery]:
-            while True:
-                if ready:
-                    yield ready.popleft()
-                    continue
-                if closed.is_set():
-                    return
-                wakeup.clear()
-                await wakeup.wait()
-
-        def close() -> None:
-            closed.set()
-            wakeup.set()
-
-        self._closers.add(close)
+        self._feeds.add(feed)
         try:
-            yield iterate()
+            yield feed
         finally:
-            self._closers.discard(close)
-            close()
+            self._feeds.discard(feed)
+            feed.close()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
     async def _aclose(self) -> None:
-        for close in list(self._closers):
-            close()
+        for feed in list(self._feeds):
+            feed.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), self.options.publish_timeout)
         if self._nc is not None:
@@ -169,3 +152,33 @@ class CoreNatsBroker(BrokerBase):
         if nc.is_connected:
             return Health(ok=True, detail="connected")
         return Health(ok=False, detail="reconnecting" if nc.is_reconnecting else "disconnected")
+
+
+class _Feed:
+    """Deliveries pushed by the subscription callback; an iterator that survives cancellation."""
+
+    def __init__(self) -> None:
+        self._ready: deque[Delivery] = deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+
+    def put(self, delivery: Delivery) -> None:
+        if not self._closed:
+            self._ready.append(delivery)
+            self._wakeup.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+
+    def __aiter__(self) -> _Feed:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        while True:
+            if self._ready:
+                return self._ready.popleft()
+            if self._closed:
+                raise StopAsyncIteration
+            self._wakeup.clear()
+            await self._wakeup.wait()

@@ -62,8 +62,8 @@ class FastSSLConnection(_CPacking, aioredis.SSLConnection):
 def make_client(url: BrokerURL, options: RedisOptions) -> aioredis.Redis:
     """One pooled client per broker object; every subscription and publish shares its pool.
 
-    redis-py's own retry is kept short (3 quick tries) because the adapter's loops retry
-    forever with their own capped backoff; keepalive, ``bounded`` calls and the health
+    redis-py's own retry is off because the adapter's loops retry forever with their own
+    capped backoff; keepalive, ``bounded`` calls and the health
     check notice a half-open connection.
     """
     keepalive: dict[int, int] = {}
@@ -91,7 +91,10 @@ def make_client(url: BrokerURL, options: RedisOptions) -> aioredis.Redis:
         socket_keepalive=True,
         socket_keepalive_options=keepalive,
         health_check_interval=options.health_check_interval,
-        retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 3),
+        # No silent retries inside redis-py: a retried XREADGROUP would hide that the first
+        # reply (with entries now pending here) was lost. The adapter's loops retry forever
+        # with capped, jittered backoff and know to recover what a lost reply carried.
+        retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 0),
         client_name="eventwire",
         **kwargs,  # type: ignore[arg-type]
     )
