@@ -234,3 +234,18 @@ async def test_ack_before_is_at_most_once() -> None:
     assert d.settled == "ack"
     assert stats.failed == 1
     assert stats.retried == 0
+
+
+async def test_ordered_retry_interrupted_by_shutdown_goes_back_undelayed() -> None:
+    """A delayed nack would let the key's later messages, returned right after it by the
+    shutdown, overtake it on the next run."""
+    stopping = asyncio.Event()
+
+    async def handle(order: Order) -> None:
+        stopping.set()
+        raise ValueError("flaky")
+
+    proc, _, _ = processor(handle, ordered_by="order_id", stopping=stopping)
+    d = RecordingDelivery(b'{"order_id":"1"}', key="1")
+    await run(proc, d)
+    assert d.nack_delays == [None]

@@ -205,3 +205,33 @@ async def test_drain_does_not_hang_on_a_handler_that_swallows_cancellation(
     assert delivery.settled == "nack"
     give_up.set()
     await wait_for(lambda: ended)
+
+
+async def test_keyed_jobs_respect_concurrency_and_lanes_are_freed() -> None:
+    """Lanes bound in-flight handlers like unkeyed jobs do, and a drained lane is removed, so
+    a stream of ever-new keys (order ids) does not grow memory."""
+    dispatcher = Dispatcher(3)
+    running = peak = 0
+    done: list[int] = []
+
+    def job(n: int) -> Job:
+        async def run() -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0)
+            running -= 1
+            done.append(n)
+
+        return Job(RecordingDelivery(key=str(n)), run)
+
+    for n in range(500):
+        dispatcher.submit(f"order-{n % 250}", job(n))
+    await wait_for(lambda: len(done) == 500)
+    await wait_for(lambda: dispatcher.in_flight == 0 and not dispatcher._tasks)
+    assert peak == 3
+    assert dispatcher._lanes == {}
+    by_key: dict[int, list[int]] = {}
+    for n in done:
+        by_key.setdefault(n % 250, []).append(n)
+    assert all(seq == sorted(seq) for seq in by_key.values())

@@ -124,10 +124,15 @@ class Processor:
                     exc,
                     delay,
                 )
-                if self._in_place and await self._backoff(delay):
+                if not self._in_place:
+                    await delivery.nack(delay=delay)
+                elif await self._backoff(delay):
                     attempt += 1
                     continue
-                await delivery.nack(delay=delay)
+                else:
+                    # Stopping mid-backoff: back at once, not delayed, so that it is ahead of
+                    # its key's later messages, which the shutdown returns right after it.
+                    await delivery.nack()
                 return
             if self.spec.idempotent:
                 await self._mark_done(delivery)
