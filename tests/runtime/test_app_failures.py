@@ -17,6 +17,7 @@ from eventwire.core.errors import BrokerError
 from eventwire.core.message import Delivery, Message
 from eventwire.reliability.idempotency import MemoryIdempotencyStore
 from eventwire.reliability.retry import RetryPolicy
+from eventwire.runtime import consumer, lanes
 from eventwire.runtime.app import App
 from eventwire.runtime.context import Context
 
@@ -165,8 +166,22 @@ class AckFailsDelivery(Delivery):
         await self.inner.dead_letter("unused")
 
 
+class DeadLetterFailsDelivery(AckFailsDelivery):
+    """A real delivery whose dead-lettering fails (the DLQ refuses it), acks work."""
+
+    __slots__ = ()
+
+    async def _ack(self) -> None:
+        await self.inner.ack()
+
+    async def _dead_letter(self, dead: Message) -> None:
+        raise BrokerError("dead-letter queue refused the message")
+
+
 class FailingAckBroker(FlakyBroker):
-    """The first delivery of key "x" cannot be acked."""
+    """The first delivery of key "x" cannot be acked (or dead-lettered, with ``dlq_fails``)."""
+
+    dlq_fails = False
 
     def subscribe(
         self, topic: str, *, group: str | None = None, prefetch: int = 100
@@ -180,7 +195,8 @@ class FailingAckBroker(FlakyBroker):
                 async def deliveries() -> AsyncIterator[Delivery]:
                     async for delivery in it:
                         if delivery.attempt == 1 and delivery.message.key == "x":
-                            yield AckFailsDelivery(delivery)
+                            wrap = DeadLetterFailsDelivery if self.dlq_fails else AckFailsDelivery
+                            yield wrap(delivery)
                         else:
                             yield delivery
 
@@ -189,6 +205,13 @@ class FailingAckBroker(FlakyBroker):
         return session()
 
 
+@pytest.fixture
+def quick_failure_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lanes, "FAILURE_DELAY", 0.05)
+    monkeypatch.setattr(consumer, "FAILURE_DELAY", 0.05)
+
+
+@pytest.mark.usefixtures("quick_failure_delay")
 async def test_failing_ack_is_logged_and_the_message_comes_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -254,3 +277,29 @@ async def test_cancelling_run_is_not_swallowed() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 20)
+
+
+@pytest.mark.usefixtures("quick_failure_delay")
+async def test_failing_dead_letter_of_undecodable_returns_it_later_without_stalling() -> None:
+    """Left unsettled, every such message held a prefetch slot for good: with prefetch of
+    them the consumer stopped; returned at once, it would spin. It comes back later."""
+    app = App(memory_url())
+    seen: list[str] = []
+
+    @app.subscriber("orders", group="billing", prefetch=1)
+    async def handle(order: Order) -> None:
+        seen.append(order.order_id)
+
+    async with app:
+        wrapped = FailingAckBroker(app.broker, failures=0)
+        wrapped.dlq_fails = True
+        app._broker = wrapped
+        async with running(app) as task:
+            await app.publish("orders", b"not json", key="x")
+            await app.publish("orders", Order(order_id="after"))
+            await wait_until(lambda: seen == ["after"])
+            (dead,) = await read_dlq(app.broker, "orders", 1)
+            assert not task.done()
+    assert dead.headers[h.DLQ_REASON] == "decode-error"
+    assert dead.headers[h.DLQ_ATTEMPTS] == "2"
+    assert dead.body == b"not json"

@@ -138,6 +138,7 @@ async def test_processing_bug_returns_the_delivery_and_lane_continues() -> None:
     dispatcher.submit("k", Job(good, fine))
     await wait_for(lambda: good.settled is not None)
     assert bad.settled == "nack"
+    assert bad.nack_delays == [lanes.FAILURE_DELAY], "returned at once, a failure would spin"
     assert good.settled == "ack"
     await dispatcher.drain(1.0)
 

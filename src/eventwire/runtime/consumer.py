@@ -11,7 +11,7 @@ from eventwire.core.message import Delivery
 from eventwire.observability.logs import get_logger
 from eventwire.reliability.retry import RetryPolicy
 from eventwire.runtime.handling import Processor, Timing
-from eventwire.runtime.lanes import Dispatcher, Job
+from eventwire.runtime.lanes import FAILURE_DELAY, Dispatcher, Job
 
 _log = get_logger("runtime")
 
@@ -150,8 +150,11 @@ class Consumer:
         except DecodeError as exc:
             try:
                 await self._processor.reject(delivery, exc)
-            except Exception:  # noqa: BLE001 - left unsettled, the broker brings it back
+            except Exception:  # noqa: BLE001 - the consumer must outlive a failing DLQ
                 _log.exception("could not dead-letter message %s", delivery.message.id)
+                # Left unsettled it would hold a prefetch slot for good (enough of them stall
+                # the consumer); returned at once it would spin. Back later, then.
+                await Job(delivery, _noop).abandon(FAILURE_DELAY)
             return
         try:
             key = self._spec.key_of(value, delivery.message)

@@ -23,6 +23,7 @@ from eventwire.core.message import Delivery
 
 _log = logging.getLogger("eventwire.runtime")
 
+FAILURE_DELAY = 5.0  # seconds before a delivery whose processing itself failed comes back
 _CANCEL_GRACE = 5.0  # seconds a cancelled handler gets to unwind before shutdown moves on
 
 
@@ -36,10 +37,10 @@ class Job:
         self.run = run
         self.started = False
 
-    async def abandon(self) -> None:
+    async def abandon(self, delay: float | None = None) -> None:
         """Give the delivery back to the broker unless it is already settled."""
         try:
-            await self.delivery.nack()
+            await self.delivery.nack(delay=delay)
         except Exception:  # noqa: BLE001 - connection gone: the broker redelivers it anyway
             _log.warning("could not return %r to the broker", self.delivery, exc_info=True)
 
@@ -107,7 +108,9 @@ class Dispatcher:
             await job.run()
         except Exception:  # noqa: BLE001 - a processing bug must not kill the lane
             _log.exception("processing %r failed unexpectedly; returning it", job.delivery)
-            await job.abandon()
+            # Delayed: when settling itself fails (a DLQ refusing the message, say), returning
+            # it at once would spin redelivering it as fast as the broker can.
+            await job.abandon(FAILURE_DELAY)
 
     async def drain(self, grace: float) -> None:
         """Stop starting jobs, wait up to ``grace`` s for running ones, then cancel them."""

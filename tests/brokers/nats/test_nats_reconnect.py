@@ -105,20 +105,19 @@ async def test_half_open_connection_noticed_within_15s(private_nats: NatsServer)
             open_broker(url) as broker,
             broker.subscribe("bh.t", group="g") as sub,
         ):
-            if True:
-                await direct.publish("bh.t", Message(body=b"before"))
-                await (await asyncio.wait_for(anext(sub), 10)).ack()
-                client = broker.client  # type: ignore[attr-defined]
-                reconnects = client.stats["reconnects"]
-                proxy.blackhole()  # existing sockets swallow everything; new ones get through
-                started = time.monotonic()
-                async with asyncio.timeout(20):
-                    while client.stats["reconnects"] == reconnects:
-                        await asyncio.sleep(0.05)
-                noticed = time.monotonic() - started
-                await direct.publish("bh.t", Message(body=b"after"))
-                after = await asyncio.wait_for(anext(sub), 10)
-                await after.ack()
+            await direct.publish("bh.t", Message(body=b"before"))
+            await (await asyncio.wait_for(anext(sub), 10)).ack()
+            client = broker.client  # type: ignore[attr-defined]
+            reconnects = client.stats["reconnects"]
+            proxy.blackhole()  # existing sockets swallow everything; new ones get through
+            started = time.monotonic()
+            async with asyncio.timeout(20):
+                while client.stats["reconnects"] == reconnects:
+                    await asyncio.sleep(0.05)
+            noticed = time.monotonic() - started
+            await direct.publish("bh.t", Message(body=b"after"))
+            after = await asyncio.wait_for(anext(sub), 10)
+            await after.ack()
     print(f"\nNATS half-open connection noticed and replaced after {noticed:.1f}s")
     assert noticed <= 15.0
     assert after.message.body == b"after"
@@ -132,16 +131,15 @@ async def test_core_subscription_resumes_after_cut(private_nats: NatsServer) -> 
             open_broker(url) as b,
             b.subscribe("core.rc", group="q") as sub,
         ):
-            if True:
-                await proxy.cut()
-                started = time.monotonic()
-                async with asyncio.timeout(10):  # at-most-once: keep sending until one arrives
-                    got = None
-                    while got is None:
-                        await direct.publish("core.rc", Message(body=b"hello again"))
-                        try:
-                            got = await asyncio.wait_for(anext(sub), 0.2)
-                        except TimeoutError:
-                            continue
+            await proxy.cut()
+            started = time.monotonic()
+            async with asyncio.timeout(10):  # at-most-once: keep sending until one arrives
+                got = None
+                while got is None:
+                    await direct.publish("core.rc", Message(body=b"hello again"))
+                    try:
+                        got = await asyncio.wait_for(anext(sub), 0.2)
+                    except TimeoutError:
+                        continue
     assert got.message.body == b"hello again"
     assert time.monotonic() - started <= 10.0

@@ -34,6 +34,12 @@ def to_headers(message: Message) -> dict[str, str]:
         out[h.CORRELATION_ID] = message.correlation_id
     if message.causation_id is not None:
         out[h.CAUSATION_ID] = message.causation_id
+    for name, value in out.items():
+        if value != value.strip():
+            # nats-py strips header values; refusing beats delivering a different value.
+            raise InvalidHeaderError(
+                f"header {name!r} starts or ends with whitespace, which NATS drops: trim it"
+            )
     return out
 
 

@@ -244,8 +244,12 @@ class PullConsumer:
                         break
                     delivery._since = self._loop.time()
 
-    async def aclose(self) -> None:
-        """Stop, let the open pull request end, then return every unsettled delivery (nak)."""
+    async def aclose(self, *, give_back: bool = True) -> None:
+        """Stop, let the open pull request end, then return every unsettled delivery (nak).
+
+        ``give_back=False`` is for a broadcast consumer about to be deleted: nobody else
+        could receive what it returns, so leaving does not wait for the request to end.
+        """
         if self._closing:
             return
         self._closing = self._closed = True
@@ -255,7 +259,8 @@ class PullConsumer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._owed > 0 and not self._request_over.is_set() and self._nc.is_connected:
+        waiting = self._owed > 0 and not self._request_over.is_set()
+        if give_back and waiting and self._nc.is_connected:
             # A nak now would hand the message straight back to our still-open request.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._request_over.wait(), self._options.pull_expires + 1)
@@ -265,7 +270,7 @@ class PullConsumer:
         returned = list(self._unsettled)
         self._unsettled.clear()
         self._ready.clear()
-        for delivery in returned:
+        for delivery in returned if give_back else ():
             with contextlib.suppress(Exception):
                 await delivery._msg.nak()
 

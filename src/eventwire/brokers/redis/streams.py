@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,11 +20,12 @@ from eventwire.brokers.redis.connection import bounded, make_client, retry_until
 from eventwire.brokers.redis.envelope import F_BODY, to_fields
 from eventwire.brokers.redis.group import GroupSubscription
 from eventwire.brokers.redis.options import RedisOptions
+from eventwire.brokers.redis.publisher import PublishQueue
 from eventwire.brokers.redis.subscription import Subscription, log
 from eventwire.core import headers as h
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
-from eventwire.core.errors import BrokerError, ClosedError, PublishError
+from eventwire.core.errors import BrokerError, ClosedError
 from eventwire.core.message import Delivery, Message, dead_letter_topic
 from eventwire.core.url import BrokerURL
 
@@ -36,11 +36,12 @@ class RedisStreamsBroker(BrokerBase):
     """One stream per topic (``<prefix><topic>``), consumer groups, a dead-letter stream each.
 
     One connection pool per broker object serves every publish and subscription (a blocked
-    XREADGROUP holds one pooled connection per subscription). Publishing during an outage
-    retries with backoff for up to ``publish_timeout`` seconds, at most ``max_buffered``
-    messages waiting, then raises ``PublishError``; a publish that returned was accepted by
-    Redis. A retried publish whose first try reached Redis before the connection dropped is
-    stored twice: consumers de-duplicate by message id (at-least-once).
+    XREADGROUP holds one pooled connection per subscription; publishes share pipelines, see
+    ``PublishQueue``). Publishing during an outage retries with backoff for up to
+    ``publish_timeout`` seconds, at most ``max_buffered`` messages waiting, then raises
+    ``PublishError``; a publish that returned was accepted by Redis. A retried publish whose
+    first try reached Redis before the connection dropped is stored twice: consumers
+    de-duplicate by message id (at-least-once).
     """
 
     def __init__(self, url: BrokerURL, profile: BrokerProfile) -> None:
@@ -54,8 +55,7 @@ class RedisStreamsBroker(BrokerBase):
             "sweep": self.client.register_script(scripts.SWEEP),
         }
         self._subs: set[Subscription] = set()
-        self._waiting = 0  # messages inside publish() right now: the outage buffer
-        self._space = asyncio.Condition()
+        self._publisher = PublishQueue(self)
 
     async def bounded(self, awaitable: Awaitable[T], seconds: float | None = None) -> T:
         """``awaitable`` within ``seconds`` (default ``socket_timeout``), else TimeoutError
@@ -95,34 +95,7 @@ class RedisStreamsBroker(BrokerBase):
             raise translate(exc, self.url, "connecting") from exc
 
     async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None:
-        deadline = time.monotonic() + self.options.publish_timeout
-        await self._reserve(len(messages), deadline, topic)
-        try:
-            encoded = self.encode(messages)
-            limit = self.options.socket_timeout + len(messages) / 10_000
-
-            async def send() -> list[Any]:
-                pipe = self.client.pipeline(transaction=False)
-                self.queue_publish(pipe, topic, encoded)
-                # Big batches take longer: allow 1 s per 10,000 messages on top.
-                return await self.bounded(pipe.execute(), limit)
-
-            await retry_until(
-                send,
-                deadline=deadline,
-                url=self.url,
-                cap=self.options.backoff_cap,
-                doing=f"publishing to {topic!r}",
-                error=PublishError,
-            )
-        except BrokerError as exc:
-            if isinstance(exc, PublishError):
-                raise
-            raise PublishError(str(exc)) from exc.__cause__
-        finally:
-            async with self._space:
-                self._waiting -= len(messages)
-                self._space.notify_all()
+        await self._publisher.publish(topic, messages)
 
     def encode(self, messages: tuple[Message, ...]) -> list[Any]:
         """Messages in wire form, encoded once even if the publish is retried."""
@@ -133,24 +106,6 @@ class RedisStreamsBroker(BrokerBase):
         maxlen = self.options.maxlen or None
         for fields in encoded:
             pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
-
-    async def _reserve(self, count: int, deadline: float, topic: str) -> None:
-        limit = self.options.max_buffered
-        async with self._space:
-            while self._waiting and self._waiting + count > limit:
-                if self._closed:
-                    raise ClosedError(f"cannot publish to {topic!r}: the broker was closed")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise PublishError(
-                        f"publish to {topic!r} waited {self.options.publish_timeout} s for room: "
-                        f"{self._waiting} messages are already waiting for Redis at {self.url}"
-                    )
-                try:
-                    await asyncio.wait_for(self._space.wait(), remaining)
-                except TimeoutError:
-                    continue
-            self._waiting += count
 
     def _subscribe(
         self, topic: str, group: str | None, prefetch: int
@@ -212,14 +167,10 @@ class RedisStreamsBroker(BrokerBase):
         await self.move_to_dead_letter(topic, group, entry_id, dead)
 
     async def _aclose(self) -> None:
-        # Publishers flush first: publish calls already inside _publish finish (or fail by
-        # their own deadline) before the pool goes; new calls already get ClosedError.
-        async with self._space:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._space.wait_for(lambda: self._waiting == 0),
-                    self.options.publish_timeout,
-                )
+        # Publishers flush first: calls already made get their answer (or fail by their own
+        # deadline) before the pool goes; new calls already get ClosedError.
+        await self._publisher.drain(self.options.publish_timeout)
+        await self._publisher.aclose()
         await asyncio.gather(*(sub.close() for sub in list(self._subs)), return_exceptions=True)
         await self.client.aclose(close_connection_pool=True)
 
