@@ -135,24 +135,26 @@ async def ew_consume(url: str, topic: str, count: int) -> float:
 
 async def ew_latency(url: str, topic: str, count: int, rate: float) -> list[float]:
     latencies: list[float] = []
-    async with open_broker(url) as broker:
-        async with broker.subscribe(topic, group="lat", prefetch=BATCH) as sub:
+    async with (
+        open_broker(url) as broker,
+        broker.subscribe(topic, group="lat", prefetch=BATCH) as sub,
+    ):
 
-            async def consume() -> None:
-                async for delivery in sub:
-                    obj = json.loads(delivery.message.body)
-                    await handler(obj)
-                    latencies.append((time.perf_counter_ns() - obj["sent_ns"]) / 1e6)
-                    await delivery.ack()
-                    if len(latencies) == count:
-                        return
+        async def consume() -> None:
+            async for delivery in sub:
+                obj = json.loads(delivery.message.body)
+                await handler(obj)
+                latencies.append((time.perf_counter_ns() - obj["sent_ns"]) / 1e6)
+                await delivery.ack()
+                if len(latencies) == count:
+                    return
 
-            async def send(i: int) -> None:
-                body = json.loads(payload(i))
-                body["sent_ns"] = time.perf_counter_ns()
-                await broker.publish(topic, Message(body=json.dumps(body).encode()))
+        async def send(i: int) -> None:
+            body = json.loads(payload(i))
+            body["sent_ns"] = time.perf_counter_ns()
+            await broker.publish(topic, Message(body=json.dumps(body).encode()))
 
-            await paced(send, count, rate, consume())
+        await paced(send, count, rate, consume())
     return latencies
 
 

@@ -55,16 +55,18 @@ class Message:
 
     def validate(self, *, max_body_bytes: int | None = None) -> None:
         """Raise a ``MessageError`` if this message cannot be sent safely; called before sending."""
-        validate_headers(self.headers)
-        for label, value in (
-            ("key", self.key),
-            ("correlation id", self.correlation_id),
-            ("causation id", self.causation_id),
-            ("content type", self.content_type),
-            ("id", self.id),
-        ):
-            if value is not None:
-                validate_headers({label.replace(" ", "-"): value})
+        if self.headers:
+            validate_headers(self.headers)
+        # Envelope fields travel as headers on several brokers, so they obey the same rules;
+        # checked in one call because this runs for every published message.
+        envelope = {"id": self.id, "content-type": self.content_type}
+        if self.key is not None:
+            envelope["key"] = self.key
+        if self.correlation_id is not None:
+            envelope["correlation-id"] = self.correlation_id
+        if self.causation_id is not None:
+            envelope["causation-id"] = self.causation_id
+        validate_headers(envelope)
         if max_body_bytes is not None and len(self.body) > max_body_bytes:
             raise MessageTooLargeError(
                 f"message {self.id} body is {len(self.body)} bytes; this broker accepts at most "
