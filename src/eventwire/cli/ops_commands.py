@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Protocol
@@ -27,6 +28,8 @@ class _Servable(Protocol):
         broker_url: str | None = None,
         concurrency: int | None = None,
         install_signal_handlers: bool = True,
+        http_port: int | None = None,
+        http_host: str = ...,
     ) -> int: ...
 
 
@@ -86,10 +89,30 @@ def run(
             "--concurrency", "-c", min=1, help="Handlers in flight per subscriber (overrides code)."
         ),
     ] = None,
+    http_port: Annotated[
+        int | None,
+        typer.Option(
+            "--http-port",
+            min=0,
+            max=65535,
+            envvar="EVENTWIRE_HTTP_PORT",
+            help="Serve /metrics, /healthz and /readyz on this port (0: any free port).",
+        ),
+    ] = None,
+    http_host: Annotated[
+        str,
+        typer.Option(
+            "--http-host",
+            envvar="EVENTWIRE_HTTP_HOST",
+            help="Address for --http-port; 0.0.0.0 to let containers scrape it.",
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Run an App's subscribers until SIGTERM or Ctrl-C, then shut down gracefully."""
     _configure_logging()
     resolved = resolve.broker_url(broker)
+    if http_port:
+        _check_bindable(http_host, http_port)
     app = resolve.load_app(target)
     resolve.announce(resolved)
     with _only_eventwire_logs():
@@ -97,9 +120,30 @@ def run(
         asyncio.run(_check_reachable(resolved))
     servable: _Servable = app  # type: ignore[assignment]  # load_app checked for .serve
     code = servable.serve(
-        broker_url=resolved.url.secret(), concurrency=concurrency, install_signal_handlers=True
+        broker_url=resolved.url.secret(),
+        concurrency=concurrency,
+        install_signal_handlers=True,
+        http_port=http_port,
+        http_host=http_host,
     )
     raise typer.Exit(code)
+
+
+def _check_bindable(host: str, port: int) -> None:
+    # A taken port is a usage problem: say so in one line before connecting anything. The
+    # same options as asyncio's server (SO_REUSEADDR), so a TIME_WAIT port is not "taken".
+    from eventwire.observability.http import bind_problem
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except socket.gaierror as exc:
+        raise CLIError(f"--http-host {host!r} is not a usable address ({exc.strerror})") from None
+    except OSError as exc:
+        raise CLIError(bind_problem(host, port, exc)) from None
 
 
 def publish(
@@ -170,3 +214,6 @@ def register(app: typer.Typer) -> None:
     app.callback()(root)
     app.command("run")(run)
     app.command("publish")(publish)
+    from eventwire.cli import inspect_commands  # health and dlq: commands on a live broker
+
+    inspect_commands.register(app)

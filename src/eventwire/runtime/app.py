@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
 from eventwire.brokers.catalog import open_broker
-from eventwire.core.contract import Broker
+from eventwire.core.contract import Broker, Health
 from eventwire.core.errors import ClosedError, ConfigurationError, EventwireError
 from eventwire.core.message import Message
 from eventwire.core.url import BrokerURL
+from eventwire.observability.http import DEFAULT_HOST, OpsServer, Probes
 from eventwire.observability.logs import get_logger
+from eventwire.observability.metrics import MetricsRecorder, NoopRecorder, new_recorder
 from eventwire.reliability.dead_letter import FailureLog
 from eventwire.reliability.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from eventwire.reliability.retry import RetryPolicy
@@ -55,10 +59,12 @@ class App:
         self._timing = timing or Timing()
         self._specs: list[SubscriberSpec] = []
         self._stats = StatsCounter()
+        self._metrics = new_recorder()
         self._failures = FailureLog(clock=self._timing.clock)
         self._broker: Broker | None = None
         self._ready = asyncio.Event()
         self._consumers: list[Consumer] = []
+        self._http: OpsServer | None = None
 
     # -- registration -----------------------------------------------------------------------
 
@@ -103,6 +109,19 @@ class App:
         return self._stats.snapshot()
 
     @property
+    def metrics(self) -> MetricsRecorder | NoopRecorder:
+        """This app's metrics (its own registry: ``app.metrics.registry``); a ``NoopRecorder``
+        when the ``metrics`` extra (prometheus_client) is not installed."""
+        return self._metrics
+
+    async def health(self) -> Health:
+        """The broker connection's health (for ``/healthz``); not ok outside ``async with``."""
+        broker = self._broker
+        if broker is None:
+            return Health(ok=False, detail="not connected")
+        return await broker.health()
+
+    @property
     def broker(self) -> Broker:
         """The connected broker; ``ClosedError`` outside ``async with app``."""
         if self._broker is None:
@@ -114,6 +133,12 @@ class App:
         """True while every subscription exists on the broker (for ``/readyz``); false while
         a consumer is resubscribing after a broker failure."""
         return self._ready.is_set() and all(c.subscribed.is_set() for c in self._consumers)
+
+    @property
+    def http_port(self) -> int | None:
+        """The port ``/metrics``, ``/healthz`` and ``/readyz`` are served on while ``run``
+        serves them (the real one when ``http_port=0`` picked a free port), else None."""
+        return self._http.port if self._http is not None else None
 
     async def wait_ready(self) -> None:
         """Wait until ``run`` has subscribed every handler."""
@@ -188,8 +213,10 @@ class App:
             )
             for p in payloads
         ]
+        started = time.perf_counter()
         await self.broker.publish(topic, *messages)
         self._stats.published += len(messages)
+        self._metrics.published(topic, len(messages), time.perf_counter() - started)
         return messages
 
     async def _publish(
@@ -209,8 +236,10 @@ class App:
             correlation_id=correlation_id,
             causation_id=causation_id,
         )
+        started = time.perf_counter()
         await self.broker.publish(topic, message)
         self._stats.published += 1
+        self._metrics.published(topic, 1, time.perf_counter() - started)
         return message
 
     # -- consuming --------------------------------------------------------------------------
@@ -221,8 +250,13 @@ class App:
         *,
         install_signal_handlers: bool = False,
         concurrency: int | None = None,
+        http_port: int | None = None,
+        http_host: str = DEFAULT_HOST,
     ) -> None:
         """Consume with every subscriber until ``stop`` is set, then shut down gracefully.
+
+        With ``http_port`` (0: any free port) it serves ``/metrics``, ``/healthz`` and
+        ``/readyz`` on ``http_host`` meanwhile; a port in use raises ``ConfigurationError``.
 
         ``concurrency`` overrides every subscriber's own. A consumer whose subscription
         fails (broker outage) logs it and resubscribes with backoff while the others keep
@@ -237,12 +271,26 @@ class App:
         stop = stop or asyncio.Event()
         stopping = asyncio.Event()
         try:
-            with signals_set(stop, timeout=self.shutdown_timeout, enabled=install_signal_handlers):
-                await self._consume(stop, stopping, concurrency)
+            async with contextlib.AsyncExitStack() as stack:
+                if http_port is not None:
+                    self._http = await stack.enter_async_context(
+                        self._ops_server(http_port, http_host)
+                    )
+                    stack.callback(setattr, self, "_http", None)
+                with signals_set(
+                    stop, timeout=self.shutdown_timeout, enabled=install_signal_handlers
+                ):
+                    await self._consume(stop, stopping, concurrency)
         finally:
             self._ready.clear()
             if owns_connection:
                 await self.aclose()
+
+    def _ops_server(self, port: int, host: str) -> OpsServer:
+        probes = Probes(
+            metrics=self._metrics.exposition, health=self.health, ready=lambda: self.ready
+        )
+        return OpsServer(probes, port=port, host=host)
 
     async def _consume(
         self, stop: asyncio.Event, stopping: asyncio.Event, concurrency: int | None
@@ -262,6 +310,7 @@ class App:
                     stopping=stopping,
                     in_place_retries=in_place,
                     timing=self._timing,
+                    metrics=self._metrics.subscriber(spec.topic, spec.group, spec.name),
                 ),
                 broker=broker,
                 concurrency=concurrency or spec.concurrency,
@@ -305,15 +354,21 @@ class App:
         broker_url: str | None = None,
         concurrency: int | None = None,
         install_signal_handlers: bool = True,
+        http_port: int | None = None,
+        http_host: str = DEFAULT_HOST,
     ) -> int:
         """Run until SIGTERM/SIGINT (``eventwire run``); 0 after a graceful shutdown, 1 if a
-        broker or configuration error stopped it (logged, password redacted)."""
+        broker or configuration error stopped it (logged, password redacted). ``http_port``
+        serves ``/metrics``, ``/healthz`` and ``/readyz`` meanwhile (see ``run``)."""
 
         async def main() -> None:
             try:
                 await self.connect(broker_url)
                 await self.run(
-                    install_signal_handlers=install_signal_handlers, concurrency=concurrency
+                    install_signal_handlers=install_signal_handlers,
+                    concurrency=concurrency,
+                    http_port=http_port,
+                    http_host=http_host,
                 )
             finally:
                 await self.aclose()

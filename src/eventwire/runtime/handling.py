@@ -21,6 +21,7 @@ from eventwire.core import headers as h
 from eventwire.core.errors import DecodeError, PermanentError
 from eventwire.core.message import Delivery
 from eventwire.observability.logs import BoundLogger, bind, get_logger
+from eventwire.observability.metrics import NoopRecorder, SubscriberObserver
 from eventwire.reliability import dead_letter as dl
 from eventwire.reliability.idempotency import IdempotencyStore
 from eventwire.runtime.context import Context, PublishFn
@@ -53,9 +54,12 @@ class Processor:
         stopping: asyncio.Event,
         in_place_retries: bool,
         timing: Timing,
+        metrics: SubscriberObserver | None = None,
     ) -> None:
+        """``metrics`` gets one call next to every ``stats`` update (default: records nothing)."""
         self.spec = spec
         self._stats = stats
+        self._metrics = metrics or NoopRecorder().subscriber(spec.topic, spec.group, spec.name)
         self._store = store
         self._publish = publish
         self._failures = failures
@@ -83,12 +87,14 @@ class Processor:
         self._logger(delivery).warning("dead-lettering undecodable message: %s", exc.reason)
         await delivery.dead_letter(failure.reason, headers=failure.headers())
         self._stats.dead_lettered += 1
+        self._metrics.dead_lettered(failure.reason)
 
     async def process(self, delivery: Delivery, value: Any) -> None:
         """Run the handler under the subscriber's ack, idempotency and retry policies."""
         if self.spec.idempotent and await self._is_done(delivery):
             await delivery.ack()
             self._stats.duplicates_suppressed += 1
+            self._metrics.duplicate_suppressed()
             return
         if self.spec.ack == "before":
             await self._at_most_once(delivery, value)
@@ -107,16 +113,19 @@ class Processor:
                 await self._call(delivery, value, attempt)
             except PermanentError as exc:
                 self._stats.failed += 1
+                self._metrics.failed()
                 await self._give_up(delivery, exc, dl.REASON_PERMANENT, attempt)
                 return
             except Exception as exc:  # noqa: BLE001 - any handler failure is retried or dead-lettered
                 self._stats.failed += 1
+                self._metrics.failed()
                 if not self.spec.retry.should_retry(attempt):
                     await self._give_up(delivery, exc, dl.REASON_MAX_ATTEMPTS, attempt)
                     return
                 self._failures.record(message_id)
                 delay = self.spec.retry.delay_for(attempt, self._timing.rng)
                 self._stats.retried += 1
+                self._metrics.retried()
                 self._logger(delivery).warning(
                     "attempt %d failed (%s: %s); retrying in %.3f s",
                     attempt,
@@ -139,6 +148,7 @@ class Processor:
             await delivery.ack()
             self._failures.forget(message_id)
             self._stats.processed += 1
+            self._metrics.processed()
             return
 
     async def _at_most_once(self, delivery: Delivery, value: Any) -> None:
@@ -147,11 +157,13 @@ class Processor:
             await self._call(delivery, value, delivery.attempt)
         except Exception as exc:  # noqa: BLE001 - at-most-once: a failure is logged, not retried
             self._stats.failed += 1
+            self._metrics.failed()
             self._logger(delivery).exception("handler failed (ack=before, not retried): %s", exc)
             return
         if self.spec.idempotent:
             await self._mark_done(delivery)
         self._stats.processed += 1
+        self._metrics.processed()
 
     async def _is_done(self, delivery: Delivery) -> bool:
         """Whether the store has this message done; a failing store answers "no" (logged):
@@ -172,6 +184,8 @@ class Processor:
             self._logger(delivery).exception("idempotency store failed to record completion")
 
     async def _call(self, delivery: Delivery, value: Any, attempt: int) -> None:
+        # Timed here, inline: one more coroutine per message would cost more than the metrics.
+        metrics = self._metrics
         if self.spec.wants_context:
             ctx = Context(
                 message=delivery.message,
@@ -181,9 +195,17 @@ class Processor:
                 logger=self._logger(delivery),
                 publish=self._publish,
             )
-            await self.spec.handler(value, ctx)
+            started = metrics.handler_started()
+            try:
+                await self.spec.handler(value, ctx)
+            finally:
+                metrics.handler_finished(started)
         else:
-            await self.spec.handler(value)
+            started = metrics.handler_started()
+            try:
+                await self.spec.handler(value)
+            finally:
+                metrics.handler_finished(started)
 
     async def _backoff(self, delay: float) -> bool:
         """Sleep ``delay`` s unless the app starts stopping; True if the full delay passed."""
@@ -220,6 +242,7 @@ class Processor:
         )
         await delivery.dead_letter(reason, headers=headers)
         self._stats.dead_lettered += 1
+        self._metrics.dead_lettered(reason)
 
     def _logger(self, delivery: Delivery) -> BoundLogger:
         message = delivery.message

@@ -89,6 +89,17 @@ class PrivateRabbitMQ:
         finally:
             writer.close()
 
+    async def ctl(self, *args: str) -> None:
+        """Run rabbitmqctl against THIS node only (its own name and cookie)."""
+        env = {**os.environ, "HOME": str(self.dir)}
+        proc = await asyncio.create_subprocess_exec(
+            "/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", f"ewtest{self.port}@localhost", *args,
+            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(f"rabbitmqctl {args[0]} failed: {err.decode(errors='replace')}")
+
     async def kill(self) -> None:
         """SIGKILL the node's process group (only processes this object started)."""
         proc, self._proc = self._proc, None

@@ -309,3 +309,17 @@ async def test_private_server_helper_restarts_on_same_port(private_redis: RedisS
     client = aioredis.Redis.from_url(private_redis.url)
     assert await client.get("k") == b"v", "appendonly + fsync always keeps acknowledged writes"
     await client.aclose()
+
+
+async def test_concurrent_publishes_share_pipelines_and_one_pool() -> None:
+    async with spawn_redis() as server:
+        direct = aioredis.Redis.from_url(server.url)
+        async with open_broker(f"{server.url}?{FAST}") as broker:
+            messages = [Message(body=b"%d" % i) for i in range(2000)]
+            await asyncio.gather(*(broker.publish("conc", m) for m in messages))
+            clients = await direct.client_list()
+            ours = [c for c in clients if c.get("name") == "eventwire"]
+            entries = await direct.xrange("ew:conc")
+        await direct.aclose()
+    assert [f[b"id"].decode() for _, f in entries] == [m.id for m in messages], "order or loss"
+    assert 1 <= len(ours) <= 2, f"{len(ours)} connections for 2,000 concurrent publishes"

@@ -98,11 +98,12 @@ class CoreNatsBroker(BrokerBase):
             check_size(message, headers, nc.max_payload)
             prepared.append((message, headers))
         try:
+            # Into nats-py's bounded outbound buffer (pending_size), written by its flusher and
+            # kept across a reconnect; a full buffer raises. No per-publish flush(): core NATS
+            # confirms nothing anyway, and nats-py 2.16 orphans flush() futures on reconnect
+            # (and chokes on cancelled ones), which stalled publishers for the whole timeout.
             for message, headers in prepared:
                 await nc.publish(subject, message.body, headers=headers)
-            # The PING/PONG round trip proves the server has read them (not that anyone got
-            # them: core NATS has no confirms); bounded so an outage raises instead of hanging.
-            await nc.flush(timeout=max(1, int(self.options.publish_timeout)))
         except Exception as exc:
             raise PublishError(
                 f"publishing {len(prepared)} message(s) to {topic!r} on core NATS failed "

@@ -10,7 +10,10 @@ Known windows, all on the side of duplicates, never loss: ``dead_letter`` and ``
 publish a confirmed copy and then ack the original, so a crash between the two leaves both;
 a publish whose confirm was lost in a connection cut is sent again after the reconnect.
 Broadcast queues die with the connection: broadcast subscribers miss what is published while
-they are disconnected (groups do not).
+they are disconnected (groups do not). Settling a delivery whose channel is gone is a no-op:
+the broker redelivers it (attempt + 1). Leaving a subscription cancels the consumer before
+closing its channel, so acks sent just before are applied (quorum queues on 3.10 could
+otherwise redeliver them).
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, cast
 
+from redis import exceptions as rex
+
 from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
 from eventwire.brokers.redis.envelope import EnvelopeError, from_fields, stream_entries
 from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
@@ -54,6 +56,10 @@ class BroadcastSubscription(Subscription):
                     self._broker.read_limit,
                 )
                 backoff.reset()
+            except rex.ResponseError as exc:  # e.g. the key is not a stream: loud, retried
+                log.error("redis refused the read on %r: %s", self.topic, exc)
+                await backoff.wait()
+                continue
             except TRANSIENT as exc:
                 log.warning(
                     "redis read on %r failed (%s); reconnecting",

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 from redis import exceptions as rex
 
 from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
 from eventwire.brokers.redis.envelope import EnvelopeError, as_fields, from_fields, stream_entries
-from eventwire.brokers.redis.pending import PendingWork
+from eventwire.brokers.redis.pending import PendingWork, consumer_name
 from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
 from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
 
@@ -23,11 +20,6 @@ if TYPE_CHECKING:
 
 
 RECOVERABLE: tuple[type[BaseException], ...] = (rex.ResponseError, *TRANSIENT)
-
-
-def consumer_name() -> str:
-    """Unique per subscription, readable in XINFO: host, pid and a random suffix."""
-    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 class GroupSubscription(Subscription):
@@ -110,13 +102,7 @@ class GroupSubscription(Subscription):
                 )
                 backoff.reset()
             except rex.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                # The server lost the group (restart without persistence): create it again.
-                log.warning(
-                    "redis group %r on %r vanished; re-creating it", self._group, self.topic
-                )
-                await self._recover(backoff)
+                await self._on_refusal(exc, backoff, "read")
                 continue
             except TRANSIENT as exc:
                 log.warning(
@@ -137,6 +123,19 @@ class GroupSubscription(Subscription):
             self._admit(entry_id, fields, count)
         await self._dead_letter_foreign()
         self._replies_lost = False
+
+    async def _on_refusal(self, exc: rex.ResponseError, backoff: Backoff, doing: str) -> None:
+        """Redis refused a command. NOGROUP: the server lost the group (a restart without
+        persistence), so create it again. Anything else is logged loudly and retried after
+        a backoff: the loops never give up while the app runs."""
+        if "NOGROUP" in str(exc):
+            log.warning("redis group %r on %r vanished; re-creating it", self._group, self.topic)
+            await self._recover(backoff)
+            return
+        log.error(
+            "redis refused the %s on %r: %s", doing, self.topic, describe(exc, self._broker.url)
+        )
+        await backoff.wait()
 
     async def _recover(self, backoff: Backoff) -> None:
         try:
@@ -182,9 +181,7 @@ class GroupSubscription(Subscription):
                     next_maintain = time.monotonic() + maintain_every
                 backoff.reset()
             except rex.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                await self._recover(backoff)
+                await self._on_refusal(exc, backoff, "poll")
             except TRANSIENT as exc:
                 log.debug("redis poll on %r failed: %s", self.topic, describe(exc, broker.url))
                 self._replies_lost = True
@@ -221,6 +218,11 @@ class GroupSubscription(Subscription):
                 )
                 self._ack_wake.set()
                 await backoff.wait()
+            except rex.ResponseError as exc:
+                # NOGROUP after a restart without persistence: nothing left to ack. Other
+                # refusals drop the batch: those entries come back later (at-least-once).
+                log.warning("redis refused XACK on %r: %s", self.topic, exc)
+                self._acks.clear()
 
     async def _flush_acks(self) -> None:
         while self._acks:

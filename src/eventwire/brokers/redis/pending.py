@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
+import uuid
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, cast
 
@@ -11,6 +14,11 @@ if TYPE_CHECKING:
 
 # (entry id, fields as returned, delivery count): what the subscription admits.
 Claimed = tuple[bytes, Any, int]
+
+
+def consumer_name() -> str:
+    """Unique per subscription, readable in XINFO: host, pid and a random suffix."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 class PendingWork:

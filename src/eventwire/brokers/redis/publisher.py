@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from redis import exceptions as rex
 
 from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe, translate
+from eventwire.brokers.redis.subscription import log
 from eventwire.core.errors import ClosedError, PublishError
 from eventwire.core.message import Message
 
@@ -56,6 +57,7 @@ class PublishQueue:
         self._idle = asyncio.Event()
         self._idle.set()
         self._sender: asyncio.Task[None] | None = None
+        self._inflight: list[_Call] = []
 
     async def publish(self, topic: str, messages: tuple[Message, ...]) -> None:
         opts = self._broker.options
@@ -94,12 +96,21 @@ class PublishQueue:
                 await self._sender
 
     async def _send_loop(self) -> None:
+        try:
+            await self._send_forever()
+        except Exception as exc:  # noqa: BLE001 - a bug: fail waiting calls, never hang them
+            log.exception("redis publisher stopped")
+            for call in [*self._inflight, *self._queue]:
+                _fail(call, PublishError(f"publishing to {call.topic!r} failed: {exc!r}"), exc)
+            self._queue.clear()
+
+    async def _send_forever(self) -> None:
         backoff = Backoff(cap=self._broker.options.backoff_cap)
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                batch = self._take()
+                batch = self._inflight = self._take()
                 try:
                     replies = await self._send(batch)
                 except TRANSIENT as exc:

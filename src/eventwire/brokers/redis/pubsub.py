@@ -42,6 +42,9 @@ class RedisPubSubBroker(RedisStreamsBroker):
     ``<prefix><topic>.dlq`` (created with group ``eventwire-dlq`` when the topic is
     subscribed), read with ``subscribe(dead_letter_topic(topic), group=DEAD_LETTER_GROUP)``
     exactly as on the Streams profile, so a dead letter is never silently dropped.
+    A subscriber whose prefetch window is full stops reading; Redis buffers for it until its
+    ``client-output-buffer-limit pubsub`` and then drops the connection (the subscriber
+    re-subscribes; what was buffered is lost, as at-most-once allows).
     """
 
     def encode(self, messages: tuple[Message, ...]) -> list[Any]:

@@ -42,6 +42,14 @@ class RedisStreamsBroker(BrokerBase):
     ``PublishError``; a publish that returned was accepted by Redis. A retried publish whose
     first try reached Redis before the connection dropped is stored twice: consumers
     de-duplicate by message id (at-least-once).
+
+    What survives what: a connection cut loses nothing (entries whose reply was lost are
+    taken back from this consumer's PEL at once). A server restart keeps what the server
+    persisted: with ``appendonly yes`` + ``appendfsync always`` everything acknowledged; with
+    no persistence the streams, groups, pending entries and retry schedules are gone and
+    consumers re-create their groups (at id 0) and carry on with new messages. Approximate
+    MAXLEN trimming removes the oldest entries even if a group has not read them yet: size
+    ``maxlen`` above any backlog you expect (default 1,000,000 per topic).
     """
 
     def __init__(self, url: BrokerURL, profile: BrokerProfile) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from eventwire.core.capabilities import Guarantee
 from eventwire.core.contract import Broker
 from eventwire.core.errors import BrokerError
@@ -69,6 +71,7 @@ async def _resumes(
 class ReconnectCases(CaseFixtures):
     """Cut every connection twice, blackhole one, restart the broker: delivery goes on."""
 
+    @pytest.mark.reconnect
     @requires("reconnects", PROXY)
     async def test_reconnect_after_connections_cut(self, ctx: CaseContext) -> None:
         upstream = ctx.harness.upstream
@@ -99,6 +102,7 @@ class ReconnectCases(CaseFixtures):
                 finally:
                     await seen.stop()
 
+    @pytest.mark.reconnect
     @requires("reconnects", PROXY)
     async def test_half_open_connection_noticed(self, ctx: CaseContext) -> None:
         upstream = ctx.harness.upstream
@@ -125,6 +129,7 @@ class ReconnectCases(CaseFixtures):
                 finally:
                     await seen.stop()
 
+    @pytest.mark.reconnect
     @requires("reconnects", RESTART)
     async def test_reconnect_after_broker_restart(self, ctx: CaseContext) -> None:
         broker, publisher = await ctx.open(), await ctx.open()
@@ -144,6 +149,7 @@ class ReconnectCases(CaseFixtures):
             finally:
                 await seen.stop()
 
+    @pytest.mark.reconnect
     @requires("reconnects", "persistent", "consumer_groups", RESTART)
     async def test_group_survives_restart_with_pending_work(self, ctx: CaseContext) -> None:
         # Published while nobody reads, then the broker restarts: where the profile claims

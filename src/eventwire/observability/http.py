@@ -1,0 +1,180 @@
+"""Observability layer: the worker's tiny HTTP server for /metrics, /healthz and /readyz.
+
+Stdlib asyncio only: a GET per connection (``Connection: close``), answered from callables
+the runtime passes in, so this module knows nothing of ``App``. ``/healthz`` is 200 while the
+process and its broker connection are healthy, ``/readyz`` 200 once every subscription
+exists; both are 503 otherwise, with a one-line reason as the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Self
+
+from eventwire.core.contract import Health
+from eventwire.core.errors import ConfigurationError
+from eventwire.observability.logs import get_logger
+
+DEFAULT_HOST: Final = "127.0.0.1"
+ENV_HTTP_PORT: Final = "EVENTWIRE_HTTP_PORT"
+ENV_HTTP_HOST: Final = "EVENTWIRE_HTTP_HOST"
+
+_READ_TIMEOUT = 5.0  # seconds a client gets to send its request head
+_HEALTH_TIMEOUT = 5.0  # a broker that does not answer a health check in time is unhealthy
+_MAX_HEAD = 8192
+_TEXT: Final = "text/plain; charset=utf-8"
+_REASONS: Final = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
+
+_log = get_logger("observability")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Probes:
+    """Where the endpoints get their answers from."""
+
+    metrics: Callable[[], tuple[bytes, str]]  # exposition text and its content type
+    health: Callable[[], Awaitable[Health]]
+    ready: Callable[[], bool]
+
+
+class OpsServer:
+    """``async with OpsServer(probes, port=9000):`` serves the endpoints until the block ends.
+
+    ``port=0`` picks a free port (read it back from ``port``). A port already in use raises
+    a ``ConfigurationError`` that says so in one line.
+    """
+
+    def __init__(self, probes: Probes, *, port: int, host: str = DEFAULT_HOST) -> None:
+        self._probes = probes
+        self._host = host
+        self._requested_port = port
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        """The port bound (useful with ``port=0``)."""
+        if self._server is None or not self._server.sockets:
+            return self._requested_port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        try:
+            self._server = await asyncio.start_server(
+                self._handle, self._host, self._requested_port
+            )
+        except OSError as exc:
+            raise ConfigurationError(bind_problem(self._host, self._requested_port, exc)) from exc
+        _log.info("serving /metrics, /healthz and /readyz on %s", self.url)
+
+    async def aclose(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            # Idle keep-alive never happens (Connection: close), so this returns promptly.
+            await server.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            try:
+                async with asyncio.timeout(_READ_TIMEOUT):
+                    head = await reader.readuntil(b"\r\n\r\n")
+            except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                return  # a client that sends no request gets no answer
+            status, body, content_type, head_only = await self._respond(head)
+            writer.write(_response(status, body, content_type, head_only=head_only))
+            await writer.drain()
+        except ConnectionError:
+            pass  # the client went away; nothing to answer
+        except Exception:  # noqa: BLE001 - a bad request must never stop the server
+            _log.exception("ops endpoint failed")
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _respond(self, head: bytes) -> tuple[int, bytes, str, bool]:
+        line = head[:_MAX_HEAD].split(b"\r\n", 1)[0].decode("latin-1")
+        parts = line.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            return 400, b"bad request\n", _TEXT, False
+        method, target = parts[0], parts[1].split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            return 405, b"only GET and HEAD\n", _TEXT, False
+        status, body, content_type = await self._route(target)
+        return status, body, content_type, method == "HEAD"
+
+    async def _route(self, target: str) -> tuple[int, bytes, str]:
+        if target == "/metrics":
+            return (200, *self._probes.metrics())
+        if target == "/healthz":
+            health = await self._health()
+            text = f"{'ok' if health.ok else 'unhealthy'}: {health.detail}\n".encode()
+            return (200 if health.ok else 503), text, _TEXT
+        if target == "/readyz":
+            if self._probes.ready():
+                return 200, b"ready\n", _TEXT
+            return 503, b"not ready: subscriptions not established\n", _TEXT
+        return 404, b"not found: try /metrics, /healthz or /readyz\n", _TEXT
+
+    async def _health(self) -> Health:
+        try:
+            async with asyncio.timeout(_HEALTH_TIMEOUT):
+                return await self._probes.health()
+        except TimeoutError:
+            return Health(ok=False, detail=f"broker health check took over {_HEALTH_TIMEOUT} s")
+        except Exception as exc:  # noqa: BLE001 - any failure to answer is "unhealthy"
+            return Health(ok=False, detail=f"{type(exc).__name__}: {exc}")
+
+
+def _response(status: int, body: bytes, content_type: str, *, head_only: bool) -> bytes:
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+        f"Content-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Cache-Control: no-store\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode("latin-1")
+    return head if head_only else head + body
+
+
+def bind_problem(host: str, port: int, exc: OSError) -> str:
+    """One line saying why ``host:port`` cannot be served, and what to do about it."""
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot serve HTTP on {host}:{port}: the port is already in use; "
+            "stop what uses it or choose another --http-port"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot serve HTTP on {host}:{port}: permission denied; use a port above 1023"
+    return (
+        f"cannot serve HTTP on {host}:{port} ({exc.strerror or exc}): "
+        "check --http-host and --http-port"
+    )
