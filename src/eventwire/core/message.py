@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -79,11 +78,12 @@ class Delivery(ABC):
 
     Settling is ``ack()``, ``nack(delay=...)`` or ``dead_letter(reason)``. The first call wins;
     later calls are no-ops, so a runtime and a handler may both try without double effects.
+    A settle call made while another is still in flight returns at once without effect.
     Methods are coroutine-safe within one event loop; a ``Delivery`` is not thread-safe.
     A delivery never settled before its subscription closes goes back to the broker.
     """
 
-    __slots__ = ("_lock", "_settled", "attempt", "group", "message", "topic")
+    __slots__ = ("_settled", "_settling", "attempt", "group", "message", "topic")
 
     def __init__(self, *, message: Message, topic: str, attempt: int, group: str | None) -> None:
         self.message = message
@@ -91,7 +91,13 @@ class Delivery(ABC):
         self.attempt = attempt  # 1 on first delivery, +1 on every redelivery
         self.group = group
         self._settled: str | None = None
-        self._lock = asyncio.Lock()
+        # A flag, not an asyncio.Lock: one lock per message was measurable on the hot path.
+        self._settling = False
+
+    @property
+    def settling(self) -> bool:
+        """True while a settle call is talking to the broker."""
+        return self._settling
 
     @property
     def settled(self) -> str | None:
@@ -131,11 +137,16 @@ class Delivery(ABC):
         await self._settle("dead-letter", do)
 
     async def _settle(self, how: str, action: _Action) -> None:
-        async with self._lock:
-            if self._settled is not None:
-                return
+        # A call made while another is in flight returns at once; if the first one fails the
+        # delivery stays open and may be settled again.
+        if self._settled is not None or self._settling:
+            return
+        self._settling = True
+        try:
             await action()
-            self._settled = how
+        finally:
+            self._settling = False
+        self._settled = how
 
     @abstractmethod
     async def _ack(self) -> None: ...

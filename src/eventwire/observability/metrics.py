@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
 
+# The classic text format: every scraper reads it, and these names need nothing newer
+# (prometheus_client >= 0.22 labels its output version=1.0.0, which older servers reject).
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 METRICS_EXTRA_HINT: Final = "pip install 'eventwire[metrics]'"
 # Seconds; handlers range from sub-millisecond to calls of slow services.
 DURATION_BUCKETS: Final = (
@@ -224,9 +227,9 @@ class MetricsRecorder:
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text format of every metric, and its content type."""
-        from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client.exposition import generate_latest
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE
 
     def collect(self) -> Iterator[Metric]:
         """Metric families built from the live counters (what the registry scrapes)."""

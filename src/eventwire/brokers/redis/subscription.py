@@ -30,8 +30,8 @@ class RedisDelivery(Delivery):
     async def ack(self) -> None:
         # Fast path for the common case: acking only queues the id for the batched XACK
         # (synchronous, no await), so when nobody else is settling this delivery there is
-        # nothing for the base class's lock to protect. First settle still wins.
-        if self._settled is None and not self._lock.locked():
+        # nothing for the base class to guard. First settle still wins.
+        if self._settled is None and not self._settling:
             self._settled = "ack"
             self.sub.ack_now(self)
             return
