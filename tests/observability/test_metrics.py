@@ -46,6 +46,8 @@ async def test_counters_histograms_and_scrape_after_a_poison(kind: str, tmp_path
         return None
 
     async with app, running(app, http_port=0):
+        # SQLite drops a second publish of one id itself: nothing left for the app to dedupe.
+        duplicates = 0 if app.broker.profile.capabilities.publish_dedup else 1
         for n in range(COUNT):
             await app.publish(topic, {"n": n})
         twice = Message(body=b'{"n": 1}', content_type="application/json")
@@ -54,7 +56,7 @@ async def test_counters_histograms_and_scrape_after_a_poison(kind: str, tmp_path
         await wait_until(
             lambda: app.stats.processed == COUNT  # COUNT - 1 + the first `twice`
             and app.stats.dead_lettered == 1
-            and app.stats.duplicates_suppressed == 1
+            and app.stats.duplicates_suppressed == duplicates
         )
         port = app.http_port
         assert port
@@ -69,7 +71,7 @@ async def test_counters_histograms_and_scrape_after_a_poison(kind: str, tmp_path
     assert sample(app, "eventwire_handler_duration_seconds_count", **labels) == COUNT + 1
     assert sample(app, "eventwire_handlers_in_flight", **labels) == 0
     once_labels = {"topic": f"{topic}.once", "group": "dedupe", "handler": once.__qualname__}
-    assert sample(app, "eventwire_messages_duplicates_suppressed_total", **once_labels) == 1
+    assert sample(app, "eventwire_messages_duplicates_suppressed_total", **once_labels) == duplicates
     assert sample(app, "eventwire_messages_published_total", topic=topic) == COUNT
     assert sample(app, "eventwire_publish_duration_seconds_count", topic=topic) == COUNT
 

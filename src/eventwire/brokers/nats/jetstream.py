@@ -7,7 +7,6 @@ import contextlib
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -24,6 +23,7 @@ from nats.js.api import (
 )
 
 from eventwire.brokers._support.lifecycle import BrokerBase
+from eventwire.brokers.nats._confirm import PubAcks
 from eventwire.brokers.nats._connection import open_connection, translate
 from eventwire.brokers.nats._envelope import check_size, to_headers
 from eventwire.brokers.nats._options import NatsOptions, safe_name
@@ -54,12 +54,15 @@ class JetStreamBroker(BrokerBase):
         self._idle.set()
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        self._acks: PubAcks | None = None
         self._streams: dict[str, asyncio.Task[str]] = {}
         self._pulls: set[PullConsumer] = set()
 
     async def _connect(self) -> None:
         self._nc = await open_connection(self.url, self.options, name="eventwire-jetstream")
-        self._js = self._nc.jetstream(timeout=5.0, publish_async_max_pending=8192)
+        self._js = self._nc.jetstream(timeout=5.0)
+        self._acks = PubAcks(self._nc)
+        await self._acks.start()
 
     @property
     def client(self) -> Client:
@@ -200,35 +203,28 @@ class JetStreamBroker(BrokerBase):
     async def _publish_round(
         self, subject: str, batch: list[tuple[Message, dict[str, str]]], deadline: float
     ) -> tuple[list[tuple[Message, dict[str, str]]], BaseException | None]:
-        assert self._js is not None
+        acks = self._acks
+        assert acks is not None
         loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[Any]] = []
+        sent: list[tuple[str, asyncio.Future[None]]] = []
         failed: list[tuple[Message, dict[str, str]]] = []
         error: BaseException | None = None
         for index, (message, headers) in enumerate(batch):
             try:
-                futures.append(
-                    await self._js.publish_async(
-                        subject,
-                        message.body,
-                        headers=dict(headers),
-                        # No wait_stall: with a timeout nats-py wraps the semaphore in a task,
-                        # yielding per message (one socket write each, 8x slower). A stall
-                        # ends anyway: every round cancels its unconfirmed futures.
-                    )
-                )
-            except Exception as exc:  # noqa: BLE001  # buffer full, closed, stalled: retry later
+                sent.append(await acks.send(subject, message.body, headers))
+            except Exception as exc:  # noqa: BLE001  # buffer full or closed: retry later
                 failed.extend(batch[index:])
                 error = exc
                 break
-        if futures:
+        if sent:
             # Acks lost in a connection cut never arrive: re-send what is unconfirmed after a
             # while instead of waiting for the whole deadline (Nats-Msg-Id absorbs repeats).
-            wait = min(max(0.0, deadline - loop.time()), 5.0 + len(futures) / 5000)
+            wait = min(max(0.0, deadline - loop.time()), 5.0 + len(sent) / 5000)
+            futures = [future for _, future in sent]
             done, _ = await asyncio.wait(futures, timeout=wait)
-            for future, item in zip(futures, batch, strict=False):
+            for (token, future), item in zip(sent, batch, strict=False):
                 if future not in done:
-                    future.cancel()
+                    acks.forget(token)
                     failed.append(item)
                 elif future.exception() is not None:
                     failed.append(item)
@@ -281,6 +277,9 @@ class JetStreamBroker(BrokerBase):
             await asyncio.wait_for(self._idle.wait(), self.options.publish_timeout)
         for task in self._streams.values():
             task.cancel()
+        if self._acks is not None:
+            with contextlib.suppress(Exception):
+                await self._acks.aclose()
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.flush(timeout=2)

@@ -1,0 +1,76 @@
+"""Broker layer: pipelined JetStream publishes, each confirmed by its PubAck on a shared inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+
+class PubAcks:
+    """One wildcard reply inbox per connection; ``send`` returns a future of the PubAck.
+
+    Leaner than nats-py's ``publish_async`` (no random token per message, no semaphore task,
+    no PubAck dataclass): publishing is the hot path. Futures never time out here; the caller
+    waits with a deadline and calls ``forget`` for those it gives up on (their replies, if
+    they come late, are ignored). nats-py resubscribes the inbox after a reconnect.
+    """
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._prefix = nc.new_inbox() + "."
+        self._cut = len(self._prefix)
+        self._futures: dict[str, asyncio.Future[None]] = {}
+        self._next = 0
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_reply)
+
+    async def send(
+        self, subject: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[str, asyncio.Future[None]]:
+        """Publish with a reply token; the future resolves with the PubAck (or its error)."""
+        self._next += 1
+        token = str(self._next)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._futures[token] = future
+        try:
+            await self._nc.publish(subject, body, reply=self._prefix + token, headers=headers)
+        except BaseException:
+            del self._futures[token]
+            raise
+        return token, future
+
+    def forget(self, token: str) -> None:
+        future = self._futures.pop(token, None)
+        if future is not None:
+            future.cancel()
+
+    async def _on_reply(self, msg: Msg) -> None:
+        future = self._futures.pop(msg.subject[self._cut :], None)
+        if future is None or future.done():
+            return
+        headers = msg.headers
+        if headers and headers.get("Status") == "503":
+            future.set_exception(nats.js.errors.NoStreamResponseError())
+            return
+        data = msg.data
+        if b'"error"' in data:
+            response: dict[str, Any] = json.loads(data)
+            if "error" in response:
+                future.set_exception(nats.js.errors.APIError.from_error(response["error"]))
+                return
+        future.set_result(None)
+
+    async def aclose(self) -> None:
+        for future in self._futures.values():
+            future.cancel()
+        self._futures.clear()
+        if self._sub is not None:
+            await self._sub.unsubscribe()
