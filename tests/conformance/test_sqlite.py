@@ -16,14 +16,28 @@ pytestmark = pytest.mark.conformance
 
 
 class SQLiteHarness(Harness):
-    """Clients of one fresh broker file; a short lease keeps redelivery cases quick."""
+    """Clients of one fresh broker file; a short lease keeps redelivery cases quick.
+
+    Restarting an embedded broker means closing every client of the file and opening it
+    again, which is what a process restart does.
+    """
+
+    supports_restart = True
 
     def __init__(self, path: Path) -> None:
         self.profile = profile_named("sqlite")
         self.url = f"sqlite:///{path}?lease=2"
+        self._clients: list[Broker] = []
 
     async def open(self) -> Broker:
-        return await open_connected(self.url)
+        broker = await open_connected(self.url)
+        self._clients.append(broker)
+        return broker
+
+    async def restart_broker(self) -> None:
+        clients, self._clients = self._clients, []
+        for broker in clients:
+            await broker.aclose()
 
 
 class TestSQLiteConformance(ConformanceSuite):

@@ -38,6 +38,7 @@ TimeoutOption = Annotated[
     float, typer.Option("--timeout", min=0.1, help="Seconds before giving up on the broker.")
 ]
 DLQ_PREFIX = "x-eventwire-dlq-"
+REPLAY_OF = "x-eventwire-replay-of"
 BODY_PREVIEW = 60  # bytes of the body shown by `dlq list`
 
 dlq_app = typer.Typer(
@@ -149,19 +150,33 @@ async def _replay(resolved: resolve.ResolvedBroker, topic: str, limit: int, wait
     replayed = 0
     async with _dead_letters(resolved, topic, min(limit, 100), wait, limit=limit) as letters:
         broker = letters.broker
+        # A broker that drops a repeated message id (SQLite, JetStream) would drop a replay
+        # that keeps its id, and the ack below would then lose the dead letter for good.
+        renew = broker.profile.capabilities.publish_dedup
         async for delivery in letters:
             # Confirmed first, acked second: a crash in between replays it twice, never zero.
-            await broker.publish(topic, original(delivery.message))
+            await broker.publish(topic, original(delivery.message, new_id=renew))
             await delivery.ack()
             replayed += 1
+    if renew and replayed:
+        typer.echo(
+            f"{broker.profile.name} drops repeated message ids, so the replays got new ids; "
+            f"each names its dead letter in the {REPLAY_OF} header"
+        )
     return replayed
 
 
-def original(message: Message) -> Message:
-    """``message`` as first published: the ``x-eventwire-dlq-*`` headers removed, the rest kept."""
+def original(message: Message, *, new_id: bool = False) -> Message:
+    """``message`` as first published: the ``x-eventwire-dlq-*`` headers removed, the rest
+    (id, key, content type, correlation id, other headers) kept; with ``new_id`` a fresh id,
+    the old one in the ``x-eventwire-replay-of`` header."""
     from dataclasses import replace
 
+    from eventwire.core.message import new_message_id
+
     kept = {k: v for k, v in message.headers.items() if not k.startswith(DLQ_PREFIX)}
+    if new_id:
+        return replace(message, id=new_message_id(), headers={**kept, REPLAY_OF: message.id})
     return replace(message, headers=kept)
 
 

@@ -61,6 +61,9 @@ Capability -> cases (``requires(...)`` on each case; ``suite.capability_map()`` 
 * ordered_per_key: test_order_per_key (16 keys, one call and concurrent per-key publishers);
   + ordered_across_members + consumer_groups: test_order_per_key_across_members
 * publish_dedup: test_publish_dedup
+* survives_restart + persistent + consumer_groups (harness "restart"):
+  test_confirmed_publishes_survive_restart (all clients closed and the broker restarted;
+  an embedded broker's harness restarts by closing every client and reopening its store)
 * reconnects / survives_restart (and harness abilities "restart", "proxy"): the cases in
   reconnect_cases.py (``ReconnectCases``, included in ``ConformanceSuite``)
 

@@ -6,7 +6,7 @@ import asyncio
 
 from eventwire.core.errors import ClosedError
 from eventwire.core.message import Delivery, Message
-from eventwire.testing.conformance.context import CaseContext, CaseFixtures, requires
+from eventwire.testing.conformance.context import RESTART, CaseContext, CaseFixtures, requires
 from eventwire.testing.conformance.helpers import (
     Collector,
     collect,
@@ -55,6 +55,23 @@ class LifecycleCases(CaseFixtures):
         async with reader.subscribe(ctx.topic, group=group) as sub:
             got = await collect(sub, len(messages), ctx.scale.timeout)
         assert sorted(ids(got)) == sorted(ids(messages))
+
+    @requires("survives_restart", "persistent", "consumer_groups", RESTART)
+    async def test_confirmed_publishes_survive_restart(self, ctx: CaseContext) -> None:
+        # Embedded brokers "restart" when every client is gone and the store is reopened;
+        # network brokers when the harness restarts its private server.
+        group = ctx.group()
+        async with (await ctx.open()).subscribe(ctx.topic, group=group):
+            pass  # the group exists and keeps what is published to it
+        publisher = await ctx.open()
+        messages = make_messages(ctx.scale.messages)
+        await publisher.publish(ctx.topic, *messages)
+        await publisher.aclose()
+        await ctx.harness.restart_broker()
+        reader = await ctx.open()
+        async with reader.subscribe(ctx.topic, group=group) as sub:
+            got = await collect(sub, len(messages), ctx.scale.timeout)
+        assert sorted(ids(got)) == sorted(ids(messages)), "a confirmed publish was lost"
 
     async def test_concurrent_close(self, ctx: CaseContext) -> None:
         broker, publisher = await ctx.open(), await ctx.open()
