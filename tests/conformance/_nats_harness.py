@@ -12,6 +12,7 @@ import pytest
 from eventwire.brokers.catalog import profile_named
 from eventwire.core.contract import Broker
 from eventwire.testing.conformance import Harness
+from eventwire.testing.conformance.context import RESTART, requirements_of
 from eventwire.testing.conformance.harness import open_connected, rewrite_host
 from eventwire.testing.spawn_nats import NatsServer
 
@@ -62,7 +63,8 @@ async def harness_for(
 ) -> AsyncIterator[Harness]:
     """The shared server, or a private ``nats-server -js`` for restart/reconnect cases."""
     name = request.node.name
-    if "restart" in name or "reconnect" in name:
+    needs = requirements_of(getattr(request, "function", None))
+    if RESTART in needs or "restart" in name or "reconnect" in name:
         async with NatsServer() as server:
             harness = NatsHarness(scheme, profile, f"127.0.0.1:{server.port}", server)
             yield harness

@@ -51,7 +51,7 @@ def broker_url(kind: str, tmp_path: Path) -> str:
 async def wait_until(predicate: Callable[[], bool], deadline: float = 20.0) -> None:
     """Poll ``predicate`` until true; fail after ``deadline`` seconds (no fixed sleeps)."""
     async with asyncio.timeout(deadline):
-        while not predicate():  # noqa: ASYNC110 - the app exposes counters, not events
+        while not predicate():
             await asyncio.sleep(0.005)
 
 

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from eventwire import App, Message, PermanentError, RetryPolicy
+from eventwire import App, Message, RetryPolicy
 from eventwire.observability.metrics import MetricsRecorder
+
 from .probes import broker_url, http_get, running, wait_until
 
 COUNT = 12
@@ -54,9 +55,11 @@ async def test_counters_histograms_and_scrape_after_a_poison(kind: str, tmp_path
         await app.publish(f"{topic}.once", twice)
         await app.publish(f"{topic}.once", twice)
         await wait_until(
-            lambda: app.stats.processed == COUNT  # COUNT - 1 + the first `twice`
-            and app.stats.dead_lettered == 1
-            and app.stats.duplicates_suppressed == duplicates
+            lambda: (
+                app.stats.processed == COUNT  # COUNT - 1 + the first `twice`
+                and app.stats.dead_lettered == 1
+                and app.stats.duplicates_suppressed == duplicates
+            )
         )
         port = app.http_port
         assert port
@@ -71,7 +74,9 @@ async def test_counters_histograms_and_scrape_after_a_poison(kind: str, tmp_path
     assert sample(app, "eventwire_handler_duration_seconds_count", **labels) == COUNT + 1
     assert sample(app, "eventwire_handlers_in_flight", **labels) == 0
     once_labels = {"topic": f"{topic}.once", "group": "dedupe", "handler": once.__qualname__}
-    assert sample(app, "eventwire_messages_duplicates_suppressed_total", **once_labels) == duplicates
+    assert (
+        sample(app, "eventwire_messages_duplicates_suppressed_total", **once_labels) == duplicates
+    )
     assert sample(app, "eventwire_messages_published_total", topic=topic) == COUNT
     assert sample(app, "eventwire_publish_duration_seconds_count", topic=topic) == COUNT
 

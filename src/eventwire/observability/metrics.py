@@ -107,7 +107,11 @@ class SubscriberMetrics:
 
     def handler_finished(self, started: float) -> None:
         self.in_flight -= 1
-        self.duration.observe(perf_counter() - started)
+        # Histogram.observe inlined: this runs for every handler call.
+        elapsed = perf_counter() - started
+        duration = self.duration
+        duration.counts[bisect_left(duration.bounds, elapsed)] += 1
+        duration.total += elapsed
 
     def processed(self) -> None:
         self.processed_count += 1

@@ -218,3 +218,21 @@ class ProcessHarness(Harness):
 
     def url_via(self, host: str, port: int) -> str:
         return rewrite_host(self._url, host, port)
+
+
+@contextlib.asynccontextmanager
+async def scrubbed_keys(url: str, pattern: str) -> AsyncIterator[None]:
+    """Delete, afterwards, the keys matching ``pattern`` that appeared meanwhile on the Redis
+    at ``url``: tests on a shared server leave no streams, groups or schedules behind."""
+    import redis.asyncio as aioredis  # only tests on Redis need the client
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        before = {key async for key in client.scan_iter(match=pattern, count=1000)}
+        yield
+    finally:
+        with contextlib.suppress(OSError, aioredis.RedisError):
+            new = [k async for k in client.scan_iter(match=pattern, count=1000) if k not in before]
+            for start in range(0, len(new), 500):
+                await client.delete(*new[start : start + 500])
+        await client.aclose()

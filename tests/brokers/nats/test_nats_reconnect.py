@@ -1,13 +1,17 @@
-"""Tests: NATS adapters through connection cuts, a half-open link and a killed server."""
+"""Tests: NATS adapters through connection cuts and a killed server (private nats-server).
+
+The half-open (blackhole) case runs in the conformance suite for both NATS profiles.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections import Counter
 
 import pytest
-from nats_support import scaled
+from nats_support import scaled, stream_messages
 
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.contract import Broker
@@ -30,7 +34,7 @@ async def _consume(broker: Broker, topic: str, seen: Counter[str], stamps: list[
 async def test_cuts_and_server_restart_lose_nothing(private_nats: NatsServer) -> None:
     total = scaled(2000, 10_000)
     batch = 50
-    duration = scaled(6, 20)  # publishing is spread out so that every fault lands mid-stream
+    duration = scaled(4, 20)  # publishing is spread out so that every fault lands mid-stream
     async with FaultProxy("127.0.0.1", private_nats.port) as proxy:
         url = f"nats://127.0.0.1:{proxy.port}?ack_wait=5&publish_timeout=60"
         messages = [Message(body=f'{{"n": {i}}}'.encode()) for i in range(total)]
@@ -85,42 +89,20 @@ async def test_cuts_and_server_restart_lose_nothing(private_nats: NatsServer) ->
             for task in consumers:
                 task.cancel()
             await asyncio.gather(*consumers, return_exceptions=True)
+            stream = pub.options.stream("rc.t")  # type: ignore[attr-defined]
+        # Every re-sent publish (unconfirmed across a cut) was dropped by Nats-Msg-Id dedup.
+        stored = await stream_messages(f"127.0.0.1:{private_nats.port}", stream)
     lost = confirmed - set(seen)
     duplicates = sum(count - 1 for count in seen.values())
     print(
         f"\nNATS reconnect: {total} published, {len(lost)} lost, {duplicates} duplicates "
-        f"absorbed, {publish_errors} publish retries, resume after faults "
+        f"absorbed, {publish_errors} publish errors, {stored} stored, resume after faults "
         f"{', '.join(f'{r:.2f}s' for r in resumes)}, proxy accepted {proxy.accepted}"
     )
     assert len(confirmed) == total
+    assert stored == total
     assert not lost
     assert max(resumes) <= 10.0
-
-
-async def test_half_open_connection_noticed_within_15s(private_nats: NatsServer) -> None:
-    async with FaultProxy("127.0.0.1", private_nats.port) as proxy:
-        url = f"nats://127.0.0.1:{proxy.port}"
-        async with (
-            open_broker(private_nats.url) as direct,
-            open_broker(url) as broker,
-            broker.subscribe("bh.t", group="g") as sub,
-        ):
-            await direct.publish("bh.t", Message(body=b"before"))
-            await (await asyncio.wait_for(anext(sub), 10)).ack()
-            client = broker.client  # type: ignore[attr-defined]
-            reconnects = client.stats["reconnects"]
-            proxy.blackhole()  # existing sockets swallow everything; new ones get through
-            started = time.monotonic()
-            async with asyncio.timeout(20):
-                while client.stats["reconnects"] == reconnects:
-                    await asyncio.sleep(0.05)
-            noticed = time.monotonic() - started
-            await direct.publish("bh.t", Message(body=b"after"))
-            after = await asyncio.wait_for(anext(sub), 10)
-            await after.ack()
-    print(f"\nNATS half-open connection noticed and replaced after {noticed:.1f}s")
-    assert noticed <= 15.0
-    assert after.message.body == b"after"
 
 
 async def test_core_subscription_resumes_after_cut(private_nats: NatsServer) -> None:
@@ -142,4 +124,26 @@ async def test_core_subscription_resumes_after_cut(private_nats: NatsServer) -> 
                     except TimeoutError:
                         continue
     assert got.message.body == b"hello again"
+    assert time.monotonic() - started <= 10.0
+
+
+async def test_consumer_and_stream_recreated_when_server_lost_them(
+    private_nats: NatsServer,
+) -> None:
+    async with (
+        open_broker(private_nats.url) as pub,
+        open_broker(private_nats.url) as sub_broker,
+        sub_broker.subscribe("lost.t", group="g") as sub,
+    ):
+        await pub.publish("lost.t", Message(body=b"before"))
+        await (await asyncio.wait_for(anext(sub), 10)).ack()
+        await private_nats.kill()
+        shutil.rmtree(private_nats.store_dir)  # a server that comes back empty
+        await private_nats.start()
+        started = time.monotonic()
+        fresh = Message(body=b"after")
+        await pub.publish("lost.t", fresh)  # recreates the stream (no responders first)
+        got = await asyncio.wait_for(anext(sub), 15)  # the pull recreates its consumer
+        await got.ack()
+    assert got.message.id == fresh.id
     assert time.monotonic() - started <= 10.0

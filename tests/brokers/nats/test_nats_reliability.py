@@ -178,11 +178,11 @@ async def test_in_progress_keeps_a_slow_handlers_message(prefix: str) -> None:
         await slow.publish(topic, Message(body=b"long job"))
         held = await asyncio.wait_for(anext(sub_a), 10)
         async with rival.subscribe(topic, group="g") as sub_b:
-            with pytest.raises(TimeoutError):  # 3x AckWait: progress keeps it leased
-                await asyncio.wait_for(anext(sub_b), 3.0)
+            with pytest.raises(TimeoutError):  # 2.5x AckWait: progress keeps it leased
+                await asyncio.wait_for(anext(sub_b), 2.5)
             await held.ack()
             with pytest.raises(TimeoutError):
-                await asyncio.wait_for(anext(sub_b), 1.5)
+                await asyncio.wait_for(anext(sub_b), 1.2)
     assert held.attempt == 1
 
 

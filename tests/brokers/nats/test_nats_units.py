@@ -9,9 +9,9 @@ import pytest
 
 from eventwire.brokers.catalog import profile_named
 from eventwire.brokers.nats._connection import backoff_handler, scrub, translate
+from eventwire.brokers.nats._delivery import attempt_and_seq
 from eventwire.brokers.nats._envelope import MSG_ID, check_size, from_nats, to_headers
 from eventwire.brokers.nats._options import NatsOptions, safe_name
-from eventwire.brokers.nats._pull import _attempt_and_seq
 from eventwire.core.capabilities import Guarantee, Support
 from eventwire.core.errors import (
     BrokerError,
@@ -95,9 +95,9 @@ def test_check_size_counts_headers_against_max_payload() -> None:
 
 
 def test_attempt_and_sequence_from_reply_subjects() -> None:
-    assert _attempt_and_seq("$JS.ACK.S.C.3.17.9.1700000000.0") == (3, 17)
-    assert _attempt_and_seq("$JS.ACK.dom.hash.S.C.2.5.5.1700000000.0.tok") == (2, 5)
-    assert _attempt_and_seq(None) == (1, None)
+    assert attempt_and_seq("$JS.ACK.S.C.3.17.9.1700000000.0") == (3, 17)
+    assert attempt_and_seq("$JS.ACK.dom.hash.S.C.2.5.5.1700000000.0.tok") == (2, 5)
+    assert attempt_and_seq(None) == (1, None)
 
 
 def test_backoff_is_capped_exponential_with_jitter() -> None:

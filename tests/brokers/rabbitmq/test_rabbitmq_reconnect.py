@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import aio_pika
 import pytest
 from rabbitmq_support import FULL, HOST, PORT, Opener
 
+from eventwire.brokers.rabbitmq import settings as names
 from eventwire.core.errors import PublishError
 from eventwire.core.message import Delivery, Message
 from eventwire.testing.fault_proxy import FaultProxy
@@ -133,3 +135,36 @@ async def test_publish_during_outage_waits_then_fails_clearly(open_rmq: Opener) 
                         continue
                 first = await anext(sub)
     assert first.message.id == kept.id
+
+
+async def _consumers(queue: str) -> int:
+    connection = await aio_pika.connect(host=HOST, port=PORT)
+    try:
+        channel = await (await connection.channel()).get_underlay_channel()
+        ok = await channel.queue_declare(queue, passive=True)
+        return ok.consumer_count or 0
+    finally:
+        await connection.close()
+
+
+async def test_quick_cuts_restore_each_consumer_exactly_once(
+    open_rmq: Opener, exchange: str
+) -> None:
+    topic = f"twice.{uuid.uuid4().hex[:8]}"
+    queue = names.group_queue(exchange, topic, "svc")
+    async with FaultProxy(HOST, PORT) as proxy:
+        broker = await open_rmq(port=proxy.port)
+        tally = Tally()
+        async with broker.subscribe(topic, group="svc") as sub:
+            worker = asyncio.create_task(tally.consume(sub))
+            try:
+                for pause in (0.0, 0.02, 0.1, 0.3):  # a cut during dial/restore, then again
+                    await proxy.cut()
+                    await asyncio.sleep(pause)
+                    await proxy.cut()
+                    marker = Message(body=b"marker")
+                    await broker.publish(topic, marker)  # waits for the reconnect
+                    await tally.wait_for(marker.id, 30.0)
+                    assert await _consumers(queue) == 1
+            finally:
+                worker.cancel()

@@ -9,7 +9,15 @@ import pytest
 import redis.asyncio as aioredis
 from redis_support import SHARED
 
-from eventwire.testing.spawn import RedisServer, spawn_redis
+from eventwire.testing.spawn import RedisServer, scrubbed_keys, spawn_redis
+
+
+@pytest.fixture(autouse=True)
+async def _no_leftover_keys() -> AsyncIterator[None]:
+    """Every test here writes under ``ew:ewt.*``/``ew:ewc.*`` on the shared server: what a
+    test created is deleted after it (streams, dead-letter streams, retry schedules)."""
+    async with scrubbed_keys(SHARED, "ew:ew[tc].*"):
+        yield
 
 
 @pytest.fixture

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Mapping
 
 from eventwire.core import headers as h
 from eventwire.core.errors import InvalidHeaderError, MessageTooLargeError
-from eventwire.core.message import DEFAULT_CONTENT_TYPE, Message
+from eventwire.core.message import DEFAULT_CONTENT_TYPE, Message, new_message_id
 
 MSG_ID = "Nats-Msg-Id"  # JetStream dedups on it; it also carries the message id
 _RESERVED_PREFIX = "nats-"  # server-interpreted headers a user must not set by accident
@@ -60,7 +61,8 @@ def from_nats(body: bytes, headers: Mapping[str, str] | None) -> Message:
     if not headers:
         return Message(body=body)
     user = dict(headers)
-    message_id = user.pop(MSG_ID, None) or user.pop(h.MESSAGE_ID, None)
+    legacy_id = user.pop(h.MESSAGE_ID, None)
+    message_id = user.pop(MSG_ID, None) or legacy_id or new_message_id()
     stamp = user.pop(h.TIMESTAMP, None)
     content_type = user.pop(h.CONTENT_TYPE, None) or DEFAULT_CONTENT_TYPE
     key = user.pop(h.KEY, None)
@@ -68,18 +70,20 @@ def from_nats(body: bytes, headers: Mapping[str, str] | None) -> Message:
     causation = user.pop(h.CAUSATION_ID, None)
     for name in [n for n in user if n.lower().startswith(_RESERVED_PREFIX)]:
         del user[name]  # server-added (Nats-Expected-*, Nats-Sequence, ...), not the sender's
-    extra: dict[str, object] = {}
-    if message_id:
-        extra["id"] = message_id
-    if stamp:
-        with contextlib.suppress(ValueError):
-            extra["timestamp"] = float(stamp)
     return Message(
         body=body,
+        id=message_id,
         key=key,
         headers=user,
         content_type=content_type,
         correlation_id=correlation,
         causation_id=causation,
-        **extra,  # type: ignore[arg-type]
+        timestamp=_timestamp(stamp),
     )
+
+
+def _timestamp(text: str | None) -> float:
+    if text:
+        with contextlib.suppress(ValueError):
+            return float(text)
+    return time.time()  # a foreign publisher: the time it reached us is the best we know

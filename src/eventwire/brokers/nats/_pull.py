@@ -1,4 +1,4 @@
-"""Broker layer: a JetStream pull consumer feeding one subscription, and its deliveries."""
+"""Broker layer: a JetStream pull consumer feeding one subscription with deliveries."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from eventwire.brokers.nats._connection import translate
+from eventwire.brokers.nats._delivery import JetStreamDelivery, attempt_and_seq
 from eventwire.brokers.nats._envelope import from_nats
 from eventwire.brokers.nats._options import NatsOptions
+from eventwire.core import headers as h
 from eventwire.core.message import Delivery, Message
 from eventwire.core.url import BrokerURL
 
@@ -28,40 +29,15 @@ DeadLetterSink = Callable[[Message], Awaitable[None]]
 MAX_DELIVERIES = "max-deliveries"
 
 
-class JetStreamDelivery(Delivery):
-    """A JetStream message; ack/nak/term go to its reply subject, progress keeps it leased."""
-
-    __slots__ = ("_msg", "_pull", "_since")
-
-    def __init__(
-        self, *, msg: Msg, pull: PullConsumer, message: Message, attempt: int, now: float
-    ) -> None:
-        super().__init__(message=message, topic=pull.topic, attempt=attempt, group=pull.group)
-        self._msg = msg
-        self._pull = pull
-        self._since = now
-
-    async def _ack(self) -> None:
-        await self._pull.settle(self, self._msg.ack)
-
-    async def _nack(self, delay: float | None) -> None:
-        await self._pull.settle(self, lambda: self._msg.nak(delay=delay))
-
-    async def _dead_letter(self, dead: Message) -> None:
-        async def store_then_term() -> None:
-            await self._pull.dead_letter_sink(dead)  # confirmed before the original goes
-            await self._msg.term()
-
-        await self._pull.settle(self, store_then_term)
-
-
 class PullConsumer:
-    """Keeps one pull request open for ``prefetch - unsettled`` messages and hands them out.
+    """Keeps pull requests open for ``prefetch - unsettled`` messages and hands them out.
 
-    Messages are handed out as they arrive (no waiting for a batch to fill), so latency stays
-    low at low rates while large batches keep throughput high. Requests are short
-    (``pull_expires``); one not ended by the server a second after it should have is presumed
-    lost (reconnect, server restart) and the consumer is checked, recreated if gone.
+    Messages are handed out as they arrive (no waiting for a batch to fill). A new request
+    goes out as soon as half the window is free, while the previous one still runs, so a
+    steady stream never waits for a request round trip. Requests are short
+    (``pull_expires``): when nothing (message or 408) is heard for a second longer, the open
+    requests are presumed lost (reconnect, restart) and the consumer is checked, recreated
+    if gone.
     """
 
     def __init__(
@@ -83,21 +59,26 @@ class PullConsumer:
         self._url = url
         self._options = options
         self._prefetch = prefetch
+        self._threshold = max(1, prefetch // 2)
         self._ensure = ensure_consumer
         self._ready: deque[JetStreamDelivery] = deque()
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()  # the iterator: something is ready (or closed)
         self._unsettled: set[JetStreamDelivery] = set()
-        self._capacity = asyncio.Event()
-        self._capacity.set()
-        self._owed = 0  # messages the open pull request may still deliver
-        self._request_over = asyncio.Event()
+        self._owed = 0  # messages the open pull requests may still deliver
+        self._room = asyncio.Event()  # the pump: enough of the window is free to pull
+        self._room.set()
+        self._drained = asyncio.Event()  # no pull request is open
+        self._drained.set()
+        self._heard = 0.0  # last message or status from the server
         self._lost = False
+        self._throttle = False  # the server refused a pull (409): pause before the next one
         self._last_stream_seq: int | None = None
         self._closed = False  # the iterator has ended
         self._closing = False  # no new pull requests
         self._inbox = nc.new_inbox()
         self._sub: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
 
     async def start(self) -> None:
@@ -105,7 +86,7 @@ class PullConsumer:
         self._sub = await self._nc.subscribe(self._inbox, cb=self._on_msg)
         self._tasks = [
             asyncio.create_task(self._pump(), name=f"eventwire-nats-pull-{self.topic}"),
-            asyncio.create_task(self._keep_leases(), name=f"eventwire-nats-progress-{self.topic}"),
+            asyncio.create_task(self._watch(), name=f"eventwire-nats-watch-{self.topic}"),
         ]
 
     # -- the iterator side -------------------------------------------------------------
@@ -130,99 +111,139 @@ class PullConsumer:
             await send()
         except Exception as exc:
             raise translate(exc, self._url, f"settling a message of {self.topic!r}") from exc
-        self._release(delivery)
-
-    def _release(self, delivery: JetStreamDelivery) -> None:
         self._unsettled.discard(delivery)
-        if len(self._unsettled) < self._prefetch:
-            self._capacity.set()
+        self._check_room()
+
+    def _free(self) -> int:
+        return self._prefetch - len(self._unsettled) - self._owed
+
+    def _check_room(self) -> None:
+        free = self._free()
+        if free >= self._threshold or (free > 0 and self._owed == 0):
+            self._room.set()
+
+    def _owe_less(self, count: int) -> None:
+        self._owed = max(0, self._owed - count)
+        if not self._owed:
+            self._drained.set()
+        self._check_room()
 
     # -- the broker side ---------------------------------------------------------------
     async def _on_msg(self, msg: Msg) -> None:
+        self._heard = self._loop.time()
         headers = msg.headers
         if headers and "Status" in headers and not msg.reply:
             self._on_status(headers)
             return
         self._owed -= 1
         if self._owed <= 0:
-            self._request_over.set()
-        attempt, stream_seq = _attempt_and_seq(msg.reply)
+            self._owe_less(0)  # the request is fulfilled: maybe room for the next one
+        attempt, stream_seq = attempt_and_seq(msg.reply)
         self._last_stream_seq = stream_seq
         delivery = JetStreamDelivery(
             msg=msg,
             pull=self,
             message=from_nats(msg.data, headers),
             attempt=attempt,
-            now=self._loop.time(),
+            now=self._heard,
         )
         self._unsettled.add(delivery)
         if self._closing:
-            return  # arrived while leaving: returned with the others once the pull is over
-        if len(self._unsettled) >= self._prefetch:
-            self._capacity.clear()
+            return  # arrived while leaving: returned with the others once the pulls are over
         if attempt > self._options.max_deliver:
             # The broker-level delivery limit: a message that keeps coming back (for example
             # because it crashes its consumer) goes to the DLQ instead of being stranded.
-            asyncio.create_task(self._limit_reached(delivery))  # noqa: RUF006
+            task = asyncio.create_task(self._limit_reached(delivery))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
             return
         self._ready.append(delivery)
         self._wakeup.set()
 
     def _on_status(self, headers: dict[str, str]) -> None:
-        if headers.get("Status") in {"404", "408", "409"}:
-            if "Consumer Deleted" in headers.get("Description", ""):
-                self._lost = True  # make the pump check and recreate the consumer
-            self._request_over.set()
+        status = headers.get("Status")
+        if status not in {"404", "408", "409"}:
+            return  # 100: heartbeat / flow control, nothing to account
+        if "Consumer Deleted" in headers.get("Description", ""):
+            self._lost = True  # make the pump check and recreate the consumer
+        elif status == "409":
+            self._throttle = True  # e.g. "Exceeded MaxWaiting": do not spin
+        pending = headers.get("Nats-Pending-Messages")
+        # A request ended; it says how much of its batch it did not deliver.
+        self._owe_less(int(pending) if pending and pending.isdigit() else self._owed)
 
     async def _limit_reached(self, delivery: JetStreamDelivery) -> None:
+        detail = f"delivered more than {self._options.max_deliver} times"
         try:
-            await delivery.dead_letter(
-                MAX_DELIVERIES,
-                headers={
-                    "x-eventwire-dlq-detail": f"delivered more than "
-                    f"{self._options.max_deliver} times"
-                },
+            await delivery.dead_letter(MAX_DELIVERIES, headers={h.DLQ_DETAIL: detail})
+        except Exception as exc:  # noqa: BLE001  # DLQ unreachable: try again on redelivery
+            log.warning(
+                "NATS %s: could not dead-letter an over-delivered message: %s", self._url, exc
             )
-        except Exception:
-            log.exception("NATS %s: could not dead-letter an over-delivered message", self._url)
+            with contextlib.suppress(Exception):
+                await delivery.nack(delay=self._options.reconnect_max)
 
     async def _pump(self) -> None:
         opts = self._options
-        grace = opts.pull_expires + 1.0  # no 408 by then: the request died with a connection
+        expires = int(opts.pull_expires * 1e9)
         while not self._closing:
             try:
-                await self._capacity.wait()
-                want = self._prefetch - len(self._unsettled)
-                if want <= 0:
-                    self._capacity.clear()
+                await self._room.wait()
+                self._room.clear()
+                free = self._free()
+                if free <= 0 or (free < self._threshold and self._owed > 0):
                     continue
                 if self._lost:
                     await self._recover()
-                self._owed = want
-                self._request_over.clear()
-                request = {"batch": want, "expires": int(opts.pull_expires * 1e9)}
-                await self._nc.publish(
-                    self._pull_subject, json.dumps(request).encode(), reply=self._inbox
-                )
-                try:
-                    await asyncio.wait_for(self._request_over.wait(), grace)
-                except TimeoutError:
-                    self._lost = True
-                    self._request_over.set()
+                if self._throttle:
+                    self._throttle = False
+                    await asyncio.sleep(opts.reconnect_min)
+                if not self._owed:
+                    self._heard = self._loop.time()  # the silence clock starts with a request
+                self._owed += free
+                self._drained.clear()
+                request = json.dumps({"batch": free, "expires": expires}).encode()
+                await self._nc.publish(self._pull_subject, request, reply=self._inbox)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001  # keep pulling through outages
-                self._request_over.set()
                 log.warning(
                     "NATS %s: pulling %r failed (%s); retrying",
                     self._url,
                     self.topic,
                     translate(exc, self._url, "pulling"),
                 )
+                self._owe_less(self._owed)
                 await asyncio.sleep(opts.reconnect_max)
 
+    async def _watch(self) -> None:
+        """Presume requests lost after silence; keep held messages leased (in_progress)."""
+        opts = self._options
+        lease_every = opts.ack_wait / 3
+        tick = min(lease_every, opts.pull_expires / 2)
+        silence = opts.pull_expires + 1.0  # every request ends with a 408 by then
+        last_lease = self._loop.time()
+        while not self._closed:
+            await asyncio.sleep(tick)
+            now = self._loop.time()
+            if self._owed and now - self._heard > silence:
+                self._lost = True
+                self._owe_less(self._owed)
+            if now - last_lease >= lease_every:
+                last_lease = now
+                await self._keep_leases(now - lease_every)
+
+    async def _keep_leases(self, cutoff: float) -> None:
+        for delivery in list(self._unsettled):
+            if delivery._since <= cutoff and delivery.settled is None:
+                try:
+                    await delivery._msg.in_progress()
+                except Exception:  # noqa: BLE001  # reconnecting; redelivery covers it
+                    return
+                delivery._since = self._loop.time()
+
     async def _recover(self) -> None:
-        """A pull went unanswered: make sure the consumer exists (recreating it) first."""
+        """Requests went unanswered: make sure the consumer exists (recreating it) first."""
         if not self._nc.is_connected:
             await asyncio.sleep(self._options.reconnect_min)
             return
@@ -230,40 +251,25 @@ class PullConsumer:
         self._pull_subject = await self._ensure(resume)
         self._lost = False
 
-    async def _keep_leases(self) -> None:
-        """Send in_progress for deliveries held longer than a third of AckWait."""
-        period = self._options.ack_wait / 3
-        while not self._closed:
-            await asyncio.sleep(period)
-            cutoff = self._loop.time() - period
-            for delivery in list(self._unsettled):
-                if delivery._since <= cutoff and delivery.settled is None:
-                    try:
-                        await delivery._msg.in_progress()
-                    except Exception:  # noqa: BLE001  # reconnecting; redelivery covers it
-                        break
-                    delivery._since = self._loop.time()
-
     async def aclose(self, *, give_back: bool = True) -> None:
-        """Stop, let the open pull request end, then return every unsettled delivery (nak).
+        """Stop, let the open pull requests end, then return every unsettled delivery (nak).
 
         ``give_back=False`` is for a broadcast consumer about to be deleted: nobody else
-        could receive what it returns, so leaving does not wait for the request to end.
+        could receive what it returns, so leaving does not wait for the requests to end.
         """
         if self._closing:
             return
         self._closing = self._closed = True
         self._wakeup.set()
-        for task in self._tasks:
+        for task in (*self._tasks, *self._side_tasks):
             task.cancel()
-        for task in self._tasks:
+        for task in (*self._tasks, *self._side_tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        waiting = self._owed > 0 and not self._request_over.is_set()
-        if give_back and waiting and self._nc.is_connected:
+        if give_back and self._owed and self._nc.is_connected:
             # A nak now would hand the message straight back to our still-open request.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._request_over.wait(), self._options.pull_expires + 1)
+                await asyncio.wait_for(self._drained.wait(), self._options.pull_expires + 1)
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -273,15 +279,3 @@ class PullConsumer:
         for delivery in returned if give_back else ():
             with contextlib.suppress(Exception):
                 await delivery._msg.nak()
-
-
-def _attempt_and_seq(reply: str | None) -> tuple[int, int | None]:
-    """num_delivered and stream sequence from a ``$JS.ACK...`` reply subject (v1 or v2)."""
-    if not reply:
-        return 1, None
-    tokens: list[Any] = reply.split(".")
-    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
-        return int(tokens[4]), int(tokens[5])
-    if len(tokens) >= 12:  # $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>...
-        return int(tokens[6]), int(tokens[7])
-    return 1, None

@@ -14,6 +14,13 @@ they are disconnected (groups do not). Settling a delivery whose channel is gone
 the broker redelivers it (attempt + 1). Leaving a subscription cancels the consumer before
 closing its channel, so acks sent just before are applied (quorum queues on 3.10 could
 otherwise redeliver them).
+
+Unroutable messages: an application publish to a topic no queue is bound to is confirmed and
+dropped by the broker (pub/sub: nobody subscribed, nobody misses it; no error). The adapter's
+own copies (retry, dead letter) are published ``mandatory``: if their queue was deleted behind
+our back they come back, the queue is declared again and the copy resent, so the original is
+never acked against a dropped copy. A consumer cancelled by the broker (its queue deleted)
+declares its queues again and consumes again, with backoff.
 """
 
 from __future__ import annotations

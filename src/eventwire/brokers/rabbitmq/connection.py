@@ -51,13 +51,19 @@ class Topology:
         name: str,
         arguments: dict[str, Any],
         bindings: tuple[tuple[str, str], ...] = (),
+        *,
+        force: bool = False,
     ) -> None:
-        """Declare a durable queue bound to (exchange, routing key) pairs and record it."""
-        if self.queues.get(name) != arguments:
+        """Declare a durable queue bound to (exchange, routing key) pairs and record it.
+
+        Already recorded ones are skipped unless ``force``: a queue can be deleted on the
+        broker behind our back, and only a fresh declare brings it back.
+        """
+        if force or self.queues.get(name) != arguments:
             await channel.queue_declare(queue=name, durable=True, arguments=arguments)
             self.queues[name] = arguments
         for exchange, key in bindings:
-            if (name, exchange, key) not in self.bindings:
+            if force or (name, exchange, key) not in self.bindings:
                 await channel.queue_bind(queue=name, exchange=exchange, routing_key=key)
                 self.bindings[(name, exchange, key)] = None
 
@@ -128,7 +134,7 @@ class RabbitMQConnection:
         try:
             pool = []
             for _ in range(self.settings.channels):
-                channel = await conn.channel(publisher_confirms=True)
+                channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
                 pool.append(cast("aiormq.Channel", await channel.get_underlay_channel()))
             if not self.topology.exchanges:
                 await self.topology.declare_exchange(pool[0], self.settings.exchange)
@@ -141,6 +147,10 @@ class RabbitMQConnection:
             raise
         self._conn, self._pool = conn, pool
         conn.close_callbacks.add(self._on_close)
+        if conn.is_closed:
+            # Lost while the last restorer returned: the callback above will never fire.
+            self._on_close(conn, None)
+            return
         self._ready.set()
 
     def _on_close(self, _sender: object, exc: BaseException | None = None) -> None:
@@ -195,7 +205,7 @@ class RabbitMQConnection:
         self._turn = (self._turn + 1) % len(self._pool)
         channel = self._pool[self._turn]
         if channel.is_closed:
-            fresh = await conn.channel(publisher_confirms=True)
+            fresh = await conn.channel(publisher_confirms=True, on_return_raises=True)
             underlay = await fresh.get_underlay_channel()
             channel = self._pool[self._turn] = cast("aiormq.Channel", underlay)
         return channel

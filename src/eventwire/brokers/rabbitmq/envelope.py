@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -12,6 +13,7 @@ from eventwire.core import headers as h
 from eventwire.core.message import DEFAULT_CONTENT_TYPE, Message
 
 PERSISTENT: Final = 2
+_HASHED: Final = re.compile(r"~[0-9a-f]{24}$")  # settings._bounded shortened a long name
 DELIVERY_COUNT: Final = "x-delivery-count"
 # Headers the broker or this adapter adds; they never reach Message.headers.
 _INTERNAL: Final = frozenset(
@@ -69,8 +71,14 @@ def _broker_dead_letter(deaths: object, user: dict[str, str]) -> None:
     for death in deaths:
         if isinstance(death, dict) and death.get("reason") not in (None, "expired"):
             user[h.DLQ_REASON] = _text(death["reason"]).replace("_", "-")
+            # The group queue's name "exchange:topic:group" is the reliable source: after a
+            # delayed retry the routing key is that queue name, not the topic.
+            parts = _text(death.get("queue", "")).rsplit(":", 2)
+            if len(parts) == 3 and not _HASHED.search(parts[2]):
+                user.setdefault(h.DLQ_ORIGINAL_TOPIC, parts[1])
+                user.setdefault(h.DLQ_GROUP, parts[2])
             keys = death.get("routing-keys")
-            if isinstance(keys, list) and keys:
+            if isinstance(keys, list) and keys and ":" not in _text(keys[0]):
                 user.setdefault(h.DLQ_ORIGINAL_TOPIC, _text(keys[0]))
             return
 

@@ -19,6 +19,10 @@ log = logging.getLogger("eventwire.rabbitmq")
 Outgoing = tuple[bytes, Basic.Properties]
 
 
+class UnroutableError(PublishError):
+    """A ``mandatory`` publish came back (basic.return): no queue took it, so it is not sent."""
+
+
 class _Budget:
     """Bounds how many messages may wait for the connection at once (the outage buffer)."""
 
@@ -69,17 +73,32 @@ class ConfirmedPublisher:
         """Wait until every publish in flight has been confirmed or has failed."""
         await self._idle.wait()
 
-    async def publish(self, exchange: str, routing_key: str, outgoing: Sequence[Outgoing]) -> None:
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        outgoing: Sequence[Outgoing],
+        *,
+        mandatory: bool = False,
+    ) -> None:
+        """Send and wait for every confirm.
+
+        ``mandatory`` is for the adapter's own copies (retry, dead letter), which must reach a
+        queue: an unroutable one raises ``UnroutableError``. Application publishes are not
+        mandatory: a topic nobody subscribed to drops the event, as pub/sub means.
+        """
         self._in_flight += 1
         self._idle.clear()
         try:
-            await self._publish(exchange, routing_key, outgoing)
+            await self._publish(exchange, routing_key, outgoing, mandatory)
         finally:
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
 
-    async def _publish(self, exchange: str, routing_key: str, outgoing: Sequence[Outgoing]) -> None:
+    async def _publish(
+        self, exchange: str, routing_key: str, outgoing: Sequence[Outgoing], mandatory: bool
+    ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.publish_timeout
         try:
@@ -92,12 +111,17 @@ class ConfirmedPublisher:
                 f"{self._settings.publish_timeout:g} s; nothing was sent"
             ) from None
         try:
-            await self._send_until_confirmed(exchange, routing_key, outgoing, deadline)
+            await self._send_until_confirmed(exchange, routing_key, outgoing, deadline, mandatory)
         finally:
             await self._budget.release(reserved)
 
     async def _send_until_confirmed(
-        self, exchange: str, routing_key: str, outgoing: Sequence[Outgoing], deadline: float
+        self,
+        exchange: str,
+        routing_key: str,
+        outgoing: Sequence[Outgoing],
+        deadline: float,
+        mandatory: bool,
     ) -> None:
         loop = asyncio.get_running_loop()
         pending = list(range(len(outgoing)))
@@ -110,7 +134,7 @@ class ConfirmedPublisher:
                 channel = await self._conn.publish_channel(remaining)
                 async with asyncio.timeout_at(deadline):
                     pending, error = await self._send(
-                        channel, exchange, routing_key, outgoing, pending
+                        channel, exchange, routing_key, outgoing, pending, mandatory=mandatory
                     )
             except TimeoutError as exc:
                 last = exc
@@ -119,6 +143,11 @@ class ConfirmedPublisher:
                 error = exc
             if error is None:
                 continue
+            if isinstance(error, aiormq.exceptions.PublishError):
+                raise UnroutableError(
+                    f"publishing to {routing_key!r} at {self._conn.where}: no queue is bound "
+                    f"(message returned); {len(pending)} message(s) not sent"
+                ) from error
             if isinstance(error, aiormq.exceptions.DeliveryError) or not isinstance(
                 error, TRANSIENT
             ):
@@ -151,6 +180,8 @@ class ConfirmedPublisher:
         routing_key: str,
         outgoing: Sequence[Outgoing],
         pending: list[int],
+        *,
+        mandatory: bool,
     ) -> tuple[list[int], BaseException | None]:
         """Send ``pending`` in windows of unconfirmed publishes.
 
@@ -164,6 +195,7 @@ class ConfirmedPublisher:
                     exchange=exchange,
                     routing_key=routing_key,
                     properties=outgoing[i][1],
+                    mandatory=mandatory,
                     wait=False,
                 )
             except Exception as exc:  # noqa: BLE001 - classified by the caller
@@ -179,6 +211,7 @@ class ConfirmedPublisher:
                         exchange=exchange,
                         routing_key=routing_key,
                         properties=outgoing[i][1],
+                        mandatory=mandatory,
                         wait=False,
                     )
                     for i in chunk

@@ -3,8 +3,10 @@
 Query options (all optional): ``exchange`` (topic exchange, default "eventwire"),
 ``heartbeat`` (seconds, default 2: aiormq drops a silent connection after
 (heartbeat + 1) * 3 s, so a half-open connection is noticed within about 10 s),
-``delivery_limit`` (quorum x-delivery-limit, default 20: a safety net against crash loops;
-the runtime's max_attempts acts first),
+``delivery_limit`` (quorum x-delivery-limit, default 20: a safety net against crash loops.
+On 3.10 every return (nack without delay, a dead consumer) counts; a delayed retry is a fresh
+copy whose count starts again. So the runtime's max_attempts decides unless immediate returns
+exceed the limit first: then the broker dead-letters with reason "delivery-limit"),
 ``publish_timeout`` (seconds a publish waits for the connection and its confirms, default 15),
 ``publish_buffer`` (messages that may wait for the connection at once, default 10000),
 ``confirm_window`` (unconfirmed publishes in flight per call, default 1000),

@@ -5,48 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Final, Self, cast
+from typing import Final, Self
 
 import aio_pika
 import aiormq.abc
-from pamqp.commands import Basic
 
 from eventwire.brokers.rabbitmq import envelope
 from eventwire.brokers.rabbitmq import settings as names
 from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
-from eventwire.brokers.rabbitmq.errors import TRANSIENT, translate
-from eventwire.brokers.rabbitmq.publisher import ConfirmedPublisher
+from eventwire.brokers.rabbitmq.delivery import RabbitMQDelivery
+from eventwire.brokers.rabbitmq.errors import TRANSIENT, describe, translate
+from eventwire.brokers.rabbitmq.publisher import ConfirmedPublisher, Outgoing, UnroutableError
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 
 log = logging.getLogger("eventwire.rabbitmq")
 _STOP: Final = None
-
-
-class RabbitMQDelivery(Delivery):
-    """A delivery tied to the channel it came on; settling on a dead channel is a no-op."""
-
-    __slots__ = ("_channel", "_sub", "_tag")
-
-    def __init__(
-        self,
-        sub: RabbitMQSubscription,
-        channel: aiormq.abc.AbstractChannel,
-        tag: int,
-        message: Message,
-        attempt: int,
-    ) -> None:
-        super().__init__(message=message, topic=sub.topic, attempt=attempt, group=sub.group)
-        self._sub, self._channel, self._tag = sub, channel, tag
-
-    async def _ack(self) -> None:
-        await self._sub.settle(self._channel, self._tag, requeue=None)
-
-    async def _nack(self, delay: float | None) -> None:
-        await self._sub.nack(self, self._channel, self._tag, delay)
-
-    async def _dead_letter(self, dead: Message) -> None:
-        await self._sub.dead_letter(self._channel, self._tag, dead)
 
 
 class RabbitMQSubscription:
@@ -73,13 +48,16 @@ class RabbitMQSubscription:
         self._retry_queues: set[str] = set()
         self._consumer_tag = ""
         self._opening = asyncio.Lock()
+        self._pw = self._settings.password
 
     async def __aenter__(self) -> Self:
         try:
             await self._open(await self._conn.wait_ready(self._settings.connect_timeout))
         except Exception as exc:
             await self._close_channel()
-            raise translate(exc, f"subscribing to {self.topic!r}", self._conn.where) from exc
+            raise translate(
+                exc, f"subscribing to {self.topic!r}", self._conn.where, self._settings.password
+            ) from exc
         self._conn.add_restorer(self, self._open)
         return self
 
@@ -95,25 +73,54 @@ class RabbitMQSubscription:
         raw = await channel.get_underlay_channel()
         exchange = self._settings.exchange
         topology = self._conn.topology
+        # Declared afresh (force) on every (re)open: the queue may have been deleted meanwhile.
         if self.group is not None:
             args = names.group_queue_arguments(self._settings, self.topic, self.group)
-            await topology.declare_queue(raw, self._queue, args, ((exchange, self.topic),))
+            await topology.declare_queue(
+                raw, self._queue, args, ((exchange, self.topic),), force=True
+            )
         else:
             ok = await raw.queue_declare(queue="", exclusive=True, auto_delete=True)
             self._queue = ok.queue or ""
             await raw.queue_bind(queue=self._queue, exchange=exchange, routing_key=self.topic)
         if not names.is_terminal(self.topic, self.group):
             # The DLQ exists before the first dead letter can be made, so none is dropped.
-            dlq_topic = dead_letter_topic(self.topic)
-            dlq = names.group_queue(exchange, dlq_topic, DEAD_LETTER_GROUP)
-            dlq_args = names.group_queue_arguments(self._settings, dlq_topic, DEAD_LETTER_GROUP)
-            await topology.declare_queue(raw, dlq, dlq_args, ((exchange, dlq_topic),))
+            await self._declare_dlq(raw)
         await raw.basic_qos(prefetch_count=self.prefetch)
         self._drop_stale()
+        self._retry_queues.clear()  # declared again on first use (they may be gone too)
         self._channel = channel
         channel.close_callbacks.add(self._on_channel_close)
+        raw.on_consumer_cancel_callbacks.add(self._on_consumer_cancel)
         consume = await raw.basic_consume(self._queue, self._on_message, no_ack=False)
         self._consumer_tag = consume.consumer_tag or ""
+
+    async def _declare_dlq(self, channel: aiormq.abc.AbstractChannel) -> None:
+        exchange = self._settings.exchange
+        dlq_topic = dead_letter_topic(self.topic)
+        dlq = names.group_queue(exchange, dlq_topic, DEAD_LETTER_GROUP)
+        dlq_args = names.group_queue_arguments(self._settings, dlq_topic, DEAD_LETTER_GROUP)
+        await self._conn.topology.declare_queue(
+            channel, dlq, dlq_args, ((exchange, dlq_topic),), force=True
+        )
+
+    def _on_consumer_cancel(self, _frame: object) -> None:
+        # The broker cancelled the consumer but kept the channel open (its queue was deleted,
+        # or a quorum queue lost its members): nothing more would arrive. Drop the channel (its
+        # unsettled deliveries come again) and declare + consume again with backoff.
+        channel = self._channel
+        if self._closed or channel is None:
+            return
+        log.warning("RabbitMQ cancelled the consumer of %r; subscribing again", self.topic)
+        self._channel = None  # so _on_channel_close does not start a second reopen
+        task = asyncio.create_task(self._resubscribe(channel))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _resubscribe(self, channel: aio_pika.abc.AbstractChannel) -> None:
+        with contextlib.suppress(Exception):
+            await channel.close()
+        await self._reopen()
 
     def _on_channel_close(self, sender: object, exc: BaseException | None = None) -> None:
         # Only this channel died (a channel error, not the connection): consume again. When
@@ -130,7 +137,8 @@ class RabbitMQSubscription:
         while not self._closed:
             try:
                 await self._open(await self._conn.wait_ready(self._settings.connect_timeout))
-            except Exception:  # noqa: BLE001 - any failure: back off and try again
+            except Exception as exc:  # noqa: BLE001 - any failure: back off and try again
+                log.debug("reopening %r failed: %s", self.topic, describe(exc, self._pw))
                 await asyncio.sleep(self._conn.backoff(attempt))
                 attempt += 1
             else:
@@ -163,14 +171,7 @@ class RabbitMQSubscription:
                 raise StopAsyncIteration
             if raw.channel.is_closed:
                 continue  # its channel died: the broker redelivers it on the new one
-            properties = raw.header.properties
-            redelivered = bool(getattr(raw.delivery, "redelivered", False))
-            try:
-                message, attempt = envelope.decode(raw.body, properties, redelivered=redelivered)
-            except ValueError:
-                message, attempt = envelope.decode(raw.body, _strip(properties), redelivered=False)
-            tag = cast("Basic.Deliver", raw.delivery).delivery_tag
-            return RabbitMQDelivery(self, raw.channel, tag or 0, message, attempt)
+            return RabbitMQDelivery.of(self, raw)
 
     async def settle(
         self, channel: aiormq.abc.AbstractChannel, tag: int, *, requeue: bool | None
@@ -206,16 +207,39 @@ class RabbitMQSubscription:
             return
         bucket = names.retry_bucket(delay)
         target = names.retry_queue(self._queue, bucket)
-        if target not in self._retry_queues:
-            args = names.retry_queue_arguments(self._queue, bucket)
-            await self._conn.topology.declare_queue(channel, target, args)
+        args = names.retry_queue_arguments(self._queue, bucket)
+
+        async def declare(force: bool) -> None:
+            await self._conn.topology.declare_queue(channel, target, args, force=force)
             self._retry_queues.add(target)
+
+        if target not in self._retry_queues:
+            await declare(False)
         outgoing = [
             (delivery.message.body, envelope.encode(delivery.message, attempt=delivery.attempt + 1))
         ]
         # Confirmed copy first, then ack: a crash in between duplicates, never loses.
-        await self._publisher.publish("", target, outgoing)
+        await self._copy("", target, outgoing, declare)
         await self.settle(channel, tag, requeue=None)
+
+    async def _copy(
+        self,
+        exchange: str,
+        key: str,
+        outgoing: list[Outgoing],
+        declare: Callable[[bool], Awaitable[None]],
+    ) -> None:
+        """Publish our own copy so that it reaches a queue, declaring the queue again if gone.
+
+        Without ``mandatory`` a copy to a deleted retry queue or DLQ is confirmed and dropped,
+        and acking the original afterwards would lose the message.
+        """
+        try:
+            await self._publisher.publish(exchange, key, outgoing, mandatory=True)
+        except UnroutableError:
+            log.warning("RabbitMQ queue for %r is gone; declaring it again", key)
+            await declare(True)
+            await self._publisher.publish(exchange, key, outgoing, mandatory=True)
 
     async def _requeue_later(
         self, delivery: Delivery, channel: aiormq.abc.AbstractChannel, tag: int, delay: float
@@ -224,7 +248,10 @@ class RabbitMQSubscription:
         outgoing = [
             (delivery.message.body, envelope.encode(delivery.message, attempt=delivery.attempt + 1))
         ]
-        await self._publisher.publish("", self._queue, outgoing)
+        try:
+            await self._publisher.publish("", self._queue, outgoing, mandatory=True)
+        except UnroutableError:
+            return  # the broadcast queue is gone with its channel: nothing left to redeliver
         await self.settle(channel, tag, requeue=None)
 
     async def dead_letter(
@@ -234,9 +261,11 @@ class RabbitMQSubscription:
         if channel.is_closed:
             return
         outgoing = [(dead.body, envelope.encode(dead))]
-        await self._publisher.publish(
-            self._settings.exchange, dead_letter_topic(self.topic), outgoing
-        )
+
+        async def declare(_force: bool) -> None:
+            await self._declare_dlq(channel)
+
+        await self._copy(self._settings.exchange, dead_letter_topic(self.topic), outgoing, declare)
         await self.settle(channel, tag, requeue=None)
 
     async def __aexit__(
@@ -268,13 +297,3 @@ class RabbitMQSubscription:
                 await raw.basic_cancel(self._consumer_tag)
             with contextlib.suppress(Exception):
                 await self._channel.close()
-
-
-def _strip(properties: Basic.Properties) -> Basic.Properties:
-    # A foreign publisher's malformed attempt/timestamp header: deliver with the bare basics.
-    return Basic.Properties(
-        content_type=properties.content_type,
-        message_id=properties.message_id,
-        correlation_id=properties.correlation_id,
-        headers={k: v for k, v in (properties.headers or {}).items() if not k.startswith("x-")},
-    )

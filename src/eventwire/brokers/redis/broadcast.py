@@ -57,7 +57,11 @@ class BroadcastSubscription(Subscription):
                 )
                 backoff.reset()
             except rex.ResponseError as exc:  # e.g. the key is not a stream: loud, retried
-                log.error("redis refused the read on %r: %s", self.topic, exc)
+                log.error(
+                    "redis refused the read on %r: %s",
+                    self.topic,
+                    describe(exc, self._broker.url),
+                )
                 await backoff.wait()
                 continue
             except TRANSIENT as exc:
@@ -92,17 +96,20 @@ class BroadcastSubscription(Subscription):
             self, delivery.entry_id, delivery.message, self.topic, delivery.attempt + 1
         )
 
+        if not delay:
+            self.admit(again)
+            return
+
         def readmit() -> None:
+            self._timers.discard(timer)  # fired: a long-lived subscription must not pile them up
             self.admit(again)
 
-        if delay:
-            self._timers.add(asyncio.get_running_loop().call_later(delay, readmit))
-        else:
-            readmit()
+        timer = asyncio.get_running_loop().call_later(delay, readmit)
+        self._timers.add(timer)
 
     async def settle_dead_letter(self, delivery: RedisDelivery, dead: Message) -> None:
-        if self.closed:
-            return
+        # Even after the subscription closed: nothing on the server would bring this entry
+        # back to a group-less reader, so skipping the write would lose the dead letter.
         await self._broker.move_to_dead_letter(self.topic, None, delivery.entry_id, dead)
         self.forget(delivery)
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rex
 
 from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
-from eventwire.brokers.redis.envelope import EnvelopeError, as_fields, from_fields, stream_entries
+from eventwire.brokers.redis.envelope import EnvelopeError, as_fields, from_fields
 from eventwire.brokers.redis.pending import PendingWork, consumer_name
 from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
+from eventwire.core.errors import EventwireError
 from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ class GroupSubscription(Subscription):
       time; members XCLAIM due ids back (delivery count + 1), see ``scripts.MOVE_DUE``;
     * entries of dead members are reclaimed with XAUTOCLAIM after ``claim_idle``; entries
       this member holds are touched (XCLAIM JUSTID) so slow handlers keep them;
-    * dead_letter: XADD to the dead-letter stream and XACK in one MULTI/EXEC.
+    * dead_letter: XADD to the dead-letter stream, then XACK, in one script (XACK only if
+      the XADD succeeded).
     """
 
     def __init__(self, broker: RedisStreamsBroker, topic: str, group: str, prefetch: int) -> None:
@@ -49,7 +51,9 @@ class GroupSubscription(Subscription):
             consumer=self._consumer,
         )
         self._acks: list[bytes] = []
-        self._foreign: list[tuple[bytes, dict[bytes, bytes], str]] = []
+        # Unreadable entries waiting for the dead-letter stream, by id (taken back twice by a
+        # reclaim or recovery while waiting, they are still dead-lettered once).
+        self._foreign: dict[bytes, tuple[dict[bytes, bytes], str]] = {}
         self._acking: set[bytes] = set()  # in the XACK on the wire right now
         self._scheduling: set[bytes] = set()  # nacked, ZADD on the wire right now
         self._replies_lost = False  # a call failed: its reply may have carried entries
@@ -113,12 +117,13 @@ class GroupSubscription(Subscription):
                 self._replies_lost = True
                 await backoff.wait()
                 continue
-            for entry_id, fields in stream_entries(reply):
-                self._admit(entry_id, fields, 1)
-            await self._dead_letter_foreign()
+            self._admit_new(reply)
+            if self._foreign:
+                await self._dead_letter_foreign()
 
     async def _recover_own(self) -> None:
         busy = self.held.keys() | set(self._acks) | self._acking | self._scheduling
+        busy |= self._foreign.keys()
         for entry_id, fields, count in await self._pel.recover_own(busy, self.room):
             self._admit(entry_id, fields, count)
         await self._dead_letter_foreign()
@@ -148,22 +153,49 @@ class GroupSubscription(Subscription):
             )
             await backoff.wait()
 
+    def _admit_new(self, reply: object) -> None:
+        """First deliveries of an XREADGROUP reply: ``stream_entries``, ``_admit`` and
+        ``admit`` inlined, one wake per reply (the per-message hot path)."""
+        held, ready, topic = self.held, self._ready, self.topic
+        streams: Any = reply.items() if isinstance(reply, dict) else (reply or ())
+        for _name, entries in streams:
+            for entry_id, raw in entries:
+                if raw is None:  # trimmed while pending (only on re-reads)
+                    continue
+                fields = raw if type(raw) is dict else as_fields(raw)
+                try:
+                    message = from_fields(fields)
+                except EnvelopeError as exc:
+                    self._foreign[entry_id] = (fields, str(exc))
+                    continue
+                if entry_id not in held and not self.closed:
+                    held[entry_id] = delivery = RedisDelivery(self, entry_id, message, topic, 1)
+                    ready.append(delivery)
+        if ready:
+            self._wake()
+
     def _admit(self, entry_id: bytes, raw: object, attempt: int) -> None:
         """Hand the entry out (synchronous: this runs for every message)."""
         fields = as_fields(raw)
         try:
             message = from_fields(fields)
         except EnvelopeError as exc:
-            self._foreign.append((entry_id, fields, str(exc)))
+            self._foreign[entry_id] = (fields, str(exc))
             return
         self.admit(RedisDelivery(self, entry_id, message, self.topic, int(attempt)))
 
     async def _dead_letter_foreign(self) -> None:
-        """Entries eventwire cannot read go to the dead-letter stream, bytes kept."""
+        """Entries eventwire cannot read go to the dead-letter stream, bytes kept. A failure
+        (Redis gone past ``publish_timeout``, the dead-letter key refused) is logged and the
+        entry kept for the next round: raising would stop the calling loop for good."""
         while self._foreign:
-            entry_id, fields, why = self._foreign[0]
-            await self._broker.dead_letter_raw(self.topic, self._group, entry_id, fields, why)
-            self._foreign.pop(0)
+            entry_id, (fields, why) = next(iter(self._foreign.items()))
+            try:
+                await self._broker.dead_letter_raw(self.topic, self._group, entry_id, fields, why)
+            except EventwireError as exc:
+                log.error("redis entry %r on %r not dead-lettered: %s", entry_id, self.topic, exc)
+                return
+            self._foreign.pop(entry_id, None)
 
     async def _poll_loop(self) -> None:
         """Move due retries back, reclaim dead members' entries, keep ours alive."""
@@ -197,7 +229,7 @@ class GroupSubscription(Subscription):
         await self._dead_letter_foreign()
 
     async def _maintain(self) -> None:
-        await self._pel.touch(self.held.keys())
+        await self._pel.touch(self.held.keys() | self._foreign.keys())
         if self.room > 0:
             for entry_id, fields, count in await self._pel.reclaim(self.room):
                 self._admit(entry_id, fields, count)
@@ -221,7 +253,9 @@ class GroupSubscription(Subscription):
             except rex.ResponseError as exc:
                 # NOGROUP after a restart without persistence: nothing left to ack. Other
                 # refusals drop the batch: those entries come back later (at-least-once).
-                log.warning("redis refused XACK on %r: %s", self.topic, exc)
+                log.warning(
+                    "redis refused XACK on %r: %s", self.topic, describe(exc, self._broker.url)
+                )
                 self._acks.clear()
 
     async def _flush_acks(self) -> None:
@@ -241,9 +275,14 @@ class GroupSubscription(Subscription):
     # -- settling -------------------------------------------------------------------------
 
     def ack_now(self, delivery: RedisDelivery) -> None:
-        if self.forget(delivery):
-            self._acks.append(delivery.entry_id)
-            self._ack_wake.set()
+        # ``forget`` inlined: this runs for every message.
+        if self.held.pop(delivery.entry_id, None) is not None:
+            self._room.set()
+        if not self.closed:
+            acks = self._acks
+            acks.append(delivery.entry_id)
+            if len(acks) == 1:  # was empty: the flusher may be asleep (else it is due anyway)
+                self._ack_wake.set()
 
     async def settle_nack(self, delivery: RedisDelivery, delay: float | None) -> None:
         if self.closed or delivery.entry_id not in self.held:

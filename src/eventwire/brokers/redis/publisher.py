@@ -141,8 +141,12 @@ class PublishQueue:
         for call in batch:
             self._broker.queue_publish(pipe, call.topic, call.encoded)
             size += len(call.encoded)
-        # Big batches take longer: 1 s per 10,000 commands on top of the reply timeout.
+        # Big batches take longer: 1 s per 10,000 commands on top of the reply timeout. Never
+        # past the soonest caller's deadline, or a dead connection would keep that caller
+        # waiting up to socket_timeout beyond its publish_timeout.
         limit = self._broker.options.socket_timeout + size / 10_000
+        soonest = min(call.deadline for call in batch) - time.monotonic()
+        limit = min(limit, max(soonest, 0.05))
         return await self._broker.bounded(pipe.execute(raise_on_error=False), limit)
 
     def _expired(self, call: _Call, exc: BaseException) -> bool:

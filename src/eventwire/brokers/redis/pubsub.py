@@ -180,8 +180,8 @@ class ChannelSubscription(Subscription):
         self.forget(delivery)  # Pub/Sub keeps nothing to redeliver
 
     async def settle_dead_letter(self, delivery: RedisDelivery, dead: Message) -> None:
-        if self.closed:
-            return
+        # Even after the subscription closed: Pub/Sub cannot redeliver, so skipping the
+        # write would lose the dead letter (the broker's pool is still open).
         await self._broker.move_to_dead_letter(self.topic, None, delivery.entry_id, dead)
         self.forget(delivery)
 

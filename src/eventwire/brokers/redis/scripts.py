@@ -80,3 +80,21 @@ for _, c in ipairs(consumers) do
 end
 return n
 """
+
+# Dead-letter one entry: XADD the dead letter, then XACK the original. A script, not
+# MULTI/EXEC: EXEC runs every queued command even when one fails at run time (WRONGTYPE,
+# a full disk with AOF), so the XACK could remove an entry whose dead letter was never
+# written; here a failing XADD aborts the script before the XACK.
+# KEYS: dead-letter stream, source stream. ARGV: group ('' = no XACK), entry id, maxlen
+# (0 = none), then field, value, ... Returns the dead letter's id.
+DEAD_LETTER = """
+local cmd = {'XADD', KEYS[1]}
+if ARGV[3] ~= '0' then
+  cmd[#cmd + 1] = 'MAXLEN'; cmd[#cmd + 1] = '~'; cmd[#cmd + 1] = ARGV[3]
+end
+cmd[#cmd + 1] = '*'
+for i = 4, #ARGV do cmd[#cmd + 1] = ARGV[i] end
+local id = redis.call(unpack(cmd))
+if ARGV[1] ~= '' then redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]) end
+return id
+"""

@@ -61,6 +61,7 @@ class RedisStreamsBroker(BrokerBase):
             "reclaim": self.client.register_script(scripts.RECLAIM),
             "release": self.client.register_script(scripts.RELEASE),
             "sweep": self.client.register_script(scripts.SWEEP),
+            "dead_letter": self.client.register_script(scripts.DEAD_LETTER),
         }
         self._subs: set[Subscription] = set()
         self._publisher = PublishQueue(self)
@@ -133,16 +134,15 @@ class RedisStreamsBroker(BrokerBase):
     async def move_to_dead_letter(
         self, topic: str, group: str | None, entry_id: bytes, dead: Message
     ) -> None:
-        """XADD ``dead`` to the dead-letter stream and XACK the original, in one MULTI/EXEC."""
-        dlq_key = self.stream_key(dead_letter_topic(topic))
-        fields = to_fields(dead)
+        """XADD ``dead`` to the dead-letter stream, then XACK the original (one script: the
+        XACK runs only if the XADD succeeded, see ``scripts.DEAD_LETTER``)."""
+        keys = [self.stream_key(dead_letter_topic(topic)), self.stream_key(topic)]
+        args: list[Any] = [group or "", entry_id, self.options.maxlen]
+        for name, value in to_fields(dead).items():
+            args += [name, value]
 
         async def move() -> None:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.xadd(dlq_key, fields, maxlen=self.options.maxlen or None)  # type: ignore[arg-type]
-            if group is not None:
-                pipe.xack(self.stream_key(topic), group, entry_id)
-            await self.bounded(pipe.execute(), self.options.socket_timeout)
+            await self.bounded(self.scripts["dead_letter"](keys=keys, args=args))
 
         await self.call(move, f"dead-lettering a message of {topic!r}")
 

@@ -23,7 +23,13 @@ class RedisDelivery(Delivery):
     def __init__(
         self, sub: Subscription, entry_id: bytes, message: Message, topic: str, attempt: int
     ) -> None:
-        super().__init__(message=message, topic=topic, attempt=attempt, group=sub.group)
+        # The base __init__ inlined (one per message); guarded by _BASE_SLOTS below.
+        self.message = message
+        self.topic = topic
+        self.attempt = attempt
+        self.group = sub.group
+        self._settled = None
+        self._settling = False
         self.sub = sub
         self.entry_id = entry_id
 
@@ -45,6 +51,24 @@ class RedisDelivery(Delivery):
 
     async def _dead_letter(self, dead: Message) -> None:
         await self.sub.settle_dead_letter(self, dead)
+
+
+def _init_via_base(  # noqa: PLR0917 - the same signature as RedisDelivery.__init__
+    self: RedisDelivery,
+    sub: Subscription,
+    entry_id: bytes,
+    message: Message,
+    topic: str,
+    attempt: int,
+) -> None:
+    Delivery.__init__(self, message=message, topic=topic, attempt=attempt, group=sub.group)
+    self.sub = sub
+    self.entry_id = entry_id
+
+
+_BASE_SLOTS = ("_settled", "_settling", "attempt", "group", "message", "topic")
+if tuple(sorted(Delivery.__slots__)) != _BASE_SLOTS:  # pragma: no cover
+    RedisDelivery.__init__ = _init_via_base  # type: ignore[method-assign]  # base changed
 
 
 class Subscription(ABC):

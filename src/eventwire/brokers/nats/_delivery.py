@@ -1,0 +1,51 @@
+"""Broker layer: a JetStream delivery (ack/nak/term on its reply subject) and its metadata."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from nats.aio.msg import Msg
+
+from eventwire.core.message import Delivery, Message
+
+if TYPE_CHECKING:
+    from eventwire.brokers.nats._pull import PullConsumer
+
+
+class JetStreamDelivery(Delivery):
+    """A JetStream message; ack/nak/term go to its reply subject, progress keeps it leased."""
+
+    __slots__ = ("_msg", "_pull", "_since")
+
+    def __init__(
+        self, *, msg: Msg, pull: PullConsumer, message: Message, attempt: int, now: float
+    ) -> None:
+        super().__init__(message=message, topic=pull.topic, attempt=attempt, group=pull.group)
+        self._msg = msg
+        self._pull = pull
+        self._since = now
+
+    async def _ack(self) -> None:
+        await self._pull.settle(self, self._msg.ack)
+
+    async def _nack(self, delay: float | None) -> None:
+        await self._pull.settle(self, lambda: self._msg.nak(delay=delay))
+
+    async def _dead_letter(self, dead: Message) -> None:
+        async def store_then_term() -> None:
+            await self._pull.dead_letter_sink(dead)  # confirmed before the original goes
+            await self._msg.term()
+
+        await self._pull.settle(self, store_then_term)
+
+
+def attempt_and_seq(reply: str | None) -> tuple[int, int | None]:
+    """num_delivered and stream sequence from a ``$JS.ACK...`` reply subject (v1 or v2)."""
+    if not reply:
+        return 1, None
+    tokens: list[Any] = reply.split(".")
+    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        return int(tokens[4]), int(tokens[5])
+    if len(tokens) >= 12:  # $JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>...
+        return int(tokens[6]), int(tokens[7])
+    return 1, None

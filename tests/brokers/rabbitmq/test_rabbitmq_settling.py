@@ -1,0 +1,133 @@
+"""Tests: RabbitMQ settling paths: queues deleted behind the adapter, broker-made dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from rabbitmq_support import HOST, PORT, Opener
+
+from eventwire.brokers.rabbitmq import settings as names
+from eventwire.core import headers as h
+from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
+
+pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
+
+
+async def _delete_queue(queue: str) -> None:
+    connection = await aio_pika.connect(host=HOST, port=PORT)
+    try:
+        channel = await (await connection.channel()).get_underlay_channel()
+        await channel.queue_delete(queue)
+    finally:
+        await connection.close()
+
+
+async def _next(sub: AsyncIterator[Delivery], patience: float = 30.0) -> Delivery:
+    async with asyncio.timeout(patience):
+        return await anext(sub)
+
+
+def _same_message(got: Message, sent: Message) -> None:
+    assert got.body == sent.body
+    assert (got.id, got.key, got.correlation_id, got.causation_id) == (
+        sent.id,
+        sent.key,
+        sent.correlation_id,
+        sent.causation_id,
+    )
+    assert got.timestamp == sent.timestamp
+    assert got.content_type == sent.content_type
+    assert dict(got.headers) == dict(sent.headers)
+
+
+async def test_consumer_comes_back_after_its_queue_is_deleted(
+    open_rmq: Opener, exchange: str
+) -> None:
+    """basic.cancel from the server (queue deleted): declare again and consume again."""
+    topic = f"gone.{uuid.uuid4().hex[:8]}"
+    broker = await open_rmq()
+    async with broker.subscribe(topic, group="g") as sub:
+        await broker.publish(topic, Message(body=b"first"))
+        await (await _next(sub)).ack()
+        await _delete_queue(names.group_queue(exchange, topic, "g"))
+        # Publish until the re-declared queue takes one; each publish before that is dropped.
+        sent = Message(body=b"after")
+        async with asyncio.timeout(30):
+            while True:
+                await broker.publish(topic, sent)
+                try:
+                    got = await _next(sub, patience=0.5)
+                except TimeoutError:
+                    continue
+                break
+        assert got.message.body == b"after"
+        await got.ack()
+
+
+async def test_nack_delay_reaches_a_deleted_retry_queue(open_rmq: Opener, exchange: str) -> None:
+    """The retry copy must not be confirmed into nowhere and the original acked (loss)."""
+    topic = f"retry.{uuid.uuid4().hex[:8]}"
+    broker = await open_rmq()
+    sent = Message(body=b"\x00\xffpayload", key="k1", headers={"h": "v\u00e9"}, correlation_id="c1")
+    async with broker.subscribe(topic, group="g") as sub:
+        await broker.publish(topic, sent)
+        first = await _next(sub)
+        await first.nack(delay=0.1)
+        second = await _next(sub)
+        assert second.attempt == 2
+        _same_message(second.message, sent)
+        queue = names.group_queue(exchange, topic, "g")
+        await _delete_queue(names.retry_queue(queue, names.retry_bucket(0.1)))
+        await second.nack(delay=0.1)
+        third = await _next(sub)
+        assert third.attempt == 3
+        _same_message(third.message, sent)
+        await third.ack()
+
+
+async def test_dead_letter_reaches_a_deleted_dead_letter_queue(
+    open_rmq: Opener, exchange: str
+) -> None:
+    topic = f"dlqgone.{uuid.uuid4().hex[:8]}"
+    broker = await open_rmq()
+    sent = Message(body=b"poison", headers={"a": "b"})
+    async with broker.subscribe(topic, group="g") as sub:
+        dlq_topic = dead_letter_topic(topic)
+        await _delete_queue(names.group_queue(exchange, dlq_topic, DEAD_LETTER_GROUP))
+        await broker.publish(topic, sent)
+        await (await _next(sub)).dead_letter("bad")
+    async with broker.subscribe(dlq_topic, group=DEAD_LETTER_GROUP) as dlq:
+        dead = await _next(dlq)
+        assert dead.message.body == sent.body
+        assert dead.message.headers["x-eventwire-dlq-reason"] == "bad"
+        await dead.ack()
+
+
+async def test_broker_dead_letter_after_a_delayed_retry_names_topic_and_group(
+    open_rmq: Opener,
+) -> None:
+    """After a retry queue the routing key is the group queue's name, not the topic."""
+    topic = f"limit2.{uuid.uuid4().hex[:8]}"
+    broker = await open_rmq(delivery_limit=1)
+    async with (
+        broker.subscribe(topic, group="svc", prefetch=1) as sub,
+        broker.subscribe(dead_letter_topic(topic), group=DEAD_LETTER_GROUP) as dlq,
+    ):
+        await broker.publish(topic, Message(body=b"crash-loop"))
+        await (await _next(sub)).nack(delay=0.1)
+        attempts = []
+        for _ in range(2):  # x-delivery-limit 1: the second return dead-letters it
+            delivery = await _next(sub)
+            attempts.append(delivery.attempt)
+            await delivery.nack()
+        dead = await _next(dlq)
+        await dead.ack()
+    assert attempts == [2, 3]
+    assert dead.message.body == b"crash-loop"
+    assert dead.message.headers[h.DLQ_REASON] == "delivery-limit"
+    assert dead.message.headers[h.DLQ_ORIGINAL_TOPIC] == topic
+    assert dead.message.headers[h.DLQ_GROUP] == "svc"

@@ -1,0 +1,128 @@
+"""Redis adapter regressions from review: dead-letter failures, Pub/Sub dead letters, stale
+members, trimmed pending entries (real server, bounded deadlines, no sleep-based asserts)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+import redis.asyncio as aioredis
+from redis_support import FAST, SHARED
+
+from eventwire.brokers.catalog import open_broker
+from eventwire.core.errors import PublishError
+from eventwire.core.message import Message, dead_letter_topic
+from eventwire.testing.fault_proxy import FaultProxy
+from eventwire.testing.spawn import RedisServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
+
+URL = f"{SHARED}?{FAST}"
+
+
+async def first(sub: object, timeout: float = 15.0):  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        return await anext(sub)  # type: ignore[call-overload]
+
+
+async def test_failed_dead_letter_keeps_the_entry_and_the_consumer_alive(
+    topic: str, raw: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A dead-letter write Redis refuses must neither XACK the entry (MULTI/EXEC ran the XACK
+    after a failed XADD) nor stop the read loop for good (the error escaped the loop)."""
+    dlq_key = f"ew:{dead_letter_topic(topic)}"
+    async with open_broker(URL) as broker, broker.subscribe(topic, group="g") as sub:
+        await raw.delete(dlq_key)
+        await raw.set(dlq_key, "not a stream")  # every XADD to it now fails (WRONGTYPE)
+        foreign = await raw.xadd(f"ew:{topic}", {"body": b"foreign", "foo": "bar"})
+        await broker.publish(topic, Message(body=b"one"))
+        await (await first(sub)).ack()
+        # Until the dead-letter write has failed (logged as an error); then make the key
+        # writable again.
+        async with asyncio.timeout(15):
+            while not any(r.levelno >= logging.ERROR for r in caplog.records):
+                await asyncio.sleep(0.05)
+        pending = await raw.xpending_range(f"ew:{topic}", "g", min="-", max="+", count=10)
+        assert foreign in [p["message_id"] for p in pending], "acked without a dead letter"
+        await raw.delete(dlq_key)
+        await broker.publish(topic, Message(body=b"two"))
+        second = await first(sub)
+        assert second.message.body == b"two"
+        await second.ack()
+        async with asyncio.timeout(15):
+            while not await raw.exists(dlq_key):
+                await asyncio.sleep(0.05)
+        dead = await raw.xrange(dlq_key)
+    assert [fields[b"body"] for _, fields in dead] == [b"foreign"]
+
+
+@pytest.mark.parametrize("scheme", ["redis", "redis+pubsub"])
+async def test_groupless_dead_letter_after_the_subscription_closed_is_written(
+    scheme: str, topic: str, raw: aioredis.Redis
+) -> None:
+    """Pub/Sub and group-less stream readers cannot redeliver: a dead letter settled after
+    leaving the subscription must still reach the dead-letter stream, not vanish."""
+    async with open_broker(f"{scheme}://127.0.0.1:6379/0?{FAST}") as broker:
+        async with broker.subscribe(topic) as sub:
+            await broker.publish(topic, Message(body=b"poison"))
+            delivery = await first(sub)
+        await delivery.dead_letter("handler-failed")
+        dead = await raw.xrange(f"ew:{dead_letter_topic(topic)}")
+    assert [fields[b"body"] for _, fields in dead] == [b"poison"]
+
+
+async def test_broadcast_delayed_nacks_leave_no_timers_behind(topic: str) -> None:
+    """Every nack(delay) on a group-less reader armed a timer that stayed in a set forever:
+    a long-lived subscriber nacking often grew without bound."""
+    async with open_broker(URL) as broker, broker.subscribe(topic) as sub:
+        await broker.publish(topic, Message(body=b"again"))
+        for attempt in range(1, 21):
+            delivery = await first(sub)
+            assert delivery.attempt == attempt
+            await delivery.nack(delay=0.001)
+        await (await first(sub)).ack()
+        assert len(sub._timers) == 0  # type: ignore[attr-defined]
+
+
+async def test_trimmed_entries_of_a_dead_member_leave_the_pel(
+    topic: str, raw: aioredis.Redis
+) -> None:
+    """Entries deleted (trimmed) while pending under a dead member: the live ones are
+    reclaimed with attempt 2, the deleted ones leave the PEL instead of staying forever."""
+    key = f"ew:{topic}"
+    async with open_broker(URL) as broker:
+        async with broker.subscribe(topic, group="g"):
+            pass  # creates the group (and the dead-letter stream)
+        await broker.publish(topic, *(Message(body=f"m{i}".encode()) for i in range(4)))
+        read = await raw.xreadgroup("g", "dead-member", {key: ">"}, count=4)
+        ids = [entry_id for entry_id, _ in read[0][1]]
+        await raw.xdel(key, ids[1], ids[2])  # what MAXLEN trimming does to old entries
+        async with broker.subscribe(topic, group="g") as sub:
+            got = [await first(sub), await first(sub)]
+            for delivery in got:
+                await delivery.ack()
+            assert sorted(d.message.body for d in got) == [b"m0", b"m3"]
+            assert [d.attempt for d in got] == [2, 2]
+            async with asyncio.timeout(15):
+                while (await raw.xpending(key, "g"))["pending"]:
+                    await asyncio.sleep(0.05)
+
+
+async def test_publish_into_a_dead_network_fails_by_its_deadline(
+    private_redis: RedisServer, topic: str
+) -> None:
+    """A half-open connection held a publish until socket_timeout (8 s here) although its
+    publish_timeout (1 s) had long passed."""
+    async with FaultProxy(private_redis.host, private_redis.port) as proxy:
+        url = f"redis://{proxy.host}:{proxy.port}/0?publish_timeout=1&socket_timeout=8"
+        async with open_broker(url) as broker:
+            await broker.publish(topic, Message(body=b"connected"))
+            proxy.blackhole(new_connections=True)
+            started = time.monotonic()
+            with pytest.raises(PublishError):
+                await broker.publish(topic, Message(body=b"lost"))
+            took = time.monotonic() - started
+            proxy.heal()
+    assert took < 5.0, f"publish_timeout=1 but the publish failed after {took:.1f} s"

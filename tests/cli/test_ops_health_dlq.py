@@ -1,0 +1,264 @@
+"""CLI tests: `health` (broker and worker), `dlq list` leaves dead letters, `dlq replay` moves
+them back; `run --http-port` serves the endpoints. Memory (shared names) and SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from eventwire import App, Message, PermanentError
+from eventwire.brokers.memory.broker import forget_hub
+from eventwire.cli.main import app as cli
+from eventwire.core import headers as h
+
+runner = CliRunner()
+CANARY = "Canary-Pw-5e1d"
+COUNT = 8
+POISON = {2, 5}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'dlq.db'}?poll=0.02"
+        return
+    name = f"cli-dlq-{uuid.uuid4().hex[:10]}"
+    yield f"memory://{name}"
+    forget_hub(name)
+
+
+@asynccontextmanager
+async def running(app: App) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    async with app:
+        task = asyncio.create_task(app.run(stop))
+        async with asyncio.timeout(20):
+            await app.wait_ready()
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+
+
+async def until(predicate: Any, within: float = 20.0) -> None:
+    async with asyncio.timeout(within):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def make_dead_letters(url: str, topic: str) -> dict[str, Message]:
+    """Publish COUNT orders; the handler refuses those in POISON. Returns the refused ones."""
+    app = App(url, name="broken")
+
+    @app.subscriber(topic, group="workers")
+    async def handle(payload: dict[str, Any]) -> None:
+        if payload["n"] in POISON:
+            raise PermanentError(f"order {payload['n']} has no customer")
+
+    sent: dict[str, Message] = {}
+    async with running(app):
+        for n in range(COUNT):
+            message = await app.publish(
+                topic, {"n": n}, key=f"k-{n}", correlation_id=f"corr-{n}", headers={"tenant": "a"}
+            )
+            if n in POISON:
+                sent[message.id] = message
+        await until(
+            lambda: (
+                app.stats.dead_lettered == len(POISON)
+                and app.stats.processed == COUNT - len(POISON)
+            )
+        )
+    return sent
+
+
+async def run_fixed(url: str, topic: str, expected: int) -> list[Message]:
+    """The handler after the fix: takes everything; returns what it saw."""
+    app = App(url, name="fixed")
+    seen: list[Message] = []
+
+    @app.subscriber(topic, group="workers")
+    async def handle(payload: dict[str, Any], ctx: Any) -> None:
+        seen.append(ctx.message)
+
+    async with running(app):
+        await until(lambda: len(seen) >= expected)
+    return seen
+
+
+def invoke(*args: str) -> Any:
+    result = runner.invoke(cli, list(args))
+    assert CANARY not in result.output + result.stderr
+    return result
+
+
+def test_dlq_list_leaves_them_and_replay_brings_them_back(url: str) -> None:
+    topic = "orders.placed"
+    refused = asyncio.run(make_dead_letters(url, topic))
+
+    first = invoke("dlq", "list", topic, "-b", url, "--wait", "0.3")
+    second = invoke("dlq", "list", topic, "-b", url, "--wait", "0.3")
+    assert first.exit_code == 0, first.stderr
+    assert first.stdout == second.stdout, "listing consumed dead letters"
+    lines = first.stdout.splitlines()
+    assert lines[-1] == f"{len(POISON)} dead letter(s) in {topic}.dlq, left in place"
+    for message_id in refused:
+        (line,) = [x for x in lines if x.startswith(message_id)]
+        assert "reason=permanent-error" in line
+        assert "attempts=1" in line
+        assert "has no customer" in line
+        assert 'body=\'{"n":' in line
+
+    replay = invoke("dlq", "replay", topic, "-b", url, "--wait", "0.3")
+    assert replay.exit_code == 0, replay.stderr
+    assert (
+        replay.stdout.splitlines()[-1]
+        == f"replayed {len(POISON)} dead letter(s) from {topic}.dlq to {topic}"
+    )
+    after = invoke("dlq", "list", topic, "-b", url, "--wait", "0.3")
+    assert after.stdout.splitlines()[-1].startswith("0 dead letter(s)")
+
+    seen = asyncio.run(run_fixed(url, topic, len(POISON)))
+    assert len(seen) == len(POISON)
+    for message in seen:
+        # SQLite drops a repeated id, so its replays carry a new one naming the dead letter.
+        original_id = message.headers.get("x-eventwire-replay-of", message.id)
+        before = refused[original_id]
+        assert message.body == before.body
+        assert (message.key, message.correlation_id) == (before.key, before.correlation_id)
+        assert message.content_type == before.content_type
+        assert message.headers["tenant"] == "a"
+        assert not [k for k in message.headers if k.startswith("x-eventwire-dlq-")]
+        assert h.DLQ_REASON not in message.headers
+        if url.startswith("memory"):
+            assert message.id == before.id
+
+
+def test_health_ok_on_embedded_brokers(url: str) -> None:
+    result = invoke("health", "-b", url)
+    assert result.exit_code == 0, result.output
+    profile = url.split(":", 1)[0]
+    assert result.stdout.startswith(f"{profile} at ")
+    assert result.stdout.rstrip().endswith(": ok")
+
+
+def test_health_of_an_unreachable_broker_is_one_line_and_exit_1() -> None:
+    url = f"amqp://guest:{CANARY}@127.0.0.1:{free_port()}/"
+    result = invoke("health", "-b", url, "--timeout", "5")
+    assert result.exit_code == 1
+    assert len(result.stdout.strip().splitlines()) == 1
+    assert result.stdout.startswith("rabbitmq at amqp://guest:***@127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("dlq", "list", "t", "-b", f"nope://u:{CANARY}@h/"), "unknown broker URL scheme"),
+        (("dlq", "replay", "bad topic!", "-b", "memory://"), "topic name"),
+        (("health", "--url", f"ftp://u:{CANARY}@h/"), "not an HTTP address"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(args: tuple[str, ...], fragment: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("eventwire: error: ")
+    assert fragment in lines[0]
+
+
+def test_run_with_a_taken_http_port_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = invoke("run", "x:app", "-b", "memory://", "--http-port", str(port))
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert f"127.0.0.1:{port}" in line
+    assert "already in use" in line
+
+
+WORKER = """
+from eventwire import App
+
+app = App(name="http-worker")
+
+
+@app.subscriber("w.events", group="workers")
+async def handle(payload: dict) -> None:
+    return None
+"""
+
+
+def test_run_serves_metrics_and_health_reports_ready(tmp_path: Path) -> None:
+    (tmp_path / "worker.py").write_text(WORKER)
+    port = free_port()
+    env = {
+        **os.environ,
+        "EVENTWIRE_HTTP_PORT": str(port),
+        "EVENTWIRE_BROKER_URL": f"sqlite:///{tmp_path / 'w.db'}?poll=0.02",
+    }
+    command = [sys.executable, "-m", "eventwire.cli", "run", "worker.py:app"]
+    worker = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            result = invoke("health", "--url", f"http://127.0.0.1:{port}", "--timeout", "2")
+            if result.exit_code == 0 or time.monotonic() > deadline or worker.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert result.exit_code == 0, result.stdout
+        assert result.stdout.strip() == f"http://127.0.0.1:{port}/readyz: ready"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        assert 'eventwire_messages_processed_total{group="workers"' in text
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, output.decode()
+    down = invoke("health", "--url", f"http://127.0.0.1:{port}", "--timeout", "2")
+    assert down.exit_code == 1
+    assert "unreachable" in down.stdout
+
+
+def test_help_of_the_new_commands_loads_no_broker_code() -> None:
+    code = (
+        "import sys\nfrom eventwire.cli.main import app\n"
+        "for argv in (['health', '--help'], ['dlq', '--help'], ['dlq', 'list', '--help'],\n"
+        "             ['dlq', 'replay', '--help'], ['run', '--help']):\n"
+        "    try:\n        app(argv)\n"
+        "    except SystemExit as e:\n        assert e.code == 0, (argv, e.code)\n"
+        "heavy = ('eventwire.brokers.memory.', 'eventwire.brokers.sqlite.broker',\n"
+        "         'aio_pika', 'redis', 'nats', 'prometheus_client')\n"
+        "loaded = [m for m in sys.modules if m.startswith(heavy)]\n"
+        "print('LOADED', sorted(loaded))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "LOADED []"
