@@ -1,4 +1,8 @@
-"""Process tests: a rig that starts worker processes and reads the broker and effect files."""
+"""Process tests: a rig that starts worker processes and reads the broker and effect files.
+
+``effects.db`` is also the workers' idempotency store: effects made through
+``ctx.effectively_once`` share a transaction with the done-mark.
+"""
 
 from __future__ import annotations
 
@@ -107,6 +111,15 @@ class Rig:
     def count(self, table: str) -> int:
         return self.query("effects.db", f"SELECT COUNT(*) FROM {table}")
 
+    def in_flight(self, pid: int) -> int:
+        """Handler calls ``pid`` started whose side effect is not (yet) in ``effects``."""
+        return self.query(
+            "effects.db",
+            "SELECT COUNT(DISTINCT message_id) FROM started s WHERE pid = ? AND NOT EXISTS "
+            "(SELECT 1 FROM effects e WHERE e.message_id = s.message_id)",
+            pid,
+        )
+
     def leased(self) -> int:
         """Claims currently held by some consumer (handed out, unsettled)."""
         return self.query(
@@ -144,10 +157,11 @@ class Rig:
         return code, time.monotonic() - started
 
 
-def make_rig(directory: Path) -> Rig:
+def make_rig(directory: Path, *, lease: float = 2.0) -> Rig:
     """A rig in ``directory`` with an empty effects file."""
+    directory.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(directory / "effects.db")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.executescript(_EFFECTS_SCHEMA)
     conn.close()
-    return Rig(dir=directory)
+    return Rig(dir=directory, lease=lease)

@@ -1,88 +1,128 @@
 """Process tests: real worker processes on the SQLite broker, killed and stopped mid-work.
 
-(a) SIGKILL while holding leased messages: a second worker takes over after the lease
-    expires; nothing is lost and, with ``idempotent=True``, no side effect happens twice.
-    The kill lands while every handler waits before its side effect; killed at a random
-    moment instead, a handler past its side effect but not yet recorded as done runs again:
-    that variant asserts no loss and at most one repeat per handler in flight.
-(b) SIGTERM with 100 messages in flight: exit code 0 within 15 s, nothing lost, nothing
+(a) SIGKILL at a random moment while handlers are mid-flight, their side effects committed
+    through ``ctx.effectively_once`` together with the done-mark: a second worker takes over
+    after the lease expires; 0 lost, 0 duplicate side effects (issue 2).
+(b) SIGKILL at every SQL statement boundary after the effect (deterministic): the same.
+    Committing the effect and the mark separately fails this test (boundary 2).
+(c) Plain side effect + ``idempotent=True`` (no shared transaction): no loss, but a handler
+    killed after its effect and before the runtime's mark runs again; repeats are bounded by
+    the handlers in flight. The window (a) and (b) close.
+(d) SIGKILL without idempotency: nothing lost (at-least-once).
+(e) SIGTERM with 100 messages in flight: exit code 0 within 15 s, nothing lost, nothing
     left unsettled on the broker, each message's side effect exactly once.
 """
 
 from __future__ import annotations
 
+import random
 import signal
+import subprocess
+from pathlib import Path
 
 import pytest
-from proc_rig import Rig, scale, wait_until
+from proc_rig import Rig, make_rig, scale, wait_until
 
 pytestmark = pytest.mark.slow
 
 
-def test_sigkill_with_leased_messages_loses_nothing_and_repeats_nothing(rig: Rig) -> None:
-    total = scale(2_000, 10_000)
+def _kill_at_random_moment(rig: Rig, total: int, *, effect: str) -> tuple[int, int, int]:
+    """Publish ``total``, SIGKILL the first worker at a random point mid-run, let a second
+    one finish; returns (side effects done at the kill, handlers in flight, suppressed)."""
     concurrency = 16
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
     rig.publish(total)
-
-    first = rig.start_worker(
-        PROC_CONCURRENCY=concurrency, PROC_IDEMPOTENT=1, PROC_HANG_AFTER=total // 4
-    )
-    # Every handler slot of the first worker is now stuck before its side effect, with more
-    # deliveries prefetched behind them: the worker holds leases on unfinished messages.
-    wait_until(lambda: rig.count("hung") >= concurrency, 120, "the first worker to fill up")
-    held = rig.leased()
-    assert held >= concurrency, held
-    done_before = rig.effects()[0]
+    env = {"PROC_CONCURRENCY": concurrency, "PROC_IDEMPOTENT": 1, "PROC_EFFECT": effect}
+    first = rig.start_worker(**env, PROC_DELAY=0.002)
+    threshold = int(total * rng.uniform(0.1, 0.6))
+    wait_until(lambda: rig.effects()[0] >= threshold, 120, f"{threshold} side effects")
     first.send_signal(signal.SIGKILL)
     assert first.wait(timeout=10) == -signal.SIGKILL
-
-    second = rig.start_worker(PROC_CONCURRENCY=concurrency, PROC_IDEMPOTENT=1)
+    done_at_kill = rig.effects()[0]
+    in_flight = rig.in_flight(first.pid)
+    second = rig.start_worker(**env)
     wait_until(lambda: rig.effects()[0] == total, 180, f"all {total} side effects")
-    code, _ = rig.stop(second)
-    assert code == 0, rig.log(second)
-
+    wait_until(lambda: rig.unsettled() == 0, 60, "every message settled")
+    assert rig.stop(second)[0] == 0, rig.log(second)
+    suppressed = rig.stats().get("duplicates_suppressed", 0)  # the second worker's
     distinct, repeated = rig.effects()
-    stats = rig.stats()  # only the second worker reports: the first one was killed
     print(
-        f"\nSIGKILL: {total} published, {held} leased at kill, {done_before} done before, "
-        f"{distinct} done after, {repeated} repeated side effects, "
-        f"{stats.get('duplicates_suppressed', 0)} duplicates suppressed by the second worker"
+        f"\nSIGKILL ({effect}, seed {seed}): {total} published, {done_at_kill} done at the "
+        f"kill, {in_flight} handlers in flight, {distinct} done after, "
+        f"{repeated} repeated side effects, {suppressed} duplicates suppressed"
     )
     assert distinct == total  # 0 lost
-    assert repeated == 0  # 0 duplicate side effects
-    assert rig.unsettled() == 0
+    return done_at_kill, in_flight, suppressed
 
 
-def test_sigkill_at_a_random_moment_repeats_at_most_the_handlers_in_flight(rig: Rig) -> None:
-    # Killed mid-handler, a side effect already made but not yet recorded as done is made
-    # again by the next worker (at-least-once); the idempotency store confines repeats to
-    # those handlers in flight: every message whose completion was recorded is suppressed.
+def test_sigkill_at_a_random_moment_loses_nothing_and_repeats_nothing(rig: Rig) -> None:
     total = scale(2_000, 10_000)
-    concurrency = 16
-    rig.publish(total)
-    first = rig.start_worker(PROC_CONCURRENCY=concurrency, PROC_IDEMPOTENT=1, PROC_DELAY=0.002)
-    wait_until(lambda: rig.effects()[0] >= total // 4, 120, "a quarter of the side effects")
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=10)
-    second = rig.start_worker(PROC_CONCURRENCY=concurrency, PROC_IDEMPOTENT=1)
-    wait_until(lambda: rig.effects()[0] == total, 180, f"all {total} side effects")
-    assert rig.stop(second)[0] == 0, rig.log(second)
-    distinct, repeated = rig.effects()
-    suppressed = rig.stats().get("duplicates_suppressed", 0)
-    print(f"\nrandom SIGKILL: {repeated} repeated side effects, {suppressed} suppressed")
-    assert distinct == total
-    assert repeated <= concurrency
+    done_at_kill, in_flight, _ = _kill_at_random_moment(rig, total, effect="transactional")
+    assert 0 < done_at_kill < total, "the kill must land mid-run"
+    assert in_flight > 0, "the kill must land while handlers are running"
+    assert rig.effects()[1] == 0  # 0 duplicate side effects
     assert rig.unsettled() == 0
+
+
+def test_sigkill_at_a_random_moment_with_a_plain_effect_repeats_at_most_the_in_flight(
+    rig: Rig,
+) -> None:
+    # The effect commits on its own; the runtime records completion after the handler
+    # returns. A kill between the two leaves the message neither acked nor marked: the next
+    # worker makes the effect again. Marked messages are suppressed, so repeats are bounded
+    # by the handlers that were between their effect and their mark: <= concurrency.
+    total = scale(2_000, 10_000)
+    _kill_at_random_moment(rig, total, effect="plain")
+    assert rig.effects()[1] <= 16
+    assert rig.unsettled() == 0
+
+
+def test_sigkill_at_each_statement_after_the_effect_repeats_nothing(tmp_path: Path) -> None:
+    """The first worker kills itself just before the store's connection runs its k-th SQL
+    statement after the effect: k=1 the COMMIT of effect + mark, k=2..4 the runtime's own
+    mark_done (BEGIN, INSERT, COMMIT) before the ack. Whatever k, the next worker must
+    leave exactly one side effect. (Were the effect committed on its own before the mark,
+    k=2 would leave it committed and unmarked, and the next worker would repeat it.)"""
+    boundaries = (1, 2, 3, 4)
+    rigs = {k: make_rig(tmp_path / f"k{k}", lease=0.5) for k in boundaries}
+    try:
+        firsts: dict[int, subprocess.Popen[bytes]] = {}
+        for k, rig in rigs.items():
+            rig.publish(1)
+            firsts[k] = rig.start_worker(PROC_CONCURRENCY=1, PROC_CRASH_AT_STATEMENT=k)
+        for k, first in firsts.items():
+            code = first.wait(timeout=60)
+            assert code == -signal.SIGKILL, f"k={k}: exit {code}: {rigs[k].log(first)}"
+        seconds = {k: rig.start_worker(PROC_CONCURRENCY=1) for k, rig in rigs.items()}
+        outcome: dict[int, tuple[int, int, int]] = {}
+        for k, rig in rigs.items():
+            wait_until(lambda r=rig: r.effects()[0] == 1, 60, f"k={k}: the side effect")
+            wait_until(lambda r=rig: r.unsettled() == 0, 60, f"k={k}: the message settled")
+            assert rig.stop(seconds[k])[0] == 0, rig.log(seconds[k])
+            suppressed = rig.stats().get("duplicates_suppressed", 0)
+            outcome[k] = (*rig.effects(), suppressed)
+        print(f"\nkill at statement k -> (side effects, repeats, suppressed): {outcome}")
+        assert outcome == {1: (1, 0, 0), 2: (1, 0, 1), 3: (1, 0, 1), 4: (1, 0, 1)}
+    finally:
+        for rig in rigs.values():
+            for worker in rig.workers:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait()
 
 
 def test_sigkill_without_idempotency_still_loses_nothing(rig: Rig) -> None:
     total = scale(500, 2_000)
     rig.publish(total)
-    first = rig.start_worker(PROC_CONCURRENCY=8, PROC_IDEMPOTENT=0, PROC_HANG_AFTER=total // 4)
+    plain = {"PROC_CONCURRENCY": 8, "PROC_IDEMPOTENT": 0, "PROC_EFFECT": "plain"}
+    first = rig.start_worker(**plain, PROC_HANG_AFTER=total // 4)
+    # The kill lands while the worker holds leased messages, all its handlers stuck.
     wait_until(lambda: rig.count("hung") >= 8, 120, "the first worker to fill up")
+    assert rig.leased() >= 8
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
-    second = rig.start_worker(PROC_CONCURRENCY=8, PROC_IDEMPOTENT=0)
+    second = rig.start_worker(**plain)
     wait_until(lambda: rig.effects()[0] == total, 180, f"all {total} side effects")
     assert rig.stop(second)[0] == 0, rig.log(second)
     assert rig.unsettled() == 0  # at-least-once: repeats are allowed here, loss is not

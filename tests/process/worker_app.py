@@ -1,14 +1,19 @@
 """Process-test worker: an App whose handler records each side effect in a SQLite file.
 
 Run by the tests as ``eventwire run tests/process/worker_app.py:app`` in a real process.
+``effects.db`` holds the side effects AND the idempotency store (one file), so an effect made
+through ``ctx.effectively_once`` commits in the same transaction as its done-mark.
 Configured by environment (set by the test):
 
-* ``PROC_STATE``: directory for ``effects.db``, the idempotency store and stats files
+* ``PROC_STATE``: directory for ``effects.db`` and the stats files
 * ``PROC_TOPIC`` / ``PROC_GROUP``: what to consume
 * ``PROC_CONCURRENCY``, ``PROC_DELAY`` (seconds the handler sleeps before its side effect)
 * ``PROC_IDEMPOTENT`` ("1"/"0"), ``PROC_SHUTDOWN_TIMEOUT``
-* ``PROC_HANG_AFTER``: after this many side effects, new handler calls hang before theirs,
-  so a SIGKILL lands while the worker holds leased, unfinished messages (never mid-write)
+* ``PROC_EFFECT``: ``transactional`` (``ctx.effectively_once``) or ``plain`` (a write on a
+  connection of its own, committed before the runtime records completion)
+* ``PROC_HANG_AFTER``: after this many side effects, new handler calls hang before theirs
+* ``PROC_CRASH_AT_STATEMENT``: k > 0: after its first transactional effect, the process
+  SIGKILLs itself when the store's connection is about to run its k-th next SQL statement
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import atexit
 import dataclasses
 import json
 import os
+import signal
 import sqlite3
 import threading
 from pathlib import Path
@@ -30,11 +36,17 @@ from eventwire.runtime.context import Context
 STATE = Path(os.environ["PROC_STATE"])
 HANG_AFTER = int(os.environ.get("PROC_HANG_AFTER", "0"))
 DELAY = float(os.environ.get("PROC_DELAY", "0"))
+TRANSACTIONAL = os.environ.get("PROC_EFFECT", "transactional") == "transactional"
+CRASH_AT = int(os.environ.get("PROC_CRASH_AT_STATEMENT", "0"))
+EFFECT_SQL = (
+    "INSERT INTO effects (message_id, n, runs, pid) VALUES (?, ?, 1, ?) "
+    "ON CONFLICT (message_id) DO UPDATE SET runs = runs + 1"
+)
 
 app = App(
     name="proc-worker",
     shutdown_timeout=float(os.environ.get("PROC_SHUTDOWN_TIMEOUT", "10")),
-    idempotency_store=SQLiteIdempotencyStore(STATE / "idempotency.db"),
+    idempotency_store=SQLiteIdempotencyStore(STATE / "effects.db"),
 )
 
 _lock = threading.Lock()
@@ -52,6 +64,18 @@ async def _record(sql: str, *params: object) -> None:
     await asyncio.to_thread(_write, sql, *params)
 
 
+def _crash_at_statement(conn: sqlite3.Connection, k: int) -> None:
+    """SIGKILL this process just before ``conn`` executes its k-th next statement."""
+    seen = [0]
+
+    def trace(statement: str) -> None:
+        seen[0] += 1
+        if seen[0] == k:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    conn.set_trace_callback(trace)
+
+
 @app.subscriber(
     os.environ["PROC_TOPIC"],
     group=os.environ["PROC_GROUP"],
@@ -67,13 +91,17 @@ async def handle(payload: dict[str, Any], ctx: Context) -> None:
     if DELAY:
         await asyncio.sleep(DELAY)
     # The side effect: one row per message id, counting how often it happened.
-    await _record(
-        "INSERT INTO effects (message_id, n, runs, pid) VALUES (?, ?, 1, ?) "
-        "ON CONFLICT (message_id) DO UPDATE SET runs = runs + 1",
-        mid,
-        payload["n"],
-        os.getpid(),
-    )
+    params = (mid, payload["n"], os.getpid())
+    if TRANSACTIONAL:
+
+        def effect(conn: sqlite3.Connection) -> None:
+            conn.execute(EFFECT_SQL, params)
+            if CRASH_AT:
+                _crash_at_statement(conn, CRASH_AT)
+
+        await ctx.effectively_once(effect)
+    else:
+        await _record(EFFECT_SQL, *params)
     _done_here[0] += 1
 
 

@@ -1,11 +1,22 @@
-"""Reliability layer: the ``IdempotencyStore`` protocol and its in-memory and SQLite stores.
+"""Reliability layer: idempotency stores (memory, SQLite) and the transactional inbox protocol.
 
 A store remembers which messages a consumer group has completed, keyed on
-(group, message id), for ``ttl`` seconds. The runtime records completion right after the
-handler succeeds and before it acks, so a redelivery caused by a lost ack (or by a publisher
-retrying with the same id) is acked without running the handler again. A crash between the
-handler's side effect and ``mark_done`` can still repeat the handler once: stores narrow the
-window, they cannot close it without the side effect and the record sharing a transaction.
+(group, message id), for ``ttl`` seconds. The runtime checks it before calling a handler and
+records completion right after the handler succeeds, before it acks, so a redelivery caused by
+a lost ack (or by a publisher retrying with the same id) is acked without running the handler
+again. That alone leaves a window: a worker killed after the handler's side effect but before
+``mark_done`` makes the next worker repeat the side effect.
+
+``TransactionalIdempotencyStore`` closes the window (the transactional inbox pattern): its
+``complete_with`` runs the side effect and writes the done-mark in ONE database transaction,
+so after any crash either both happened (a redelivery is suppressed) or neither did (the
+redelivery runs the effect once). Handlers use it through ``ctx.effectively_once(effect)``
+with ``idempotent=True``. ``SQLiteIdempotencyStore`` implements it: the effect gets the
+store's own ``sqlite3.Connection``, so the tables it writes live in the store's file. For
+PostgreSQL or another database, implement the same protocol on that database's connection
+(insert the mark with ``ON CONFLICT DO NOTHING`` and run the effect in that transaction).
+Only what the effect writes through the connection is covered: a call to an outside service
+from inside the effect can still repeat, and ``ctx.publish`` is at-least-once.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -24,6 +36,7 @@ from eventwire.core.errors import ConfigurationError
 
 DEFAULT_TTL = 24 * 3600.0
 _T = TypeVar("_T")
+_Conn_co = TypeVar("_Conn_co", covariant=True)
 
 
 @runtime_checkable
@@ -35,6 +48,34 @@ class IdempotencyStore(Protocol):
     async def mark_done(self, group: str, message_id: str) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Duplicate:
+    """What ``complete_with`` returns when the message was already done: nothing was run."""
+
+    scope: str
+    message_id: str
+
+
+@runtime_checkable
+class TransactionalIdempotencyStore(IdempotencyStore, Protocol[_Conn_co]):
+    """A store that can commit a side effect together with the done-mark.
+
+    ``complete_with`` opens a write transaction, returns ``Duplicate`` (after rolling back)
+    when (scope, message id) is already done, else writes the mark, calls ``effect`` with the
+    transaction's connection and commits both. An exception from ``effect`` rolls both back
+    and propagates. ``effect`` is synchronous (it runs on the store's thread) and must neither
+    commit nor roll back itself.
+    """
+
+    async def complete_with(
+        self, scope: str, message_id: str, effect: Callable[[_Conn_co], _T]
+    ) -> _T | Duplicate: ...
+
+
+class EffectEndedTransactionError(RuntimeError):
+    """The effect committed or rolled back the store's transaction itself."""
 
 
 def _check_ttl(ttl: float) -> None:
@@ -133,6 +174,16 @@ class SQLiteIdempotencyStore:
     async def mark_done(self, group: str, message_id: str) -> None:
         await self._run(self._mark_done, group, message_id, self._clock())
 
+    async def complete_with(
+        self, scope: str, message_id: str, effect: Callable[[sqlite3.Connection], _T]
+    ) -> _T | Duplicate:
+        """Run ``effect(conn)`` and mark (scope, message id) done in one transaction.
+
+        The effect's tables live in this store's file (``path``); effects of one process run
+        one at a time, on the store's thread, so keep them short (a few statements).
+        """
+        return await self._run(self._complete_with, scope, message_id, self._clock(), effect)
+
     async def aclose(self) -> None:
         executor, self._executor = self._executor, None
         if executor is None:
@@ -140,7 +191,7 @@ class SQLiteIdempotencyStore:
         await asyncio.get_running_loop().run_in_executor(executor, self._close)
         executor.shutdown(wait=False)  # reopened lazily: an App may be entered again
 
-    async def _run(self, fn: Callable[[str, str, float], _T], *args: Any) -> _T:
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="eventwire-idempotency")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -180,6 +231,41 @@ class SQLiteIdempotencyStore:
                 self._writes += 1
                 if self._writes % self._PURGE_EVERY == 0:
                     conn.execute("DELETE FROM eventwire_idempotency WHERE expires_at <= ?", (now,))
+
+    def _complete_with(
+        self, scope: str, message_id: str, now: float, effect: Callable[[sqlite3.Connection], _T]
+    ) -> _T | Duplicate:
+        with self._lock:
+            conn = self._connection()
+            # IMMEDIATE takes the write lock up front: no other process can insert the same
+            # mark between our check and our insert, and no upgrade deadlock can happen.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                found = conn.execute(
+                    "SELECT 1 FROM eventwire_idempotency "
+                    "WHERE grp = ? AND message_id = ? AND expires_at > ?",
+                    (scope, message_id, now),
+                ).fetchone()
+                if found is not None:
+                    conn.execute("ROLLBACK")
+                    return Duplicate(scope=scope, message_id=message_id)
+                # The mark goes in first: an effect that wrongly commits takes the mark along.
+                conn.execute(
+                    "INSERT OR REPLACE INTO eventwire_idempotency VALUES (?, ?, ?)",
+                    (scope, message_id, now + self._ttl),
+                )
+                result = effect(conn)
+                if not conn.in_transaction:
+                    raise EffectEndedTransactionError(
+                        "the effect passed to complete_with committed or rolled back the "
+                        "transaction itself; it must only execute statements"
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
 
     def _close(self) -> None:
         with self._lock:

@@ -24,7 +24,7 @@ from eventwire.observability.logs import BoundLogger, bind, get_logger
 from eventwire.observability.metrics import NoopRecorder, SubscriberObserver
 from eventwire.reliability import dead_letter as dl
 from eventwire.reliability.idempotency import IdempotencyStore
-from eventwire.runtime.context import Context, PublishFn
+from eventwire.runtime.context import Completion, Context, PublishFn
 from eventwire.runtime.stats import StatsCounter
 from eventwire.runtime.subscriber import SubscriberSpec
 
@@ -68,6 +68,7 @@ class Processor:
         self._timing = timing
         # Broadcast subscribers have no group; their dedupe scope is this app's subscription.
         self._scope = spec.group or f"{spec.topic}#{spec.name}"
+        self._completion = Completion(store=store, scope=self._scope, idempotent=spec.idempotent)
 
     def decode(self, delivery: Delivery) -> Any:
         """The handler's first argument; raises ``DecodeError`` / ``ValidationError``."""
@@ -194,6 +195,7 @@ class Processor:
                 attempt=attempt,
                 logger=self._logger(delivery),
                 publish=self._publish,
+                completion=self._completion,
             )
             started = metrics.handler_started()
             try:

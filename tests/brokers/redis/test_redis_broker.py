@@ -188,7 +188,7 @@ async def test_delayed_retry_is_not_reclaimed_early(topic: str) -> None:
 
 async def test_publish_rides_out_an_outage_then_fails_clearly(topic: str) -> None:
     async with spawn_redis() as server, FaultProxy(server.host, server.port) as proxy:
-        url = f"redis://{proxy.host}:{proxy.port}/0?{FAST}&publish_timeout=1.5&max_buffered=3"
+        url = f"redis://{proxy.host}:{proxy.port}/0?{FAST}&publish_timeout=3&max_buffered=3"
         direct = aioredis.Redis.from_url(server.url)
         async with open_broker(url) as broker:
             await broker.publish(topic, Message(body=b"warm-up"))
@@ -198,7 +198,7 @@ async def test_publish_rides_out_an_outage_then_fails_clearly(topic: str) -> Non
             await asyncio.sleep(0.3)  # the outage lasts a while, shorter than the deadline
             assert not waiting.done()
             proxy.heal()
-            await asyncio.wait_for(waiting, 5)
+            await asyncio.wait_for(waiting, 10)
             assert await direct.xlen(f"ew:{topic}") == 2
             proxy.refuse()
             await proxy.cut()
@@ -208,7 +208,7 @@ async def test_publish_rides_out_an_outage_then_fails_clearly(topic: str) -> Non
                 *(broker.publish(topic, m) for m in lost), return_exceptions=True
             )
             assert all(isinstance(r, PublishError) for r in results), results
-            assert time.monotonic() - started < 5
+            assert time.monotonic() - started < 10  # publish_timeout=3, generous for CPU load
             assert "did not come back" in str(results[0]) or "waiting" in str(results[0])
             proxy.heal()
             await broker.publish(topic, Message(body=b"after"))

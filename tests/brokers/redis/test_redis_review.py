@@ -126,3 +126,95 @@ async def test_publish_into_a_dead_network_fails_by_its_deadline(
             took = time.monotonic() - started
             proxy.heal()
     assert took < 5.0, f"publish_timeout=1 but the publish failed after {took:.1f} s"
+
+
+async def test_pubsub_subscriber_survives_a_refused_resubscribe(
+    private_redis: RedisServer, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL change drops the subscriber and refuses its SUBSCRIBE (NOPERM): the read loop
+    stopped for good; it must keep retrying and resume once the channel is allowed again."""
+    admin = aioredis.Redis.from_url(private_redis.url)
+    await admin.execute_command("ACL", "SETUSER", "sub", "on", ">pw-1", "~*", "&*", "+@all")
+    base = f"{private_redis.host}:{private_redis.port}/0?{FAST}"
+    try:
+        async with (
+            open_broker(f"redis+pubsub://{base}") as publisher,
+            open_broker(f"redis+pubsub://sub:pw-1@{base}") as broker,
+            broker.subscribe(topic) as sub,
+        ):
+            await publisher.publish(topic, Message(body=b"before"))
+            await (await first(sub)).ack()
+            await admin.execute_command("ACL", "SETUSER", "sub", "resetchannels")
+            async with asyncio.timeout(15):
+                while not any(r.levelno >= logging.ERROR for r in caplog.records):
+                    await asyncio.sleep(0.05)
+            await admin.execute_command("ACL", "SETUSER", "sub", "allchannels")
+            async with asyncio.timeout(20):
+                while True:  # at-most-once: probes sent while re-subscribing are lost
+                    await publisher.publish(topic, Message(body=b"after"))
+                    try:
+                        delivery = await asyncio.wait_for(anext(sub), 0.2)
+                    except TimeoutError:
+                        continue
+                    break
+            assert delivery.message.body == b"after"
+            await delivery.ack()
+    finally:
+        await admin.aclose()
+
+
+async def test_retry_parked_by_a_dead_member_is_not_stranded(
+    topic: str, raw: aioredis.Redis
+) -> None:
+    """A member nacked with a delay (id parked in the schedule) and died: reclaiming skips
+    parked ids, so the schedule alone must bring it back, to a live member, once due."""
+    key = f"ew:{topic}"
+    async with open_broker(URL) as broker:
+        async with broker.subscribe(topic, group="g"):
+            pass
+        await broker.publish(topic, Message(body=b"parked"))
+        read = await raw.xreadgroup("g", "dead-member", {key: ">"}, count=1)
+        entry_id = read[0][1][0][0]
+        due_ms = int((time.time() + 0.5) * 1000)
+        await raw.zadd(f"ew:{topic}:retry:g", {entry_id: due_ms})  # what nack(delay) does
+        async with broker.subscribe(topic, group="g") as sub:
+            delivery = await first(sub)
+            assert (delivery.message.body, delivery.attempt) == (b"parked", 2)
+            await delivery.ack()
+
+
+async def test_members_that_leave_cleanly_leave_no_consumer_behind(
+    topic: str, raw: aioredis.Redis
+) -> None:
+    """Consumer names are unique per subscription: each clean exit must delete its own
+    name, or the group's consumer list grows with every restart of the app."""
+    async with open_broker(URL) as broker:
+        for round_ in range(4):
+            async with broker.subscribe(topic, group="g") as sub:
+                await broker.publish(topic, Message(body=b"r%d" % round_))
+                await (await first(sub)).ack()
+            async with broker.subscribe(topic, group="g"):
+                pass  # one that never read anything
+        assert await raw.xinfo_consumers(f"ew:{topic}", "g") == []
+
+
+async def test_stream_deleted_under_a_live_group_is_recreated(
+    topic: str, raw: aioredis.Redis
+) -> None:
+    """DEL of the stream takes the group with it (NOGROUP): the member re-creates the group
+    and goes on with the new stream's entries, counting attempts afresh."""
+    async with open_broker(URL) as broker, broker.subscribe(topic, group="g") as sub:
+        await broker.publish(topic, Message(body=b"old"))
+        old = await first(sub)
+        await raw.delete(f"ew:{topic}")
+        await old.ack()  # an XACK for a group that is gone: dropped, nothing breaks
+        async with asyncio.timeout(20):
+            while True:
+                await broker.publish(topic, Message(body=b"new"))
+                try:
+                    delivery = await asyncio.wait_for(anext(sub), 0.5)
+                except TimeoutError:
+                    continue
+                break
+        assert (delivery.message.body, delivery.attempt) == (b"new", 1)
+        await delivery.ack()

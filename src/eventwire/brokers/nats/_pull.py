@@ -193,6 +193,11 @@ class PullConsumer:
                 free = self._free()
                 if free <= 0 or (free < self._threshold and self._owed > 0):
                     continue
+                if not self._nc.is_connected:
+                    # Requests buffered during an outage would all land at once afterwards.
+                    await asyncio.sleep(opts.reconnect_min)
+                    self._room.set()
+                    continue
                 if self._lost:
                     await self._recover()
                 if self._throttle:

@@ -147,6 +147,17 @@ class ChannelSubscription(Subscription):
                     raise TimeoutError(f"no PONG within {options.socket_timeout} s")
                 reply = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
                 backoff.reset()
+            except rex.ResponseError as exc:
+                # Refused (e.g. an ACL that no longer allows the channel): loud, and retried
+                # with backoff; raising would end this subscriber for good.
+                log.error(
+                    "redis refused the subscription to %r: %s; retrying",
+                    self.topic,
+                    describe(exc, self._broker.url),
+                )
+                await self._drop()
+                await backoff.wait()
+                continue
             except TRANSIENT as exc:
                 log.warning(
                     "redis pubsub on %r failed (%s); re-subscribing",
