@@ -1,7 +1,9 @@
 """Process tests: a rig that starts worker processes and reads the broker and effect files.
 
 ``effects.db`` is also the workers' idempotency store: effects made through
-``ctx.effectively_once`` share a transaction with the done-mark.
+``ctx.effectively_once`` share a transaction with the done-mark. Progress rows (handler
+started, handler hung) go to ``progress.db``: writing them into the same file would make the
+worker's connections wait on each other's write lock and stall the handlers.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ _EFFECTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS effects (
     message_id TEXT PRIMARY KEY, n INTEGER, runs INTEGER, pid INTEGER
 );
+"""
+_PROGRESS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS started (message_id TEXT, pid INTEGER);
 CREATE TABLE IF NOT EXISTS hung (message_id TEXT, pid INTEGER);
 """
@@ -98,6 +102,8 @@ class Rig:
     def query(self, db: str, sql: str, *params: object) -> int:
         conn = sqlite3.connect(f"file:{self.dir / db}?mode=ro", uri=True, timeout=30.0)
         try:
+            if db == "progress.db":  # its queries may join the effects
+                conn.execute("ATTACH DATABASE ? AS fx", (f"file:{self.dir / 'effects.db'}?mode=ro",))
             return int(conn.execute(sql, params).fetchone()[0] or 0)
         finally:
             conn.close()
@@ -109,14 +115,14 @@ class Rig:
         return distinct, extra
 
     def count(self, table: str) -> int:
-        return self.query("effects.db", f"SELECT COUNT(*) FROM {table}")
+        return self.query("progress.db", f"SELECT COUNT(*) FROM {table}")
 
     def in_flight(self, pid: int) -> int:
         """Handler calls ``pid`` started whose side effect is not (yet) in ``effects``."""
         return self.query(
-            "effects.db",
+            "progress.db",
             "SELECT COUNT(DISTINCT message_id) FROM started s WHERE pid = ? AND NOT EXISTS "
-            "(SELECT 1 FROM effects e WHERE e.message_id = s.message_id)",
+            "(SELECT 1 FROM fx.effects e WHERE e.message_id = s.message_id)",
             pid,
         )
 
@@ -160,8 +166,9 @@ class Rig:
 def make_rig(directory: Path, *, lease: float = 2.0) -> Rig:
     """A rig in ``directory`` with an empty effects file."""
     directory.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(directory / "effects.db")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.executescript(_EFFECTS_SCHEMA)
-    conn.close()
+    for name, schema in (("effects.db", _EFFECTS_SCHEMA), ("progress.db", _PROGRESS_SCHEMA)):
+        conn = sqlite3.connect(directory / name)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(schema)
+        conn.close()
     return Rig(dir=directory, lease=lease)

@@ -2,10 +2,11 @@
 
 Run by the tests as ``eventwire run tests/process/worker_app.py:app`` in a real process.
 ``effects.db`` holds the side effects AND the idempotency store (one file), so an effect made
-through ``ctx.effectively_once`` commits in the same transaction as its done-mark.
+through ``ctx.effectively_once`` commits in the same transaction as its done-mark;
+``progress.db`` holds the handler-started and handler-hung rows.
 Configured by environment (set by the test):
 
-* ``PROC_STATE``: directory for ``effects.db`` and the stats files
+* ``PROC_STATE``: directory for ``effects.db``, ``progress.db`` and the stats files
 * ``PROC_TOPIC`` / ``PROC_GROUP``: what to consume
 * ``PROC_CONCURRENCY``, ``PROC_DELAY`` (seconds the handler sleeps before its side effect)
 * ``PROC_IDEMPOTENT`` ("1"/"0"), ``PROC_SHUTDOWN_TIMEOUT``
@@ -49,19 +50,27 @@ app = App(
     idempotency_store=SQLiteIdempotencyStore(STATE / "effects.db"),
 )
 
-_lock = threading.Lock()
-_conn = sqlite3.connect(STATE / "effects.db", timeout=30.0, check_same_thread=False)
-_conn.execute("PRAGMA journal_mode=WAL")
 _done_here = [0]  # side effects made by this process
 
 
-def _write(sql: str, *params: object) -> None:
-    with _lock, _conn:
-        _conn.execute(sql, params)
+class _Writer:
+    """One connection to one file, written from worker threads one statement at a time."""
+
+    def __init__(self, name: str) -> None:
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(STATE / name, timeout=30.0, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> None:
+        with self._lock, self._conn:
+            self._conn.execute(sql, params)
+
+    async def __call__(self, sql: str, *params: object) -> None:
+        await asyncio.to_thread(self._write, sql, params)
 
 
-async def _record(sql: str, *params: object) -> None:
-    await asyncio.to_thread(_write, sql, *params)
+_progress = _Writer("progress.db")
+_plain_effects = _Writer("effects.db")
 
 
 def _crash_at_statement(conn: sqlite3.Connection, k: int) -> None:
@@ -84,9 +93,9 @@ def _crash_at_statement(conn: sqlite3.Connection, k: int) -> None:
 )
 async def handle(payload: dict[str, Any], ctx: Context) -> None:
     mid = ctx.message.id
-    await _record("INSERT INTO started (message_id, pid) VALUES (?, ?)", mid, os.getpid())
+    await _progress("INSERT INTO started (message_id, pid) VALUES (?, ?)", mid, os.getpid())
     if HANG_AFTER and _done_here[0] >= HANG_AFTER:
-        await _record("INSERT INTO hung (message_id, pid) VALUES (?, ?)", mid, os.getpid())
+        await _progress("INSERT INTO hung (message_id, pid) VALUES (?, ?)", mid, os.getpid())
         await asyncio.Event().wait()  # until the test kills this process
     if DELAY:
         await asyncio.sleep(DELAY)
@@ -101,7 +110,7 @@ async def handle(payload: dict[str, Any], ctx: Context) -> None:
 
         await ctx.effectively_once(effect)
     else:
-        await _record(EFFECT_SQL, *params)
+        await _plain_effects(EFFECT_SQL, *params)
     _done_here[0] += 1
 
 
