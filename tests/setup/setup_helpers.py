@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from eventwire import DEAD_LETTER_GROUP, dead_letter_topic
 from eventwire.setup import scaffold
 from eventwire.setup.choices import Pattern
 from eventwire.setup.requirements import Broker
@@ -113,3 +115,106 @@ def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTWIRE_")}
     env.pop("PYTHONPATH", None)
     return env
+
+
+# --- Cleanup of what the e2e tests leave on the machine's shared brokers ----------------------
+# Every name a generated e2e service makes on a broker contains its package name (topics are
+# "<package>.<suffix>", groups "<package>-<role>"), which holds a fresh hex token per test, so
+# matching on that token deletes exactly one test's objects and nobody else's.
+LEFTOVER = re.compile(r"e2e_(?:rabbitmq|redis|nats)_")  # any e2e service, past or present
+
+
+def _generated_names(root: Path, package: str) -> tuple[str, list[str]]:
+    """The topic and groups the generated service uses, read from its own modules."""
+    messaging = root / package / "messaging"
+    topic = re.findall(r'^TOPIC = "([^"]+)"', (messaging / "messages.py").read_text(), re.M)
+    groups = re.findall(rf'"({re.escape(package)}[^"]*)"', (messaging / "consumer.py").read_text())
+    return (topic[0] if topic else f"{package}.tasks"), sorted(set(groups))
+
+
+def rabbitmq_queue_names(root: Path, package: str) -> set[str]:
+    """The adapter's queues of one service: group queues, their retry queues, the DLQ queue."""
+    from eventwire.brokers.rabbitmq import settings as names
+
+    topic, groups = _generated_names(root, package)
+    sources = [(topic, group) for group in groups]
+    sources.append((dead_letter_topic(topic), DEAD_LETTER_GROUP))
+    queues: set[str] = set()
+    for source_topic, group in sources:
+        queue = names.group_queue("eventwire", source_topic, group)
+        queues.add(queue)
+        queues.update(names.retry_queue(queue, bucket) for bucket in names.RETRY_BUCKETS)
+    return queues
+
+
+def rabbitmq_listed_queues(match: re.Pattern[str]) -> set[str]:
+    """Queues on the server whose name matches, when rabbitmqctl can list them (else none)."""
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        return set()  # the derived names above still cover what the adapter declares
+    try:
+        done = subprocess.run(
+            [ctl, "list_queues", "name", "--quiet", "--no-table-headers"],
+            capture_output=True, text=True, check=False, timeout=30,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return set()
+    return {q for q in done.stdout.split() if match.search(q)} if done.returncode == 0 else set()
+
+
+async def purge_rabbitmq(url: str, queues: set[str]) -> int:
+    """Delete these queues (their bindings go with them); a missing queue is not an error."""
+    import aio_pika
+
+    connection = await aio_pika.connect(url, timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        for queue in sorted(queues):
+            await channel.queue_delete(queue)
+    return len(queues)
+
+
+async def purge_redis(url: str, match: re.Pattern[str]) -> int:
+    """Delete matching keys: streams (with their consumer groups), retry and delayed sets."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        keys = [k async for k in client.scan_iter(match="*e2e_*", count=500)]
+        keys = [k for k in keys if match.search(k.decode(errors="replace"))]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+    return len(keys)
+
+
+async def purge_nats(url: str, match: re.Pattern[str]) -> int:
+    """Delete JetStream streams (and so their consumers) whose name or subjects match."""
+    import nats
+
+    client = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=1)
+    try:
+        jsm = client.jsm()
+        doomed = [
+            info.config.name
+            for info in await jsm.streams_info()
+            if match.search(info.config.name or "")
+            or any(match.search(subject) for subject in info.config.subjects or [])
+        ]
+        for name in doomed:
+            await jsm.delete_stream(name)
+    finally:
+        await client.close()
+    return len(doomed)
+
+
+async def purge(broker: str, url: str, match: re.Pattern[str], queues: set[str]) -> int:
+    """Delete what matches on one broker; ``queues`` are RabbitMQ names known without listing."""
+    if broker == "rabbitmq":
+        return await purge_rabbitmq(url, queues | rabbitmq_listed_queues(match))
+    if broker == "redis":
+        return await purge_redis(url, match)
+    if broker == "nats":
+        return await purge_nats(url, match)
+    return 0  # the embedded brokers live in the test's tmp_path

@@ -7,16 +7,21 @@ services) under the integration markers, where an unreachable broker is a failur
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from setup_helpers import purge, rabbitmq_queue_names
 
 from eventwire.setup import scaffold
 
@@ -76,12 +81,37 @@ def run_service(root: Path, package: str, url: str, groups: int) -> dict[str, An
     return figures
 
 
-def check(broker: str, pattern: str, url: str, tmp_path: Path) -> None:
+@dataclass(slots=True)
+class Cleanup:
+    """What one test made on a shared broker; deleted by the ``cleanup`` fixture's finalizer."""
+
+    services: list[tuple[str, str, Path, str]] = field(default_factory=list)
+
+    def track(self, broker: str, url: str, root: Path, package: str) -> None:
+        self.services.append((broker, url, root, package))
+
+
+@pytest.fixture
+def cleanup() -> Iterator[Cleanup]:
+    """Delete every queue, key and stream the test's services made, pass or fail."""
+    tracked = Cleanup()
+    yield tracked
+    for broker, url, root, package in tracked.services:
+        # The package name holds the test's unique hex token, and every broker object the
+        # service made carries it (topics "<package>.<suffix>", groups "<package>-<role>").
+        match = re.compile(re.escape(package))
+        queues = rabbitmq_queue_names(root, package) if broker == "rabbitmq" else set()
+        asyncio.run(purge(broker, url, match, queues))
+
+
+def check(broker: str, pattern: str, url: str, tmp_path: Path, cleanup: Cleanup) -> None:
     name = f"e2e-{broker}-{pattern}-{uuid.uuid4().hex[:6]}"  # fresh topics on shared brokers
     plan = scaffold.plan_service(
         name=name, broker=broker, pattern=pattern, directory=tmp_path / name
     )
     scaffold.write_service(plan)
+    if "://" in url and not url.startswith("sqlite"):
+        cleanup.track(broker, url, tmp_path / name, plan.package)  # before anything is made
     groups = 2 if pattern == "pub-sub" else 1
     figures = run_service(tmp_path / name, plan.package, url, groups)
     print(f"{broker} {pattern} on {url.split('://', maxsplit=1)[0]}: {figures}")
@@ -93,22 +123,22 @@ def check(broker: str, pattern: str, url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_generated_service_on_embedded_sqlite(pattern: str, tmp_path: Path) -> None:
-    check("rabbitmq", pattern, "sqlite:///.eventwire/broker.db", tmp_path)
+def test_generated_service_on_embedded_sqlite(pattern: str, tmp_path: Path, cleanup: Cleanup) -> None:
+    check("rabbitmq", pattern, "sqlite:///.eventwire/broker.db", tmp_path, cleanup)
 
 
 @pytest.mark.integration
 @pytest.mark.rabbitmq
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_generated_service_on_rabbitmq(pattern: str, tmp_path: Path) -> None:
-    check("rabbitmq", pattern, URLS["rabbitmq"], tmp_path)
+def test_generated_service_on_rabbitmq(pattern: str, tmp_path: Path, cleanup: Cleanup) -> None:
+    check("rabbitmq", pattern, URLS["rabbitmq"], tmp_path, cleanup)
 
 
 @pytest.mark.integration
 @pytest.mark.redis
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_generated_service_on_redis(pattern: str, tmp_path: Path) -> None:
-    check("redis", pattern, URLS["redis"], tmp_path)
+def test_generated_service_on_redis(pattern: str, tmp_path: Path, cleanup: Cleanup) -> None:
+    check("redis", pattern, URLS["redis"], tmp_path, cleanup)
 
 
 NATS_PATTERNS = [
@@ -128,8 +158,8 @@ NATS_PATTERNS = [
 @pytest.mark.integration
 @pytest.mark.nats
 @pytest.mark.parametrize("pattern", NATS_PATTERNS)
-def test_generated_service_on_nats(pattern: str, tmp_path: Path) -> None:
-    check("nats", pattern, URLS["nats"], tmp_path)
+def test_generated_service_on_nats(pattern: str, tmp_path: Path, cleanup: Cleanup) -> None:
+    check("nats", pattern, URLS["nats"], tmp_path, cleanup)
 
 
 def test_readme_flow_script(tmp_path: Path) -> None:
