@@ -3,8 +3,9 @@
 Run it with ``eventwire run examples.orders.service:app`` (several processes may run it on
 one SQLite broker file: they share the work). Environment:
 
-* ``ORDERS_STATE_DIR`` (default ``.eventwire/orders``): where the ledger of side effects and
-  the shared idempotency store live.
+* ``ORDERS_STATE_DIR`` (default ``.eventwire/orders``): where ``ledger.db`` lives: the shared
+  idempotency store AND the tables of side effects, in one SQLite file, so each side effect
+  commits in the same transaction as its message's done-mark (``ctx.effectively_once``).
 * ``ORDERS_STATS_DIR`` (unset: off): when set, the worker writes its ``app.stats`` as JSON to
   ``<dir>/<pid>.json`` when it exits, so a driver can add up every worker's figures.
 """
@@ -16,12 +17,14 @@ import dataclasses
 import json
 import os
 import zlib
+from functools import partial
 from pathlib import Path
 
-from examples.orders.ledger import Ledger
+from examples.orders import ledger
 from examples.orders.models import OrderPlaced, PaymentCharged
 
 from eventwire.core.errors import PermanentError
+from eventwire.core.message import Message
 from eventwire.reliability.idempotency import SQLiteIdempotencyStore
 from eventwire.reliability.retry import RetryPolicy
 from eventwire.runtime.app import App
@@ -31,14 +34,15 @@ STATE_DIR = Path(os.environ.get("ORDERS_STATE_DIR", ".eventwire/orders"))
 ORDERS = "orders.placed"
 CHARGED = "billing.charged"
 
-# A store in a file shared by every worker process: a message redelivered to another worker
-# (its first worker died after the side effect, before the ack) is recognised as done.
+# A store in a file shared by every worker process, next to the tables the effects write:
+# a message redelivered to another worker (its first worker died before the ack) is
+# recognised as done exactly when its side effect was committed.
+LEDGER_FILE = STATE_DIR / "ledger.db"
 app = App(
     name="orders",
     shutdown_timeout=10.0,
-    idempotency_store=SQLiteIdempotencyStore(STATE_DIR / "idempotency.db"),
+    idempotency_store=SQLiteIdempotencyStore(LEDGER_FILE),
 )
-ledger = Ledger(STATE_DIR / "ledger.db")
 
 
 class GatewayTimeoutError(Exception):
@@ -59,7 +63,7 @@ def _flaky(order_id: str) -> bool:
     idempotent=True,
 )
 async def charge(order: OrderPlaced, ctx: Context) -> None:
-    """Charge an order, then announce the charge."""
+    """Charge an order and announce it; the charge commits with the message's done-mark."""
     if order.amount_cents <= 0:
         # Poison: every attempt fails the same way; after max_attempts it is dead-lettered.
         raise ValueError(f"order {order.order_id} has amount {order.amount_cents}: refusing")
@@ -67,16 +71,33 @@ async def charge(order: OrderPlaced, ctx: Context) -> None:
         raise GatewayTimeoutError(f"payment gateway timed out for {order.order_id}")
     if not order.items:
         raise PermanentError(f"order {order.order_id} has no items")  # dead-lettered at once
-    await ledger.charge(order.order_id, order.amount_cents, ctx.message.id)
+    charged = PaymentCharged(
+        order_id=order.order_id,
+        customer_id=order.customer_id,
+        amount_cents=order.amount_cents,
+        charge_id=f"ch-{ctx.message.id[:12]}",
+    )
+    # Announced BEFORE the charge commits: once it commits, a redelivery is acked without
+    # calling this handler, so an announcement after it would be lost if the worker died in
+    # between. A worker dying after the publish repeats it, under the same id (derived from
+    # this message's), which the idempotent ``notify`` recognises. (To announce strictly
+    # after the commit, write the announcement in the effect's transaction: an outbox.)
     await ctx.publish(
         CHARGED,
-        PaymentCharged(
-            order_id=order.order_id,
-            customer_id=order.customer_id,
-            amount_cents=order.amount_cents,
-            charge_id=f"ch-{ctx.message.id[:12]}",
+        Message(
+            body=charged.model_dump_json().encode(),
+            id=f"{ctx.message.id}.charged",
+            content_type="application/json",
         ),
         key=order.customer_id,
+    )
+    await ctx.effectively_once(
+        partial(
+            ledger.charge,
+            order_id=order.order_id,
+            amount_cents=order.amount_cents,
+            message_id=ctx.message.id,
+        )
     )
 
 
@@ -84,7 +105,9 @@ async def charge(order: OrderPlaced, ctx: Context) -> None:
 async def notify(charged: PaymentCharged, ctx: Context) -> None:
     """Tell the customer (here: record that we would have sent an e-mail)."""
     ctx.logger.debug("charged %s cents for %s", charged.amount_cents, charged.order_id)
-    await ledger.notify(charged.order_id, ctx.message.id)
+    await ctx.effectively_once(
+        partial(ledger.notify, order_id=charged.order_id, message_id=ctx.message.id)
+    )
 
 
 def _write_stats(directory: Path) -> None:

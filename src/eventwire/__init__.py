@@ -14,6 +14,13 @@ from eventwire.core.errors import (
     ValidationError,
 )
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
+from eventwire.reliability.idempotency import (
+    Duplicate,
+    IdempotencyStore,
+    MemoryIdempotencyStore,
+    SQLiteIdempotencyStore,
+    TransactionalIdempotencyStore,
+)
 from eventwire.reliability.retry import RetryPolicy
 from eventwire.runtime.app import App
 from eventwire.runtime.context import Context
@@ -33,16 +40,21 @@ __all__ = [
     "Context",
     "DecodeError",
     "Delivery",
+    "Duplicate",
     "EventwireError",
     "Guarantee",
     "Health",
+    "IdempotencyStore",
+    "MemoryIdempotencyStore",
     "Message",
     "MessageError",
     "PermanentError",
     "Publisher",
     "RetryPolicy",
+    "SQLiteIdempotencyStore",
     "Subscriber",
     "Support",
+    "TransactionalIdempotencyStore",
     "ValidationError",
     "__version__",
     "dead_letter_topic",

@@ -103,7 +103,9 @@ class Rig:
         conn = sqlite3.connect(f"file:{self.dir / db}?mode=ro", uri=True, timeout=30.0)
         try:
             if db == "progress.db":  # its queries may join the effects
-                conn.execute("ATTACH DATABASE ? AS fx", (f"file:{self.dir / 'effects.db'}?mode=ro",))
+                conn.execute(
+                    "ATTACH DATABASE ? AS fx", (f"file:{self.dir / 'effects.db'}?mode=ro",)
+                )
             return int(conn.execute(sql, params).fetchone()[0] or 0)
         finally:
             conn.close()

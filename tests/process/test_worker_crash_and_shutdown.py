@@ -2,7 +2,9 @@
 
 (a) SIGKILL at a random moment while handlers are mid-flight, their side effects committed
     through ``ctx.effectively_once`` together with the done-mark: a second worker takes over
-    after the lease expires; 0 lost, 0 duplicate side effects (issue 2).
+    after the lease expires; 0 lost, 0 duplicate side effects (issue 2). A random kill
+    rarely lands in the few-statement window a missing transaction would open, so (b) and
+    tests/runtime/test_effectively_once.py are the checks that always fail without it.
 (b) SIGKILL at every SQL statement boundary after the effect (deterministic): the same.
     Committing the effect and the mark separately fails this test (boundary 2).
 (c) Plain side effect + ``idempotent=True`` (no shared transaction): no loss, but a handler

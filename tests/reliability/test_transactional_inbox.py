@@ -1,4 +1,4 @@
-"""Transactional inbox: ``SQLiteIdempotencyStore.complete_with`` commits effect and mark together."""
+"""Transactional inbox: ``SQLiteIdempotencyStore.complete_with`` commits effect + mark together."""
 
 from __future__ import annotations
 

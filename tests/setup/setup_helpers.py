@@ -199,8 +199,11 @@ async def purge_nats(url: str, match: re.Pattern[str]) -> int:
         doomed = [
             info.config.name
             for info in await jsm.streams_info()
-            if match.search(info.config.name or "")
-            or any(match.search(subject) for subject in info.config.subjects or [])
+            if info.config.name is not None
+            and (
+                match.search(info.config.name)
+                or any(match.search(subject) for subject in info.config.subjects or [])
+            )
         ]
         for name in doomed:
             await jsm.delete_stream(name)

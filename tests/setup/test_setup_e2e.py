@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,27 +81,32 @@ def run_service(root: Path, package: str, url: str, groups: int) -> dict[str, An
     return figures
 
 
-@dataclass(slots=True)
-class Cleanup:
-    """What one test made on a shared broker; deleted by the ``cleanup`` fixture's finalizer."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Made:
+    """A generated service run against a shared broker, whose objects must be deleted."""
 
-    services: list[tuple[str, str, Path, str]] = field(default_factory=list)
+    broker: str
+    url: str
+    root: Path
+    package: str
 
-    def track(self, broker: str, url: str, root: Path, package: str) -> None:
-        self.services.append((broker, url, root, package))
+
+Cleanup = list[Made]
 
 
 @pytest.fixture
 def cleanup() -> Iterator[Cleanup]:
     """Delete every queue, key and stream the test's services made, pass or fail."""
-    tracked = Cleanup()
-    yield tracked
-    for broker, url, root, package in tracked.services:
+    made: Cleanup = []
+    yield made
+    for service in made:
         # The package name holds the test's unique hex token, and every broker object the
         # service made carries it (topics "<package>.<suffix>", groups "<package>-<role>").
-        match = re.compile(re.escape(package))
-        queues = rabbitmq_queue_names(root, package) if broker == "rabbitmq" else set()
-        asyncio.run(purge(broker, url, match, queues))
+        match = re.compile(re.escape(service.package))
+        queues: set[str] = set()
+        if service.broker == "rabbitmq":
+            queues = rabbitmq_queue_names(service.root, service.package)
+        asyncio.run(purge(service.broker, service.url, match, queues))
 
 
 def check(broker: str, pattern: str, url: str, tmp_path: Path, cleanup: Cleanup) -> None:
@@ -110,8 +115,8 @@ def check(broker: str, pattern: str, url: str, tmp_path: Path, cleanup: Cleanup)
         name=name, broker=broker, pattern=pattern, directory=tmp_path / name
     )
     scaffold.write_service(plan)
-    if "://" in url and not url.startswith("sqlite"):
-        cleanup.track(broker, url, tmp_path / name, plan.package)  # before anything is made
+    if not url.startswith("sqlite"):  # registered before the service can make anything
+        cleanup.append(Made(broker=broker, url=url, root=tmp_path / name, package=plan.package))
     groups = 2 if pattern == "pub-sub" else 1
     figures = run_service(tmp_path / name, plan.package, url, groups)
     print(f"{broker} {pattern} on {url.split('://', maxsplit=1)[0]}: {figures}")
@@ -123,7 +128,9 @@ def check(broker: str, pattern: str, url: str, tmp_path: Path, cleanup: Cleanup)
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_generated_service_on_embedded_sqlite(pattern: str, tmp_path: Path, cleanup: Cleanup) -> None:
+def test_generated_service_on_embedded_sqlite(
+    pattern: str, tmp_path: Path, cleanup: Cleanup
+) -> None:
     check("rabbitmq", pattern, "sqlite:///.eventwire/broker.db", tmp_path, cleanup)
 
 

@@ -224,6 +224,8 @@ class SQLiteIdempotencyStore:
         with self._lock:
             conn = self._connection()
             with conn:
+                # REPLACE: after ctx.effectively_once the mark is already there (committed
+                # with the effect); the runtime's own record then only renews its expiry.
                 conn.execute(
                     "INSERT OR REPLACE INTO eventwire_idempotency VALUES (?, ?, ?)",
                     (group, message_id, now + self._ttl),
