@@ -159,8 +159,13 @@ def test_run_against_unreachable_broker_keeps_the_password_out(tmp_path: Path) -
 
 @pytest.mark.parametrize(
     "url",
-    [f"redis://user:{CANARY}@127.0.0.1:1/0", f"amqp://guest:{CANARY}@127.0.0.1:1/"],
-    ids=["redis", "rabbitmq"],
+    [
+        f"redis://user:{CANARY}@127.0.0.1:1/0",
+        f"amqp://guest:{CANARY}@127.0.0.1:1/",
+        f"nats://user:{CANARY}@127.0.0.1:1",
+        f"nats+core://user:{CANARY}@127.0.0.1:1",
+    ],
+    ids=["redis", "rabbitmq", "nats", "nats-core"],
 )
 def test_publish_to_unreachable_broker_is_one_redacted_line(url: str) -> None:
     done = subprocess.run(

@@ -68,7 +68,10 @@ async def open_connection(url: BrokerURL, options: NatsOptions, *, name: str) ->
 
     async def on_error(exc: Exception) -> None:
         errors.append(scrub(f"{type(exc).__name__}: {exc}", url))
-        log.warning("NATS %s: %s", url, scrub(f"{type(exc).__name__}: {exc}", url))
+        # Before the first connect succeeds the failure is raised to the caller as one error;
+        # logging each try too would repeat it (and flood a CLI's one-line error).
+        level = logging.WARNING if clients else logging.DEBUG
+        log.log(level, "NATS %s: %s", url, errors[-1])
 
     clients: list[Client] = []
 
