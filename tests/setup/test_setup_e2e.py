@@ -148,18 +148,7 @@ def test_generated_service_on_redis(pattern: str, tmp_path: Path, cleanup: Clean
     check("redis", pattern, URLS["redis"], tmp_path, cleanup)
 
 
-NATS_PATTERNS = [
-    "work-queue",
-    pytest.param(
-        "pub-sub",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="both groups dead-letter the poison message under the same id and JetStream's "
-            "Nats-Msg-Id dedup window keeps only one of the two in the DLQ stream",
-        ),
-    ),
-    "event-streaming",
-]
+NATS_PATTERNS = PATTERNS  # pub-sub: each group's dead letter is kept (distinct dedup ids)
 
 
 @pytest.mark.integration

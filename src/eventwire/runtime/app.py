@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -21,12 +20,12 @@ from eventwire.reliability.dead_letter import FailureLog
 from eventwire.reliability.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from eventwire.reliability.retry import RetryPolicy
 from eventwire.runtime.broker_url import resolve_broker_url
-from eventwire.runtime.consumer import Consumer
-from eventwire.runtime.handling import Processor, Timing
-from eventwire.runtime.publishing import build_message
+from eventwire.runtime.handling import Timing
+from eventwire.runtime.publishing import Publisher
 from eventwire.runtime.shutdown import signals_set
 from eventwire.runtime.stats import AppStats, StatsCounter
 from eventwire.runtime.subscriber import AckMode, Handler, KeyFn, SubscriberSpec, build_spec
+from eventwire.runtime.supervisor import Services, Supervisor
 
 _log = get_logger("runtime")
 
@@ -62,8 +61,8 @@ class App:
         self._metrics = new_recorder()
         self._failures = FailureLog(clock=self._timing.clock)
         self._broker: Broker | None = None
-        self._ready = asyncio.Event()
-        self._consumers: list[Consumer] = []
+        self._publisher = Publisher(lambda: self.broker, stats=self._stats, metrics=self._metrics)
+        self._supervisor = Supervisor()
         self._http: OpsServer | None = None
 
     # -- registration -----------------------------------------------------------------------
@@ -132,7 +131,7 @@ class App:
     def ready(self) -> bool:
         """True while every subscription exists on the broker (for ``/readyz``); false while
         a consumer is resubscribing after a broker failure."""
-        return self._ready.is_set() and all(c.subscribed.is_set() for c in self._consumers)
+        return self._supervisor.ready
 
     @property
     def http_port(self) -> int | None:
@@ -142,7 +141,7 @@ class App:
 
     async def wait_ready(self) -> None:
         """Wait until ``run`` has subscribed every handler."""
-        await self._ready.wait()
+        await self._supervisor.wait_ready()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -154,7 +153,7 @@ class App:
         broker = open_broker(url)
         await broker.connect()
         self._broker = broker
-        self._ready = asyncio.Event()  # bound to this event loop (serve() may run many)
+        self._supervisor.rebind()  # bound to this event loop (serve() may run many)
         _log.info("%s connected to %s", self.name, url)
 
     async def aclose(self) -> None:
@@ -190,7 +189,7 @@ class App:
         correlation_id: str | None = None,
     ) -> Message:
         """Publish one payload; returns the sent ``Message`` once the broker confirmed it."""
-        return await self._publish(
+        return await self._publisher.publish(
             topic,
             payload,
             key=key,
@@ -207,40 +206,7 @@ class App:
         key: Callable[[Any], str | None] | None = None,
     ) -> list[Message]:
         """Publish many payloads in one broker call (all confirmed, or treat none as sent)."""
-        messages = [
-            build_message(
-                p, key=key(p) if key else None, headers=None, correlation_id=None, causation_id=None
-            )
-            for p in payloads
-        ]
-        started = time.perf_counter()
-        await self.broker.publish(topic, *messages)
-        self._stats.published += len(messages)
-        self._metrics.published(topic, len(messages), time.perf_counter() - started)
-        return messages
-
-    async def _publish(
-        self,
-        topic: str,
-        payload: object,
-        *,
-        key: str | None,
-        headers: Mapping[str, str] | None,
-        correlation_id: str | None,
-        causation_id: str | None,
-    ) -> Message:
-        message = build_message(
-            payload,
-            key=key,
-            headers=headers,
-            correlation_id=correlation_id,
-            causation_id=causation_id,
-        )
-        started = time.perf_counter()
-        await self.broker.publish(topic, message)
-        self._stats.published += 1
-        self._metrics.published(topic, 1, time.perf_counter() - started)
-        return message
+        return await self._publisher.publish_batch(topic, payloads, key=key)
 
     # -- consuming --------------------------------------------------------------------------
 
@@ -280,9 +246,25 @@ class App:
                 with signals_set(
                     stop, timeout=self.shutdown_timeout, enabled=install_signal_handlers
                 ):
-                    await self._consume(stop, stopping, concurrency)
+                    await self._supervisor.consume(
+                        self.broker,
+                        self._specs,
+                        Services(
+                            stats=self._stats,
+                            store=self.idempotency_store,
+                            publish=self._publisher.publish,
+                            failures=self._failures,
+                            timing=self._timing,
+                            metrics=self._metrics,
+                        ),
+                        stop=stop,
+                        stopping=stopping,
+                        concurrency=concurrency,
+                        shutdown_timeout=self.shutdown_timeout,
+                        name=self.name,
+                    )
         finally:
-            self._ready.clear()
+            self._supervisor.not_ready()
             if owns_connection:
                 await self.aclose()
 
@@ -291,63 +273,6 @@ class App:
             metrics=self._metrics.exposition, health=self.health, ready=lambda: self.ready
         )
         return OpsServer(probes, port=port, host=host)
-
-    async def _consume(
-        self, stop: asyncio.Event, stopping: asyncio.Event, concurrency: int | None
-    ) -> None:
-        broker = self.broker
-        in_place = not broker.profile.capabilities.delayed_redelivery
-        if in_place:
-            _log.info("%s has no delayed redelivery: retries happen in place", broker.profile.name)
-        consumers = [
-            Consumer(
-                Processor(
-                    spec,
-                    stats=self._stats,
-                    store=self.idempotency_store,
-                    publish=self._publish,
-                    failures=self._failures,
-                    stopping=stopping,
-                    in_place_retries=in_place,
-                    timing=self._timing,
-                    metrics=self._metrics.subscriber(spec.topic, spec.group, spec.name),
-                ),
-                broker=broker,
-                concurrency=concurrency or spec.concurrency,
-                stopping=stopping,
-                shutdown_timeout=self.shutdown_timeout,
-                timing=self._timing,
-            )
-            for spec in self._specs
-        ]
-        self._consumers = consumers
-        tasks = [
-            asyncio.create_task(c.run(), name=f"eventwire:{spec.topic}:{spec.name}")
-            for c, spec in zip(consumers, self._specs, strict=True)
-        ]
-        stop_wait = asyncio.create_task(stop.wait())
-        ready_wait = asyncio.create_task(self._all_subscribed(consumers))
-        try:
-            await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            # Reached on stop, on a consumer failing, or when run() itself is cancelled.
-            stopping.set()
-            stop_wait.cancel()
-            ready_wait.cancel()
-            self._ready.clear()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        for error in errors:
-            if not isinstance(error, asyncio.CancelledError):
-                _log.error("consumer failed: %s", error, exc_info=error)
-        if errors:
-            raise errors[0]
-        _log.info("%s stopped gracefully", self.name)
-
-    async def _all_subscribed(self, consumers: list[Consumer]) -> None:
-        for consumer in consumers:
-            await consumer.subscribed.wait()
-        self._ready.set()
 
     def serve(
         self,

@@ -1,11 +1,16 @@
-"""Runtime layer: payload + envelope options -> the ``Message`` an app publishes."""
+"""Runtime layer: builds the ``Message`` an app publishes from a payload, and publishes it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from typing import Any
 
+from eventwire.core.contract import Broker
 from eventwire.core.message import Message, new_message_id
+from eventwire.observability.metrics import Recorder
+from eventwire.runtime.stats import StatsCounter
 from eventwire.serialization.codec import encode_payload
 
 
@@ -47,3 +52,55 @@ def build_message(
         correlation_id=correlation_id or message_id,
         causation_id=causation_id,
     )
+
+
+class Publisher:
+    """An app's publishing: build the messages, publish them on the app's broker (looked up
+    on every call: connecting or closing the app swaps it), count them in stats and metrics."""
+
+    def __init__(
+        self, broker: Callable[[], Broker], *, stats: StatsCounter, metrics: Recorder
+    ) -> None:
+        self._broker = broker
+        self._stats = stats
+        self._metrics = metrics
+
+    async def publish(
+        self,
+        topic: str,
+        payload: object,
+        *,
+        key: str | None,
+        headers: Mapping[str, str] | None,
+        correlation_id: str | None,
+        causation_id: str | None,
+    ) -> Message:
+        """One payload (a ``PublishFn``: what ``ctx.publish`` calls), once confirmed."""
+        message = build_message(
+            payload,
+            key=key,
+            headers=headers,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
+        started = time.perf_counter()
+        await self._broker().publish(topic, message)
+        self._stats.published += 1
+        self._metrics.published(topic, 1, time.perf_counter() - started)
+        return message
+
+    async def publish_batch(
+        self, topic: str, payloads: Iterable[object], *, key: Callable[[Any], str | None] | None
+    ) -> list[Message]:
+        """Many payloads in one broker call."""
+        messages = [
+            build_message(
+                p, key=key(p) if key else None, headers=None, correlation_id=None, causation_id=None
+            )
+            for p in payloads
+        ]
+        started = time.perf_counter()
+        await self._broker().publish(topic, *messages)
+        self._stats.published += len(messages)
+        self._metrics.published(topic, len(messages), time.perf_counter() - started)
+        return messages

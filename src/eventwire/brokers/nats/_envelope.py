@@ -14,8 +14,12 @@ MSG_ID = "Nats-Msg-Id"  # JetStream dedups on it; it also carries the message id
 _RESERVED_PREFIX = "nats-"  # server-interpreted headers a user must not set by accident
 
 
-def to_headers(message: Message) -> dict[str, str]:
+def to_headers(message: Message, *, dedup_id: str | None = None) -> dict[str, str]:
     """The NATS headers carrying ``message``'s envelope and user headers.
+
+    ``dedup_id`` replaces the message id as ``Nats-Msg-Id`` (the id then travels in its own
+    header): two groups dead-letter the same message under one id, and JetStream's duplicate
+    window would otherwise keep only the first of those dead letters.
 
     ``Message.validate`` already refused CR/LF/NUL and non-UTF-8 text; this also refuses user
     headers named ``Nats-*``, which the server would act on (expected stream, rollups, ...).
@@ -25,7 +29,9 @@ def to_headers(message: Message) -> dict[str, str]:
         if name.lower().startswith(_RESERVED_PREFIX):
             raise InvalidHeaderError(f"header {name!r} is reserved by NATS (Nats-*): rename it")
         out[name] = value
-    out[MSG_ID] = message.id
+    out[MSG_ID] = dedup_id or message.id
+    if dedup_id is not None:
+        out[h.MESSAGE_ID] = message.id
     out[h.TIMESTAMP] = repr(message.timestamp)
     if message.content_type != DEFAULT_CONTENT_TYPE:
         out[h.CONTENT_TYPE] = message.content_type
@@ -61,8 +67,9 @@ def from_nats(body: bytes, headers: Mapping[str, str] | None) -> Message:
     if not headers:
         return Message(body=body)
     user = dict(headers)
-    legacy_id = user.pop(h.MESSAGE_ID, None)
-    message_id = user.pop(MSG_ID, None) or legacy_id or new_message_id()
+    explicit_id = user.pop(h.MESSAGE_ID, None)
+    dedup_id = user.pop(MSG_ID, None)
+    message_id = explicit_id or dedup_id or new_message_id()
     stamp = user.pop(h.TIMESTAMP, None)
     content_type = user.pop(h.CONTENT_TYPE, None) or DEFAULT_CONTENT_TYPE
     key = user.pop(h.KEY, None)

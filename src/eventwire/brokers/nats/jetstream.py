@@ -169,6 +169,16 @@ class JetStreamBroker(BrokerBase):
         await self.ensure_stream(topic)
         await self.publish_prepared(topic, subject, prepared)
 
+    async def _publish_dead_letter(self, topic: str, dead: Message, group: str | None) -> None:
+        # One dead letter per (message, group): a second group's copy must not be dropped as a
+        # duplicate, while a repeat by the same group (crash before term()) still is.
+        dead.validate(max_body_bytes=self.profile.capabilities.max_body_bytes)
+        dlq = dead_letter_topic(topic)
+        headers = to_headers(dead, dedup_id=f"{dead.id}.dlq.{group or 'broadcast'}")
+        check_size(dead, headers, self.client.max_payload)
+        await self.ensure_stream(dlq)
+        await self.publish_prepared(dlq, self.options.subject(dlq), [(dead, headers)])
+
     async def publish_prepared(
         self, topic: str, subject: str, prepared: list[tuple[Message, dict[str, str]]]
     ) -> None:
@@ -248,7 +258,7 @@ class JetStreamBroker(BrokerBase):
             return await self.ensure_consumer(topic, group, name, start)
 
         async def sink(dead: Message) -> None:
-            await self.publish(dead_letter_topic(topic), dead)
+            await self._publish_dead_letter(topic, dead, group)
 
         pull = PullConsumer(
             nc=self.client,

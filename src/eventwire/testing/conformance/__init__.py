@@ -56,7 +56,8 @@ Capability -> cases (``requires(...)`` on each case; ``suite.capability_map()`` 
   and with consumer_groups test_unsettled_returned_on_subscription_exit
 * delayed_redelivery + at_least_once: test_delayed_redelivery (loop time, not earlier)
 * dead_letter + at_least_once: test_dead_letter_reaches_dlq (byte-identical body, reason
-  and detail headers, read with DEAD_LETTER_GROUP after the fact)
+  and detail headers, read with DEAD_LETTER_GROUP after the fact); with consumer_groups
+  test_each_group_dead_letters_its_own_copy (two groups, two dead letters, same id)
 * exclusive_in_flight: test_no_next_message_before_ack (prefetch=1)
 * ordered_per_key: test_order_per_key (16 keys, one call and concurrent per-key publishers);
   + ordered_across_members + consumer_groups: test_order_per_key_across_members

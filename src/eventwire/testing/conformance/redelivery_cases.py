@@ -142,3 +142,25 @@ class RedeliveryCases(CaseFixtures):
         assert got.headers.get(h.DLQ_DETAIL) == "field x"
         assert got.headers.get(h.DLQ_ORIGINAL_TOPIC) == ctx.topic
         assert got.headers.get(h.DLQ_ATTEMPTS) == "1"
+
+    @requires("dead_letter", "consumer_groups", AT_LEAST_ONCE)
+    async def test_each_group_dead_letters_its_own_copy(self, ctx: CaseContext) -> None:
+        # Two groups give up on the same message: the DLQ must keep both dead letters (a
+        # broker deduplicating on the message id would silently keep only one).
+        broker, reader = await ctx.open(), await ctx.open()
+        sent = Message(body=b"poison for everyone")
+        first, second = ctx.group(), ctx.group()
+        async with (
+            broker.subscribe(ctx.topic, group=first) as sub_a,
+            broker.subscribe(ctx.topic, group=second) as sub_b,
+        ):
+            await broker.publish(ctx.topic, sent)
+            for sub in (sub_a, sub_b):
+                delivery = await next_delivery(sub, ctx.scale.timeout)
+                await delivery.dead_letter("bad-input")
+        async with reader.subscribe(dead_letter_topic(ctx.topic), group=DEAD_LETTER_GROUP) as dlq:
+            dead = await collect(dlq, 2, ctx.scale.timeout)
+        assert [d.message.id for d in dead] == [sent.id, sent.id]
+        assert sorted(d.message.headers.get(h.DLQ_GROUP, "") for d in dead) == sorted(
+            [first, second]
+        )
