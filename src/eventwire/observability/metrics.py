@@ -1,21 +1,27 @@
 """Observability layer: per-subscriber and per-topic Prometheus metrics, one registry per App.
 
-The hot path never touches ``prometheus_client``: each (topic, group, handler) gets a
-``SubscriberMetrics`` of plain slot counters and a bucket list, bumped with a few integer
-additions. A custom collector turns them into metric families only when someone scrapes, so
-recording costs well under a microsecond per message and the registry is private to its app
-(tests and several apps in one process never collide). ``prometheus_client`` (the
-``metrics`` extra) is imported lazily, at the first scrape; without it ``new_recorder()``
-returns a ``NoopRecorder`` and the runtime works the same, minus ``/metrics``.
+The hot path never touches ``prometheus_client``: it bumps the plain counters of
+``counters.SubscriberMetrics``. A custom collector turns them into metric families only when
+someone scrapes, so recording costs well under a microsecond per message and the registry is
+private to its app (tests and several apps in one process never collide).
+``prometheus_client`` (the ``metrics`` extra) is imported lazily, at the first scrape;
+without it ``new_recorder()`` returns a ``NoopRecorder`` and the runtime works the same,
+minus ``/metrics``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from time import perf_counter
 from typing import TYPE_CHECKING, Final, Protocol
+
+from eventwire.observability.counters import (
+    PUBLISH_BUCKETS,
+    Histogram,
+    NoopSubscriber,
+    SubscriberMetrics,
+    SubscriberObserver,
+)
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -25,135 +31,6 @@ if TYPE_CHECKING:
 # (prometheus_client >= 0.22 labels its output version=1.0.0, which older servers reject).
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 METRICS_EXTRA_HINT: Final = "pip install 'eventwire[metrics]'"
-# Seconds; handlers range from sub-millisecond to calls of slow services.
-DURATION_BUCKETS: Final = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-)  # fmt: skip
-PUBLISH_BUCKETS: Final = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-)  # fmt: skip
-
-
-class Histogram:
-    """Bucket counts (non-cumulative), count and sum; cumulated only when scraped."""
-
-    __slots__ = ("bounds", "counts", "total")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
-        self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.total += value
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        out: list[tuple[str, float]] = []
-        running = 0
-        for bound, count in zip((*map(repr, self.bounds), "+Inf"), self.counts, strict=True):
-            running += count
-            out.append((bound, float(running)))
-        return out
-
-
-class SubscriberObserver(Protocol):
-    """What the runtime reports about one subscriber; each call is one event."""
-
-    def handler_started(self) -> float: ...
-    def handler_finished(self, started: float) -> None: ...
-    def processed(self) -> None: ...
-    def failed(self) -> None: ...
-    def retried(self) -> None: ...
-    def dead_lettered(self, reason: str) -> None: ...
-    def duplicate_suppressed(self) -> None: ...
-
-
-class SubscriberMetrics:
-    """Live counters of one (topic, group, handler); updated from one event loop only."""
-
-    __slots__ = (
-        "dead_letters",
-        "duplicates",
-        "duration",
-        "failures",
-        "group",
-        "handler",
-        "in_flight",
-        "processed_count",
-        "retries",
-        "topic",
-    )
-
-    def __init__(self, topic: str, group: str | None, handler: str) -> None:
-        self.topic = topic
-        self.group = group or ""  # broadcast subscribers have no group
-        self.handler = handler
-        self.processed_count = 0
-        self.failures = 0
-        self.retries = 0
-        self.duplicates = 0
-        self.in_flight = 0
-        self.dead_letters: dict[str, int] = {}
-        self.duration = Histogram(DURATION_BUCKETS)
-
-    @property
-    def labels(self) -> list[str]:
-        return [self.topic, self.group, self.handler]
-
-    def handler_started(self) -> float:
-        self.in_flight += 1
-        return perf_counter()
-
-    def handler_finished(self, started: float) -> None:
-        self.in_flight -= 1
-        # Histogram.observe inlined: this runs for every handler call.
-        elapsed = perf_counter() - started
-        duration = self.duration
-        duration.counts[bisect_left(duration.bounds, elapsed)] += 1
-        duration.total += elapsed
-
-    def processed(self) -> None:
-        self.processed_count += 1
-
-    def failed(self) -> None:
-        self.failures += 1
-
-    def retried(self) -> None:
-        self.retries += 1
-
-    def dead_lettered(self, reason: str) -> None:
-        self.dead_letters[reason] = self.dead_letters.get(reason, 0) + 1
-
-    def duplicate_suppressed(self) -> None:
-        self.duplicates += 1
-
-
-class _NoopSubscriber:
-    """Accepts every event and keeps nothing (``prometheus_client`` is not installed)."""
-
-    __slots__ = ()
-
-    def handler_started(self) -> float:
-        return 0.0
-
-    def handler_finished(self, started: float) -> None:
-        return None
-
-    def processed(self) -> None:
-        return None
-
-    def failed(self) -> None:
-        return None
-
-    def retried(self) -> None:
-        return None
-
-    def dead_lettered(self, reason: str) -> None:
-        return None
-
-    def duplicate_suppressed(self) -> None:
-        return None
 
 
 class Recorder(Protocol):
@@ -170,7 +47,7 @@ class NoopRecorder:
     """The recorder used when ``prometheus_client`` is missing: records nothing."""
 
     enabled = False
-    _NOOP: Final = _NoopSubscriber()
+    _NOOP: Final = NoopSubscriber()
 
     def subscriber(self, topic: str, group: str | None, handler: str) -> SubscriberObserver:
         return self._NOOP

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.contract import Broker, Health
-from eventwire.core.errors import ClosedError, ConfigurationError, EventwireError
+from eventwire.core.errors import ClosedError, ConfigurationError
 from eventwire.core.message import Message
 from eventwire.core.url import BrokerURL
-from eventwire.observability.http import DEFAULT_HOST, OpsServer, Probes
+from eventwire.observability.http import DEFAULT_HOST, OpsServer
 from eventwire.observability.logs import get_logger
 from eventwire.observability.metrics import MetricsRecorder, NoopRecorder, new_recorder
 from eventwire.reliability.dead_letter import FailureLog
 from eventwire.reliability.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from eventwire.reliability.retry import RetryPolicy
+from eventwire.runtime import serving
 from eventwire.runtime.broker_url import resolve_broker_url
 from eventwire.runtime.handling import Timing
 from eventwire.runtime.publishing import Publisher
@@ -235,44 +235,36 @@ class App:
         owns_connection = self._broker is None
         await self.connect()
         stop = stop or asyncio.Event()
-        stopping = asyncio.Event()
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                if http_port is not None:
-                    self._http = await stack.enter_async_context(
-                        self._ops_server(http_port, http_host)
-                    )
-                    stack.callback(setattr, self, "_http", None)
+            async with serving.ops_endpoints(self, http_port, http_host) as self._http:
                 with signals_set(
                     stop, timeout=self.shutdown_timeout, enabled=install_signal_handlers
                 ):
                     await self._supervisor.consume(
                         self.broker,
                         self._specs,
-                        Services(
-                            stats=self._stats,
-                            store=self.idempotency_store,
-                            publish=self._publisher.publish,
-                            failures=self._failures,
-                            timing=self._timing,
-                            metrics=self._metrics,
-                        ),
+                        self._services(),
                         stop=stop,
-                        stopping=stopping,
+                        stopping=asyncio.Event(),
                         concurrency=concurrency,
                         shutdown_timeout=self.shutdown_timeout,
                         name=self.name,
                     )
         finally:
+            self._http = None
             self._supervisor.not_ready()
             if owns_connection:
                 await self.aclose()
 
-    def _ops_server(self, port: int, host: str) -> OpsServer:
-        probes = Probes(
-            metrics=self._metrics.exposition, health=self.health, ready=lambda: self.ready
+    def _services(self) -> Services:
+        return Services(
+            stats=self._stats,
+            store=self.idempotency_store,
+            publish=self._publisher.publish,
+            failures=self._failures,
+            timing=self._timing,
+            metrics=self._metrics,
         )
-        return OpsServer(probes, port=port, host=host)
 
     def serve(
         self,
@@ -286,24 +278,14 @@ class App:
         broker or configuration error stopped it (logged, password redacted). ``http_port``
         serves ``/metrics``, ``/healthz`` and ``/readyz`` meanwhile (see ``run``)."""
 
-        async def main() -> None:
-            try:
-                await self.connect(broker_url)
-                await self.run(
-                    install_signal_handlers=install_signal_handlers,
-                    concurrency=concurrency,
-                    http_port=http_port,
-                    http_host=http_host,
-                )
-            finally:
-                await self.aclose()
-
-        try:
-            asyncio.run(main())
-        except EventwireError as exc:
-            _log.error("%s stopped: %s", self.name, exc)
-            return 1
-        return 0
+        return serving.serve(
+            self,
+            broker_url=broker_url,
+            concurrency=concurrency,
+            install_signal_handlers=install_signal_handlers,
+            http_port=http_port,
+            http_host=http_host,
+        )
 
     def __repr__(self) -> str:
         return f"<App {self.name!r} subscribers={len(self._specs)}>"

@@ -76,16 +76,7 @@ class Consumer:
                     delay,
                     exc_info=exc,
                 )
-                await self._pause(delay)
-
-    async def _pause(self, delay: float) -> None:
-        sleeper = asyncio.ensure_future(self._timing.sleep(delay))
-        stopper = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            stopper.cancel()
+                await self._timing.sleep_unless(delay, self._stopping)
 
     async def _run_once(self) -> None:
         spec = self._spec

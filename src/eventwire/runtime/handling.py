@@ -20,8 +20,9 @@ from typing import Any
 from eventwire.core import headers as h
 from eventwire.core.errors import DecodeError, PermanentError
 from eventwire.core.message import Delivery
+from eventwire.observability.counters import SubscriberObserver
 from eventwire.observability.logs import BoundLogger, bind, get_logger
-from eventwire.observability.metrics import NoopRecorder, SubscriberObserver
+from eventwire.observability.metrics import NoopRecorder
 from eventwire.reliability import dead_letter as dl
 from eventwire.reliability.idempotency import IdempotencyStore
 from eventwire.runtime.context import Completion, Context, PublishFn
@@ -38,6 +39,16 @@ class Timing:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
+
+    async def sleep_unless(self, delay: float, stopping: asyncio.Event) -> None:
+        """Sleep ``delay`` s, cut short when ``stopping`` is set."""
+        sleeper = asyncio.ensure_future(self.sleep(delay))
+        stopper = asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
 
 
 class Processor:
@@ -213,13 +224,7 @@ class Processor:
         """Sleep ``delay`` s unless the app starts stopping; True if the full delay passed."""
         if self._stopping.is_set():
             return False
-        sleeper = asyncio.ensure_future(self._timing.sleep(delay))
-        stopper = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            stopper.cancel()
+        await self._timing.sleep_unless(delay, self._stopping)
         return not self._stopping.is_set()
 
     async def _give_up(

@@ -147,3 +147,26 @@ async def test_consumer_and_stream_recreated_when_server_lost_them(
         await got.ack()
     assert got.message.id == fresh.id
     assert time.monotonic() - started <= 10.0
+
+
+async def test_broadcast_resumes_on_a_stream_the_server_made_anew(
+    private_nats: NatsServer,
+) -> None:
+    # A broadcast consumer resumes after the last sequence it saw; a server that lost its store
+    # restarts sequences at 1, so resuming "after 3" would skip the first new messages.
+    async with (
+        open_broker(private_nats.url) as pub,
+        open_broker(private_nats.url) as sub_broker,
+        sub_broker.subscribe("lost.bc") as sub,
+    ):
+        for i in range(3):
+            await pub.publish("lost.bc", Message(body=f"before {i}".encode()))
+            await (await asyncio.wait_for(anext(sub), 10)).ack()
+        await private_nats.kill()
+        shutil.rmtree(private_nats.store_dir)
+        await private_nats.start()
+        fresh = Message(body=b"after")
+        await pub.publish("lost.bc", fresh)  # sequence 1 of the new stream
+        got = await asyncio.wait_for(anext(sub), 15)
+        await got.ack()
+    assert got.message.id == fresh.id

@@ -234,3 +234,19 @@ async def test_canary_password_never_appears(caplog: pytest.LogCaptureFixture) -
     texts += [str(down.value), repr(down.value)]
     texts += [r.getMessage() for r in caplog.records] + [caplog.text]
     assert sum(text.count(canary) for text in texts) == 0
+
+
+async def test_stream_limits_from_the_url_reach_the_server(prefix: str) -> None:
+    import nats
+
+    url = url_for(SHARED, prefix, max_bytes=4 * 1024 * 1024, max_age=600)
+    async with open_broker(url) as broker:
+        await broker.publish("rel.limits", Message(body=b"x"))
+        stream = broker.options.stream("rel.limits")  # type: ignore[attr-defined]
+    nc = await nats.connect(f"nats://{SHARED}")
+    try:
+        config = (await nc.jetstream().stream_info(stream)).config
+    finally:
+        await nc.close()
+    assert config.max_bytes == 4 * 1024 * 1024
+    assert config.max_age == 600

@@ -125,3 +125,21 @@ def test_errors_are_translated_and_scrubbed() -> None:
     assert isinstance(other, BrokerError)
     assert "Canary-77" not in str(other) + repr(other)
     assert scrub("pw Canary-77 here", url) == "pw *** here"
+
+
+def test_publish_timeout_must_stay_inside_the_duplicate_window() -> None:
+    # A re-send after the window would be stored twice: refuse the combination up front.
+    with pytest.raises(ConfigurationError, match="dup_window"):
+        NatsOptions.from_url(BrokerURL.parse("nats://h:1?publish_timeout=180"))
+    with pytest.raises(ConfigurationError, match="dup_window"):
+        NatsOptions.from_url(BrokerURL.parse("nats://h:1?publish_timeout=30&dup_window=30"))
+    ok = NatsOptions.from_url(BrokerURL.parse("nats://h:1?publish_timeout=180&dup_window=600"))
+    assert ok.publish_timeout < ok.dup_window
+
+
+def test_stream_limits_are_configurable() -> None:
+    opts = NatsOptions.from_url(BrokerURL.parse("nats://h:1?max_bytes=1048576&max_age=60"))
+    assert (opts.max_bytes, opts.max_age) == (1048576, 60)
+    assert NatsOptions().max_bytes == 0  # unlimited unless asked
+    with pytest.raises(ConfigurationError, match="max_bytes"):
+        NatsOptions.from_url(BrokerURL.parse("nats://h:1?max_bytes=-1"))

@@ -27,6 +27,9 @@ class NatsOptions:
     max_deliver: int = 100
     max_ack_pending: int = 20_000
     max_age: float = 7 * _DAY  # stream retention; 0 keeps messages forever
+    # Per-stream disk cap; 0 = none. When reached the oldest messages are dropped (also in a
+    # topic's .dlq stream), so size it for the longest outage of the slowest group.
+    max_bytes: int = 0
     dup_window: float = 120.0  # Nats-Msg-Id duplicate window
     storage: str = "file"
     replicas: int = 1
@@ -67,6 +70,15 @@ class NatsOptions:
             raise ConfigurationError(f"storage must be 'file' or 'memory', got {self.storage!r}")
         if self.ack_wait <= 0 or self.publish_timeout <= 0 or self.pull_expires < 0.1:
             raise ConfigurationError("ack_wait, publish_timeout > 0 and pull_expires >= 0.1")
+        if not 0 < self.publish_timeout < self.dup_window:
+            # Re-sends are deduplicated only within the window: a re-send after it would store
+            # the message twice.
+            raise ConfigurationError(
+                f"publish_timeout ({self.publish_timeout:g}s) must be shorter than dup_window "
+                f"({self.dup_window:g}s), or a re-sent publish could be stored twice"
+            )
+        if self.max_age < 0 or self.max_bytes < 0:
+            raise ConfigurationError("max_age and max_bytes must be >= 0 (0 = unlimited)")
         if self.max_deliver < 1 or self.ping_interval < 1 or self.max_pings < 1:
             raise ConfigurationError("max_deliver, ping_interval and max_pings must be >= 1")
         if not self.prefix or not _is_token(self.prefix) or not self.stream_prefix:

@@ -139,7 +139,8 @@ class PullConsumer:
         if self._owed <= 0:
             self._owe_less(0)  # the request is fulfilled: maybe room for the next one
         attempt, stream_seq = attempt_and_seq(msg.reply)
-        self._last_stream_seq = stream_seq
+        if stream_seq is not None and (self._last_stream_seq or 0) < stream_seq:
+            self._last_stream_seq = stream_seq  # redeliveries of older ones must not rewind it
         delivery = JetStreamDelivery(
             msg=msg,
             pull=self,
@@ -162,9 +163,10 @@ class PullConsumer:
 
     def _on_status(self, headers: dict[str, str]) -> None:
         status = headers.get("Status")
-        if status not in {"404", "408", "409"}:
+        if status not in {"404", "408", "409", "503"}:
             return  # 100: heartbeat / flow control, nothing to account
-        if "Consumer Deleted" in headers.get("Description", ""):
+        if status == "503" or "Consumer Deleted" in headers.get("Description", ""):
+            # 503 "no responders": the server has no such consumer (or stream) any more.
             self._lost = True  # make the pump check and recreate the consumer
         elif status == "409":
             self._throttle = True  # e.g. "Exceeded MaxWaiting": do not spin

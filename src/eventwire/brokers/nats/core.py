@@ -115,11 +115,11 @@ class CoreNatsBroker(BrokerBase):
         self, topic: str, group: str | None, prefetch: int
     ) -> AsyncIterator[AsyncIterator[Delivery]]:
         await self.connect()
-        feed = _Feed()
+        feed = _Feed(limit=prefetch)
 
         async def on_msg(msg: Msg) -> None:
             message = from_nats(msg.data, msg.headers)
-            feed.put(CoreDelivery(broker=self, message=message, topic=topic, group=group))
+            await feed.put(CoreDelivery(broker=self, message=message, topic=topic, group=group))
 
         try:
             sub = await self.client.subscribe(
@@ -156,14 +156,25 @@ class CoreNatsBroker(BrokerBase):
 
 
 class _Feed:
-    """Deliveries pushed by the subscription callback; an iterator that survives cancellation."""
+    """Deliveries pushed by the subscription callback; an iterator that survives cancellation.
 
-    def __init__(self) -> None:
+    Holds at most ``limit`` (the prefetch): a full feed blocks the callback, so a slow consumer
+    backs up into nats-py's bounded per-subscription queue, which drops the overflow and
+    reports a slow consumer (at-most-once), instead of this deque growing without bound.
+    """
+
+    def __init__(self, *, limit: int) -> None:
         self._ready: deque[Delivery] = deque()
+        self._limit = max(1, limit)
         self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
         self._closed = False
 
-    def put(self, delivery: Delivery) -> None:
+    async def put(self, delivery: Delivery) -> None:
+        while len(self._ready) >= self._limit and not self._closed:
+            self._room.clear()
+            await self._room.wait()
         if not self._closed:
             self._ready.append(delivery)
             self._wakeup.set()
@@ -171,6 +182,7 @@ class _Feed:
     def close(self) -> None:
         self._closed = True
         self._wakeup.set()
+        self._room.set()
 
     def __aiter__(self) -> _Feed:
         return self
@@ -178,6 +190,8 @@ class _Feed:
     async def __anext__(self) -> Delivery:
         while True:
             if self._ready:
+                if len(self._ready) == self._limit:
+                    self._room.set()
                 return self._ready.popleft()
             if self._closed:
                 raise StopAsyncIteration

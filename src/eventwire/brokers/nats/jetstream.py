@@ -56,6 +56,10 @@ class JetStreamBroker(BrokerBase):
         self._js: JetStreamContext | None = None
         self._acks: PubAcks | None = None
         self._streams: dict[str, asyncio.Task[str]] = {}
+        # When each topic's stream was created, as last declared, and as each broadcast
+        # consumer saw it: a different date later means the server lost it and made a new one.
+        self._created: dict[str, object] = {}
+        self._epochs: dict[str, object] = {}
         self._pulls: set[PullConsumer] = set()
 
     async def _connect(self) -> None:
@@ -89,18 +93,20 @@ class JetStreamBroker(BrokerBase):
             storage=StorageType.FILE if opts.storage == "file" else StorageType.MEMORY,
             discard=DiscardPolicy.OLD,
             max_age=opts.max_age or None,
+            max_bytes=opts.max_bytes or None,
             duplicate_window=opts.dup_window,
             num_replicas=opts.replicas,
         )
         try:
             try:
-                await self._js.add_stream(config)
+                info = await self._js.add_stream(config)
             except nats.js.errors.BadRequestError as exc:
                 if exc.err_code != _STREAM_IN_USE:
                     raise
-                await self._js.update_stream(config)
+                info = await self._js.update_stream(config)
         except Exception as exc:
             raise translate(exc, self.url, f"declaring the stream of {topic!r}") from exc
+        self._created[topic] = info.created
         return config.name or ""
 
     async def ensure_consumer(
@@ -129,18 +135,40 @@ class JetStreamBroker(BrokerBase):
         else:
             config.deliver_policy = DeliverPolicy.ALL
         try:
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                if start is not None:  # recovering: keep a consumer that is still there
+            epoch = self._created.get(topic)  # the stream this consumer reads from
+            if start is not None:  # recovering: keep a consumer that is still there
+                with contextlib.suppress(nats.js.errors.NotFoundError):
                     await self._js.consumer_info(stream, name)
                     return self._next_subject(stream, name)
+                if group is None:
+                    epoch = await self._resume_broadcast(stream, config, self._epochs.get(name))
             try:
                 await self._js.add_consumer(stream, config)
             except nats.js.errors.NotFoundError:  # the stream itself is gone: recreate both
                 stream = await self.ensure_stream(topic, fresh=True)
+                epoch = self._created.get(topic)
                 await self._js.add_consumer(stream, config)
         except Exception as exc:
             raise translate(exc, self.url, f"creating the consumer of {topic!r}") from exc
+        if group is None:
+            self._epochs[name] = epoch
         return self._next_subject(stream, name)
+
+    async def _resume_broadcast(self, stream: str, config: ConsumerConfig, seen: object) -> object:
+        """Carry on after the last message seen, unless the stream is not the one this
+        subscriber read (the server lost its store and the stream was made anew, restarting
+        its sequence numbers): then everything in it is new to the subscriber.
+
+        Returns the stream's creation date (None if it is gone).
+        """
+        assert self._js is not None
+        created: object = None
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            created = (await self._js.stream_info(stream)).created
+        if created is None or created != seen:
+            config.deliver_policy = DeliverPolicy.ALL
+            config.opt_start_seq = None
+        return created
 
     def _next_subject(self, stream: str, consumer: str) -> str:
         assert self._js is not None
@@ -276,6 +304,7 @@ class JetStreamBroker(BrokerBase):
             yield pull
         finally:
             self._pulls.discard(pull)
+            self._epochs.pop(name, None)
             await pull.aclose(give_back=group is not None)
             if group is None and self._js is not None and not self.closed:
                 with contextlib.suppress(Exception):

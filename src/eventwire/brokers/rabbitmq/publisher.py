@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 import aiormq
 import aiormq.exceptions
@@ -187,37 +187,28 @@ class ConfirmedPublisher:
 
         Returns what is still unconfirmed and the first failure (None when all confirmed).
         """
+
+        def send(i: int) -> Awaitable[object]:
+            body, properties = outgoing[i]
+            return channel.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=mandatory,
+                wait=False,
+            )
+
         if len(pending) == 1:  # one message: no gather, no extra task
-            (i,) = pending
             try:
-                await channel.basic_publish(
-                    outgoing[i][0],
-                    exchange=exchange,
-                    routing_key=routing_key,
-                    properties=outgoing[i][1],
-                    mandatory=mandatory,
-                    wait=False,
-                )
+                await send(pending[0])
             except Exception as exc:  # noqa: BLE001 - classified by the caller
                 return pending, exc
             return [], None
         window = self._settings.confirm_window
         for start in range(0, len(pending), window):
             chunk = pending[start : start + window]
-            results = await asyncio.gather(
-                *(
-                    channel.basic_publish(
-                        outgoing[i][0],
-                        exchange=exchange,
-                        routing_key=routing_key,
-                        properties=outgoing[i][1],
-                        mandatory=mandatory,
-                        wait=False,
-                    )
-                    for i in chunk
-                ),
-                return_exceptions=True,
-            )
+            results = await asyncio.gather(*(send(i) for i in chunk), return_exceptions=True)
             failed = [
                 i for i, r in zip(chunk, results, strict=True) if isinstance(r, BaseException)
             ]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rex
 
+from eventwire.brokers.redis.acks import AckBatcher
 from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
 from eventwire.brokers.redis.envelope import EnvelopeError, as_fields, from_fields
 from eventwire.brokers.redis.pending import PendingWork, consumer_name
@@ -50,14 +51,12 @@ class GroupSubscription(Subscription):
             group=group,
             consumer=self._consumer,
         )
-        self._acks: list[bytes] = []
+        self._acks = AckBatcher(broker, key=self._key, group=group, topic=topic)
         # Unreadable entries waiting for the dead-letter stream, by id (taken back twice by a
         # reclaim or recovery while waiting, they are still dead-lettered once).
         self._foreign: dict[bytes, tuple[dict[bytes, bytes], str]] = {}
-        self._acking: set[bytes] = set()  # in the XACK on the wire right now
         self._scheduling: set[bytes] = set()  # nacked, ZADD on the wire right now
         self._replies_lost = False  # a call failed: its reply may have carried entries
-        self._ack_wake = asyncio.Event()
         self._poll_wake = asyncio.Event()
         opts = broker.options
         self._block_ms = int(opts.block * 1000)
@@ -67,7 +66,7 @@ class GroupSubscription(Subscription):
         await self._broker.call(self.ensure_groups, "creating the consumer group")
         self.spawn(self._read_loop, "read")
         self.spawn(self._poll_loop, "poll")
-        self.spawn(self._ack_loop, "ack")
+        self.spawn(lambda: self._acks.run(lambda: self.closed), "ack")
 
     async def ensure_groups(self) -> None:
         """Create the group at id 0 (reads retained history) and the dead-letter group."""
@@ -122,7 +121,7 @@ class GroupSubscription(Subscription):
                 await self._dead_letter_foreign()
 
     async def _recover_own(self) -> None:
-        busy = self.held.keys() | set(self._acks) | self._acking | self._scheduling
+        busy = self.held.keys() | self._acks.unsent() | self._scheduling
         busy |= self._foreign.keys()
         for entry_id, fields, count in await self._pel.recover_own(busy, self.room):
             self._admit(entry_id, fields, count)
@@ -236,42 +235,6 @@ class GroupSubscription(Subscription):
             await self._dead_letter_foreign()
         await self._pel.sweep()
 
-    async def _ack_loop(self) -> None:
-        backoff = Backoff(cap=self._broker.options.backoff_cap)
-        while not self.closed:
-            await self._ack_wake.wait()
-            self._ack_wake.clear()
-            try:
-                await self._flush_acks()
-                backoff.reset()
-            except TRANSIENT as exc:
-                log.debug(
-                    "redis XACK on %r failed: %s", self.topic, describe(exc, self._broker.url)
-                )
-                self._ack_wake.set()
-                await backoff.wait()
-            except rex.ResponseError as exc:
-                # NOGROUP after a restart without persistence: nothing left to ack. Other
-                # refusals drop the batch: those entries come back later (at-least-once).
-                log.warning(
-                    "redis refused XACK on %r: %s", self.topic, describe(exc, self._broker.url)
-                )
-                self._acks.clear()
-
-    async def _flush_acks(self) -> None:
-        while self._acks:
-            batch, self._acks = self._acks, []
-            self._acking.update(batch)
-            try:
-                await self._broker.bounded(
-                    self._broker.client.xack(self._key, self._group, *batch), self._limit
-                )
-            except BaseException:
-                self._acks[:0] = batch  # keep them for the next try
-                raise
-            finally:
-                self._acking.difference_update(batch)
-
     # -- settling -------------------------------------------------------------------------
 
     def ack_now(self, delivery: RedisDelivery) -> None:
@@ -279,10 +242,7 @@ class GroupSubscription(Subscription):
         if self.held.pop(delivery.entry_id, None) is not None:
             self._room.set()
         if not self.closed:
-            acks = self._acks
-            acks.append(delivery.entry_id)
-            if len(acks) == 1:  # was empty: the flusher may be asleep (else it is due anyway)
-                self._ack_wake.set()
+            self._acks.add(delivery.entry_id)
 
     async def settle_nack(self, delivery: RedisDelivery, delay: float | None) -> None:
         if self.closed or delivery.entry_id not in self.held:
@@ -316,7 +276,7 @@ class GroupSubscription(Subscription):
         backoff = Backoff(cap=0.5)
         while time.monotonic() < deadline:
             try:
-                await self._flush_acks()
+                await self._acks.flush()
                 await self._pel.release()
                 return
             except rex.ResponseError as exc:

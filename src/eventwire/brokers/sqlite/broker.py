@@ -33,6 +33,7 @@ T = TypeVar("T")
 log = logging.getLogger("eventwire.brokers.sqlite")
 
 _ACK_WINDOW = 0.002  # seconds acks wait to share one transaction
+_ACK_RETRY = 0.5  # seconds before a failed ack batch is tried again
 
 
 class SQLiteBroker(BrokerBase):
@@ -76,9 +77,15 @@ class SQLiteBroker(BrokerBase):
             if self._sweeper is not None:
                 self._sweeper.cancel()
                 await asyncio.wait([self._sweeper])
-            self._submit_acks()
-            if self._ack_batches:
-                await asyncio.wait(list(self._ack_batches))
+            for _ in range(2):  # the second round retries a batch that failed (lock held)
+                self._submit_acks()
+                if self._ack_batches:
+                    await asyncio.wait(list(self._ack_batches))
+            if self._acks:
+                log.warning("%d sqlite acks not committed: redelivered later", len(self._acks))
+            if self._ack_timer is not None:
+                self._ack_timer.cancel()
+                self._ack_timer = None
             store, executor = self._store, self._executor
             if store is not None and executor is not None:
                 await asyncio.wrap_future(executor.submit(store.close))
@@ -130,13 +137,23 @@ class SQLiteBroker(BrokerBase):
         batch, self._acks = self._acks, []
         future = asyncio.wrap_future(self._executor.submit(self._store.ack, batch))
         self._ack_batches.add(future)
-        future.add_done_callback(self._ack_done)
+        future.add_done_callback(functools.partial(self._ack_done, batch))
 
-    def _ack_done(self, future: asyncio.Future[None]) -> None:
+    def _ack_done(self, batch: list[Settle], future: asyncio.Future[None]) -> None:
         self._ack_batches.discard(future)
         exc = None if future.cancelled() else future.exception()
-        if exc is not None:
+        if exc is None:
+            return
+        if self.closed and not self.closing:
             log.warning("sqlite ack batch failed, messages will be redelivered: %s", exc)
+            return
+        # Tried again rather than dropped: a dropped ack leaves the claim held (heartbeats
+        # keep renewing it) until the subscription ends, then the message comes back.
+        log.warning("sqlite ack batch failed (%s); trying again", exc)
+        self._acks[:0] = batch
+        if self._ack_timer is None:
+            loop = asyncio.get_running_loop()
+            self._ack_timer = loop.call_later(_ACK_RETRY, self._submit_acks)
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -238,6 +255,9 @@ class SQLiteBroker(BrokerBase):
 
         return await self._run(lambda s: s.call(work))
 
+    def _checkpoint(self, conn: sqlite3.Connection) -> int:
+        return retention.checkpoint(conn, busy_timeout_ms=self.settings.busy_timeout_ms)
+
     async def _sweep_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -249,6 +269,10 @@ class SQLiteBroker(BrokerBase):
             # A slow sweep (many topics, a large max_messages) spaces the next one out, so
             # retention never takes more than about 5% of the worker thread.
             took = loop.time() - started
+            try:
+                await self._run(lambda s: s.call(self._checkpoint))
+            except EventwireError as exc:
+                log.warning("sqlite WAL checkpoint failed: %s", exc)
             await asyncio.sleep(max(self.settings.sweep_interval, 20 * took))
 
 

@@ -14,7 +14,10 @@ import sqlite3
 import time
 from typing import Final
 
+from eventwire.brokers.sqlite.schema import WAL_SIZE_LIMIT, write_transaction
+
 BATCH: Final = 5000
+_CHECKPOINT_WAIT_MS: Final = 100
 
 
 def sweep(
@@ -37,17 +40,12 @@ def _expire_broadcast_groups(conn: sqlite3.Connection, now: float) -> None:
     ).fetchall()
     if not stale:
         return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         conn.executemany("DELETE FROM claims WHERE topic = ? AND grp = ?", stale)
         conn.executemany(
             "DELETE FROM consumer_groups WHERE topic = ? AND grp = ? AND ephemeral_until < ?",
             [(t, g, now) for t, g in stale],
         )
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def _sweep_topic(
@@ -67,8 +65,7 @@ def _sweep_topic(
         cap = int(row[0]) if row else 0
     if oldest[1] >= older_than and oldest[0] > cap:
         return 0  # the oldest message is young and within the count limit: nothing to do
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         # Read the bound inside the write transaction: no claim can move it meanwhile.
         passed = conn.execute(
             "SELECT MIN(bound) FROM ("
@@ -83,8 +80,25 @@ def _sweep_topic(
             "AND seq <= ? ORDER BY seq LIMIT ?) AND (stored_at < ? OR seq <= ?)",
             (topic, passed, BATCH, older_than, cap),
         ).rowcount
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
     return max(deleted, 0)
+
+
+def checkpoint(conn: sqlite3.Connection, *, busy_timeout_ms: int) -> int:
+    """Cut the WAL file back once it outgrew ``WAL_SIZE_LIMIT``; returns its size in pages.
+
+    SQLite's automatic checkpoints copy pages back but restart the WAL only when no reader
+    still uses it; with consumers of several processes polling all the time that moment may
+    never come and the file grows without bound. A TRUNCATE checkpoint waits for those
+    readers (they are short: one query each), but holds the write lock meanwhile, so it waits
+    briefly and simply tries again at the next sweep.
+    """
+    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    _, wal_pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    if wal_pages * page_size <= WAL_SIZE_LIMIT:
+        return int(wal_pages)
+    conn.execute(f"PRAGMA busy_timeout = {_CHECKPOINT_WAIT_MS}")
+    try:
+        _, wal_pages, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    return max(int(wal_pages), 0)

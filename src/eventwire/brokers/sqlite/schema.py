@@ -15,12 +15,15 @@ Tables:
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Final
 
 from eventwire.brokers.sqlite.settings import SQLiteSettings
 from eventwire.core.errors import BrokerError, ConfigurationError
 
 SCHEMA_VERSION: Final = 1
+WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024  # bytes
 
 _DDL: Final = (
     """CREATE TABLE IF NOT EXISTS messages (
@@ -82,6 +85,9 @@ def open_database(settings: SQLiteSettings) -> sqlite3.Connection:
         conn.execute(f"PRAGMA busy_timeout = {settings.busy_timeout_ms}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {settings.synchronous}")
+        # After a burst the WAL file is cut back to this size at its next reset instead of
+        # keeping its largest size on disk for good (see retention.checkpoint).
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         _migrate(conn, str(path))
     except sqlite3.Error as exc:
         if conn is not None:
@@ -98,10 +104,25 @@ def open_database(settings: SQLiteSettings) -> sqlite3.Connection:
     return conn
 
 
-def _migrate(conn: sqlite3.Connection, where: str) -> None:
-    # BEGIN IMMEDIATE: two processes opening a new file at once must not both create it.
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One ``BEGIN IMMEDIATE`` ... ``COMMIT``; the connection is usable again whatever fails."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        # SQLite may already have rolled back by itself (SQLITE_FULL, IOERR, a failed COMMIT):
+        # a blind ROLLBACK would then raise and hide the real error; leaving the transaction
+        # open would make every later BEGIN fail ("within a transaction") forever.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _migrate(conn: sqlite3.Connection, where: str) -> None:
+    # BEGIN IMMEDIATE: two processes opening a new file at once must not both create it.
+    with write_transaction(conn):
         conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
         row = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
         version = int(row[0]) if row else 0
@@ -117,7 +138,3 @@ def _migrate(conn: sqlite3.Connection, where: str) -> None:
                 "INSERT OR REPLACE INTO meta (name, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise

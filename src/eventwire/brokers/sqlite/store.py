@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from eventwire.brokers.sqlite import codec
-from eventwire.brokers.sqlite.schema import open_database
+from eventwire.brokers.sqlite.schema import open_database, write_transaction
 from eventwire.brokers.sqlite.settings import SQLiteSettings
 from eventwire.core import headers as h
 from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
@@ -35,6 +35,13 @@ _TAKEABLE = "topic = ? AND grp = ? AND due_at <= ?"
 _DUE = (
     f"SELECT seq, attempt FROM claims INDEXED BY claims_due WHERE {_TAKEABLE} ORDER BY seq LIMIT ?"  # noqa: S608 - constant SQL fragments; values are bound
 )
+# The claim as this delivery got it: same holder and same claim token (attempt).
+_HELD = "topic = ? AND grp = ? AND seq = ? AND consumer = ? AND attempt = ?"
+_FORGET = f"DELETE FROM claims WHERE {_HELD}"  # noqa: S608 - constant SQL fragments; values are bound
+_NACK = (
+    "UPDATE claims SET consumer = NULL, due_at = ?, "  # noqa: S608 - constant SQL fragments; values are bound
+    f"first_failure = COALESCE(first_failure, ?) WHERE {_HELD}"
+)
 _ANY_DUE = f"SELECT 1 FROM claims INDEXED BY claims_due WHERE {_TAKEABLE} LIMIT 1"  # noqa: S608 - constant SQL fragments; values are bound
 
 
@@ -49,12 +56,17 @@ class Claimed:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settle:
-    """Identifies a claim to settle: only its current holder may settle it."""
+    """Identifies one claim: only its current holder may settle it.
+
+    ``attempt`` is the claim's token: it grows on every (re)claim, so a delivery whose lease
+    ran out and was claimed again, even by the same consumer, can no longer settle the claim.
+    """
 
     topic: str
     group: str
     seq: int
     consumer: str
+    attempt: int
 
 
 class SQLiteStore:
@@ -71,15 +83,8 @@ class SQLiteStore:
     def close(self) -> None:
         self._conn.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn)
 
     def publish(self, batches: Sequence[tuple[str, Sequence[Message]]]) -> None:
         """Store every (topic, messages) in ONE transaction; a repeated id is dropped (dedup)."""
@@ -197,7 +202,9 @@ class SQLiteStore:
         out: list[Claimed] = []
         for seq in sorted(attempts):
             row = rows.get(seq)
-            settle = Settle(topic=topic, group=group, seq=seq, consumer=consumer)
+            settle = Settle(
+                topic=topic, group=group, seq=seq, consumer=consumer, attempt=attempts[seq]
+            )
             if row is None:  # message deleted under the claim: nothing left to deliver
                 self._drop(settle)
                 continue
@@ -215,16 +222,12 @@ class SQLiteStore:
         return out
 
     def _drop(self, s: Settle) -> None:
-        self._conn.execute(
-            "DELETE FROM claims WHERE topic = ? AND grp = ? AND seq = ? AND consumer = ?",
-            (s.topic, s.group, s.seq, s.consumer),
-        )
+        self._conn.execute(_FORGET, _held(s))
 
     def _move_to_dlq(self, s: Settle, dead: Message) -> None:
         gone = self._conn.execute(
-            "DELETE FROM claims WHERE topic = ? AND grp = ? AND seq = ? AND consumer = ? "
-            "RETURNING first_failure",
-            (s.topic, s.group, s.seq, s.consumer),
+            _FORGET + " RETURNING first_failure",
+            _held(s),
         ).fetchall()
         if not gone:
             return  # our lease was lost: the new holder settles it
@@ -240,22 +243,17 @@ class SQLiteStore:
 
     def ack(self, settles: Iterable[Settle]) -> None:
         """Forget settled claims (a batch, in one transaction)."""
-        rows = [(s.topic, s.group, s.seq, s.consumer) for s in settles]
+        rows = [_held(s) for s in settles]
         with self._write() as conn:
-            conn.executemany(
-                "DELETE FROM claims WHERE topic = ? AND grp = ? AND seq = ? AND consumer = ?",
-                rows,
-            )
+            conn.executemany(_FORGET, rows)
 
     def nack(self, s: Settle, delay: float) -> None:
         """Hand the claim back to the group, visible again after ``delay`` seconds."""
         now = time.time()
         with self._write() as conn:
             conn.execute(
-                "UPDATE claims SET consumer = NULL, due_at = ?, "
-                "first_failure = COALESCE(first_failure, ?) "
-                "WHERE topic = ? AND grp = ? AND seq = ? AND consumer = ?",
-                (now + delay, now, s.topic, s.group, s.seq, s.consumer),
+                _NACK,
+                (now + delay, now, *_held(s)),
             )
 
     def dead_letter(self, s: Settle, dead: Message) -> None:
@@ -295,3 +293,7 @@ class SQLiteStore:
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the connection (retention, health), in the worker thread."""
         return fn(self._conn)
+
+
+def _held(s: Settle) -> tuple[str, str, int, str, int]:
+    return (s.topic, s.group, s.seq, s.consumer, s.attempt)

@@ -43,6 +43,7 @@ class SQLiteDelivery(Delivery):
             group=subscription.store_group,
             seq=claimed.seq,
             consumer=subscription.consumer,
+            attempt=claimed.attempt,
         )
 
     async def _ack(self) -> None:

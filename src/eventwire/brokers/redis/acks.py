@@ -1,0 +1,81 @@
+"""Broker layer: a Redis group member's acks, batched into one XACK per round trip."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from redis import exceptions as rex
+
+from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
+from eventwire.brokers.redis.subscription import log
+
+if TYPE_CHECKING:
+    from eventwire.brokers.redis.streams import RedisStreamsBroker
+
+
+class AckBatcher:
+    """Entry ids to XACK, sent by a flusher task (``run``) in one XACK per round trip.
+
+    ``add`` returns once the id is queued: if the process dies before the XACK the entry is
+    simply redelivered (at-least-once).
+    """
+
+    def __init__(self, broker: RedisStreamsBroker, *, key: str, group: str, topic: str) -> None:
+        self._broker = broker
+        self._key = key
+        self._group = group
+        self._topic = topic
+        self._limit = broker.options.socket_timeout
+        self._queued: list[bytes] = []
+        self._sending: set[bytes] = set()  # in the XACK on the wire right now
+        self._wake = asyncio.Event()
+
+    def add(self, entry_id: bytes) -> None:
+        queued = self._queued
+        queued.append(entry_id)
+        if len(queued) == 1:  # was empty: the flusher may be asleep (else it is due anyway)
+            self._wake.set()
+
+    def unsent(self) -> set[bytes]:
+        """Ids queued or on the wire: acked by a handler, maybe still pending on Redis."""
+        return set(self._queued) | self._sending
+
+    async def run(self, closed: Callable[[], bool]) -> None:
+        """Flush whenever ids are queued, until ``closed()``; failures are retried."""
+        backoff = Backoff(cap=self._broker.options.backoff_cap)
+        while not closed():
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+                backoff.reset()
+            except TRANSIENT as exc:
+                log.debug(
+                    "redis XACK on %r failed: %s", self._topic, describe(exc, self._broker.url)
+                )
+                self._wake.set()
+                await backoff.wait()
+            except rex.ResponseError as exc:
+                # NOGROUP after a restart without persistence: nothing left to ack. Other
+                # refusals drop the batch: those entries come back later (at-least-once).
+                log.warning(
+                    "redis refused XACK on %r: %s", self._topic, describe(exc, self._broker.url)
+                )
+                self._queued.clear()
+
+    async def flush(self) -> None:
+        """XACK everything queued; on a failure the ids stay queued for the next try."""
+        while self._queued:
+            batch, self._queued = self._queued, []
+            self._sending.update(batch)
+            try:
+                await self._broker.bounded(
+                    self._broker.client.xack(self._key, self._group, *batch), self._limit
+                )
+            except BaseException:
+                self._queued[:0] = batch  # keep them for the next try
+                raise
+            finally:
+                self._sending.difference_update(batch)
