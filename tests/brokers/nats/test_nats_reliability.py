@@ -250,3 +250,22 @@ async def test_stream_limits_from_the_url_reach_the_server(prefix: str) -> None:
         await nc.close()
     assert config.max_bytes == 4 * 1024 * 1024
     assert config.max_age == 600
+
+
+async def test_listing_dead_letters_often_never_moves_them(prefix: str) -> None:
+    # `eventwire dlq list` reads the DLQ and hands every dead letter back; with max_deliver=2
+    # the third listing used to dead-letter the dead letter into "<topic>.dlq.dlq".
+    url = url_for(SHARED, prefix, max_deliver=2)
+    topic = "rel.dlqlist"
+    dlq_topic = dead_letter_topic(topic)
+    async with open_broker(url) as broker:
+        async with broker.subscribe(topic, group="g") as sub:
+            await broker.publish(topic, Message(body=b"bad"))
+            await (await asyncio.wait_for(anext(sub), 10)).dead_letter("permanent")
+        attempts = []
+        for _ in range(4):  # list, leaving it in place
+            async with broker.subscribe(dlq_topic, group=DEAD_LETTER_GROUP) as dlq:
+                attempts.append((await asyncio.wait_for(anext(dlq), 10)).attempt)
+        stream = broker.options.stream(dead_letter_topic(dlq_topic))  # type: ignore[attr-defined]
+    assert attempts[-1] > 2  # past max_deliver, still in the DLQ
+    assert await stream_messages(SHARED, stream) == 0

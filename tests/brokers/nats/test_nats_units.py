@@ -143,3 +143,26 @@ def test_stream_limits_are_configurable() -> None:
     assert NatsOptions().max_bytes == 0  # unlimited unless asked
     with pytest.raises(ConfigurationError, match="max_bytes"):
         NatsOptions.from_url(BrokerURL.parse("nats://h:1?max_bytes=-1"))
+
+
+async def test_pubacks_given_up_by_aclose_are_unconfirmed_not_a_cancellation() -> None:
+    import asyncio
+
+    from eventwire.brokers.nats._confirm import PubAcks
+
+    class Silent:  # a connection whose PubAcks never come
+        def new_inbox(self) -> str:
+            return "_INBOX.t"
+
+        async def publish(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    acks = PubAcks(Silent())  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    batch = [(Message(body=b"x"), {"Nats-Msg-Id": "1"})]
+    round_ = asyncio.create_task(acks.send_round("s", batch, loop.time() + 30))
+    await asyncio.sleep(0)  # the round has sent and is waiting for its PubAck
+    await acks.aclose()  # the broker closing gives up on unconfirmed publishes
+    failed, error = await asyncio.wait_for(round_, 5)
+    assert failed == batch
+    assert isinstance(error, TimeoutError)

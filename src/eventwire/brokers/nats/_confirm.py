@@ -11,6 +11,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from eventwire.core.message import Message
+
+Prepared = list[tuple[Message, dict[str, str]]]  # messages with their NATS headers
+
 
 class PubAcks:
     """One wildcard reply inbox per connection; ``send`` returns a future of the PubAck.
@@ -46,6 +50,37 @@ class PubAcks:
             del self._futures[token]
             raise
         return token, future
+
+    async def send_round(
+        self, subject: str, batch: Prepared, deadline: float
+    ) -> tuple[Prepared, BaseException | None]:
+        """Send ``batch`` once and wait for its PubAcks; the unconfirmed ones and an error."""
+        loop = asyncio.get_running_loop()
+        sent: list[tuple[str, asyncio.Future[None]]] = []
+        failed: Prepared = []
+        error: BaseException | None = None
+        for index, (message, headers) in enumerate(batch):
+            try:
+                sent.append(await self.send(subject, message.body, headers))
+            except Exception as exc:  # noqa: BLE001  # buffer full or closed: retry later
+                failed.extend(batch[index:])
+                error = exc
+                break
+        if sent:
+            # Acks lost in a connection cut never arrive: re-send what is unconfirmed after a
+            # while instead of waiting for the whole deadline (Nats-Msg-Id absorbs repeats).
+            wait = min(max(0.0, deadline - loop.time()), 5.0 + len(sent) / 5000)
+            done, _ = await asyncio.wait([future for _, future in sent], timeout=wait)
+            for (token, future), item in zip(sent, batch, strict=False):
+                if future not in done or future.cancelled():  # cancelled: aclose() gave up
+                    self.forget(token)
+                    failed.append(item)
+                elif future.exception() is not None:
+                    failed.append(item)
+                    error = future.exception()
+            if error is None and failed:
+                error = TimeoutError("no PubAck")
+        return failed, error
 
     def forget(self, token: str) -> None:
         future = self._futures.pop(token, None)

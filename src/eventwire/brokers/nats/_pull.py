@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -18,7 +19,7 @@ from eventwire.brokers.nats._delivery import JetStreamDelivery, attempt_and_seq
 from eventwire.brokers.nats._envelope import from_nats
 from eventwire.brokers.nats._options import NatsOptions
 from eventwire.core import headers as h
-from eventwire.core.message import Delivery, Message
+from eventwire.core.message import DEAD_LETTER_SUFFIX, Delivery, Message
 from eventwire.core.url import BrokerURL
 
 log = logging.getLogger("eventwire.brokers.nats")
@@ -60,6 +61,11 @@ class PullConsumer:
         self._options = options
         self._prefetch = prefetch
         self._threshold = max(1, prefetch // 2)
+        # Dead letters are never dead-lettered again for being delivered often: every
+        # `eventwire dlq list` delivers them once more, and after max_deliver listings they
+        # would move to "<topic>.dlq.dlq", out of the operator's sight.
+        unlimited = topic.endswith(DEAD_LETTER_SUFFIX)
+        self._max_deliver = sys.maxsize if unlimited else options.max_deliver
         self._ensure = ensure_consumer
         self._ready: deque[JetStreamDelivery] = deque()
         self._wakeup = asyncio.Event()  # the iterator: something is ready (or closed)
@@ -151,7 +157,7 @@ class PullConsumer:
         self._unsettled.add(delivery)
         if self._closing:
             return  # arrived while leaving: returned with the others once the pulls are over
-        if attempt > self._options.max_deliver:
+        if attempt > self._max_deliver:
             # The broker-level delivery limit: a message that keeps coming back (for example
             # because it crashes its consumer) goes to the DLQ instead of being stranded.
             task = asyncio.create_task(self._limit_reached(delivery))

@@ -217,7 +217,8 @@ class JetStreamBroker(BrokerBase):
         pending = prepared
         attempt = 0
         while True:
-            failed, error = await self._publish_round(subject, pending, deadline)
+            assert self._acks is not None
+            failed, error = await self._acks.send_round(subject, pending, deadline)
             if not failed:
                 return
             if isinstance(error, _PERMANENT):
@@ -237,39 +238,6 @@ class JetStreamBroker(BrokerBase):
             f"NATS at {self.url} within {self.options.publish_timeout:g}s ({cause}): treat them "
             "as not sent"
         ) from error
-
-    async def _publish_round(
-        self, subject: str, batch: list[tuple[Message, dict[str, str]]], deadline: float
-    ) -> tuple[list[tuple[Message, dict[str, str]]], BaseException | None]:
-        acks = self._acks
-        assert acks is not None
-        loop = asyncio.get_running_loop()
-        sent: list[tuple[str, asyncio.Future[None]]] = []
-        failed: list[tuple[Message, dict[str, str]]] = []
-        error: BaseException | None = None
-        for index, (message, headers) in enumerate(batch):
-            try:
-                sent.append(await acks.send(subject, message.body, headers))
-            except Exception as exc:  # noqa: BLE001  # buffer full or closed: retry later
-                failed.extend(batch[index:])
-                error = exc
-                break
-        if sent:
-            # Acks lost in a connection cut never arrive: re-send what is unconfirmed after a
-            # while instead of waiting for the whole deadline (Nats-Msg-Id absorbs repeats).
-            wait = min(max(0.0, deadline - loop.time()), 5.0 + len(sent) / 5000)
-            futures = [future for _, future in sent]
-            done, _ = await asyncio.wait(futures, timeout=wait)
-            for (token, future), item in zip(sent, batch, strict=False):
-                if future not in done:
-                    acks.forget(token)
-                    failed.append(item)
-                elif future.exception() is not None:
-                    failed.append(item)
-                    error = future.exception()
-            if error is None and failed:
-                error = TimeoutError("no PubAck")
-        return failed, error
 
     # -- subscribe -----------------------------------------------------------------------
     @asynccontextmanager

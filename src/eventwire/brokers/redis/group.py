@@ -28,8 +28,9 @@ class GroupSubscription(Subscription):
     """One member of a consumer group on one topic's stream.
 
     * new entries: XREADGROUP ``>`` with COUNT = free prefetch slots (attempt 1);
-    * ack: batched into one XACK per round trip by a flusher task (``ack()`` returns once
-      queued; if the process dies first the entry is simply redelivered: at-least-once);
+    * ack: batched into one XACK per round trip by a flusher task (``acks.AckBatcher``;
+      ``ack()`` returns once queued; if the process dies first the entry is simply
+      redelivered: at-least-once);
     * nack(delay): the entry stays pending and its id goes into a sorted set scored by due
       time; members XCLAIM due ids back (delivery count + 1), see ``scripts.MOVE_DUE``;
     * entries of dead members are reclaimed with XAUTOCLAIM after ``claim_idle``; entries
