@@ -255,7 +255,7 @@ async def test_stream_limits_from_the_url_reach_the_server(prefix: str) -> None:
 async def test_listing_dead_letters_often_never_moves_them(prefix: str) -> None:
     # `eventwire dlq list` reads the DLQ and hands every dead letter back; with max_deliver=2
     # the third listing used to dead-letter the dead letter into "<topic>.dlq.dlq".
-    url = url_for(SHARED, prefix, max_deliver=2)
+    url = url_for(SHARED, prefix, max_deliver=2, pull_expires=0.2)  # quick to leave
     topic = "rel.dlqlist"
     dlq_topic = dead_letter_topic(topic)
     async with open_broker(url) as broker:

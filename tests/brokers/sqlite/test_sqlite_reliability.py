@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import closing
 from pathlib import Path
@@ -169,3 +170,17 @@ async def test_checkpoint_cuts_back_a_wal_file_over_the_limit(
         assert wal.stat().st_size > 256 * 1024
         await broker._run(lambda s: s.call(broker._checkpoint))
         assert wal.stat().st_size == 0
+
+
+async def test_clock_set_back_does_not_strand_a_dead_consumers_claims(path: Path) -> None:
+    broker = open_broker(f"sqlite:///{path}?lease=0.5")
+    async with broker, broker.subscribe("t", group="g", prefetch=2) as sub:
+        await broker.publish("t", Message(body=b"m"))
+        await next_of(sub)
+        with closing(sqlite3.connect(path)) as conn, conn:
+            # A consumer that died just before the wall clock was set back by an hour: its
+            # lease seems to end an hour from now.
+            conn.execute("UPDATE claims SET consumer = 'dead', due_at = ?", (time.time() + 3600,))
+        await broker.run_retention()
+        again = await next_of(sub)
+        assert (again.message.body, again.attempt) == (b"m", 2)

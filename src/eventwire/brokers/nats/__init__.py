@@ -3,20 +3,30 @@
 JetStream design (each choice is what the conformance suite and tests/brokers/nats prove):
 
 * One file-backed stream per topic, ``<stream_prefix><topic>_<hash>`` capturing exactly
-  ``<prefix>.<topic>`` (limits retention, ``max_age`` 7 days, duplicate window 2 min), created
-  or updated idempotently. Per topic rather than per first token so that ``topic.dlq`` is a
-  separate stream with its own limits, and a topic's data can be dropped on its own.
+  ``<prefix>.<topic>`` (limits retention, ``max_age`` 7 days, ``max_bytes`` unlimited unless
+  set: at the cap the oldest messages go, dead letters included; duplicate window 2 min),
+  created or updated idempotently. Per topic rather than per first token so that
+  ``topic.dlq`` is a separate stream with its own limits, and a topic's data can be dropped
+  on its own.
 * One durable pull consumer per group (explicit ack, AckWait, DeliverAll: new groups replay);
-  broadcast uses an ephemeral consumer (DeliverNew, removed when left or inactive).
+  broadcast uses an ephemeral consumer (DeliverNew, removed when left or inactive; recreated
+  after the last sequence seen, or from the start if the server made the stream anew).
   The adapter keeps one short pull request open for ``prefetch - unsettled`` messages and
   hands each out as it arrives; ``in_progress`` keeps held messages leased past AckWait.
 * ``nak(delay)`` for retries; ``attempt`` is the server's delivery count. ``max_deliver`` is
-  enforced by dead-lettering (server MaxDeliver would strand the message instead).
+  enforced by dead-lettering (server MaxDeliver would strand the message instead), except
+  on ``.dlq`` topics: listing dead letters (a delivery each time) must never move them.
 * Publish: Nats-Msg-Id = message id (dedup), pipelined, returns once every PubAck arrived;
-  unconfirmed ones are re-sent (dedup absorbs repeats) until ``publish_timeout``, then
-  ``PublishError``. Dead letter = confirmed publish to ``topic.dlq``, then ``term()``.
+  unconfirmed ones are re-sent (dedup absorbs repeats) until ``publish_timeout`` (which must
+  be shorter than the duplicate window), then ``PublishError``. Dead letter = confirmed
+  publish to ``topic.dlq`` (Nats-Msg-Id ``<id>.dlq.<group>``, id in ``x-eventwire-id``), then
+  ``term()``.
 * One connection per broker object; reconnects forever with capped, jittered backoff; pings
   every 3 s notice a dead link in <= ~12 s; lost pull requests/consumers/streams are recreated.
+
+Core NATS: ``publish`` returns once the bytes are in nats-py's bounded outbound buffer (not yet
+written; ``aclose`` flushes); a subscription buffers at most ``prefetch`` deliveries, then
+backs up into nats-py's per-subscription queue, which drops the excess (slow consumer).
 
 Options are URL query parameters, see ``_options.NatsOptions``.
 """

@@ -78,7 +78,11 @@ class JetStreamBroker(BrokerBase):
     async def ensure_stream(self, topic: str, *, fresh: bool = False) -> str:
         """Create or update ``topic``'s stream once per broker object; its name."""
         task = self._streams.get(topic)
-        if task is None or fresh or (task.done() and task.exception() is not None):
+        if task is not None and task.done():
+            if not fresh and not task.cancelled() and task.exception() is None:
+                return task.result()  # the hot path: no shield, no await
+            task = None  # failed or cancelled: declare again
+        if task is None or fresh:
             task = asyncio.create_task(self._declare_stream(topic))
             self._streams[topic] = task
         return await asyncio.shield(task)

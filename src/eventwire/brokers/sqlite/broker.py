@@ -248,10 +248,10 @@ class SQLiteBroker(BrokerBase):
         """Delete what retention allows now (it also runs every few seconds); returns count."""
         if not self._connected:
             await self.connect()
-        keep, cap = self.settings.retention, self.settings.max_messages
+        keep, cap, lease = self.settings.retention, self.settings.max_messages, self.settings.lease
 
         def work(conn: sqlite3.Connection) -> int:
-            return retention.sweep(conn, retention=keep, max_messages=cap)
+            return retention.sweep(conn, retention=keep, max_messages=cap, lease=lease)
 
         return await self._run(lambda s: s.call(work))
 

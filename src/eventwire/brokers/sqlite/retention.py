@@ -25,13 +25,30 @@ def sweep(
     *,
     retention: float,
     max_messages: int | None,
+    lease: float | None = None,
     now: float | None = None,
 ) -> int:
     """Delete what retention allows; returns how many messages were deleted."""
     now = time.time() if now is None else now
+    if lease is not None:
+        _clamp_leases(conn, now + lease)
     _expire_broadcast_groups(conn, now)
     topics = [str(r[0]) for r in conn.execute("SELECT topic FROM topics")]
     return sum(_sweep_topic(conn, t, now - retention, max_messages) for t in topics)
+
+
+def _clamp_leases(conn: sqlite3.Connection, longest: float) -> None:
+    # Leases are wall-clock times shared by processes. After the clock is set back, a lease
+    # of a dead consumer would otherwise last as long as the jump (hours: its messages stuck);
+    # no live lease ever ends later than now + lease, as heartbeats set exactly that.
+    if conn.execute(
+        "SELECT 1 FROM claims WHERE consumer IS NOT NULL AND due_at > ? LIMIT 1", (longest,)
+    ).fetchone():
+        with write_transaction(conn):
+            conn.execute(
+                "UPDATE claims SET due_at = ?1 WHERE consumer IS NOT NULL AND due_at > ?1",
+                (longest,),
+            )
 
 
 def _expire_broadcast_groups(conn: sqlite3.Connection, now: float) -> None:

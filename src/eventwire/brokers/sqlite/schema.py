@@ -10,6 +10,10 @@ Tables:
   be claimed again: the lease end while ``consumer`` holds it (heartbeats push it forward),
   or, with ``consumer`` NULL, when a nack's delay is over (native delayed redelivery).
 * ``topics``: topic names, so retention visits each topic without scanning messages.
+
+Upgrades: ``meta.schema_version`` names the layout; opening a file of an older version
+migrates it in one ``BEGIN IMMEDIATE`` transaction (the first process to open it does it,
+the others wait on the lock), and a newer version is refused rather than misread.
 """
 
 from __future__ import annotations
