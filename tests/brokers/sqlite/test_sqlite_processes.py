@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -122,7 +124,8 @@ async def test_sigkilled_worker_loses_its_claims_after_the_lease(tmp_path: Path)
 
 
 async def test_heartbeat_keeps_a_slow_handlers_claims(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'b.db'}?lease=0.3"
+    path = tmp_path / "b.db"
+    url = f"sqlite:///{path}?lease=2"
     async with (
         open_broker(url) as slow,
         open_broker(url) as other,
@@ -130,11 +133,22 @@ async def test_heartbeat_keeps_a_slow_handlers_claims(tmp_path: Path) -> None:
     ):
         await slow.publish("jobs", Message(body=b"long job"))
         delivery = await asyncio.wait_for(anext(aiter(held)), DEADLINE)
+        first_lease_end = lease_end(path)
         async with other.subscribe("jobs", group="g") as competing:
-            # Watch for three leases: the heartbeat must keep the claim ours.
-            with pytest.raises(TimeoutError):
-                await asyncio.wait_for(anext(aiter(competing)), 1.0)
+            stolen = asyncio.ensure_future(anext(aiter(competing)))
+            # Wait (no fixed sleep) until heartbeats carried the lease a whole lease past its
+            # first end: without them the competing consumer would have taken it by then.
+            async with asyncio.timeout(DEADLINE):
+                while lease_end(path) <= first_lease_end + 2:
+                    await asyncio.sleep(0.05)
+            assert not stolen.done()
+            stolen.cancel()
             await delivery.ack()
+
+
+def lease_end(path: Path) -> float:
+    with closing(sqlite3.connect(path)) as conn:
+        return float(conn.execute("SELECT MAX(due_at) FROM claims").fetchone()[0])
 
 
 async def test_worker_killed_mid_stream_loses_nothing(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from eventwire.brokers.catalog import open_broker
 from eventwire.brokers.sqlite import retention
 from eventwire.brokers.sqlite.broker import SQLiteBroker
-from eventwire.core.errors import PublishError
+from eventwire.core.errors import BrokerError, PublishError
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 
 DEADLINE = 20.0  # generous: two shared cores under load
@@ -184,3 +184,48 @@ async def test_clock_set_back_does_not_strand_a_dead_consumers_claims(path: Path
         await broker.run_retention()
         again = await next_of(sub)
         assert (again.message.body, again.attempt) == (b"m", 2)
+
+
+@pytest.mark.parametrize("how", ["nack", "dead-letter"])
+async def test_nack_or_dead_letter_failing_on_a_held_lock_raises_and_keeps_the_claim(
+    path: Path, how: str
+) -> None:
+    broker = open_broker(f"sqlite:///{path}?busy_timeout=50")
+    async with broker, broker.subscribe("t", group="g") as sub:
+        await broker.publish("t", Message(body=b"m"))
+        delivery = await next_of(sub)
+        blocker = sqlite3.connect(path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            with pytest.raises(BrokerError, match="locked"):
+                await settle(delivery, how)
+            blocker.execute("COMMIT")
+        finally:
+            blocker.close()
+        assert delivery.settled is None  # still ours, and may be settled again
+        assert [consumer is not None for consumer, _ in claims(path)] == [True]
+        await settle(delivery, how)
+        if how == "nack":
+            assert (await next_of(sub)).attempt == 2
+            return
+    reader = open_broker(f"sqlite:///{path}")
+    async with reader, reader.subscribe(dead_letter_topic("t"), group=DEAD_LETTER_GROUP) as dlq:
+        assert (await next_of(dlq)).message.body == b"m"
+
+
+async def test_opening_a_new_file_waits_for_another_process_switching_it_to_wal(
+    path: Path,
+) -> None:
+    # Two workers starting together on a fresh file: the other one is mid-way through its
+    # setup (holding the write lock of the not-yet-WAL file) when this one asks for WAL.
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("CREATE TABLE early (a)")
+        other.execute("BEGIN IMMEDIATE")
+        asyncio.get_running_loop().call_later(0.3, other.execute, "COMMIT")
+        broker = open_broker(f"sqlite:///{path}")
+        async with broker, broker.subscribe("t", group="g") as sub:
+            await broker.publish("t", Message(body=b"m"))
+            assert (await next_of(sub)).message.body == b"m"
+    finally:
+        other.close()

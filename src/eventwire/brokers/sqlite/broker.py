@@ -255,8 +255,9 @@ class SQLiteBroker(BrokerBase):
 
         return await self._run(lambda s: s.call(work))
 
-    def _checkpoint(self, conn: sqlite3.Connection) -> int:
-        return retention.checkpoint(conn, busy_timeout_ms=self.settings.busy_timeout_ms)
+    def _checkpoint(self, conn: sqlite3.Connection) -> bool:
+        wal = self.settings.path.with_name(self.settings.path.name + "-wal")
+        return retention.checkpoint(conn, wal=wal, busy_timeout_ms=self.settings.busy_timeout_ms)
 
     async def _sweep_forever(self) -> None:
         loop = asyncio.get_running_loop()

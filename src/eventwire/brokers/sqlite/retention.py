@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from pathlib import Path
 from typing import Final
 
 from eventwire.brokers.sqlite.schema import WAL_SIZE_LIMIT, write_transaction
@@ -100,22 +101,24 @@ def _sweep_topic(
     return max(deleted, 0)
 
 
-def checkpoint(conn: sqlite3.Connection, *, busy_timeout_ms: int) -> int:
-    """Cut the WAL file back once it outgrew ``WAL_SIZE_LIMIT``; returns its size in pages.
+def checkpoint(conn: sqlite3.Connection, *, wal: Path, busy_timeout_ms: int) -> bool:
+    """Cut the WAL file back once it outgrew ``WAL_SIZE_LIMIT``; True if it was cut.
 
     SQLite's automatic checkpoints copy pages back but restart the WAL only when no reader
     still uses it; with consumers of several processes polling all the time that moment may
-    never come and the file grows without bound. A TRUNCATE checkpoint waits for those
+    be rare and the file keeps its largest size. A TRUNCATE checkpoint waits for those
     readers (they are short: one query each), but holds the write lock meanwhile, so it waits
     briefly and simply tries again at the next sweep.
     """
-    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-    _, wal_pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    if wal_pages * page_size <= WAL_SIZE_LIMIT:
-        return int(wal_pages)
+    try:
+        size = wal.stat().st_size
+    except FileNotFoundError:
+        return False
+    if size <= WAL_SIZE_LIMIT:
+        return False
     conn.execute(f"PRAGMA busy_timeout = {_CHECKPOINT_WAIT_MS}")
     try:
-        _, wal_pages, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     finally:
         conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-    return max(int(wal_pages), 0)
+    return not busy
