@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from eventwire.brokers._support.sqlite_wal import enable_wal
 from eventwire.core.errors import ConfigurationError
 
 DEFAULT_TTL = 24 * 3600.0
@@ -200,7 +201,7 @@ class SQLiteIdempotencyStore:
         if self._conn is None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self._path, timeout=30.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(conn, 30.0, str(self._path))
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(_SCHEMA)
             conn.commit()

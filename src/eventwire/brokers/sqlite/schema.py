@@ -19,11 +19,11 @@ the others wait on the lock), and a newer version is refused rather than misread
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
 
+from eventwire.brokers._support.sqlite_wal import enable_wal
 from eventwire.brokers.sqlite.settings import SQLiteSettings
 from eventwire.core.errors import BrokerError, ConfigurationError
 
@@ -88,7 +88,7 @@ def open_database(settings: SQLiteSettings) -> sqlite3.Connection:
         # write transaction short and explicit.
         conn = sqlite3.connect(path, isolation_level=None, timeout=settings.busy_timeout_ms / 1000)
         conn.execute(f"PRAGMA busy_timeout = {settings.busy_timeout_ms}")
-        _enable_wal(conn, settings.busy_timeout_ms / 1000, str(path))
+        enable_wal(conn, settings.busy_timeout_ms / 1000, str(path))
         conn.execute(f"PRAGMA synchronous = {settings.synchronous}")
         # After a burst the WAL file is cut back to this size at its next reset instead of
         # keeping its largest size on disk for good (see retention.checkpoint).
@@ -107,26 +107,6 @@ def open_database(settings: SQLiteSettings) -> sqlite3.Connection:
             conn.close()
         raise
     return conn
-
-
-def _enable_wal(conn: sqlite3.Connection, timeout: float, where: str) -> None:
-    # Two processes creating the file at once both try to switch it to WAL; SQLite answers
-    # the loser "locked" at once, without waiting on busy_timeout (it would deadlock), so
-    # the second worker of a freshly scaffolded service failed to start. Retry instead.
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-            break
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-        time.sleep(0.01)
-    if mode.lower() != "wal":
-        raise ConfigurationError(
-            f"sqlite broker file {where!r} cannot use WAL mode (journal_mode is {mode}): "
-            "put it on a local file system"
-        )
 
 
 @contextmanager
