@@ -55,7 +55,7 @@ Capability -> cases (``requires(...)`` on each case; ``suite.capability_map()`` 
 * redelivery + at_least_once: test_redelivery_after_nack, test_continue_after_many_errors,
   and with consumer_groups test_unsettled_returned_on_subscription_exit
 * delayed_redelivery + at_least_once: test_delayed_redelivery (loop time, not earlier)
-* dead_letter + at_least_once: test_dead_letter_reaches_dlq (byte-identical body, reason
+* dead_letter: test_dead_letter_reaches_dlq (byte-identical body, reason
   and detail headers, read with DEAD_LETTER_GROUP after the fact); with consumer_groups
   test_each_group_dead_letters_its_own_copy (two groups, two dead letters, same id)
 * exclusive_in_flight: test_no_next_message_before_ack (prefetch=1)
