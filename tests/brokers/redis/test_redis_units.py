@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis import exceptions as rex
 
-from eventwire.brokers.redis.connection import Backoff, translate
+from eventwire.brokers.redis.connection import Backoff, is_transient, translate
 from eventwire.brokers.redis.envelope import (
     EnvelopeError,
     as_fields,
@@ -139,3 +139,21 @@ def test_c_packing_sends_the_same_bytes_as_redis_py() -> None:
     assert b"".join(FastConnection().pack_command("CONFIG GET", "maxmemory")) == b"".join(
         aioredis.Connection().pack_command("CONFIG GET", "maxmemory")
     )
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (rex.ResponseError("BUSY Redis is busy running a script."), True),
+        (rex.ReadOnlyError("You can't write against a read only replica."), True),
+        (rex.MasterDownError("Link with MASTER is down"), True),
+        (rex.BusyLoadingError("Redis is loading the dataset in memory"), True),
+        (rex.TryAgainError("Multiple keys request during rehashing of slot"), True),
+        (rex.ConnectionError("Connection refused"), True),
+        (rex.ResponseError("BUSYGROUP Consumer Group name already exists"), False),
+        (rex.ResponseError("WRONGTYPE Operation against a key"), False),
+        (rex.NoPermissionError("no permissions"), False),
+    ],
+)
+def test_failover_replies_are_transient(error: Exception, transient: bool) -> None:
+    assert is_transient(error) is transient

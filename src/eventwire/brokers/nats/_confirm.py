@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -66,6 +67,12 @@ class PubAcks:
                 failed.extend(batch[index:])
                 error = exc
                 break
+        if isinstance(error, nats.errors.OutboundBufferLimitError):
+            # Disconnected and the reconnect buffer is full: no PubAck can come before the
+            # reconnect, so the whole batch fails now (the buffered part may still go out).
+            for token, _ in sent:
+                self.forget(token)
+            return batch, error
         if sent:
             # Acks lost in a connection cut never arrive: re-send what is unconfirmed after a
             # while instead of waiting for the whole deadline (Nats-Msg-Id absorbs repeats).

@@ -54,7 +54,11 @@ def backoff_handler(options: NatsOptions) -> Callable[..., tuple[Any, float]]:
 
     def choose(servers: list[Any], _info: dict[str, Any]) -> tuple[Any, float]:
         server = min(servers, key=lambda s: s.reconnects)
-        ceiling = min(options.reconnect_max, options.reconnect_min * 2**server.reconnects)
+        # The exponent is capped: 2**1024 overflows a float, and a raising hook makes nats-py
+        # retry the hook at once, forever, without yielding (a frozen event loop).
+        ceiling = min(
+            options.reconnect_max, options.reconnect_min * 2 ** min(server.reconnects, 30)
+        )
         return server, random.uniform(options.reconnect_min / 2, ceiling)
 
     return choose

@@ -10,6 +10,7 @@ from eventwire.core.errors import ConfigurationError
 from eventwire.core.url import BrokerURL
 
 _DAY: Final = 24 * 3600.0
+MIN_RECONNECT_DELAY: Final = 0.01  # the smallest reconnect_min allowed, seconds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,10 +35,12 @@ class NatsOptions:
     storage: str = "file"
     replicas: int = 1
     publish_timeout: float = 30.0  # a publish that cannot be confirmed by then raises
-    pending_size: int = 8 * 1024 * 1024  # bytes buffered while reconnecting
+    # Bytes of publishes buffered while reconnecting; a publish that does not fit fails at
+    # once (0 = no buffer: publishing during an outage fails at once).
+    pending_size: int = 8 * 1024 * 1024
     ping_interval: int = 3  # with max_pings=2 a dead connection is noticed in <= ~12 s
     max_pings: int = 2
-    reconnect_min: float = 0.1
+    reconnect_min: float = 0.1  # reconnect backoff: the first delay, doubling up to max
     reconnect_max: float = 2.0
     connect_timeout: float = 5.0
     # A pull request lives this long; short, because leaving a subscription waits for its
@@ -79,6 +82,14 @@ class NatsOptions:
             )
         if self.max_age < 0 or self.max_bytes < 0:
             raise ConfigurationError("max_age and max_bytes must be >= 0 (0 = unlimited)")
+        if self.pending_size < 0:
+            raise ConfigurationError("pending_size must be >= 0 (0 = no reconnect buffer)")
+        if not MIN_RECONNECT_DELAY <= self.reconnect_min <= self.reconnect_max:
+            # Below the floor a dead server is retried in a hot loop.
+            raise ConfigurationError(
+                f"reconnect_min ({self.reconnect_min:g}s) must be >= {MIN_RECONNECT_DELAY:g}s "
+                f"and <= reconnect_max ({self.reconnect_max:g}s)"
+            )
         if self.max_deliver < 1 or self.ping_interval < 1 or self.max_pings < 1:
             raise ConfigurationError("max_deliver, ping_interval and max_pings must be >= 1")
         if not self.prefix or not _is_token(self.prefix) or not self.stream_prefix:

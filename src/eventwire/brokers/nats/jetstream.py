@@ -216,6 +216,7 @@ class JetStreamBroker(BrokerBase):
     ) -> None:
         """Send until every message has a PubAck (retries dedup on Nats-Msg-Id) or time is up."""
         assert self._js is not None
+        nc = self.client
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.publish_timeout
         pending = prepared
@@ -227,20 +228,32 @@ class JetStreamBroker(BrokerBase):
                 return
             if isinstance(error, _PERMANENT):
                 break
+            if isinstance(error, nats.errors.OutboundBufferLimitError):
+                raise PublishError(
+                    f"{len(failed)} of {len(prepared)} message(s) to {topic!r} were not sent: "
+                    f"NATS at {self.url} is unreachable (reconnecting) and the reconnect "
+                    f"buffer (pending_size={self.options.pending_size} bytes) has no room for "
+                    "them; treat them as not sent"
+                ) from error
             if isinstance(error, nats.js.errors.NoStreamResponseError):
                 with contextlib.suppress(BrokerError):
                     await self.ensure_stream(topic, fresh=True)
-            if loop.time() >= deadline:
-                break
             attempt += 1
             pause = random.uniform(0, min(1.0, 0.05 * 2**attempt))
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+            # Sending again while reconnecting would only pile copies into the reconnect
+            # buffer (the last copy is there and goes out on reconnect): wait for the link.
+            while not nc.is_connected and not nc.is_closed and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            if loop.time() >= deadline or nc.is_closed:
+                break
             pending = failed
         cause = translate(error, self.url, "publishing") if error else None
+        down = "" if nc.is_connected else "; the connection is down (reconnecting)"
         raise PublishError(
             f"{len(failed)} of {len(prepared)} message(s) to {topic!r} were not confirmed by "
-            f"NATS at {self.url} within {self.options.publish_timeout:g}s ({cause}): treat them "
-            "as not sent"
+            f"NATS at {self.url} within {self.options.publish_timeout:g}s ({cause}{down}): "
+            "treat them as not sent"
         ) from error
 
     # -- subscribe -----------------------------------------------------------------------

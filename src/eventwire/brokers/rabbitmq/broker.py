@@ -62,6 +62,11 @@ class RabbitMQBroker(BrokerBase):
         """How often the connection was re-established since ``connect``."""
         return self._conn.reconnects
 
+    @property
+    def publishes_buffered(self) -> int:
+        """Messages of publishes in progress (waiting for the connection or their confirms)."""
+        return self._publisher.buffered
+
     async def _connect(self) -> None:
         await self._conn.open()
 

@@ -32,6 +32,9 @@ class _Budget:
         self._waiting = 0
         self._freed = asyncio.Condition()
 
+    def has_room(self, count: int) -> bool:
+        return self.used + min(count, self.capacity) <= self.capacity
+
     async def acquire(self, count: int) -> int:
         count = min(count, self.capacity)
         if self.used + count <= self.capacity:  # fast path: no outage, no waiting
@@ -59,6 +62,10 @@ class ConfirmedPublisher:
     A publish waits up to ``publish_timeout`` for the connection to come back; after a failure
     only the unconfirmed messages are sent again (the broker may hold a copy whose confirm was
     lost, so consumers deduplicate by message id). On the deadline it raises ``PublishError``.
+    At most ``publish_buffer`` messages hold a place at once: while the connection is down a
+    publish that finds no place fails at once (no room can appear before the reconnect, and
+    callers queueing behind a full buffer would make it unbounded); while connected it waits
+    for confirms to free places (back-pressure), within the same deadline.
     """
 
     def __init__(self, connection: RabbitMQConnection) -> None:
@@ -68,6 +75,11 @@ class ConfirmedPublisher:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+
+    @property
+    def buffered(self) -> int:
+        """Messages holding a place in the buffer (waiting for the connection or confirms)."""
+        return self._budget.used
 
     async def drain(self) -> None:
         """Wait until every publish in flight has been confirmed or has failed."""
@@ -101,6 +113,13 @@ class ConfirmedPublisher:
     ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.publish_timeout
+        if not self._conn.ready and not self._budget.has_room(len(outgoing)):
+            raise PublishError(
+                f"publishing {len(outgoing)} message(s) to {routing_key!r} at "
+                f"{self._conn.where}: the broker is unreachable and the outage buffer is full "
+                f"({self._budget.used} message(s) wait, publish_buffer="
+                f"{self._budget.capacity}); nothing was sent"
+            )
         try:
             async with asyncio.timeout_at(deadline):
                 reserved = await self._budget.acquire(len(outgoing))

@@ -8,7 +8,9 @@ On 3.10 every return (nack without delay, a dead consumer) counts; a delayed ret
 copy whose count starts again. So the runtime's max_attempts decides unless immediate returns
 exceed the limit first: then the broker dead-letters with reason "delivery-limit"),
 ``publish_timeout`` (seconds a publish waits for the connection and its confirms, default 15),
-``publish_buffer`` (messages that may wait for the connection at once, default 10000),
+``publish_buffer`` (messages that may wait for the connection at once, default 10000: during
+an outage a publish finding it full fails at once with ``PublishError``; while connected it
+waits for confirms to make room, within ``publish_timeout``),
 ``confirm_window`` (unconfirmed publishes in flight per call, default 1000),
 ``channels`` (publisher channel pool size, default 4), ``connect_timeout`` (default 10),
 ``max_backoff`` (cap of the reconnect backoff in seconds, default 5).

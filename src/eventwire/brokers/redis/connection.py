@@ -38,6 +38,30 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
 )
 
+# Failover replies: the server is loading, running a long script, a demoted master
+# (READONLY), a replica cut off from its master, a cluster moving slots. The same command
+# succeeds once the failover is over, so publish and ``retry_until`` ride them out like a
+# lost connection (until ``publish_timeout``). BUSY has no redis-py class: matched by code.
+FAILOVER: tuple[type[BaseException], ...] = (
+    rex.ReadOnlyError,
+    rex.MasterDownError,
+    rex.TryAgainError,
+    rex.ClusterDownError,
+)
+_RETRYABLE = TRANSIENT + FAILOVER
+# What a command can raise: sorted by ``is_transient`` into retry or fail.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT, rex.RedisError)
+_FAILOVER_CODES = frozenset(
+    {"BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"}
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True if the same command may succeed later: a lost connection or a failover reply."""
+    if isinstance(exc, _RETRYABLE):
+        return True
+    return isinstance(exc, rex.ResponseError) and str(exc).split(" ", 1)[0] in _FAILOVER_CODES
+
 
 class _CPacking:
     """Pack commands with hiredis's C packer, as redis-py's sync client already does; its
@@ -151,7 +175,7 @@ def translate(exc: BaseException, url: BrokerURL, doing: str) -> EventwireError:
     detail = describe(exc, url)
     if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
         return ConfigurationError(f"Redis at {url} refused the credentials while {doing}: {detail}")
-    if isinstance(exc, TRANSIENT):
+    if is_transient(exc):
         return ConnectionLostError(f"Redis at {url} unreachable while {doing}: {detail}")
     return BrokerError(f"Redis at {url} failed while {doing}: {detail}")
 
@@ -171,11 +195,11 @@ async def retry_until(
     while True:
         try:
             return await action()
-        except TRANSIENT as exc:
+        except REDIS_ERRORS as exc:
+            if not is_transient(exc):
+                raise translate(exc, url, doing) from exc
             if time.monotonic() + 0.01 >= deadline:
                 raise error(
                     f"Redis at {url} did not come back in time while {doing}: {describe(exc, url)}"
                 ) from exc
             await asyncio.sleep(min(backoff.next_delay(), max(0.0, deadline - time.monotonic())))
-        except rex.RedisError as exc:
-            raise translate(exc, url, doing) from exc

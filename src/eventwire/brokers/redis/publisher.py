@@ -8,9 +8,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from redis import exceptions as rex
-
-from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe, translate
+from eventwire.brokers.redis.connection import (
+    REDIS_ERRORS,
+    Backoff,
+    describe,
+    is_transient,
+    translate,
+)
 from eventwire.brokers.redis.subscription import log
 from eventwire.core.errors import ClosedError, PublishError
 from eventwire.core.message import Message
@@ -113,17 +117,20 @@ class PublishQueue:
                 batch = self._inflight = self._take()
                 try:
                     replies = await self._send(batch)
-                except TRANSIENT as exc:
-                    self._queue[:0] = [c for c in batch if not self._expired(c, exc)]
-                    await backoff.wait()
-                    continue
-                except rex.RedisError as exc:  # not transient: these calls fail, others go on
+                except REDIS_ERRORS as exc:
+                    if is_transient(exc):
+                        self._queue[:0] = [c for c in batch if not self._expired(c, exc)]
+                        await backoff.wait()
+                        continue
+                    # Not transient: these calls fail, others go on.
                     error = translate(exc, self._broker.url, "publishing")
                     for call in batch:
                         _fail(call, PublishError(str(error)), exc)
                     continue
-                backoff.reset()
-                self._resolve(batch, replies)
+                if self._resolve(batch, replies):
+                    await backoff.wait()  # a failover reply: those calls wait and go again
+                else:
+                    backoff.reset()
 
     def _take(self) -> list[_Call]:
         batch: list[_Call] = []
@@ -163,8 +170,12 @@ class PublishQueue:
         )
         return True
 
-    def _resolve(self, batch: list[_Call], replies: list[Any]) -> None:
+    def _resolve(self, batch: list[_Call], replies: list[Any]) -> bool:
+        """Answer each call from its replies; True if failover replies (READONLY, BUSY...)
+        put calls back at the head of the queue to be sent again (whole calls: a call's
+        messages that did get in are sent twice, duplicates never losses)."""
         at = 0
+        again: list[_Call] = []
         for call in batch:
             mine = replies[at : at + len(call.encoded)]
             at += len(call.encoded)
@@ -172,9 +183,14 @@ class PublishQueue:
             if failed is None:
                 if not call.future.done():
                     call.future.set_result(None)
+            elif is_transient(failed):
+                if not self._expired(call, failed):
+                    again.append(call)
             else:
                 error = translate(failed, self._broker.url, f"publishing to {call.topic!r}")
                 _fail(call, PublishError(str(error)), failed)
+        self._queue[:0] = again
+        return bool(again)
 
 
 def _fail(call: _Call, error: PublishError, cause: BaseException) -> None:
