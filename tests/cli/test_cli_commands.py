@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from eventwire.brokers.catalog import open_broker
 from eventwire.cli.main import app
+from eventwire.core.message import Message
 
 CANARY = "Canary-Pw-77c1"
 runner = CliRunner()
@@ -179,3 +180,68 @@ def test_publish_to_unreachable_broker_is_one_redacted_line(url: str) -> None:
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith("eventwire: error: ")
     assert CANARY not in done.stdout + done.stderr
+
+
+PARALLEL_SERVICE = textwrap.dedent(
+    """
+    import asyncio
+    from pathlib import Path
+    from eventwire.runtime.app import App
+
+    app = App(name="cli-concurrency")
+    HERE = Path(__file__).parent
+    state = {"active": 0, "peak": 0}
+
+    @app.subscriber("cli.par", group="g", concurrency=3)
+    async def handle(payload: dict) -> None:
+        state["active"] += 1
+        state["peak"] = max(state["peak"], state["active"])
+        (HERE / "peak.txt").write_text(str(state["peak"]))
+        try:
+            await asyncio.sleep(0.05)  # long enough for every free slot to fill
+        finally:
+            state["active"] -= 1
+        with (HERE / "done.txt").open("a") as f:
+            f.write(payload["v"] + "\\n")
+    """
+)
+
+
+async def _publish_many(url: str, topic: str, count: int) -> None:
+    messages = [
+        Message(body=json.dumps({"v": str(n)}).encode(), content_type="application/json")
+        for n in range(count)
+    ]
+    async with open_broker(url) as broker:
+        await broker.publish(topic, *messages)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"), [(["--concurrency", "4"], 4), ([], 3)], ids=["flag", "code"]
+)
+def test_run_concurrency_flag_sets_the_handlers_in_flight(
+    tmp_path: Path, flags: list[str], expected: int
+) -> None:
+    (tmp_path / "par.py").write_text(PARALLEL_SERVICE)
+    url = f"sqlite:///{tmp_path}/par.db"
+    total = 40
+    # Published first: the new group replays the backlog, so every slot has work at once.
+    asyncio.run(_publish_many(url, "cli.par", total))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "eventwire.cli", "run", f"{tmp_path}/par.py:app", "-b", url, *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    done = tmp_path / "done.txt"
+    try:
+        finished = _wait_for(
+            lambda: done.exists() and len(done.read_text().splitlines()) == total, 60
+        )
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+    assert finished, err
+    assert worker.returncode == 0, err
+    assert sorted(done.read_text().split(), key=int) == [str(n) for n in range(total)]
+    assert int((tmp_path / "peak.txt").read_text()) == expected
