@@ -145,7 +145,6 @@ _non_string_object = st.tuples(
 _bad_headers = st.one_of(
     st.text(max_size=60).filter(lambda t: not _is_object(t)),  # not JSON (or not an object)
     _good_headers.map(lambda t: t[: len(t) // 2]),  # truncated
-    _good_headers.map(lambda t: "\ufeff" + t),  # byte-order mark
     st.integers(1_000, 50_000).map(lambda n: "[" * n + "]" * n),  # deep nesting
     _json_values.filter(lambda v: not isinstance(v, dict)).map(json.dumps),  # wrong shape
     _non_string_object,
@@ -168,6 +167,7 @@ _header_cases = st.one_of(
         st.just("bad"),
     ),
     _stored(st.dictionaries(_RESERVED, _SAFE_VALUE, min_size=1, max_size=3).map(json.dumps), "any"),
+    _stored(_good_headers.map(lambda t: "\ufeff" + t), "any"),  # a BOM: JSON parsers differ
 )
 # None: a valid Event body (numbered when inserted); bytes: a hostile body as is.
 _header_bodies = st.none() | st.binary(max_size=60)
@@ -228,8 +228,8 @@ async def _headers_scenario(cases: list[tuple[_HeaderCase, bytes | None]]) -> No
                     await wait_until(lambda: expected <= processed.keys() | dead.keys(), 10)
                 except TimeoutError:
                     missing = expected - processed.keys() - dead.keys()
-                    raw = {i: c[0][1] for i, c in zip(ids, rows, strict=True) if i in missing}
-                    raise AssertionError(f"neither processed nor dead-lettered: {raw}") from None
+                    lost = {i: c[0][1] for i, c in zip(ids, rows, strict=True) if i in missing}
+                    raise AssertionError(f"neither processed nor dead-lettered: {lost}") from None
                 assert not task.done()  # the consumer survived every row
                 assert not collector.done()
                 collector.cancel()

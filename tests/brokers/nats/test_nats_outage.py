@@ -35,9 +35,7 @@ def client_of(broker: Broker) -> Client:
 def failed_attempts(caplog: pytest.LogCaptureFixture) -> int:
     """Reconnect attempts reported to the adapter's error callback ("NATS <url>: <error>")."""
     return sum(
-        1
-        for r in caplog.records
-        if r.name == "eventwire.brokers.nats" and r.msg == "NATS %s: %s"
+        1 for r in caplog.records if r.name == "eventwire.brokers.nats" and r.msg == "NATS %s: %s"
     )
 
 

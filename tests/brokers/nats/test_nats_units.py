@@ -115,6 +115,28 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
     assert max(delays) <= opts.reconnect_max  # ... and never beyond it
 
 
+def test_backoff_stays_capped_after_thousands_of_failed_tries() -> None:
+    # 0.1 * 2**1024 overflows a float; a raising hook made nats-py spin without yielding.
+    opts = NatsOptions(reconnect_min=0.1, reconnect_max=2.0)
+    choose = backoff_handler(opts)
+    for attempts in (1023, 1024, 1100, 10**6):
+        _, delay = choose([SimpleNamespace(reconnects=attempts)], {})
+        assert 0.05 <= delay <= 2.0
+
+
+def test_reconnect_and_buffer_options_are_checked() -> None:
+    fastest = NatsOptions.from_url(
+        BrokerURL.parse("nats://h:1?reconnect_min=0.01&reconnect_max=0.01")
+    )
+    assert fastest.reconnect_min == fastest.reconnect_max == 0.01
+    for query in ("reconnect_min=0", "reconnect_min=0.001", "reconnect_min=3&reconnect_max=2"):
+        with pytest.raises(ConfigurationError, match="reconnect_min"):
+            NatsOptions.from_url(BrokerURL.parse(f"nats://h:1?{query}"))
+    assert NatsOptions.from_url(BrokerURL.parse("nats://h:1?pending_size=0")).pending_size == 0
+    with pytest.raises(ConfigurationError, match="pending_size"):
+        NatsOptions.from_url(BrokerURL.parse("nats://h:1?pending_size=-1"))
+
+
 def test_errors_are_translated_and_scrubbed() -> None:
     import nats.errors
 

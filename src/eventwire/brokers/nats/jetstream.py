@@ -239,11 +239,14 @@ class JetStreamBroker(BrokerBase):
                 with contextlib.suppress(BrokerError):
                     await self.ensure_stream(topic, fresh=True)
             attempt += 1
-            pause = random.uniform(0, min(1.0, 0.05 * 2**attempt))
+            pause = random.uniform(0, min(1.0, 0.05 * 2 ** min(attempt, 5)))  # no float overflow
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             # Sending again while reconnecting would only pile copies into the reconnect
             # buffer (the last copy is there and goes out on reconnect): wait for the link.
-            while not nc.is_connected and not nc.is_closed and loop.time() < deadline:
+            # (nats-py has nothing to await for "connected"; polling costs nothing here.)
+            while not (nc.is_connected or nc.is_closed):
+                if loop.time() >= deadline:
+                    break
                 await asyncio.sleep(0.05)
             if loop.time() >= deadline or nc.is_closed:
                 break
