@@ -148,3 +148,22 @@ async def test_outage_publishes_wait_then_fail_and_a_full_buffer_fails_at_once(
     )
     assert 1.9 <= waited < 15
     assert overflow < 5.0  # at once, not after publish_timeout
+
+
+async def test_core_publish_into_a_full_reconnect_buffer_fails_at_once(
+    private_nats: NatsServer,
+) -> None:
+    async with FaultProxy("127.0.0.1", private_nats.port) as proxy:
+        url = f"nats+core://127.0.0.1:{proxy.port}?pending_size=4096"
+        async with open_broker(url) as broker:
+            nc = broker.client  # type: ignore[attr-defined]
+            proxy.refuse()
+            await proxy.cut()
+            await until(lambda: nc.is_reconnecting, 30)
+            await broker.publish("core.full", Message(body=b"a" * 3000))  # fits: buffered
+            started = time.monotonic()
+            with pytest.raises(PublishError, match="not sent") as full:
+                await broker.publish("core.full", Message(body=b"b" * 3000))
+            assert time.monotonic() - started < 5.0
+            assert "OutboundBufferLimitError" in str(full.value)
+            assert not nc.is_closed  # still reconnecting, not given up
