@@ -9,15 +9,12 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from eventwire.brokers._support.lifecycle import BrokerBase
-from eventwire.brokers.nats._connection import open_connection, translate
-from eventwire.brokers.nats._envelope import check_size, from_nats, to_headers
-from eventwire.brokers.nats._options import NatsOptions
+from eventwire.brokers.nats._base import NatsBrokerBase
+from eventwire.brokers.nats._connection import translate
+from eventwire.brokers.nats._envelope import from_nats
 from eventwire.core.capabilities import BrokerProfile
-from eventwire.core.contract import Health
 from eventwire.core.errors import BrokerError, PublishError
 from eventwire.core.message import Delivery, Message, dead_letter_topic
 from eventwire.core.url import BrokerURL
@@ -57,46 +54,19 @@ class CoreDelivery(Delivery):
             await self._broker.publish(dead_letter_topic(self.topic), dead)
 
 
-class CoreNatsBroker(BrokerBase):
+class CoreNatsBroker(NatsBrokerBase):
     """``nats+core://``: subject ``<prefix>.<topic>``; ``group`` becomes a NATS queue group."""
+
+    connection_name = "eventwire-core"
 
     def __init__(self, url: BrokerURL, profile: BrokerProfile) -> None:
         super().__init__(url, profile)
-        self.options = NatsOptions.from_url(url)
-        self._inflight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._nc: Client | None = None
         self._feeds: set[_Feed] = set()
 
-    async def _connect(self) -> None:
-        self._nc = await open_connection(self.url, self.options, name="eventwire-core")
-
-    @property
-    def client(self) -> Client:
-        if self._nc is None:
-            raise BrokerError(f"NATS broker at {self.url} is not connected")
-        return self._nc
-
-    async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None:
-        # aclose() waits for publishes already under way, so a confirmed one is never cut off.
-        self._inflight += 1
-        self._idle.clear()
-        try:
-            await self._publish_now(topic, messages)
-        finally:
-            self._inflight -= 1
-            if not self._inflight:
-                self._idle.set()
-
-    async def _publish_now(self, topic: str, messages: tuple[Message, ...]) -> None:
+    async def _send(
+        self, topic: str, subject: str, prepared: list[tuple[Message, dict[str, str]]]
+    ) -> None:
         nc = self.client
-        subject = self.options.subject(topic)
-        prepared = []
-        for message in messages:
-            headers = to_headers(message)
-            check_size(message, headers, nc.max_payload)
-            prepared.append((message, headers))
         try:
             # Into nats-py's bounded outbound buffer (pending_size), written by its flusher and
             # kept across a reconnect; a full buffer raises. No per-publish flush(): core NATS
@@ -140,19 +110,8 @@ class CoreNatsBroker(BrokerBase):
     async def _aclose(self) -> None:
         for feed in list(self._feeds):
             feed.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), self.options.publish_timeout)
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.flush(timeout=2)
-            with contextlib.suppress(Exception):
-                await self._nc.close()
-
-    async def _health(self) -> Health:
-        nc = self.client
-        if nc.is_connected:
-            return Health(ok=True, detail="connected")
-        return Health(ok=False, detail="reconnecting" if nc.is_reconnecting else "disconnected")
+        await self._wait_for_publishes()
+        await self._close_connection()
 
 
 class _Feed:

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 
 import nats.errors
 import nats.js.errors
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -22,14 +21,13 @@ from nats.js.api import (
     StreamConfig,
 )
 
-from eventwire.brokers._support.lifecycle import BrokerBase
+from eventwire.brokers.nats._base import NatsBrokerBase
 from eventwire.brokers.nats._confirm import PubAcks
-from eventwire.brokers.nats._connection import open_connection, translate
+from eventwire.brokers.nats._connection import translate
 from eventwire.brokers.nats._envelope import check_size, to_headers
-from eventwire.brokers.nats._options import NatsOptions, safe_name
+from eventwire.brokers.nats._options import safe_name
 from eventwire.brokers.nats._pull import PullConsumer
 from eventwire.core.capabilities import BrokerProfile
-from eventwire.core.contract import Health
 from eventwire.core.errors import BrokerError, PublishError
 from eventwire.core.message import DEAD_LETTER_SUFFIX, Delivery, Message, dead_letter_topic
 from eventwire.core.url import BrokerURL
@@ -38,7 +36,7 @@ _STREAM_IN_USE = 10058  # "stream name already in use with a different configura
 _PERMANENT = (nats.js.errors.BadRequestError, nats.errors.MaxPayloadError)
 
 
-class JetStreamBroker(BrokerBase):
+class JetStreamBroker(NatsBrokerBase):
     """``nats://`` / ``tls://``: one stream per topic, one durable pull consumer per group.
 
     Streams are named ``<stream_prefix><topic>_<hash>`` and capture exactly the subject
@@ -46,13 +44,10 @@ class JetStreamBroker(BrokerBase):
     ``topic`` subscribes so that dead letters are kept before anyone reads them.
     """
 
+    connection_name = "eventwire-jetstream"
+
     def __init__(self, url: BrokerURL, profile: BrokerProfile) -> None:
         super().__init__(url, profile)
-        self.options = NatsOptions.from_url(url)
-        self._inflight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._acks: PubAcks | None = None
         self._streams: dict[str, asyncio.Task[str]] = {}
@@ -63,16 +58,11 @@ class JetStreamBroker(BrokerBase):
         self._pulls: set[PullConsumer] = set()
 
     async def _connect(self) -> None:
-        self._nc = await open_connection(self.url, self.options, name="eventwire-jetstream")
-        self._js = self._nc.jetstream(timeout=5.0)
-        self._acks = PubAcks(self._nc)
+        await super()._connect()
+        nc = self.client
+        self._js = nc.jetstream(timeout=5.0)
+        self._acks = PubAcks(nc)
         await self._acks.start()
-
-    @property
-    def client(self) -> Client:
-        if self._nc is None:
-            raise BrokerError(f"NATS broker at {self.url} is not connected")
-        return self._nc
 
     # -- topology ------------------------------------------------------------------------
     async def ensure_stream(self, topic: str, *, fresh: bool = False) -> str:
@@ -179,25 +169,9 @@ class JetStreamBroker(BrokerBase):
         return f"{self._js._prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
 
     # -- publish -------------------------------------------------------------------------
-    async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None:
-        # aclose() waits for publishes already under way, so a confirmed one is never cut off.
-        self._inflight += 1
-        self._idle.clear()
-        try:
-            await self._publish_now(topic, messages)
-        finally:
-            self._inflight -= 1
-            if not self._inflight:
-                self._idle.set()
-
-    async def _publish_now(self, topic: str, messages: tuple[Message, ...]) -> None:
-        nc = self.client
-        subject = self.options.subject(topic)
-        prepared = []
-        for message in messages:  # every message is checked before any is sent
-            headers = to_headers(message)
-            check_size(message, headers, nc.max_payload)
-            prepared.append((message, headers))
+    async def _send(
+        self, topic: str, subject: str, prepared: list[tuple[Message, dict[str, str]]]
+    ) -> None:
         await self.ensure_stream(topic)
         await self.publish_prepared(topic, subject, prepared)
 
@@ -300,21 +274,13 @@ class JetStreamBroker(BrokerBase):
 
     async def _aclose(self) -> None:
         await asyncio.gather(*(pull.aclose() for pull in list(self._pulls)))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), self.options.publish_timeout)
+        await self._wait_for_publishes()
         for task in self._streams.values():
             task.cancel()
         if self._acks is not None:
             with contextlib.suppress(Exception):
                 await self._acks.aclose()
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.flush(timeout=2)
-            with contextlib.suppress(Exception):
-                await self._nc.close()
+        await self._close_connection()
 
-    async def _health(self) -> Health:
-        nc = self.client
-        if nc.is_connected:
-            return Health(ok=True, detail=f"connected to {self.url}")
-        return Health(ok=False, detail="reconnecting" if nc.is_reconnecting else "disconnected")
+    def _connected_detail(self) -> str:
+        return f"connected to {self.url}"
