@@ -65,7 +65,7 @@ async def harness_for(
     name = request.node.name
     needs = requirements_of(getattr(request, "function", None))
     if RESTART in needs or "restart" in name or "reconnect" in name:
-        async with NatsServer() as server:
+        async with NatsServer(jetstream=scheme != "nats+core") as server:
             harness = NatsHarness(scheme, profile, f"127.0.0.1:{server.port}", server)
             yield harness
             await harness.aclose()
