@@ -19,6 +19,7 @@ _PROFILE_MODULES = (
     "eventwire.brokers.rabbitmq.profile",
     "eventwire.brokers.redis.profile",
     "eventwire.brokers.nats.profile",
+    "eventwire.brokers.kafka.profile",
 )
 
 

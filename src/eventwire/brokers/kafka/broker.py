@@ -1,0 +1,96 @@
+"""Broker layer: ``KafkaBroker``, the adapter behind ``kafka://`` and ``kafka+ssl://`` URLs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import cast
+
+from eventwire.brokers._support.lifecycle import BrokerBase
+from eventwire.brokers.kafka import envelope
+from eventwire.brokers.kafka.connection import KafkaConnection, PartitionLag
+from eventwire.brokers.kafka.options import KafkaOptions
+from eventwire.brokers.kafka.publisher import KafkaPublisher
+from eventwire.brokers.kafka.subscription import KafkaSubscription
+from eventwire.core.capabilities import BrokerProfile
+from eventwire.core.contract import Health
+from eventwire.core.errors import ClosedError
+from eventwire.core.message import Delivery, Message
+from eventwire.core.url import BrokerURL
+
+
+class KafkaBroker(BrokerBase):
+    """Publisher and subscriber over one idempotent producer and a consumer per subscription."""
+
+    def __init__(self, url: BrokerURL, profile: BrokerProfile) -> None:
+        super().__init__(url, profile)
+        self._options = KafkaOptions.from_url(url)
+        self._conn = KafkaConnection(self._options, str(url))
+        self._publisher = KafkaPublisher(self._conn)
+        self._subs: set[KafkaSubscription] = set()
+
+    @property
+    def options(self) -> KafkaOptions:
+        return self._options
+
+    @property
+    def created_topics(self) -> list[str]:
+        """Topics this object created (tests delete them afterwards)."""
+        return list(self._conn.created_topics)
+
+    async def delete_topics(self, names: list[str]) -> None:
+        """Delete topics (tests and tooling); missing ones are fine."""
+        await self.connect()
+        await self._conn.delete_topics(names)
+
+    async def lag(self, topic: str, group: str) -> list[PartitionLag]:
+        """Per partition of ``topic``: ``group``'s committed offset, the high watermark, lag."""
+        await self.connect()
+        return await self._conn.lag(topic, group)
+
+    async def _connect(self) -> None:
+        await self._conn.open()
+
+    async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None:
+        records = [envelope.encode(m) for m in messages]
+        await self._publisher.publish(topic, records, [m.id for m in messages])
+
+    def _subscribe(
+        self, topic: str, group: str | None, prefetch: int
+    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
+        if self._closed:
+            raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
+        return _Subscribe(
+            self, KafkaSubscription(self._conn, self._publisher, topic, group, prefetch)
+        )
+
+    async def _aclose(self) -> None:
+        # The contract's order: flush publishes, end subscriptions, close the clients.
+        await self._publisher.drain()
+        for sub in list(self._subs):
+            await sub.aclose()
+        await self._conn.aclose()
+
+    async def _health(self) -> Health:
+        try:
+            await self._conn.check_reachable(self._options.socket_timeout)
+        except Exception as exc:  # noqa: BLE001 - health reports, never raises
+            return Health(ok=False, detail=str(exc))
+        return Health(ok=True, detail="connected")
+
+
+class _Subscribe:
+    """Connects lazily and tracks the subscription so ``aclose`` can end its iterator."""
+
+    def __init__(self, broker: KafkaBroker, sub: KafkaSubscription) -> None:
+        self._broker, self._sub = broker, sub
+
+    async def __aenter__(self) -> AsyncIterator[Delivery]:
+        await self._broker.connect()
+        await self._sub.open()
+        self._broker._subs.add(self._sub)
+        return cast("AsyncIterator[Delivery]", self._sub)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._broker._subs.discard(self._sub)
+        await self._sub.aclose()

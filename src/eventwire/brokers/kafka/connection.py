@@ -1,0 +1,230 @@
+"""Broker layer: the Kafka clients one broker object shares (producer, admin) and the topology.
+
+librdkafka reconnects by itself; this module keeps every blocking call off the event loop: the
+producer is served by a poll thread that runs delivery callbacks, and admin calls return
+futures that are awaited through ``asyncio.wrap_future``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from eventwire.brokers.kafka.errors import error_of, reason, translate
+from eventwire.brokers.kafka.options import KafkaOptions
+from eventwire.core.errors import ConfigurationError
+
+log = logging.getLogger("eventwire.kafka")
+_POLL_SECONDS = 0.1
+_TOPIC_VISIBLE_WITHIN = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """One partition of a group: its committed offset, the high watermark and the difference."""
+
+    topic: str
+    partition: int
+    committed: int | None  # None: the group never committed here (it starts per reset policy)
+    high_watermark: int
+    lag: int
+
+
+class KafkaConnection:
+    """Producer + admin client of one broker object; ``where`` is the redacted URL."""
+
+    def __init__(self, options: KafkaOptions, where: str) -> None:
+        self.options = options
+        self.where = where
+        self.secret = options.password
+        self._producer: Producer | None = None
+        self._admin: AdminClient | None = None
+        self._poller: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._known: set[str] = set()
+        self._ensuring: dict[str, asyncio.Future[None]] = {}
+        self.created_topics: list[str] = []  # what this object created (tests delete them)
+
+    def client_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` with librdkafka's log lines routed to the ``eventwire.kafka`` logger."""
+        return {**config, "logger": log}
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            raise RuntimeError("KafkaConnection.open() was not called")
+        return self._producer
+
+    async def open(self) -> None:
+        """Create the clients and check the cluster answers (a clear error when it does not)."""
+        try:
+            self._admin = AdminClient(self.client_config(self.options.admin_config()))
+            self._producer = Producer(self.client_config(self.options.producer_config()))
+        except KafkaException as exc:
+            raise translate(exc, "configuring the client", self.where, self.secret) from exc
+        self._poller = threading.Thread(
+            target=self._poll_producer, name="eventwire-kafka-producer", daemon=True
+        )
+        self._poller.start()
+        await self.check_reachable(self.options.socket_timeout)
+
+    def _poll_producer(self) -> None:
+        producer = self.producer
+        while not self._stop.is_set():
+            producer.poll(_POLL_SECONDS)  # runs delivery callbacks in this thread
+
+    async def check_reachable(self, timeout: float) -> None:  # noqa: ASYNC109 - librdkafka's own
+        """Raise ``ConnectionLostError`` unless a metadata request is answered within timeout."""
+        admin = self._admin_client()
+        try:
+            await asyncio.to_thread(admin.list_topics, timeout=timeout)
+        except KafkaException as exc:
+            raise translate(exc, "connecting", self.where, self.secret) from exc
+
+    def _admin_client(self) -> AdminClient:
+        if self._admin is None:
+            raise RuntimeError("KafkaConnection.open() was not called")
+        return self._admin
+
+    async def ensure_topics(self, topics: Iterable[str]) -> None:
+        """Create (or with create_topics=false check) each topic not seen yet; concurrent-safe."""
+        wanted = [t for t in dict.fromkeys(topics) if t not in self._known]
+        if not wanted:
+            return
+        waits = [self._ensuring[t] for t in wanted if t in self._ensuring]
+        fresh = [t for t in wanted if t not in self._ensuring]
+        if fresh:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            for topic in fresh:
+                self._ensuring[topic] = future
+            try:
+                await self._ensure(fresh)
+                future.set_result(None)
+            except BaseException as exc:
+                future.set_exception(exc)
+                future.exception()  # retrieved: the waiters re-raise it themselves
+                raise
+            finally:
+                for topic in fresh:
+                    self._ensuring.pop(topic, None)
+        for wait in waits:
+            await asyncio.shield(wait)
+
+    async def _ensure(self, topics: list[str]) -> None:
+        admin = self._admin_client()
+        if self.options.create_topics:
+            new = [NewTopic(t, self.options.partitions, self.options.replication) for t in topics]
+            futures = admin.create_topics(new, operation_timeout=self.options.socket_timeout)
+            for topic, future in futures.items():
+                try:
+                    await asyncio.wrap_future(future)
+                    self.created_topics.append(topic)
+                except KafkaException as exc:
+                    error = error_of(exc)
+                    if error is None or error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise translate(
+                            exc, f"creating topic {topic!r}", self.where, self.secret
+                        ) from exc
+        await self._wait_visible(topics)
+        self._known.update(topics)
+
+    async def _wait_visible(self, topics: list[str]) -> None:
+        """Until metadata lists every topic: a consumer subscribing earlier would miss it."""
+        admin = self._admin_client()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _TOPIC_VISIBLE_WITHIN
+        while True:
+            try:
+                metadata = await asyncio.to_thread(
+                    admin.list_topics, timeout=self.options.socket_timeout
+                )
+            except KafkaException as exc:
+                raise translate(exc, "reading topic metadata", self.where, self.secret) from exc
+            missing = [
+                t
+                for t in topics
+                if t not in metadata.topics or metadata.topics[t].error is not None
+            ]
+            if not missing:
+                return
+            if not self.options.create_topics:
+                raise ConfigurationError(
+                    f"topic(s) {missing} do not exist on kafka at {self.where} and "
+                    "create_topics=false: create them (partitions, replication) or drop "
+                    "create_topics=false from the URL"
+                )
+            if loop.time() >= deadline:
+                raise ConfigurationError(
+                    f"topic(s) {missing} on kafka at {self.where} were created but are not "
+                    f"visible in the metadata after {_TOPIC_VISIBLE_WITHIN:g} s"
+                )
+            await asyncio.sleep(0.05)
+
+    async def delete_topics(self, topics: Iterable[str]) -> None:
+        """Delete ``topics`` (missing ones are fine); for tests and tooling."""
+        names = list(dict.fromkeys(topics))
+        if not names:
+            return
+        futures = self._admin_client().delete_topics(names, operation_timeout=30)
+        for topic, future in futures.items():
+            try:
+                await asyncio.wrap_future(future)
+            except KafkaException as exc:
+                error = error_of(exc)
+                if error is None or error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    log.warning("deleting topic %r failed: %s", topic, reason(exc, self.secret))
+            self._known.discard(topic)
+
+    async def lag(self, topic: str, group: str) -> list[PartitionLag]:
+        """Committed offset vs high watermark of every partition of ``topic`` for ``group``."""
+        config = self.client_config(self.options.consumer_config(group, from_earliest=True))
+        try:
+            return await asyncio.to_thread(_read_lag, config, topic, self.options.socket_timeout)
+        except KafkaException as exc:
+            raise translate(exc, f"reading the lag of {group!r}", self.where, self.secret) from exc
+
+    async def aclose(self) -> None:
+        """Flush what the producer still holds (bounded by publish_timeout), stop the thread."""
+        producer = self._producer
+        if producer is not None:
+            await asyncio.to_thread(producer.flush, self.options.publish_timeout)
+        self._stop.set()
+        if self._poller is not None:
+            await asyncio.to_thread(self._poller.join, 5)
+
+
+def _read_lag(config: dict[str, Any], topic: str, timeout: float) -> list[PartitionLag]:
+    consumer = Consumer(config)
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None:
+            return []
+        partitions = [TopicPartition(topic, p) for p in sorted(described.partitions)]
+        committed = consumer.committed(partitions, timeout=timeout)
+        result = []
+        for tp in committed:
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, tp.partition), timeout=timeout
+            )
+            offset = tp.offset if tp.offset >= 0 else None
+            result.append(
+                PartitionLag(
+                    topic=topic,
+                    partition=tp.partition,
+                    committed=offset,
+                    high_watermark=high,
+                    lag=max(high - (offset if offset is not None else _low), 0),
+                )
+            )
+        return result
+    finally:
+        consumer.close()

@@ -1,0 +1,392 @@
+"""Broker layer: one Kafka consumer confined to its own thread (poll, pause, commit, rebalance).
+
+Every call on a ``Consumer`` happens on this thread: librdkafka consumers are not safe to
+poll and close concurrently (FastStream #1963 crashed the process that way), and nothing here
+may block the event loop. The loop talks to the thread through a command queue (settled,
+stop) and the thread hands records to the loop with ``call_soon_threadsafe``.
+
+Flow control: each assigned partition has a local queue of records fetched but not yet handed
+out. A partition whose queue is not empty is paused (its head is not due yet, or the
+subscription has ``prefetch`` deliveries open); polling goes on meanwhile, so the group never
+evicts the member for a slow handler (``max.poll.interval.ms``) and rebalances are served.
+Commits carry only finished work (``offsets.PartitionProgress``), every ``commit_interval``,
+synchronously on revoke and on close; nothing is committed for partitions that were lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Message as RawRecord
+
+from eventwire.brokers.kafka import envelope
+from eventwire.brokers.kafka.offsets import PartitionProgress, parse_metadata
+
+log = logging.getLogger("eventwire.kafka")
+
+TP = tuple[str, int]
+_IDLE_POLL = 0.1  # seconds consume() blocks when there is room for more deliveries
+_FULL_WAIT = 0.05  # seconds to wait for a settle when prefetch deliveries are open
+_COMMITTED_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A record handed to the event loop, with what settling it needs."""
+
+    tp: TP
+    epoch: int
+    offset: int
+    attempt: int
+    decoded: envelope.Decoded
+
+
+class InFlight:
+    """Deliveries open at once across the workers of one subscription (its ``prefetch``)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used = 0
+        self._lock = threading.Lock()
+
+    @property
+    def room(self) -> int:
+        return self.limit - self._used
+
+    @property
+    def full(self) -> bool:
+        return self._used >= self.limit
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._used >= self.limit:
+                return False
+            self._used += 1
+            return True
+
+    def release(self, count: int = 1) -> None:
+        if count:
+            with self._lock:
+                self._used -= count
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerSpec:
+    """What a worker consumes and how."""
+
+    config: dict[str, Any]
+    topics: list[str]
+    group: str | None  # None: manual assignment from the high watermark (broadcast)
+    in_flight: InFlight
+    commit_interval: float
+    timeout: float  # seconds for metadata and watermark requests
+
+
+class ConsumerWorker:
+    """Runs the consumer thread; ``on_records``/``on_event`` are called on the event loop."""
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        loop: asyncio.AbstractEventLoop,
+        on_records: Callable[[list[Fetched]], None],
+        on_event: Callable[[str, BaseException | None], None],
+    ) -> None:
+        self._spec = spec
+        self._loop = loop
+        self._on_records = on_records
+        self._on_event = on_event
+        self._commands: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._progress: dict[TP, PartitionProgress] = {}
+        self._waiting: dict[TP, deque[RawRecord]] = {}
+        self._paused: set[TP] = set()
+        self._in_flight = spec.in_flight
+        self._epoch = 0
+        self.epochs: dict[TP, int] = {}  # read by the loop to drop stale records
+        self._stopping = False
+        self._last_commit = 0.0
+        self._thread = threading.Thread(
+            target=self._run, name="eventwire-kafka-consumer", daemon=True
+        )
+        self._done: asyncio.Future[None] = loop.create_future()
+
+    # -- called from the event loop ---------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def settled(self, item: Fetched) -> None:
+        self._commands.put(("settled", item.tp, item.epoch, item.offset))
+
+    def unhanded(self, items: list[Fetched]) -> None:
+        self._commands.put(("unhanded", items))
+
+    def is_current(self, item: Fetched) -> bool:
+        return self.epochs.get(item.tp) == item.epoch
+
+    async def stop(self) -> None:
+        """Commit finished work, leave the group, end the thread."""
+        self._commands.put(("stop",))
+        if self._thread.is_alive() or not self._done.done():
+            await asyncio.shield(self._done)
+
+    # -- the consumer thread ----------------------------------------------------------------
+
+    def _post(self, func: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
+            self._loop.call_soon_threadsafe(func, *args)
+
+    def _run(self) -> None:
+        consumer: Consumer | None = None
+        try:
+            consumer = Consumer(self._spec.config)
+            self._start(consumer)
+            while not self._stopping:
+                self._step(consumer)
+        except Exception as exc:  # noqa: BLE001 - reported to the subscription, not lost
+            self._post(self._on_event, "failed", exc)
+        finally:
+            if consumer is not None:
+                self._finish(consumer)
+            self._post(self._finished)
+
+    def _finished(self) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def _start(self, consumer: Consumer) -> None:
+        spec = self._spec
+        if spec.group is not None:
+            consumer.subscribe(
+                spec.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
+            )
+            return
+        partitions = []
+        for topic in spec.topics:
+            metadata = consumer.list_topics(topic, timeout=spec.timeout)
+            for partition in sorted(metadata.topics[topic].partitions):
+                _low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=spec.timeout
+                )
+                partitions.append(TopicPartition(topic, partition, high))
+        consumer.assign(partitions)
+        for tp in partitions:
+            self._track((tp.topic, tp.partition), {})
+        self._post(self._on_event, "assigned", None)
+
+    def _track(self, tp: TP, prior: dict[int, int]) -> None:
+        self._epoch += 1
+        self._progress[tp] = PartitionProgress(self._epoch, prior)
+        self._waiting[tp] = deque()
+        self.epochs[tp] = self._epoch
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        priors: dict[TP, dict[int, int]] = {}
+        if partitions:
+            try:
+                committed = consumer.committed(partitions, timeout=_COMMITTED_TIMEOUT)
+            except KafkaException as exc:
+                log.warning("reading committed offsets failed (%s); attempts restart", exc)
+                committed = []
+            for tp in committed:
+                priors[(tp.topic, tp.partition)] = parse_metadata(tp.metadata)
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._track(key, priors.get(key, {}))
+        if partitions:
+            self._post(self._on_event, "assigned", None)
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._commit(consumer, keys, asynchronous=False)
+        self._forget(keys)
+
+    def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Another member may own them already: committing now could overwrite its progress.
+        self._forget([(tp.topic, tp.partition) for tp in partitions])
+
+    def _forget(self, keys: list[TP]) -> None:
+        for key in keys:
+            progress = self._progress.pop(key, None)
+            if progress is not None:
+                self._in_flight.release(progress.open_count)
+            self._waiting.pop(key, None)
+            self._paused.discard(key)
+            self.epochs.pop(key, None)
+
+    def _step(self, consumer: Consumer) -> None:
+        room = self._in_flight.room
+        if room <= 0:
+            # Wake at once when a delivery is settled; poll(0) keeps rebalances served.
+            with contextlib.suppress(queue.Empty):
+                self._command(consumer, self._commands.get(timeout=_FULL_WAIT))
+            self._drain_commands(consumer)
+            record = consumer.poll(0)
+            records = [] if record is None else [record]
+        else:
+            self._drain_commands(consumer)
+            if self._stopping:
+                return
+            records = consumer.consume(num_messages=min(room, 500), timeout=_IDLE_POLL)
+        for record in records:
+            self._queue(record)
+        handed = self._dispatch()
+        self._flow(consumer)
+        self._maybe_commit(consumer)
+        if handed:
+            self._post(self._on_records, handed)
+
+    def _drain_commands(self, consumer: Consumer) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            self._command(consumer, command)
+
+    def _command(self, _consumer: Consumer, command: tuple[Any, ...]) -> None:
+        kind = command[0]
+        if kind == "settled":
+            _, tp, epoch, offset = command
+            progress = self._progress.get(tp)
+            if progress is not None and progress.epoch == epoch and progress.finished(offset):
+                self._in_flight.release()
+        elif kind == "unhanded":
+            for item in command[1]:
+                progress = self._progress.get(item.tp)
+                if progress is not None and progress.epoch == item.epoch:
+                    progress.unhanded(item.offset)
+        elif kind == "stop":
+            self._stopping = True
+
+    def _queue(self, record: RawRecord) -> None:
+        error = record.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("Kafka consumer error: %s", error.str())
+            return
+        topic, partition = record.topic(), record.partition()
+        if topic is None or partition is None:
+            return
+        waiting = self._waiting.get((topic, partition))
+        if waiting is not None:  # else: revoked since it was fetched
+            waiting.append(record)
+
+    def _dispatch(self) -> list[Fetched]:
+        """Hand out due heads of the partition queues, round-robin, while there is room."""
+        handed: list[Fetched] = []
+        now = time.time()
+        moved = True
+        while moved:
+            moved = False
+            for tp, waiting in self._waiting.items():
+                if not waiting or not self._due(waiting[0], now):
+                    continue
+                record = waiting[0]
+                decoded = self._decode(record)
+                progress = self._progress[tp]
+                offset = record.offset() or 0
+                if decoded.group is not None and decoded.group != self._spec.group:
+                    waiting.popleft()
+                    progress.skipped(offset)  # another group's retry copy
+                    moved = True
+                    continue
+                if not self._in_flight.take():
+                    return handed  # prefetch deliveries are open
+                waiting.popleft()
+                attempt = progress.attempt_for(offset, decoded.attempt)
+                progress.handed(offset, attempt)
+                handed.append(Fetched(tp, progress.epoch, offset, attempt, decoded))
+                moved = True
+        return handed
+
+    def _decode(self, record: RawRecord) -> envelope.Decoded:
+        topic, partition = record.topic() or "", record.partition() or 0
+        _kind, stamp = record.timestamp()
+        return envelope.decode(
+            topic,
+            partition,
+            record.offset() or 0,
+            record.key(),
+            record.value(),
+            record.headers(),
+            stamp,
+        )
+
+    def _due(self, record: RawRecord, now: float) -> bool:
+        due = _due_of(record)
+        return due is None or due <= now
+
+    def _flow(self, consumer: Consumer) -> None:
+        full = self._in_flight.full
+        want = {tp for tp, w in self._waiting.items() if w or full}
+        pause = [TopicPartition(t, p) for t, p in want - self._paused]
+        resume = [TopicPartition(t, p) for t, p in self._paused - want]
+        if pause:
+            consumer.pause(pause)
+        if resume:
+            consumer.resume(resume)
+        self._paused = want
+
+    def _maybe_commit(self, consumer: Consumer) -> None:
+        now = time.monotonic()
+        if now - self._last_commit >= self._spec.commit_interval:
+            self._last_commit = now
+            self._commit(consumer, list(self._progress), asynchronous=True)
+
+    def _commit(self, consumer: Consumer, keys: list[TP], *, asynchronous: bool) -> None:
+        if self._spec.group is None:
+            return  # broadcast: no group, nothing to resume from
+        offsets = []
+        values = []
+        for key in keys:
+            progress = self._progress.get(key)
+            value = None if progress is None else progress.to_commit()
+            if progress is not None and value is not None:
+                offsets.append(TopicPartition(key[0], key[1], value[0], metadata=value[1]))
+                values.append((progress, value))
+        if not offsets:
+            return
+        try:
+            if asynchronous:
+                consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("committing offsets failed (%s); retried at the next commit", exc)
+            return
+        for progress, value in values:
+            progress.committed(value)
+
+    def _finish(self, consumer: Consumer) -> None:
+        try:
+            self._drain_commands(consumer)
+            self._commit(consumer, list(self._progress), asynchronous=False)
+        except Exception as exc:  # noqa: BLE001 - closing must go on
+            log.warning("final commit failed: %s", exc)
+        try:
+            consumer.close()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("closing the consumer failed: %s", exc)
+
+
+def _due_of(record: RawRecord) -> float | None:
+    headers = record.headers() or ()
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    for name, value in pairs:
+        if name == envelope.DUE and value is not None:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
