@@ -107,6 +107,9 @@ class _Resolver:
         if key in self._seen:
             return []
         self._seen.add(key)
+        short = [str(r.get("name", "")).rsplit(".", 1)[-1] for r in (reader, writer)]
+        if short[0] != short[1] and writer.get("name") not in reader.get("aliases", ()):
+            return [f"{path}: record name changed from {short[1]} to {short[0]}"]
         written = {f["name"]: f for f in writer.get("fields", ())}
         for f in writer.get("fields", ()):
             for alias in f.get("aliases", ()):

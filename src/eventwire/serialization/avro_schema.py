@@ -4,6 +4,7 @@ Types map as Avro users expect: ``str`` string, ``int`` long, ``float`` double, 
 boolean, ``bytes`` bytes, ``X | None`` ``["null", X]``, ``list[X]`` array, ``dict[str, X]``
 map, nested models records, ``Enum`` (string values) enums, ``datetime`` timestamp-micros,
 ``date`` date, ``UUID`` uuid, ``Decimal`` is refused (give a schema with its precision).
+The record is named after the model's ``title`` (``ConfigDict(title=...)``), else its class.
 A field's default becomes the Avro default, so adding a field with a default to the model
 is a BACKWARD-compatible change.
 """
@@ -57,7 +58,9 @@ class _Deriver:
         self._defined: set[str] = set()
 
     def record(self, model: type[pydantic.BaseModel]) -> Any:
-        name = model.__name__
+        # ``model_config = ConfigDict(title="Order")`` names the record: versions of a model
+        # kept side by side as classes (OrderV1, OrderV2) must share the Avro name to resolve.
+        name = str(model.model_config.get("title") or model.__name__)
         if name in self._defined:
             return name  # a second use refers to the first definition by name
         self._defined.add(name)
