@@ -4,8 +4,8 @@ kind of bad body ending as the right decode error."""
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pydantic

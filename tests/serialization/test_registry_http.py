@@ -167,17 +167,21 @@ async def test_5xx_and_429_are_retried_then_succeed() -> None:
     def answer(n: int, _: dict[str, str]) -> tuple[int, bytes]:
         return (503, b"{}") if n == 1 else (429, b"{}") if n == 2 else (200, b'{"id": 41}')
 
-    async with scripted(answer) as (url, seen):
-        async with HTTPSchemaRegistry(url, sleep=no_sleep(), retries=3) as client:  # type: ignore[arg-type]
-            assert await client.register("s", V1) == 41
+    async with (
+        scripted(answer) as (url, seen),
+        HTTPSchemaRegistry(url, sleep=no_sleep(), retries=3) as client,  # type: ignore[arg-type]
+    ):
+        assert await client.register("s", V1) == 41
     assert len(seen) == 3
 
 
 async def test_persistent_failure_is_transient_error_after_retries() -> None:
-    async with scripted(lambda n, h: (500, b'{"message": "boom"}')) as (url, seen):
-        async with HTTPSchemaRegistry(url, sleep=no_sleep(), retries=2) as client:  # type: ignore[arg-type]
-            with pytest.raises(RegistryUnavailableError, match="after 3 tries"):
-                await client.schema_by_id(1)
+    async with (
+        scripted(lambda n, h: (500, b'{"message": "boom"}')) as (url, seen),
+        HTTPSchemaRegistry(url, sleep=no_sleep(), retries=2) as client,  # type: ignore[arg-type]
+    ):
+        with pytest.raises(RegistryUnavailableError, match="after 3 tries"):
+            await client.schema_by_id(1)
     assert len(seen) == 3
 
 
@@ -213,10 +217,12 @@ async def test_basic_auth_from_url_and_never_shown() -> None:
 
 
 async def test_bearer_token_and_refused_credentials() -> None:
-    async with scripted(lambda n, h: (401, b'{"message": "unauthorized"}')) as (url, seen):
-        async with HTTPSchemaRegistry(url, token="tok-123") as client:
-            with pytest.raises(RegistryError, match="check the registry credentials") as err:
-                await client.subjects()
+    async with (
+        scripted(lambda n, h: (401, b'{"message": "unauthorized"}')) as (url, seen),
+        HTTPSchemaRegistry(url, token="tok-123") as client,
+    ):
+        with pytest.raises(RegistryError, match="check the registry credentials") as err:
+            await client.subjects()
     assert seen[0]["authorization"] == "Bearer tok-123"
     assert "tok-123" not in str(err.value)
 
