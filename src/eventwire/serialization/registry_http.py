@@ -157,6 +157,9 @@ class HTTPSchemaRegistry:
         level = await self.compatibility_level(subject)
         if not await self.versions_or_empty(subject):
             return Compatibility(compatible=True, level=level, messages=("first version",))
+        if level == "NONE":
+            # NONE accepts any schema by definition; asked anyway, Apicurio answers "false".
+            return Compatibility(compatible=True, level=level, messages=("level NONE",))
         path = f"/compatibility/subjects/{_q(subject)}/versions/latest?verbose=true"
         if level.endswith("_TRANSITIVE"):
             path = f"/compatibility/subjects/{_q(subject)}/versions?verbose=true"
