@@ -19,8 +19,9 @@ JetStream design (each choice is what the conformance suite and tests/brokers/na
 * Publish: Nats-Msg-Id = message id (dedup), pipelined, returns once every PubAck arrived;
   unconfirmed ones are re-sent (dedup absorbs repeats) until ``publish_timeout`` (which must
   be shorter than the duplicate window), then ``PublishError``. Dead letter = confirmed
-  publish to ``topic.dlq`` (Nats-Msg-Id ``<id>.dlq.<group>``, id in ``x-eventwire-id``), then
-  ``term()``.
+  publish to ``topic.dlq`` (Nats-Msg-Id ``seq<original stream sequence>.dlq.<group>``, the
+  id in ``x-eventwire-id``: each dead-lettering is kept, a repeat after a crash is not), then
+  ``term()``. A replayed dead letter keeps its id; its Nats-Msg-Id names the replay run.
 * One connection per broker object; reconnects forever with capped, jittered backoff; pings
   every 3 s notice a dead link in <= ~12 s; lost pull requests/consumers/streams are recreated.
 

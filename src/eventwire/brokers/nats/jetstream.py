@@ -27,9 +27,16 @@ from eventwire.brokers.nats._connection import translate
 from eventwire.brokers.nats._envelope import check_size, to_headers
 from eventwire.brokers.nats._options import safe_name
 from eventwire.brokers.nats._pull import PullConsumer
+from eventwire.core import headers as h
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.errors import BrokerError, PublishError
-from eventwire.core.message import DEAD_LETTER_SUFFIX, Delivery, Message, dead_letter_topic
+from eventwire.core.message import (
+    DEAD_LETTER_SUFFIX,
+    Delivery,
+    Message,
+    dead_letter_topic,
+    new_message_id,
+)
 from eventwire.core.url import BrokerURL
 
 _STREAM_IN_USE = 10058  # "stream name already in use with a different configuration"
@@ -175,12 +182,26 @@ class JetStreamBroker(NatsBrokerBase):
         await self.ensure_stream(topic)
         await self.publish_prepared(topic, subject, prepared)
 
-    async def _publish_dead_letter(self, topic: str, dead: Message, group: str | None) -> None:
-        # One dead letter per (message, group): a second group's copy must not be dropped as a
-        # duplicate, while a repeat by the same group (crash before term()) still is.
+    async def _republish(self, topic: str, message: Message) -> None:
+        # A replay keeps the message id; as Nats-Msg-Id it would be dropped as a duplicate of
+        # the original inside the duplicate window, so the replay run and group name it.
+        run = message.headers.get(h.REPLAY_RUN) or new_message_id()
+        group = message.headers.get(h.REPLAY_GROUP) or "broadcast"
+        headers = to_headers(message, dedup_id=f"{message.id}.replay.{run}.{group}")
+        check_size(message, headers, self.client.max_payload)
+        await self._send(topic, self.options.subject(topic), [(message, headers)])
+
+    async def _publish_dead_letter(
+        self, topic: str, dead: Message, group: str | None, stream_seq: int | None
+    ) -> None:
+        # One dead letter per (stored message, group), deduplicated on the original's stream
+        # sequence, never on its id: a second group's copy, a replay that failed again and
+        # two producers' messages sharing an id are each kept, while a repeat by the same
+        # group of the same stored message (crash before term()) is still dropped.
         dead.validate(max_body_bytes=self.profile.capabilities.max_body_bytes)
         dlq = dead_letter_topic(topic)
-        headers = to_headers(dead, dedup_id=f"{dead.id}.dlq.{group or 'broadcast'}")
+        origin = new_message_id() if stream_seq is None else f"seq{stream_seq}"
+        headers = to_headers(dead, dedup_id=f"{origin}.dlq.{group or 'broadcast'}")
         check_size(dead, headers, self.client.max_payload)
         await self.ensure_stream(dlq)
         await self.publish_prepared(dlq, self.options.subject(dlq), [(dead, headers)])
@@ -247,8 +268,8 @@ class JetStreamBroker(NatsBrokerBase):
         async def ensure(start: int | None) -> str:
             return await self.ensure_consumer(topic, group, name, start)
 
-        async def sink(dead: Message) -> None:
-            await self._publish_dead_letter(topic, dead, group)
+        async def sink(dead: Message, stream_seq: int | None) -> None:
+            await self._publish_dead_letter(topic, dead, group, stream_seq)
 
         pull = PullConsumer(
             nc=self.client,
