@@ -176,6 +176,10 @@ class _OwnDeliveries:
     def __aiter__(self) -> AsyncIterator[Delivery]:
         return self
 
+    def __getattr__(self, name: str) -> object:
+        # Only for names this wrapper lacks: the adapter's own subscription stays inspectable.
+        return getattr(self._iterator, name)
+
     async def __anext__(self) -> Delivery:
         iterator = self._iterator
         if iterator is None:
