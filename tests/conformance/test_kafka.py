@@ -5,48 +5,32 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from _kafka_harness import SharedKafkaHarness, private_kafka
 
-from eventwire.brokers.catalog import open_broker
 from eventwire.brokers.kafka.broker import KafkaBroker
 from eventwire.testing.conformance import ConformanceSuite, Harness
-from eventwire.testing.conformance.harness import URLHarness
 
 pytestmark = [pytest.mark.conformance, pytest.mark.integration, pytest.mark.kafka]
 
-SHARED = "kafka://127.0.0.1:9092"
 
-
-class SharedKafkaHarness(URLHarness):
-    """The shared Kafka: no fault proxy in front of it (its advertised listener would bypass
-    one) and never restarted; every topic its clients created is deleted afterwards."""
-
-    def __init__(self) -> None:
-        super().__init__(SHARED)
-        self.upstream = None
-        self.opened: list[KafkaBroker] = []
-
-    async def aclose(self) -> None:
-        await delete_created_topics(SHARED, self.opened)
-
-
-async def delete_created_topics(url: str, brokers: list[KafkaBroker]) -> None:
-    """Delete what ``brokers`` created on ``url`` (shared server hygiene)."""
-    created = sorted({t for b in brokers for t in b.created_topics})
-    if not created:
-        return
-    admin = open_broker(url)
-    assert isinstance(admin, KafkaBroker)
-    try:
-        await admin.delete_topics(created)
-    finally:
-        await admin.aclose()
+def needs_private_server(request: pytest.FixtureRequest) -> bool:
+    """Restart and fault cases get a private Kafka: the shared one is never touched."""
+    return request.node.get_closest_marker("reconnect") is not None or any(
+        word in request.node.name for word in ("restart", "reconnect", "cut", "half_open")
+    )
 
 
 class TestKafkaConformance(ConformanceSuite):
     PROFILE = "kafka"
 
     @pytest.fixture
-    async def harness(self, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
+    async def harness(
+        self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    ) -> AsyncIterator[Harness]:
+        if needs_private_server(request):
+            async with private_kafka() as private:
+                yield private
+            return
         harness = SharedKafkaHarness()
         connect = KafkaBroker._connect
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from eventwire.cli import ops_commands, setup_commands
+from eventwire.cli import ops_commands, schema_commands, setup_commands
 from eventwire.cli.errors import OneLineErrorGroup
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 ops_commands.register(app)
 setup_commands.register(app)
+schema_commands.register_commands(app)
 
 
 def main() -> None:

@@ -24,6 +24,18 @@ from eventwire.core.errors import ConfigurationError
 
 log = logging.getLogger("eventwire.kafka")
 _POLL_SECONDS = 0.1
+
+
+class _LibrdkafkaLog:
+    """librdkafka's own log lines at DEBUG: it logs every failed reconnect try at ERROR, and
+    eventwire reports what matters (a publish or subscribe that failed) as errors itself."""
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        librdkafka_log.log(min(level, logging.DEBUG), message, *args)
+
+
+librdkafka_log = logging.getLogger("eventwire.kafka.librdkafka")
+_LIBRDKAFKA_LOG = _LibrdkafkaLog()
 _TOPIC_VISIBLE_WITHIN = 10.0
 
 
@@ -55,7 +67,7 @@ class KafkaConnection:
 
     def client_config(self, config: dict[str, Any]) -> dict[str, Any]:
         """``config`` with librdkafka's log lines routed to the ``eventwire.kafka`` logger."""
-        return {**config, "logger": log}
+        return {**config, "logger": _LIBRDKAFKA_LOG}
 
     @property
     def producer(self) -> Producer:

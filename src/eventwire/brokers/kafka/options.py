@@ -16,9 +16,10 @@ Query options (all optional):
 * ``linger_ms`` (default 5), ``compression`` (none, gzip, snappy, lz4, zstd; default lz4).
 * ``group_protocol`` (classic or consumer, default classic): classic uses cooperative-sticky
   assignment; consumer is KIP-848 (server-side assignment, Kafka 4.x).
-* ``session_timeout`` (seconds, default 10), ``heartbeat`` (seconds, default 1): a dead member
-  loses its partitions after ``session_timeout``; live members learn of a rebalance within
-  ``heartbeat``.
+* ``session_timeout`` (seconds, default 6, the broker's lowest by default) and ``heartbeat``
+  (seconds, default 1): a dead member loses its partitions after ``session_timeout`` (also how
+  long a group waits for its old members after a broker restart); live members learn of a
+  rebalance within ``heartbeat``.
 * ``commit_interval`` (seconds, default 1): how often finished work is committed; on revoke and
   on close it is committed at once.
 * ``socket_timeout`` (seconds, default 10): a request without an answer for that long tears
@@ -63,7 +64,7 @@ class KafkaOptions:
     linger_ms: int = 5
     compression: str = "lz4"
     group_protocol: str = "classic"
-    session_timeout: float = 10.0
+    session_timeout: float = 6.0
     heartbeat: float = 1.0
     commit_interval: float = 1.0
     socket_timeout: float = 10.0
