@@ -37,6 +37,9 @@ log = logging.getLogger("eventwire.kafka")
 TP = tuple[str, int]
 _IDLE_POLL = 0.1  # seconds consume() blocks when there is room for more deliveries
 _FULL_WAIT = 0.05  # seconds to wait for a settle when prefetch deliveries are open
+_FULL_POLL_EVERY = 0.2  # seconds between polls while prefetch deliveries are open
+_FETCH_BATCH = 500  # records taken from librdkafka per consume() call
+_QUEUE_LIMIT = 2000  # records waiting in one partition's queue before it is paused
 _COMMITTED_TIMEOUT = 10.0
 
 
@@ -115,6 +118,7 @@ class ConsumerWorker:
         self.epochs: dict[TP, int] = {}  # read by the loop to drop stale records
         self._stopping = False
         self._last_commit = 0.0
+        self._last_poll = 0.0
         self._thread = threading.Thread(
             target=self._run, name="eventwire-kafka-consumer", daemon=True
         )
@@ -225,22 +229,30 @@ class ConsumerWorker:
             self.epochs.pop(key, None)
 
     def _step(self, consumer: Consumer) -> None:
-        room = self._in_flight.room
-        if room <= 0:
-            # Wake at once when a delivery is settled; poll(0) keeps rebalances served.
+        if self._in_flight.full:
+            # Wake at once when a delivery is settled.
             with contextlib.suppress(queue.Empty):
                 self._command(consumer, self._commands.get(timeout=_FULL_WAIT))
-            self._drain_commands(consumer)
-            record = consumer.poll(0)
-            records = [] if record is None else [record]
+        self._drain_commands(consumer)
+        if self._stopping:
+            return
+        handed = self._dispatch()
+        now = time.monotonic()
+        if not self._in_flight.full:
+            # Block for new records only when nothing could be handed out right now.
+            records = _fetch(consumer, 0.0 if handed else _IDLE_POLL)
+            self._last_poll = now
+        elif now - self._last_poll >= _FULL_POLL_EVERY:
+            # Still polling while full: serves rebalances and keeps max.poll.interval.ms fed;
+            # what arrives waits in the partition queues (paused once they are long).
+            records = _fetch(consumer, 0.0)
+            self._last_poll = now
         else:
-            self._drain_commands(consumer)
-            if self._stopping:
-                return
-            records = consumer.consume(num_messages=min(room, 500), timeout=_IDLE_POLL)
+            records = []
         for record in records:
             self._queue(record)
-        handed = self._dispatch()
+        if records:
+            handed += self._dispatch()
         self._flow(consumer)
         self._maybe_commit(consumer)
         if handed:
@@ -328,8 +340,18 @@ class ConsumerWorker:
         return due is None or due <= now
 
     def _flow(self, consumer: Consumer) -> None:
-        full = self._in_flight.full
-        want = {tp for tp, w in self._waiting.items() if w or full}
+        """Pause partitions whose head is not due yet or whose queue is long; resume others.
+
+        Not paused merely because ``prefetch`` deliveries are open: librdkafka drops what it
+        fetched for a paused partition and fetches it again on resume, which costs a round
+        trip per ``prefetch`` messages; its own fetch queue bounds memory meanwhile.
+        """
+        now = time.time()
+        want = {
+            tp
+            for tp, w in self._waiting.items()
+            if w and (len(w) >= _QUEUE_LIMIT or not self._due(w[0], now))
+        }
         pause = [TopicPartition(t, p) for t, p in want - self._paused]
         resume = [TopicPartition(t, p) for t, p in self._paused - want]
         if pause:
@@ -378,6 +400,21 @@ class ConsumerWorker:
             consumer.close()
         except Exception as exc:  # noqa: BLE001
             log.warning("closing the consumer failed: %s", exc)
+
+
+def _fetch(consumer: Consumer, wait: float) -> list[RawRecord]:
+    """What librdkafka has, waiting up to ``wait`` for the first record only.
+
+    ``consume(n, timeout)`` waits until it has n records or the timeout passed, which would
+    add up to ``wait`` to the latency of every message on a quiet topic; ``poll`` returns
+    with the first one.
+    """
+    if wait > 0:
+        first = consumer.poll(wait)
+        if first is None:
+            return []
+        return [first, *consumer.consume(num_messages=_FETCH_BATCH - 1, timeout=0)]
+    return consumer.consume(num_messages=_FETCH_BATCH, timeout=0)
 
 
 def _due_of(record: RawRecord) -> float | None:
