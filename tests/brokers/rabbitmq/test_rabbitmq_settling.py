@@ -10,6 +10,7 @@ import aio_pika
 import pytest
 from rabbitmq_support import HOST, PORT, Opener
 
+from eventwire.brokers.rabbitmq import delays
 from eventwire.brokers.rabbitmq import settings as names
 from eventwire.core import headers as h
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
@@ -80,8 +81,7 @@ async def test_nack_delay_reaches_a_deleted_retry_queue(open_rmq: Opener, exchan
         second = await _next(sub)
         assert second.attempt == 2
         _same_message(second.message, sent)
-        queue = names.group_queue(exchange, topic, "g")
-        await _delete_queue(names.retry_queue(queue, names.retry_bucket(0.1)))
+        await _delete_queue(delays.level_queue(exchange, 0))
         await second.nack(delay=0.1)
         third = await _next(sub)
         assert third.attempt == 3
@@ -110,7 +110,7 @@ async def test_dead_letter_reaches_a_deleted_dead_letter_queue(
 async def test_broker_dead_letter_after_a_delayed_retry_names_topic_and_group(
     open_rmq: Opener,
 ) -> None:
-    """After a retry queue the routing key is the group queue's name, not the topic."""
+    """After a delayed retry the routing key is the delay key, not the topic."""
     topic = f"limit2.{uuid.uuid4().hex[:8]}"
     broker = await open_rmq(delivery_limit=1)
     async with (

@@ -58,6 +58,11 @@ class RabbitMQBroker(BrokerBase):
         return self._conn.topology.queue_names()
 
     @property
+    def declared_exchanges(self) -> list[str]:
+        """Exchanges this object declared (the main one and the delay levels)."""
+        return list(self._conn.topology.exchanges)
+
+    @property
     def reconnects(self) -> int:
         """How often the connection was re-established since ``connect``."""
         return self._conn.reconnects

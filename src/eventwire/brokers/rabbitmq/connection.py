@@ -22,10 +22,12 @@ import aio_pika
 import aiormq
 import aiormq.abc
 
+from eventwire.brokers.rabbitmq import delays, frames
 from eventwire.brokers.rabbitmq.errors import describe, translate
 from eventwire.brokers.rabbitmq.settings import RabbitMQSettings
 
 log = logging.getLogger("eventwire.rabbitmq")
+frames.install()  # before any connection reads a frame: a hostile header must not kill it
 
 Restorer = Callable[[aio_pika.abc.AbstractConnection], Awaitable[None]]
 
@@ -37,13 +39,18 @@ class Topology:
         self.exchanges: dict[str, str] = {}
         self.queues: dict[str, dict[str, Any]] = {}
         self.bindings: dict[tuple[str, str, str], None] = {}
+        # (destination exchange, source exchange, routing key): exchange-to-exchange
+        self.exchange_bindings: dict[tuple[str, str, str], None] = {}
 
     def queue_names(self) -> list[str]:
         return list(self.queues)
 
-    async def declare_exchange(self, channel: aiormq.abc.AbstractChannel, name: str) -> None:
-        await channel.exchange_declare(exchange=name, exchange_type="topic", durable=True)
-        self.exchanges[name] = "topic"
+    async def declare_exchange(
+        self, channel: aiormq.abc.AbstractChannel, name: str, *, force: bool = False
+    ) -> None:
+        if force or name not in self.exchanges:
+            await channel.exchange_declare(exchange=name, exchange_type="topic", durable=True)
+            self.exchanges[name] = "topic"
 
     async def declare_queue(
         self,
@@ -67,6 +74,40 @@ class Topology:
                 await channel.queue_bind(queue=name, exchange=exchange, routing_key=key)
                 self.bindings[(name, exchange, key)] = None
 
+    async def bind_exchange(
+        self,
+        channel: aiormq.abc.AbstractChannel,
+        destination: str,
+        source: str,
+        key: str,
+        *,
+        force: bool = False,
+    ) -> None:
+        if force or (destination, source, key) not in self.exchange_bindings:
+            await channel.exchange_bind(destination=destination, source=source, routing_key=key)
+            self.exchange_bindings[(destination, source, key)] = None
+
+    async def declare_delay_levels(
+        self, channel: aiormq.abc.AbstractChannel, exchange: str, top: int, *, force: bool
+    ) -> None:
+        """The delay levels 0..``top`` of ``exchange`` (``delays``), declared once each."""
+        deliver = delays.deliver_exchange(exchange)
+        await self.declare_exchange(channel, deliver, force=force)
+        for level in range(top + 1):
+            name = delays.level_exchange(exchange, level)
+            below = delays.level_exchange(exchange, level - 1) if level else deliver
+            await self.declare_exchange(channel, name, force=force)
+            await self.declare_queue(
+                channel,
+                delays.level_queue(exchange, level),
+                delays.level_queue_arguments(exchange, level),
+                ((name, delays.bit_pattern(level, "1")),),
+                force=force,
+            )
+            await self.bind_exchange(
+                channel, below, name, delays.bit_pattern(level, "0"), force=force
+            )
+
     async def replay(self, channel: aiormq.abc.AbstractChannel) -> None:
         """Declare everything recorded (idempotent on the broker)."""
         for name in self.exchanges:
@@ -75,6 +116,8 @@ class Topology:
             await channel.queue_declare(queue=name, durable=True, arguments=arguments)
         for queue, exchange, key in self.bindings:
             await channel.queue_bind(queue=queue, exchange=exchange, routing_key=key)
+        for destination, source, key in self.exchange_bindings:
+            await channel.exchange_bind(destination=destination, source=source, routing_key=key)
 
 
 class RabbitMQConnection:
@@ -136,8 +179,7 @@ class RabbitMQConnection:
             for _ in range(self.settings.channels):
                 channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
                 pool.append(cast("aiormq.Channel", await channel.get_underlay_channel()))
-            if not self.topology.exchanges:
-                await self.topology.declare_exchange(pool[0], self.settings.exchange)
+            await self.topology.declare_exchange(pool[0], self.settings.exchange)
             await self.topology.replay(pool[0])
             for restore in list(self._restorers.values()):
                 await restore(conn)

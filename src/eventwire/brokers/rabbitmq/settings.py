@@ -27,9 +27,6 @@ from eventwire.core.errors import ConfigurationError
 from eventwire.core.message import DEAD_LETTER_GROUP, DEAD_LETTER_SUFFIX, dead_letter_topic
 from eventwire.core.url import BrokerURL
 
-# Delayed retries wait in one quorum queue per (group queue, bucket): the delay is rounded UP
-# to the next bucket, so nack(delay) never comes back early. Longer delays use the last one.
-RETRY_BUCKETS: Final = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0)
 _MAX_NAME: Final = 255  # AMQP short string
 
 
@@ -101,29 +98,19 @@ class RabbitMQSettings:
         return settings
 
 
-def _bounded(name: str) -> str:
-    if len(name.encode()) <= _MAX_NAME:
+def bounded(name: str) -> str:
+    """``name`` if it fits an AMQP short string (255 bytes), else a prefix and its hash."""
+    raw = name.encode("utf-8", "surrogatepass")
+    if len(raw) <= _MAX_NAME:
         return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:24]
-    return f"{name[:200]}~{digest}"
+    digest = hashlib.sha256(raw).hexdigest()[:24]
+    # Cut by bytes, not characters: 200 four-byte characters would not fit either.
+    return f"{raw[:200].decode('utf-8', 'ignore')}~{digest}"
 
 
 def group_queue(exchange: str, topic: str, group: str) -> str:
     """The durable quorum queue of ``group`` on ``topic``; ':' cannot occur in either name."""
-    return _bounded(f"{exchange}:{topic}:{group}")
-
-
-def retry_queue(queue: str, bucket: float) -> str:
-    """The queue where messages of ``queue`` wait ``bucket`` seconds before going back."""
-    return _bounded(f"{queue}:retry-{round(bucket * 1000)}ms")
-
-
-def retry_bucket(delay: float) -> float:
-    """The smallest bucket >= ``delay`` (the largest one for longer delays)."""
-    for bucket in RETRY_BUCKETS:
-        if delay <= bucket:
-            return bucket
-    return RETRY_BUCKETS[-1]
+    return bounded(f"{exchange}:{topic}:{group}")
 
 
 def is_terminal(topic: str, group: str | None) -> bool:
@@ -142,18 +129,6 @@ def group_queue_arguments(settings: RabbitMQSettings, topic: str, group: str) ->
         "x-dead-letter-routing-key": dead_letter_topic(topic),
         # at-least-once dead-lettering keeps the message until the DLQ confirmed it; it needs
         # reject-publish overflow (https://www.rabbitmq.com/quorum-queues.html#dead-lettering).
-        "x-dead-letter-strategy": "at-least-once",
-        "x-overflow": "reject-publish",
-    }
-
-
-def retry_queue_arguments(queue: str, bucket: float) -> dict[str, object]:
-    """A quorum queue whose messages expire after ``bucket`` and dead-letter back to ``queue``."""
-    return {
-        "x-queue-type": "quorum",
-        "x-message-ttl": round(bucket * 1000),
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": queue,
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
     }
