@@ -184,6 +184,8 @@ def decode(
     user = {_text(k): _text(v) for k, v in raw.items() if k not in _INTERNAL}
     if dead_letters and h.DLQ_REASON not in user:
         _broker_dead_letter(raw.get("x-death"), problems, user)
+        if problems:  # even when x-death itself could not be read
+            user.setdefault(h.DLQ_REASON, f"{UNREADABLE}: {'; '.join(problems)}")
     key = raw.get(h.KEY)
     causation = raw.get(h.CAUSATION_ID)
     message = Message(

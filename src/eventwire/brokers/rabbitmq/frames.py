@@ -75,6 +75,10 @@ def _value(data: bytes, offset: int, depth: int, name: str, problems: list[str])
     """One typed field value at ``offset``: (offset after it, value)."""
     kind = data[offset : offset + 1]
     offset += 1
+    if kind in (b"F", b"A") and depth >= MAX_DEPTH:
+        # Its length is known: skip it and keep reading the headers after it (x-death).
+        problems.append(f"header {name!r} is nested deeper than {MAX_DEPTH} levels")
+        return _bounds(data, offset, name)[1], None
     if kind == b"F":
         return _table(data, offset, depth + 1, name, problems)
     if kind == b"A":
@@ -92,9 +96,7 @@ def _value(data: bytes, offset: int, depth: int, name: str, problems: list[str])
     return offset + consumed, value
 
 
-def _bounds(data: bytes, offset: int, depth: int, name: str) -> tuple[int, int]:
-    if depth > MAX_DEPTH:
-        raise _Unreadable(f"header {name!r} is nested deeper than {MAX_DEPTH} levels")
+def _bounds(data: bytes, offset: int, name: str) -> tuple[int, int]:
     (length,) = struct.unpack_from(">I", data, offset)
     end = offset + 4 + length
     if end > len(data):
@@ -105,7 +107,7 @@ def _bounds(data: bytes, offset: int, depth: int, name: str) -> tuple[int, int]:
 def _table(
     data: bytes, offset: int, depth: int, name: str, problems: list[str]
 ) -> tuple[int, dict[str, Any]]:
-    offset, end = _bounds(data, offset, depth, name)
+    offset, end = _bounds(data, offset, name)
     table: dict[str, Any] = {}
     while offset < end:
         offset, key = _short_str(data, offset, "a header name", problems)
@@ -116,7 +118,7 @@ def _table(
 def _array(
     data: bytes, offset: int, depth: int, name: str, problems: list[str]
 ) -> tuple[int, list[Any]]:
-    offset, end = _bounds(data, offset, depth, name)
+    offset, end = _bounds(data, offset, name)
     items: list[Any] = []
     while offset < end:
         offset, item = _value(data[:end], offset, depth, name, problems)
