@@ -131,3 +131,28 @@ async def test_broker_dead_letter_after_a_delayed_retry_names_topic_and_group(
     assert dead.message.headers[h.DLQ_REASON] == "delivery-limit"
     assert dead.message.headers[h.DLQ_ORIGINAL_TOPIC] == topic
     assert dead.message.headers[h.DLQ_GROUP] == "svc"
+
+
+async def test_nack_delay_is_honoured_within_bounded_error(open_rmq: Opener) -> None:
+    """Issue 10 #4: a requested delay d comes back after d, within max(1 s, 5 %) (the old
+    buckets turned 0.519 s into 1 s, 7.3 s into 10 s, 301 s into 900 s)."""
+    topic = f"delay.{uuid.uuid4().hex[:8]}"
+    broker = await open_rmq()
+    wanted = {b"a": 0.519, b"b": 2.7, b"c": 7.3}
+    loop = asyncio.get_running_loop()
+    nacked: dict[bytes, float] = {}
+    waited: dict[bytes, float] = {}
+    async with broker.subscribe(topic, group="g", prefetch=10) as sub:
+        await broker.publish(topic, *(Message(body=body) for body in wanted))
+        for _ in wanted:
+            first = await _next(sub)
+            nacked[first.message.body] = loop.time()
+            await first.nack(delay=wanted[first.message.body])
+        for _ in wanted:
+            again = await _next(sub)
+            waited[again.message.body] = loop.time() - nacked[again.message.body]
+            assert again.attempt == 2
+            await again.ack()
+    print("\nrequested -> waited (s):", {wanted[b]: round(w, 3) for b, w in waited.items()})
+    for body, delay in wanted.items():
+        assert delay - 0.05 <= waited[body] <= delay + max(1.0, 0.05 * delay), (delay, waited)
