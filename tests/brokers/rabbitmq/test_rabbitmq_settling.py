@@ -13,6 +13,7 @@ from rabbitmq_support import HOST, PORT, Opener
 from eventwire.brokers.rabbitmq import delays
 from eventwire.brokers.rabbitmq import settings as names
 from eventwire.core import headers as h
+from eventwire.core.errors import PublishError
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq]
@@ -55,11 +56,15 @@ async def test_consumer_comes_back_after_its_queue_is_deleted(
         await broker.publish(topic, Message(body=b"first"))
         await (await _next(sub)).ack()
         await _delete_queue(names.group_queue(exchange, topic, "g"))
-        # Publish until the re-declared queue takes one; each publish before that is dropped.
+        # Publish until the re-declared queue takes one; each publish before that comes back.
         sent = Message(body=b"after")
         async with asyncio.timeout(30):
             while True:
-                await broker.publish(topic, sent)
+                try:
+                    await broker.publish(topic, sent)
+                except PublishError:
+                    await asyncio.sleep(0.1)
+                    continue
                 try:
                     got = await _next(sub, patience=0.5)
                 except TimeoutError:

@@ -15,8 +15,10 @@ the broker redelivers it (attempt + 1). Leaving a subscription cancels the consu
 closing its channel, so acks sent just before are applied (quorum queues on 3.10 could
 otherwise redeliver them).
 
-Unroutable messages: an application publish to a topic no queue is bound to is confirmed and
-dropped by the broker (pub/sub: nobody subscribed, nobody misses it; no error). The adapter's
+Unroutable messages: an application publish to a topic no queue is bound to (no group has
+subscribed yet, no broadcast subscriber listens) is published ``mandatory``: the broker returns
+it and ``publish`` raises ``UnroutableError`` (a ``PublishError``) rather than letting the
+broker confirm and drop it; ``?unroutable=drop`` restores plain pub/sub. The adapter's
 own copies (retry, dead letter) are published ``mandatory``: if their queue was deleted behind
 our back they come back, the queue is declared again and the copy resent, so the original is
 never acked against a dropped copy. A consumer cancelled by the broker (its queue deleted)
@@ -77,7 +79,12 @@ class RabbitMQBroker(BrokerBase):
 
     async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None:
         outgoing = [(m.body, envelope.encode(m)) for m in messages]
-        await self._publisher.publish(self._settings.exchange, topic, outgoing)
+        await self._publisher.publish(
+            self._settings.exchange,
+            topic,
+            outgoing,
+            mandatory=self._settings.unroutable == "raise",
+        )
 
     def _subscribe(
         self, topic: str, group: str | None, prefetch: int

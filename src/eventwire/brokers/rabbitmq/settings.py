@@ -13,7 +13,11 @@ an outage a publish finding it full fails at once with ``PublishError``; while c
 waits for confirms to make room, within ``publish_timeout``),
 ``confirm_window`` (unconfirmed publishes in flight per call, default 1000),
 ``channels`` (publisher channel pool size, default 4), ``connect_timeout`` (default 10),
-``max_backoff`` (cap of the reconnect backoff in seconds, default 5).
+``max_backoff`` (cap of the reconnect backoff in seconds, default 5),
+``unroutable`` (``raise``, the default: a publish no queue takes, because no group has
+subscribed to the topic yet and no broadcast subscriber listens, fails with
+``UnroutableError`` instead of being confirmed and dropped; ``drop``: confirmed and dropped,
+plain pub/sub).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class RabbitMQSettings:
     channels: int = 4
     connect_timeout: float = 10.0
     max_backoff: float = 5.0
+    unroutable: str = "raise"
 
     def __repr__(self) -> str:
         # The password stays out of reprs, logs and tracebacks.
@@ -60,7 +65,7 @@ class RabbitMQSettings:
         query = dict(url.query)
         known = {
             "exchange", "heartbeat", "delivery_limit", "publish_timeout", "publish_buffer",
-            "confirm_window", "channels", "connect_timeout", "max_backoff",
+            "confirm_window", "channels", "connect_timeout", "max_backoff", "unroutable",
         }  # fmt: skip
         unknown = set(query) - known
         if unknown:
@@ -85,6 +90,7 @@ class RabbitMQSettings:
                 channels=int(query.get("channels", "4")),
                 connect_timeout=float(query.get("connect_timeout", "10")),
                 max_backoff=float(query.get("max_backoff", "5")),
+                unroutable=query.get("unroutable", "raise"),
             )
         except ValueError:
             raise ConfigurationError(
@@ -95,6 +101,11 @@ class RabbitMQSettings:
             or min(settings.confirm_window, settings.channels) < 1
         ):
             raise ConfigurationError(f"RabbitMQ URL options in {url} must be positive")
+        if settings.unroutable not in ("raise", "drop"):
+            raise ConfigurationError(
+                f"RabbitMQ URL option unroutable={settings.unroutable!r} in {url}: "
+                "use raise or drop"
+            )
         return settings
 
 
