@@ -29,6 +29,27 @@ from eventwire.brokers.rabbitmq.settings import RabbitMQSettings
 log = logging.getLogger("eventwire.rabbitmq")
 frames.install()  # before any connection reads a frame: a hostile header must not kill it
 
+
+class _ClientNoise(logging.Filter):
+    """aiormq logs every failed dial at ERROR and every lost connection with a traceback; this
+    adapter already logs one line for each (broker, attempt, next delay, cause). Those records
+    are demoted to DEBUG, and dropped unless DEBUG is enabled for their logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        noisy = record.exc_info is not None or record.msg == "error when creating transport: %r"
+        if not noisy or record.levelno <= logging.DEBUG:
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+_NOISE = _ClientNoise()
+for _name in ("aiormq.connection", "aio_pika.connection", "aio_pika.robust_connection"):
+    if _NOISE not in logging.getLogger(_name).filters:
+        logging.getLogger(_name).addFilter(_NOISE)
+
 Restorer = Callable[[aio_pika.abc.AbstractConnection], Awaitable[None]]
 
 
@@ -220,13 +241,15 @@ class RabbitMQConnection:
                 try:
                     await self._setup(await self._dial())
                 except Exception as exc:  # noqa: BLE001 - every failure means "try again later"
+                    delay = self.backoff(attempt)
                     log.warning(
-                        "RabbitMQ reconnect %d to %s failed: %s",
+                        "RabbitMQ reconnect attempt %d to %s failed (%s); next try in %.2f s",
                         attempt + 1,
                         self.where,
                         describe(exc, self.settings.password),
+                        delay,
                     )
-                    await self._sleep(self.backoff(attempt))
+                    await self._sleep(delay)
                     attempt += 1
                     continue
                 self.reconnects += 1
