@@ -161,3 +161,56 @@ async def test_nack_delay_is_honoured_within_bounded_error(open_rmq: Opener) -> 
     print("\nrequested -> waited (s):", {wanted[b]: round(w, 3) for b, w in waited.items()})
     for body, delay in wanted.items():
         assert delay - 0.05 <= waited[body] <= delay + max(1.0, 0.05 * delay), (delay, waited)
+
+
+RUN_MARK = "x-eventwire-replay-run"  # the mark `dlq replay` puts on what it republishes
+
+
+async def test_dead_letter_reading_is_a_snapshot_and_keeps_replay_marks(
+    open_rmq: Opener,
+) -> None:
+    """Issue 10 item 1, RabbitMQ's side: a DLQ reader gets each letter once (unsettled ones
+    are not handed out again while it reads), and a replayed message that fails again (a
+    delayed retry, then the adapter's dead letter or the broker's delivery-limit one) keeps
+    the replay's mark, so the replay can tell its own letters from those it must replay."""
+    topic = f"snap.{uuid.uuid4().hex[:8]}"
+    broker = await open_rmq(delivery_limit=1)
+    dlq_topic = dead_letter_topic(topic)
+    async with broker.subscribe(topic, group="svc", prefetch=10) as sub:
+        await broker.publish(
+            topic,
+            Message(body=b"adapter", headers={RUN_MARK: "r1"}),
+            Message(body=b"broker", headers={RUN_MARK: "r1"}),
+            *(Message(body=f"old-{i}".encode()) for i in range(3)),
+        )
+        for _ in range(5):
+            first = await _next(sub)
+            await first.nack(delay=0.1)  # through the delay levels
+        for _ in range(5):
+            again = await _next(sub)
+            if again.message.body == b"broker":
+                await again.nack()  # x-delivery-limit 1: the broker dead-letters the next return
+                await (await _next(sub)).nack()
+            else:
+                await again.dead_letter("handler-failed")
+    async with broker.subscribe(dlq_topic, group=DEAD_LETTER_GROUP, prefetch=100) as dlq:
+        seen = [await _next(dlq) for _ in range(5)]
+        with pytest.raises(TimeoutError):
+            await _next(dlq, patience=1.0)  # nothing handed out twice while unsettled
+    marks = {d.message.body: d.message.headers.get(RUN_MARK) for d in seen}
+    assert marks == {
+        b"adapter": "r1",
+        b"broker": "r1",
+        b"old-0": None,
+        b"old-1": None,
+        b"old-2": None,
+    }
+    reasons = {d.message.body: d.message.headers[h.DLQ_REASON] for d in seen}
+    assert reasons[b"broker"] == "delivery-limit"
+    assert reasons[b"adapter"] == "handler-failed"
+    # Left unsettled, they are all still there for the next reader, ids unchanged.
+    async with broker.subscribe(dlq_topic, group=DEAD_LETTER_GROUP, prefetch=100) as dlq:
+        again_seen = [await _next(dlq) for _ in range(5)]
+        for letter in again_seen:
+            await letter.ack()
+    assert sorted(d.message.id for d in again_seen) == sorted(d.message.id for d in seen)
