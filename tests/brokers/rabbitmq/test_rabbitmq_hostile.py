@@ -25,6 +25,7 @@ from pamqp.commands import Basic
 from rabbitmq_support import HOST, PORT, Opener
 
 from eventwire.brokers.rabbitmq import envelope, frames
+from eventwire.brokers.rabbitmq import settings as names
 from eventwire.core import headers as h
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, dead_letter_topic
 from eventwire.reliability.retry import RetryPolicy
@@ -172,6 +173,16 @@ async def _read_dlq(broker: Any, topic: str, count: int, patience: float) -> lis
     return letters
 
 
+async def _queued(queue: str) -> int:
+    connection = await aio_pika.connect(host=HOST, port=PORT)
+    try:
+        channel = await (await connection.channel()).get_underlay_channel()
+        ok = await channel.queue_declare(queue, passive=True)
+        return ok.message_count or 0
+    finally:
+        await connection.close()
+
+
 def test_tolerant_decoder_is_what_aiormq_reaches() -> None:
     import pamqp.frame
 
@@ -220,14 +231,23 @@ async def test_hostile_messages_never_harm_the_worker(open_rmq: Opener, exchange
         await asyncio.wait_for(worker, 30)  # returns normally: what exit 0 means for serve()
         conn_broker = app.broker
     reconnects = getattr(conn_broker, "reconnects", None)
+    unsettled = await _queued(names.group_queue(exchange, topic, "svc"))
     by_body = {letter.message.body: letter.message for letter in letters}
     unhandled_good = [m for m in by_body if m in {_body(n) for n in good}]
     over = {n: c for n, c in calls.items() if c > MAX_ATTEMPTS}
+    handled = {n for n in good if calls[n]} | {
+        int(json.loads(c.body)["n"])
+        for c in cases
+        if c.expect == "processed" and calls[int(json.loads(c.body)["n"])]
+    }
+    lost = len(good) + len(cases) - len(handled) - len(letters)
     figures = {
         "hostile cases injected": len(cases),
         "good processed/sent": f"{sum(1 for n in good if calls[n] == 1)}/{len(good)}",
         "good dead-lettered unhandled": len(unhandled_good),
         "dead letters": f"{len(letters)}/{len(dead_expected)}",
+        "unsettled": unsettled,
+        "lost": lost,
         "connection reconnects": reconnects,
         "calls above max_attempts": len(over),
     }
@@ -236,6 +256,8 @@ async def test_hostile_messages_never_harm_the_worker(open_rmq: Opener, exchange
     assert not unhandled_good
     assert not over
     assert reconnects == 0  # no frame closed the connection
+    assert unsettled == 0
+    assert lost == 0
     for case in cases:
         if case.expect == "processed":
             assert calls[int(json.loads(case.body)["n"])] == 1, case.name
