@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 
 import pytest
@@ -136,10 +137,19 @@ def test_broker_dead_letter_gets_a_reason_but_retry_expiry_does_not() -> None:
 
 def test_backoff_is_capped_exponential_with_jitter() -> None:
     settings = RabbitMQSettings.from_url(BrokerURL.parse("amqp://localhost/?max_backoff=5"))
-    low = RabbitMQConnection(settings, "x", rng=lambda: 0.0)
-    high = RabbitMQConnection(settings, "x", rng=lambda: 1.0)
+    high = RabbitMQConnection(settings, "x", rng=_Fixed(0.0))  # no jitter taken off
+    low = RabbitMQConnection(settings, "x", rng=_Fixed(0.999999999))
     assert low.backoff(0) == pytest.approx(0.05)
     assert high.backoff(0) == pytest.approx(0.1)
     assert high.backoff(3) == pytest.approx(0.8)
     assert high.backoff(100) == pytest.approx(5.0)
     assert low.backoff(100) == pytest.approx(2.5)
+
+
+class _Fixed(random.Random):
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def random(self) -> float:
+        return self.value

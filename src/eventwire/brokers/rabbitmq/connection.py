@@ -25,6 +25,7 @@ import aiormq.abc
 from eventwire.brokers.rabbitmq import delays, frames
 from eventwire.brokers.rabbitmq.errors import describe, translate
 from eventwire.brokers.rabbitmq.settings import RabbitMQSettings
+from eventwire.core.backoff import Backoff
 
 log = logging.getLogger("eventwire.rabbitmq")
 frames.install()  # before any connection reads a frame: a hostile header must not kill it
@@ -150,7 +151,7 @@ class RabbitMQConnection:
         where: str,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        rng: Callable[[], float] = random.random,
+        rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.where = where
@@ -158,6 +159,8 @@ class RabbitMQConnection:
         self.reconnects = 0
         self._sleep = sleep
         self._rng = rng
+        cap = settings.max_backoff
+        self._backoff = Backoff(initial=min(0.1, cap), cap=cap, jitter=0.5)
         self._conn: aio_pika.abc.AbstractConnection | None = None
         self._pool: list[aiormq.Channel] = []
         self._turn = 0
@@ -228,9 +231,9 @@ class RabbitMQConnection:
         )
 
     def backoff(self, attempt: int) -> float:
-        """Capped exponential backoff with jitter: 0.1 s doubling up to max_backoff, x0.5-1."""
-        base = min(self.settings.max_backoff, 0.1 * (2.0 ** min(attempt, 30)))
-        return base * (0.5 + self._rng() / 2)
+        """Seconds before try ``attempt + 1`` (0-based): 0.1 s doubling up to max_backoff,
+        x0.5-1 (``core.backoff``)."""
+        return self._backoff.delay(attempt + 1, self._rng)
 
     async def _supervise(self) -> None:
         while not self._closing:
