@@ -3,8 +3,13 @@
 Topology: one durable topic exchange (``exchange=`` option, default "eventwire") with routing
 key = topic; a durable quorum queue per (topic, group) with x-delivery-limit and at-least-once
 dead-lettering to ``dead_letter_topic(topic)``, whose queue (group ``DEAD_LETTER_GROUP``) is
-declared whenever the source is subscribed; TTL retry queues per delay bucket for
-``nack(delay)``; an exclusive auto-delete server-named queue per broadcast subscriber.
+declared whenever the source is subscribed; shared binary-decomposed TTL delay levels for
+``nack(delay)`` (``delays``); an exclusive auto-delete server-named queue per broadcast
+subscriber, with the same dead-letter exchange.
+
+Decoding boundary: whatever a producer sends becomes a ``Message`` (``envelope.decode`` is
+total) or, when its properties cannot be read at all (``frames``), a broker-side dead letter
+with every byte kept; the connection never closes over a message.
 
 Known windows, all on the side of duplicates, never loss: ``dead_letter`` and ``nack(delay)``
 publish a confirmed copy and then ack the original, so a crash between the two leaves both;
