@@ -316,3 +316,28 @@ async def test_raw_client_sees_the_same_bytes_the_producer_sent(exchange: str) -
         assert got.header.properties.message_id == "\\xff"
     finally:
         await connection.close()
+
+
+async def test_broadcast_subscriber_dead_letters_unreadable_and_counts_its_own_retries(
+    open_rmq: Opener, exchange: str
+) -> None:
+    """Broadcast queues got the same dead-letter exchange; their retries (sent straight to the
+    queue) are the only place their attempt header is trusted."""
+    topic = f"hostbc.{uuid.uuid4().hex[:8]}"
+    broker = await open_rmq()
+    async with broker.subscribe(topic) as sub:
+        bad = Hostile("non-UTF-8 id", b"bc-bad", raw_properties(message_id=b"\xff"), "dead:")
+        forged = Hostile(
+            "forged attempt", b"bc-forged", Basic.Properties(headers={h.ATTEMPT: "-1000"}), ""
+        )
+        await _publish_raw(exchange, topic, [bad, forged])
+        async with asyncio.timeout(30):
+            first = await anext(sub)
+            assert (first.message.body, first.attempt) == (b"bc-forged", 1)
+            await first.nack(delay=0.05)
+            second = await anext(sub)
+            assert (second.message.body, second.attempt) == (b"bc-forged", 2)
+            await second.ack()
+    letters = await _read_dlq(broker, topic, 1, patience=30)
+    assert letters[0].message.body == b"bc-bad"
+    assert letters[0].message.headers[h.DLQ_REASON].startswith(envelope.UNREADABLE)
