@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
+import signal
 import struct
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -27,7 +31,7 @@ from rabbitmq_support import HOST, PORT, Opener
 from eventwire.brokers.rabbitmq import envelope, frames
 from eventwire.brokers.rabbitmq import settings as names
 from eventwire.core import headers as h
-from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, dead_letter_topic
+from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 from eventwire.reliability.retry import RetryPolicy
 from eventwire.runtime.app import App
 
@@ -295,9 +299,7 @@ async def test_dead_letter_reader_lists_unreadable_letters_with_their_reason(
     assert broker.reconnects == 0
 
 
-def _good_message() -> Any:
-    from eventwire.core.message import Message
-
+def _good_message() -> Message:
     return Message(body=b'{"n": 1}', content_type="application/json")
 
 
@@ -341,3 +343,90 @@ async def test_broadcast_subscriber_dead_letters_unreadable_and_counts_its_own_r
     letters = await _read_dlq(broker, topic, 1, patience=30)
     assert letters[0].message.body == b"bc-bad"
     assert letters[0].message.headers[h.DLQ_REASON].startswith(envelope.UNREADABLE)
+
+
+_SERVICE = """
+import os, pydantic
+from eventwire.reliability.retry import RetryPolicy
+from eventwire.runtime.app import App
+
+app = App(shutdown_timeout=5)
+CALLS = os.environ["HOSTILE_CALLS"]
+
+class Order(pydantic.BaseModel):
+    n: int
+    fail: bool = False
+
+@app.subscriber(
+    os.environ["HOSTILE_TOPIC"], group="svc", concurrency=4, idempotent=True,
+    retry=RetryPolicy(max_attempts=3, initial_delay=0.1, max_delay=0.2),
+)
+async def handle(order: Order) -> None:
+    with open(CALLS, "a") as out:
+        out.write(f"{order.n}\\n")
+    if order.fail:
+        raise RuntimeError("always fails")
+"""
+
+
+async def test_worker_process_survives_hostile_messages_and_exits_0_on_sigterm(
+    open_rmq: Opener, exchange: str, tmp_path: Path
+) -> None:
+    topic = f"hostproc.{uuid.uuid4().hex[:8]}"
+    url = f"amqp://guest:guest@{HOST}:{PORT}/?exchange={exchange}"
+    (tmp_path / "svc.py").write_text(_SERVICE)
+    calls_file = tmp_path / "calls.txt"
+    calls_file.touch()
+    env = {**os.environ, "HOSTILE_CALLS": str(calls_file), "HOSTILE_TOPIC": topic}
+    broker = await open_rmq()
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "eventwire.cli", "run", "svc.py:app", "--broker", url,
+        cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        queue = names.group_queue(exchange, topic, "svc")
+        async with asyncio.timeout(60):
+            while await _consumers(queue) < 1:
+                assert worker.returncode is None, "the worker exited before it consumed"
+                await asyncio.sleep(0.1)
+        cases = list(hostile_cases())
+        good = [Message(body=_body(n), content_type="application/json") for n in range(30)]
+        await broker.publish(topic, *good[:15])
+        await _publish_raw(exchange, topic, cases)
+        await broker.publish(topic, *good[15:])
+        dead = [c for c in cases if c.expect.startswith("dead:")]
+        letters = await _read_dlq(broker, topic, len(dead), patience=60)
+
+        def calls() -> collections.Counter[int]:
+            return collections.Counter(int(x) for x in calls_file.read_text().split())
+
+        async with asyncio.timeout(30):
+            while any(calls()[n] == 0 for n in range(30)):
+                await asyncio.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            _, err = await worker.communicate()
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    assert worker.returncode == 0, err.decode()[-2000:]
+    assert "Traceback" not in err.decode()
+    counted = calls()
+    assert all(counted[n] == 1 for n in range(30)), counted
+    assert max(counted.values()) <= MAX_ATTEMPTS
+    assert sorted(m.message.body for m in letters) == sorted(c.body for c in dead)
+    assert await _queued(queue) == 0
+
+
+async def _consumers(queue: str) -> int:
+    connection = await aio_pika.connect(host=HOST, port=PORT)
+    try:
+        channel = await (await connection.channel()).get_underlay_channel()
+        try:
+            ok = await channel.queue_declare(queue, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return 0
+        return ok.consumer_count or 0
+    finally:
+        await connection.close()
