@@ -214,3 +214,20 @@ async def test_dead_letter_reading_is_a_snapshot_and_keeps_replay_marks(
         for letter in again_seen:
             await letter.ack()
     assert sorted(d.message.id for d in again_seen) == sorted(d.message.id for d in seen)
+
+
+async def test_delayed_retry_reaches_its_group_queue_deleted_meanwhile(
+    open_rmq: Opener, exchange: str
+) -> None:
+    """The queue comes back with its deliver binding at every (re)open, so a retry waiting in
+    the delay levels while its group queue is deleted and declared again still arrives."""
+    topic = f"regone.{uuid.uuid4().hex[:8]}"
+    broker = await open_rmq()
+    async with broker.subscribe(topic, group="g") as sub:
+        await broker.publish(topic, Message(body=b"waiting"))
+        await (await _next(sub)).nack(delay=1.5)
+        await _delete_queue(names.group_queue(exchange, topic, "g"))
+        again = await _next(sub)
+        assert again.message.body == b"waiting"
+        assert again.attempt == 2
+        await again.ack()

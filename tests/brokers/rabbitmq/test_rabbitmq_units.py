@@ -153,3 +153,14 @@ class _Fixed(random.Random):
 
     def random(self) -> float:
         return self.value
+
+
+def test_a_producer_ttl_running_out_is_a_death_a_delay_level_is_not() -> None:
+    def reason(queue: str) -> str | None:
+        death = {"reason": "expired", "queue": queue, "routing-keys": ["orders"]}
+        props = Basic.Properties(message_id="m", headers={"x-death": [death]})
+        message, _ = envelope.decode(b"x", props, redelivered=False, dead_letters=True)
+        return message.headers.get(h.DLQ_REASON)
+
+    assert reason("ew:orders:billing") == "expired"
+    assert reason(delays.level_queue("ew", 3)) is None

@@ -35,6 +35,7 @@ MAX_ATTEMPT: Final = 1_000_000
 _LAST_SECOND: Final = 253_402_300_799.0  # 9999-12-31T23:59:59Z
 _AMQP_STAMP_MAX: Final = 0xFFFFFFFF  # pamqp reads larger AMQP timestamps as milliseconds
 _HASHED: Final = re.compile(r"~[0-9a-f]{24}$")  # settings.bounded shortened a long name
+_RETRY_QUEUE: Final = re.compile(r"\.delay-\d+$|:retry-\d+ms$")
 _DELAY_KEY: Final = re.compile(rf"(?:[01]\.){{{delays.LEVELS}}}q[0-9a-f]{{32}}$")
 DELIVERY_COUNT: Final = "x-delivery-count"
 UNREADABLE: Final = "unreadable envelope"
@@ -102,15 +103,18 @@ def _broker_dead_letter(deaths: object, problems: tuple[str, ...], user: dict[st
     """Name the reason when the broker itself dead-lettered the message.
 
     ``delivery_limit``: too many returns; ``rejected``: the adapter found the envelope
-    unreadable and let the broker move it, bytes untouched. Expiry from a delay queue also
-    leaves an x-death entry; that one is a retry, not a death.
+    unreadable and let the broker move it, bytes untouched; ``expired``: a producer's
+    per-message TTL ran out in the group queue. Expiry from a delay level also leaves an
+    x-death entry; that one is a retry, not a death.
     """
     if not isinstance(deaths, list):
         return
     for death in deaths:
-        if not isinstance(death, dict) or death.get("reason") in (None, "expired"):
+        if not isinstance(death, dict) or death.get("reason") is None:
             continue
         reason = _text(death["reason"])
+        if reason == "expired" and _RETRY_QUEUE.search(_text(death.get("queue", ""))):
+            continue  # waited in a delay level (or a retry queue of older versions)
         if reason == "rejected":
             detail = "; ".join(problems) or "the consumer could not read it"
             user[h.DLQ_REASON] = f"{UNREADABLE}: {detail}"

@@ -74,13 +74,9 @@ class RabbitMQSubscription:
         channel = await conn.channel(publisher_confirms=False)
         raw = await channel.get_underlay_channel()
         exchange = self._settings.exchange
-        topology = self._conn.topology
         # Declared afresh (force) on every (re)open: the queue may have been deleted meanwhile.
         if self.group is not None:
-            args = names.group_queue_arguments(self._settings, self.topic, self.group)
-            await topology.declare_queue(
-                raw, self._queue, args, ((exchange, self.topic),), force=True
-            )
+            await self._declare_group_queue(raw, force=True)
         else:
             # A dead-letter exchange like the group queues': unreadable deliveries are
             # rejected into the DLQ by the broker itself.
@@ -106,6 +102,24 @@ class RabbitMQSubscription:
         raw.on_consumer_cancel_callbacks.add(self._on_consumer_cancel)
         consume = await raw.basic_consume(self._queue, self._on_message, no_ack=False)
         self._consumer_tag = consume.consumer_tag or ""
+
+    async def _declare_group_queue(
+        self, channel: aiormq.abc.AbstractChannel, *, force: bool
+    ) -> None:
+        """The group's queue, bound to the topic and to the delay levels' deliver exchange
+        (bound at every open, so a retry in the levels finds its way back to a queue that
+        was deleted and declared again meanwhile)."""
+        exchange = self._settings.exchange
+        deliver = delays.deliver_exchange(exchange)
+        topology = self._conn.topology
+        await topology.declare_exchange(channel, deliver, force=force)
+        await topology.declare_queue(
+            channel,
+            self._queue,
+            names.group_queue_arguments(self._settings, self.topic, self.group or ""),
+            ((exchange, self.topic), (deliver, "#." + delays.target_token(self._queue))),
+            force=force,
+        )
 
     async def _declare_dlq(self, channel: aiormq.abc.AbstractChannel) -> None:
         exchange = self._settings.exchange
@@ -263,15 +277,8 @@ class RabbitMQSubscription:
         async def declare(force: bool) -> None:
             topology = self._conn.topology
             await topology.declare_delay_levels(channel, exchange, top, force=force)
-            deliver = delays.deliver_exchange(exchange)
-            token = "#." + delays.target_token(self._queue)
-            await topology.declare_queue(
-                channel,
-                self._queue,
-                names.group_queue_arguments(self._settings, self.topic, self.group or ""),
-                ((deliver, token),),
-                force=force,
-            )
+            if force:  # the copy came back: the group queue or its binding may be gone too
+                await self._declare_group_queue(channel, force=True)
             self._delay_levels = max(self._delay_levels, top)
 
         if top > self._delay_levels:
