@@ -430,3 +430,32 @@ async def _consumers(queue: str) -> int:
         return ok.consumer_count or 0
     finally:
         await connection.close()
+
+
+async def test_dlq_list_command_shows_every_unreadable_letter_with_its_reason(
+    open_rmq: Opener, exchange: str
+) -> None:
+    topic = f"hostcli.{uuid.uuid4().hex[:8]}"
+    url = f"amqp://guest:guest@{HOST}:{PORT}/?exchange={exchange}"
+    broker = await open_rmq()
+    cases = [c for c in hostile_cases() if c.expect.endswith(envelope.UNREADABLE)]
+    dlq = names.group_queue(exchange, dead_letter_topic(topic), DEAD_LETTER_GROUP)
+    async with broker.subscribe(topic, group="g") as sub:
+        pulling = asyncio.create_task(anext(sub))  # never returns: none of them is readable
+        await _publish_raw(exchange, topic, cases)
+        async with asyncio.timeout(30):
+            while await _queued(dlq) < len(cases):
+                await asyncio.sleep(0.05)  # each one rejected into the DLQ
+        pulling.cancel()
+    listing = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "eventwire.cli", "dlq", "list", topic, "-b", url, "--wait", "1",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(listing.communicate(), 60)
+    assert listing.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert lines[-1].startswith(f"{len(cases)} dead letter(s)"), lines
+    reasons = [line for line in lines if f"reason={envelope.UNREADABLE}: " in line]
+    assert len(reasons) == len(cases), lines
+    assert any("message_id is not valid UTF-8" in line for line in reasons)
+    assert "Traceback" not in err.decode()
