@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from nats.aio.msg import Msg
 
 from eventwire.brokers.nats._base import NatsBrokerBase
-from eventwire.brokers.nats._connection import translate
+from eventwire.brokers.nats._connection import subscribed, translate
 from eventwire.brokers.nats._envelope import from_nats
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.errors import BrokerError, PublishError
@@ -95,7 +95,7 @@ class CoreNatsBroker(NatsBrokerBase):
             sub = await self.client.subscribe(
                 self.options.subject(topic), queue=group or "", cb=on_msg
             )
-            await self.client.flush(timeout=5)  # the SUB reached the server: publishes reach us
+            await subscribed(self.client)  # the server has the SUB: publishes reach us now
         except Exception as exc:
             raise translate(exc, self.url, f"subscribing to {topic!r}") from exc
         self._feeds.add(feed)
