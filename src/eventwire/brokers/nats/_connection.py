@@ -115,7 +115,10 @@ async def open_connection(url: BrokerURL, options: NatsOptions, *, name: str) ->
     return client
 
 
-async def subscribed(client: Client, *, timeout: float = 5.0) -> None:
+_BARRIER_TIMEOUT = 5  # seconds per round trip (nats-py wants an int)
+
+
+async def subscribed(client: Client) -> None:
     """Return once the server has processed every SUB this client sent so far.
 
     One ``flush()`` is not enough: nats-py writes flush()'s PING straight to the socket, while
@@ -125,5 +128,5 @@ async def subscribed(client: Client, *, timeout: float = 5.0) -> None:
     round trip is under way the flusher task has written the SUB; the second PING follows it
     on the wire, so its PONG proves the server has the subscription.
     """
-    await client.flush(timeout=timeout)
-    await client.flush(timeout=timeout)
+    await client.flush(timeout=_BARRIER_TIMEOUT)
+    await client.flush(timeout=_BARRIER_TIMEOUT)
