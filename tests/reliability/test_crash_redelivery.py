@@ -66,7 +66,7 @@ async def test_a_killed_workers_message_returns_after_the_shorter_setting(url: s
         async with broker.subscribe(topic, group="workers"):
             pass  # the group exists before the message
         await broker.publish(topic, sent)
-        child = subprocess.Popen(  # noqa: ASYNC220 - a child we own and kill
+        child = subprocess.Popen(
             [sys.executable, "-c", CHILD, url, topic], stdout=subprocess.PIPE, text=True
         )
         try:
