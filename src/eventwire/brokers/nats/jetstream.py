@@ -27,13 +27,14 @@ from eventwire.brokers._support.retention import dropped_unread
 from eventwire.brokers.nats._base import NatsBrokerBase
 from eventwire.brokers.nats._confirm import PubAcks
 from eventwire.brokers.nats._connection import translate
-from eventwire.brokers.nats._envelope import check_size, to_headers
+from eventwire.brokers.nats._envelope import check_size, from_nats, to_headers
 from eventwire.brokers.nats._options import safe_name
 from eventwire.brokers.nats._pull import PullConsumer
 from eventwire.core import headers as h
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.errors import BrokerError, PublishError
 from eventwire.core.message import (
+    DEAD_LETTER_GROUP,
     DEAD_LETTER_SUFFIX,
     Delivery,
     Message,
@@ -230,6 +231,34 @@ class JetStreamBroker(NatsBrokerBase):
                 await self.trim(topic)
             except Exception as exc:  # noqa: BLE001 - reconnecting, or the stream is gone
                 log.debug("NATS retention pass on %r failed: %s", topic, exc)
+
+    # -- passive reads (dlq list) ---------------------------------------------------------
+    async def browse_dead_letters(self, topic: str, limit: int) -> list[Message] | None:
+        """Dead letters of ``topic`` the ``eventwire-dlq`` consumer has not acknowledged,
+        read with direct gets: no stream or consumer is created, nothing is delivered or
+        moved. None if the topic has no dead-letter stream."""
+        await self.connect()
+        assert self._js is not None
+        stream = self.options.stream(dead_letter_topic(topic))
+        try:
+            info = await self._js.stream_info(stream)
+            floor = 0
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                consumer = await self._js.consumer_info(stream, safe_name(DEAD_LETTER_GROUP))
+                floor = _seq(consumer.ack_floor)
+            out: list[Message] = []
+            seq = max(int(info.state.first_seq or 1), floor + 1)
+            last = int(info.state.last_seq or 0)
+            while seq <= last and len(out) < limit:
+                with contextlib.suppress(nats.js.errors.NotFoundError):  # deleted: a gap
+                    raw = await self._js.get_msg(stream, seq)
+                    out.append(from_nats(raw.data or b"", raw.headers))
+                seq += 1
+        except nats.js.errors.NotFoundError:
+            return None
+        except Exception as exc:
+            raise translate(exc, self.url, f"reading the dead letters of {topic!r}") from exc
+        return out
 
     # -- publish -------------------------------------------------------------------------
     async def _send(

@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis import exceptions as rex
 from redis.asyncio.client import Pipeline
@@ -18,7 +18,7 @@ from eventwire.brokers._support.retention import dropped_unread
 from eventwire.brokers.redis import scripts
 from eventwire.brokers.redis.broadcast import BroadcastSubscription
 from eventwire.brokers.redis.connection import bounded, make_client, retry_until, translate
-from eventwire.brokers.redis.envelope import F_BODY, to_fields
+from eventwire.brokers.redis.envelope import F_BODY, EnvelopeError, from_fields, to_fields
 from eventwire.brokers.redis.group import GroupSubscription
 from eventwire.brokers.redis.options import RedisOptions
 from eventwire.brokers.redis.publisher import PublishQueue
@@ -27,7 +27,7 @@ from eventwire.core import headers as h
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
 from eventwire.core.errors import BrokerError, ClosedError
-from eventwire.core.message import Delivery, Message, dead_letter_topic
+from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 from eventwire.core.url import BrokerURL
 
 T = TypeVar("T")
@@ -194,6 +194,47 @@ class RedisStreamsBroker(BrokerBase):
         )
         await self.move_to_dead_letter(topic, group, entry_id, dead)
 
+    async def browse_dead_letters(self, topic: str, limit: int) -> list[Message] | None:
+        """Dead letters of ``topic`` the ``eventwire-dlq`` group has not acknowledged (pending
+        in it, or not yet delivered to it), read with XINFO/XPENDING/XRANGE: no stream,
+        group or consumer is created. None if the topic has no dead-letter stream."""
+        await self.connect()
+        client = self.client
+        key = self.stream_key(dead_letter_topic(topic))
+
+        async def read() -> list[Message] | None:
+            if not await client.exists(key):
+                return None
+            groups = await client.xinfo_groups(key)
+            mine = [g for g in groups if _text(g.get("name")) == DEAD_LETTER_GROUP]
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+            start: str = "-"
+            if mine:
+                pending = await client.xpending_range(key, DEAD_LETTER_GROUP, "-", "+", limit)
+                for row in pending:
+                    found = await client.xrange(key, row["message_id"], row["message_id"])
+                    entries += cast("list[tuple[bytes, dict[bytes, bytes]]]", found)
+                start = "(" + _text(mine[0].get("last-delivered-id"))
+            found = await client.xrange(key, start, "+", count=limit)
+            entries += cast("list[tuple[bytes, dict[bytes, bytes]]]", found)
+            out: list[Message] = []
+            for entry_id, fields in sorted(entries)[:limit]:
+                try:
+                    out.append(from_fields(fields))
+                except EnvelopeError as exc:
+                    out.append(
+                        Message(
+                            body=fields.get(F_BODY, b""),
+                            headers={h.DLQ_REASON: "unreadable envelope", h.DLQ_DETAIL: str(exc)},
+                            id=_text(entry_id),
+                        )
+                    )
+            return out
+
+        return await self.call(
+            lambda: self.bounded(read()), f"reading the dead letters of {topic!r}"
+        )
+
     async def _aclose(self) -> None:
         # Publishers flush first: calls already made get their answer (or fail by their own
         # deadline) before the pool goes; new calls already get ClosedError.
@@ -208,6 +249,10 @@ class RedisStreamsBroker(BrokerBase):
         except (rex.RedisError, OSError) as exc:
             return Health(ok=False, detail=str(translate(exc, self.url, "pinging")))
         return Health(ok=True, detail=f"connected to {self.url}")
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class _Opening:
