@@ -196,7 +196,7 @@ async def _footprint(url: str, topic: str) -> object:
     if url.startswith("redis"):
         import redis.asyncio as aioredis
 
-        prefix = url.split("prefix=")[1].split("&")[0]
+        prefix = url.split("prefix=")[1].split("&", maxsplit=1)[0]
         client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
         try:
             keys = sorted([k async for k in client.scan_iter(match=f"{prefix}*")])
@@ -213,7 +213,7 @@ async def _footprint(url: str, topic: str) -> object:
     if url.startswith("nats"):
         import nats
 
-        prefix = url.split("stream_prefix=")[1].split("&")[0]
+        prefix = url.split("stream_prefix=")[1].split("&", maxsplit=1)[0]
         nc = await nats.connect("nats://127.0.0.1:4222")
         try:
             js = nc.jetstream()
