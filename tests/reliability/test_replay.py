@@ -200,13 +200,11 @@ async def _footprint(url: str, topic: str) -> object:
         client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
         try:
             keys = sorted([k async for k in client.scan_iter(match=f"{prefix}*")])
-            consumers = []
             key = f"{prefix}{topic}.dlq".encode()
-            if key in keys:
-                for group in await client.xinfo_groups(key):
-                    consumers.append(
-                        (group["name"], len(await client.xinfo_consumers(key, group["name"])))
-                    )
+            groups = await client.xinfo_groups(key) if key in keys else []
+            consumers = [
+                (g["name"], len(await client.xinfo_consumers(key, g["name"]))) for g in groups
+            ]
             return keys, consumers
         finally:
             await client.aclose()
