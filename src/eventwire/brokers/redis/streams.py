@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -13,17 +12,24 @@ from redis import exceptions as rex
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
+from eventwire.brokers._support.envelope import EnvelopeError, unreadable
 from eventwire.brokers._support.lifecycle import BrokerBase
 from eventwire.brokers._support.retention import dropped_unread
 from eventwire.brokers.redis import scripts
 from eventwire.brokers.redis.broadcast import BroadcastSubscription
 from eventwire.brokers.redis.connection import bounded, make_client, retry_until, translate
-from eventwire.brokers.redis.envelope import F_BODY, EnvelopeError, from_fields, to_fields
+from eventwire.brokers.redis.envelope import (
+    F_ID,
+    RAW_ENTRY_FORMAT,
+    RAW_PAYLOAD_FORMAT,
+    from_fields,
+    raw_entry,
+    to_fields,
+)
 from eventwire.brokers.redis.group import GroupSubscription
 from eventwire.brokers.redis.options import RedisOptions
 from eventwire.brokers.redis.publisher import PublishQueue
 from eventwire.brokers.redis.subscription import Subscription, log
-from eventwire.core import headers as h
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
 from eventwire.core.errors import BrokerError, ClosedError
@@ -169,30 +175,30 @@ class RedisStreamsBroker(BrokerBase):
     async def dead_letter_raw(
         self, topic: str, group: str, entry_id: bytes, fields: dict[bytes, bytes], why: str
     ) -> None:
-        """An entry eventwire cannot read: its body (if any) and raw fields go to the DLQ."""
+        """An entry eventwire cannot read: all its fields, byte for byte, go to the DLQ as the
+        body of a raw dead letter (``envelope.raw_entry``), reason ``unreadable envelope``."""
         log.warning(
             "redis entry %r on %r is not an eventwire message; dead-lettering it: %s",
             entry_id,
             topic,
             why,
         )
-        raw = {
-            k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
-            for k, v in fields.items()
-            if k != F_BODY
-        }
-        dead = Message(
-            body=fields.get(F_BODY, b""),
-            headers={
-                h.DLQ_REASON: "envelope-error",
-                h.DLQ_DETAIL: why.replace("\r", " ").replace("\n", " ")[:2000],
-                h.DLQ_ORIGINAL_TOPIC: topic,
-                h.DLQ_GROUP: group,
-                h.DLQ_ATTEMPTS: "1",
-                "x-eventwire-dlq-raw-fields": json.dumps(raw)[:16000],
-            },
+        raw_id = fields.get(F_ID)
+        dead = unreadable(
+            raw_entry(fields),
+            why=why,
+            topic=topic,
+            group=group,
+            raw_format=RAW_ENTRY_FORMAT,
+            message_id=raw_id.decode("utf-8", "replace") if isinstance(raw_id, bytes) else None,
         )
         await self.move_to_dead_letter(topic, group, entry_id, dead)
+
+    async def dead_letter_payload(self, topic: str, payload: bytes, why: str) -> None:
+        """A Pub/Sub payload eventwire cannot read: its bytes, unchanged, as a raw dead letter."""
+        log.warning("redis pubsub message on %r is unreadable; dead-lettering it: %s", topic, why)
+        dead = unreadable(payload, why=why, topic=topic, group=None, raw_format=RAW_PAYLOAD_FORMAT)
+        await self.move_to_dead_letter(topic, None, b"", dead)
 
     async def browse_dead_letters(self, topic: str, limit: int) -> list[Message] | None:
         """Dead letters of ``topic`` the ``eventwire-dlq`` group has not acknowledged (pending
@@ -223,10 +229,13 @@ class RedisStreamsBroker(BrokerBase):
                     out.append(from_fields(fields))
                 except EnvelopeError as exc:
                     out.append(
-                        Message(
-                            body=fields.get(F_BODY, b""),
-                            headers={h.DLQ_REASON: "unreadable envelope", h.DLQ_DETAIL: str(exc)},
-                            id=_text(entry_id),
+                        unreadable(
+                            raw_entry(fields),
+                            why=str(exc),
+                            topic=dead_letter_topic(topic),
+                            group=None,
+                            raw_format=RAW_ENTRY_FORMAT,
+                            message_id=_text(entry_id),
                         )
                     )
             return out
