@@ -208,10 +208,16 @@ class SQLiteBroker(BrokerBase):
             self._drainer = asyncio.create_task(self._drain_outbox(), name="eventwire-sqlite-out")
         await done
 
-    async def _republish(self, topic: str, message: Message) -> None:
-        # Stored outside the dedup index: the original (same id) may still be retained.
-        work = functools.partial(SQLiteStore.publish, batches=[(topic, (message,))], dedup=False)
-        await self._run(work, PublishError)
+    replays_by_mark = False  # a replay is a claim of its group (store.redeliver)
+
+    async def _republish(self, topic: str, message: Message, group: str | None) -> None:
+        if group is None:  # every subscriber: a normal message, outside the dedup index
+            work = functools.partial(
+                SQLiteStore.publish, batches=[(topic, (message,))], dedup=False
+            )
+            await self._run(work, PublishError)
+        else:
+            await self._run(lambda s: s.redeliver(topic, group, message), PublishError)
         self._wake(topic)
 
     async def _drain_outbox(self) -> None:
