@@ -76,6 +76,20 @@ def announce(resolved: ResolvedBroker) -> None:
     )
 
 
+def announce_read(resolved: ResolvedBroker) -> None:
+    """For a read command on the default broker: say, on stderr, which file it reads (and
+    create nothing, unlike ``announce``)."""
+    if resolved.source != "default":
+        return
+    import typer
+
+    typer.echo(
+        f"no --broker and no {BROKER_URL_ENV} set: reading the embedded SQLite broker "
+        f"{resolved.url}",
+        err=True,
+    )
+
+
 def _import_target(module_ref: str) -> ModuleType:
     # Like `python -m`, resolve imports from the working directory first (a console script's
     # sys.path starts at its bin/ directory instead).
