@@ -79,7 +79,8 @@ class EffectEndedTransactionError(RuntimeError):
     """The effect committed or rolled back the store's transaction itself."""
 
 
-def _check_ttl(ttl: float) -> None:
+def check_ttl(ttl: float) -> None:
+    """Every store's TTL check: marks must live for a positive time."""
     if ttl <= 0:
         raise ConfigurationError(f"idempotency ttl must be positive, got {ttl}")
 
@@ -94,7 +95,7 @@ class MemoryIdempotencyStore:
         max_entries: int = 1_000_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        _check_ttl(ttl)
+        check_ttl(ttl)
         self._ttl = ttl
         self._max = max_entries
         self._clock = clock
@@ -156,7 +157,7 @@ class SQLiteIdempotencyStore:
         ttl: float = DEFAULT_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        _check_ttl(ttl)
+        check_ttl(ttl)
         self._path = Path(path)
         self._ttl = ttl
         self._clock = clock
