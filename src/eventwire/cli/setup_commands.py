@@ -123,7 +123,10 @@ def _split(values: list[str] | None) -> list[str] | None:
 def init(
     name: Annotated[str, typer.Argument(help="Service name, e.g. orders-service.")],
     *,
-    broker: Annotated[str | None, typer.Option(help="rabbitmq, kafka, nats or redis.")] = None,
+    broker: Annotated[
+        str | None,
+        typer.Option(help="rabbitmq, kafka, nats, nats-core, redis or redis-pubsub."),
+    ] = None,
     pattern: Annotated[
         str | None, typer.Option(help="work-queue, pub-sub or event-streaming.")
     ] = None,
@@ -133,6 +136,10 @@ def init(
     ] = None,
     update: Annotated[
         bool, typer.Option("--update", help="Refresh generator-owned files.")
+    ] = False,
+    switch: Annotated[
+        bool,
+        typer.Option("--switch", help="With --update: allow changing the broker or the pattern."),
     ] = False,
     fmt: Annotated[str | None, typer.Option("--format", help="Message format (json).")] = None,
     monitoring: Annotated[
@@ -155,6 +162,8 @@ def init(
         directory=directory,
         message_format=fmt,
         monitoring=monitoring,
+        update=update,
+        switch=switch,
     )
     if plan.advice_text:
         typer.echo(plan.advice_text + "\n")

@@ -68,7 +68,7 @@ class CreatedFile:
     """A generated file as the summary lists it."""
 
     path: str  # relative to the folder the user ran init in (or --dir's parent)
-    lines: int
+    lines: int  # -1: a binary file
     status: str  # "created", "updated", "unchanged", "kept (user-changed)", "kept (user-owned)"
 
 
@@ -101,7 +101,8 @@ def render_summary(summary: SetupSummary) -> str:
     for f in summary.files:
         status = "" if f.status == "created" else f" [{f.status}]"
         unit = "line" if f.lines == 1 else "lines"
-        lines.append(f"- {f.path} ({f.lines} {unit}){status}")
+        size = "binary" if f.lines < 0 else f"{f.lines} {unit}"
+        lines.append(f"- {f.path} ({size}){status}")
     lines += ["", "Features:"]
     lines += [f"✓ {feature}" for feature in summary.features]
     if summary.notes:
