@@ -124,21 +124,25 @@ def clean_env() -> dict[str, str]:
 LEFTOVER = re.compile(r"e2e_(?:rabbitmq|redis|nats)_")  # any e2e service, past or present
 
 
-def _generated_names(root: Path, package: str) -> tuple[str, list[str]]:
-    """The topic and groups the generated service uses, read from its own modules."""
+def _generated_names(root: Path, package: str) -> tuple[list[str], list[str]]:
+    """The topics and groups the generated service uses, read from its own modules."""
     messaging = root / package / "messaging"
-    topic = re.findall(r'^TOPIC = "([^"]+)"', (messaging / "messages.py").read_text(), re.M)
+    text = (messaging / "messages.py").read_text()
+    topic = re.findall(r'^TOPIC = "([^"]+)"', text, re.M)
+    base = topic[0] if topic else f"{package}.tasks"
+    partitions = re.findall(r"^PARTITIONS = (\d+)", text, re.M)
+    topics = [f"{base}.p{p}" for p in range(int(partitions[0]))] if partitions else [base]
     groups = re.findall(rf'"({re.escape(package)}[^"]*)"', (messaging / "consumer.py").read_text())
-    return (topic[0] if topic else f"{package}.tasks"), sorted(set(groups))
+    return topics, sorted(set(groups))
 
 
 def rabbitmq_queue_names(root: Path, package: str) -> set[str]:
     """The adapter's queues of one service: group queues, their retry queues, the DLQ queue."""
     from eventwire.brokers.rabbitmq import settings as names
 
-    topic, groups = _generated_names(root, package)
-    sources = [(topic, group) for group in groups]
-    sources.append((dead_letter_topic(topic), DEAD_LETTER_GROUP))
+    topics, groups = _generated_names(root, package)
+    sources = [(topic, group) for topic in topics for group in groups]
+    sources += [(dead_letter_topic(topic), DEAD_LETTER_GROUP) for topic in topics]
     queues: set[str] = set()
     for source_topic, group in sources:
         queue = names.group_queue("eventwire", source_topic, group)
@@ -210,6 +214,20 @@ async def purge_nats(url: str, match: re.Pattern[str]) -> int:
     finally:
         await client.close()
     return len(doomed)
+
+
+def purge_postgres_marks(url: str, package: str) -> int:
+    """Delete the idempotency marks of one service's groups (they carry its package name)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            done = conn.execute(
+                "DELETE FROM eventwire_idempotency WHERE grp LIKE %s", (f"%{package}%",)
+            )
+            return done.rowcount
+    except psycopg.errors.UndefinedTable:
+        return 0
 
 
 async def purge(broker: str, url: str, match: re.Pattern[str], queues: set[str]) -> int:

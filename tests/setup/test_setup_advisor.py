@@ -22,8 +22,8 @@ from eventwire.setup.requirements import (
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "requirements"
-# Both tables: the catalog-merged one must give the same answers as the documented one.
-TABLES = {"catalog": facts.current(), "documented": facts.DOCUMENTED}
+# The advisor's table: documented facts with the catalog's claims.
+TABLES = {"catalog": facts.current()}
 
 SANITY = [
     ("work queue with retries", {"use_case": "work-queue", "peak_rate": 300}, {"rabbitmq"}),
@@ -177,3 +177,24 @@ def test_advisor_imports_no_broker_client() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
+
+
+def test_facts_never_restate_what_the_catalog_claims() -> None:
+    from dataclasses import fields
+
+    from eventwire.brokers.catalog import profiles
+    from eventwire.core.capabilities import Capabilities
+
+    claims = {f.name for f in fields(Capabilities)}
+    assert not claims & {f.name for f in fields(facts.Documented)}
+    by_name = {f.name: f for f in facts.current()}
+    for profile in profiles():
+        if profile.name not in by_name:
+            continue  # memory, sqlite: embedded, not candidates the advisor ranks
+        merged = by_name[profile.name]
+        for name in (f.name for f in fields(facts.Claims)):
+            assert getattr(merged, name) == getattr(profile.capabilities, name), (profile, name)
+    # A candidate's documented claims give way to the catalog's once its adapter exists.
+    built = {p.name for p in profiles()}
+    for name in facts.UNBUILT_CLAIMS:
+        assert by_name[name].source.startswith("catalog") == (name in built)

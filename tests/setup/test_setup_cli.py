@@ -107,7 +107,7 @@ def test_init_prints_the_summary_with_real_files(tmp_path: Path) -> None:
     assert "✓ Automatic reconnection with exponential backoff (aio-pika adapter)" in out
     assert "1. cd " in out
     assert "make demo" in out
-    assert "Start RabbitMQ: docker compose up -d" in out
+    assert "Start RabbitMQ and PostgreSQL: make up" in out
 
 
 def test_init_from_requirements_runs_the_advisor(tmp_path: Path) -> None:

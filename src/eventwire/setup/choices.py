@@ -28,7 +28,6 @@ class BrokerChoice:
     extra: str  # pip extra of eventwire
     url: str  # for .env.example: the compose service as seen from the host
     container_url: str  # the same service as seen from the worker container
-    adapter_ready: bool  # False until eventwire ships the adapter (Kafka)
     dlq: str  # how dead letters are kept on this broker
     titles: dict[Pattern, str]
 
@@ -47,7 +46,6 @@ BROKERS: dict[str, BrokerChoice] = {  # by catalog profile name
         extra="rabbitmq",
         url="amqp://app:change-me@localhost:5672/",
         container_url="amqp://${RABBITMQ_USER:-app}:${RABBITMQ_PASSWORD:-change-me}@rabbitmq:5672/",
-        adapter_ready=True,
         dlq="dead-letter exchange and queue",
         titles={
             Pattern.WORK_QUEUE: "Work Queue with Dead Letter Exchange",
@@ -63,7 +61,6 @@ BROKERS: dict[str, BrokerChoice] = {  # by catalog profile name
         extra="kafka",
         url="kafka://localhost:9092",
         container_url="kafka://kafka:19092",
-        adapter_ready=False,
         dlq="dead-letter topic",
         titles={
             Pattern.WORK_QUEUE: "Work Queue on a Consumer Group with Dead Letter Topic",
@@ -79,7 +76,6 @@ BROKERS: dict[str, BrokerChoice] = {  # by catalog profile name
         extra="nats",
         url="nats://localhost:4222",
         container_url="nats://nats:4222",
-        adapter_ready=True,
         dlq="dead-letter stream",
         titles={
             Pattern.WORK_QUEUE: "Work Queue on JetStream with Dead Letter Stream",
@@ -95,7 +91,6 @@ BROKERS: dict[str, BrokerChoice] = {  # by catalog profile name
         extra="redis",
         url="redis://localhost:6379/0",
         container_url="redis://redis:6379/0",
-        adapter_ready=True,
         dlq="dead-letter stream",
         titles={
             Pattern.WORK_QUEUE: "Work Queue on Redis Streams with Dead Letter Stream",
@@ -111,7 +106,6 @@ BROKERS: dict[str, BrokerChoice] = {  # by catalog profile name
         extra="nats",
         url="nats+core://localhost:4222",
         container_url="nats+core://nats:4222",
-        adapter_ready=True,
         dlq="dead-letter subject (published once, not stored: nothing keeps it)",
         titles={
             Pattern.WORK_QUEUE: "At-Most-Once Work Queue on NATS Core Queue Groups",
@@ -127,7 +121,6 @@ BROKERS: dict[str, BrokerChoice] = {  # by catalog profile name
         extra="redis",
         url="redis+pubsub://localhost:6379/0",
         container_url="redis+pubsub://redis:6379/0",
-        adapter_ready=True,
         dlq="dead-letter stream",
         titles={
             Pattern.WORK_QUEUE: "Work Queue on Redis Pub/Sub",  # refused: no consumer groups

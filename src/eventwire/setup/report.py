@@ -112,7 +112,7 @@ def _next_steps(plan: ServicePlan) -> list[str]:
         server += " and PostgreSQL"
     steps.append(f"Start {server}: make up  (then make test-integration)")
     steps.append("Copy the settings and adjust the broker URL: cp .env.example .env")
-    if b.adapter_ready:
+    if traits_of(b).adapter_ready:
         steps.append(
             "Start a worker: make worker  (publish samples from another shell: make publish)"
         )
@@ -130,7 +130,7 @@ def _next_steps(plan: ServicePlan) -> list[str]:
 def build_summary(plan: ServicePlan, outcomes: list[FileOutcome], *, updated: bool) -> SetupSummary:
     """The summary for ``plan`` after the writer produced ``outcomes``."""
     notes = []
-    if not plan.broker.adapter_ready:
+    if not traits_of(plan.broker).adapter_ready:
         notes.append(
             f"eventwire's {plan.broker.display} adapter is not built yet: the service's tests "
             "run on memory:// and the README says how to run it on SQLite meanwhile"

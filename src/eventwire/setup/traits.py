@@ -21,6 +21,7 @@ class Traits:
     ordered_across_members: bool  # a key's order holds across a group's members
     dead_letters_kept: bool  # dead letters are stored where `make dlq` can read them
     at_most_once: bool
+    adapter_ready: bool  # this install has the adapter (the catalog knows the profile)
 
 
 def traits_of(choice: BrokerChoice) -> Traits:
@@ -34,10 +35,12 @@ def traits_of(choice: BrokerChoice) -> Traits:
             ordered_across_members=known.ordered_across_members,
             dead_letters_kept=bool(known.dead_letter),
             at_most_once=known.guarantee is Guarantee.AT_MOST_ONCE,
+            adapter_ready=False,
         )
     return Traits(
         consumer_groups=caps.consumer_groups,
         ordered_across_members=caps.ordered_across_members,
         dead_letters_kept=bool(caps.dead_letter),
         at_most_once=caps.guarantee is Guarantee.AT_MOST_ONCE,
+        adapter_ready=True,
     )
