@@ -305,3 +305,22 @@ def test_update_under_another_name_refuses(tmp_path: Path) -> None:
     assert_one_line_error(
         *invoke("init", "other", "--dir", str(target), "--update"), "holds the service 'svc'"
     )
+
+
+def test_the_wizard_checks_each_answer_when_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventwire.cli import setup_commands
+
+    monkeypatch.setattr(setup_commands, "_interactive", lambda: True)
+    # A wrong use case and a negative rate: each is refused at once and asked again.
+    answers = "telepathy\npub-sub\n-5\n300\n512\nat-most-once\nnone\nn\nn\n\n\n3\n"
+    result = runner.invoke(app, ["advise", "--json"], input=answers)
+    assert result.exit_code == 0, result.stderr
+    err = result.stderr.splitlines()
+    assert any("unknown value 'telepathy'" in line for line in err)
+    assert any("peak_rate" in line for line in err)
+    out = result.stdout
+    # The rate question comes again right after the refusal, before the size is asked.
+    assert out.index("Use case") < out.index("Peak messages") < out.rindex("Typical message")
+    data = json.loads(out[out.index("{") :])
+    assert data["requirements"]["use_case"] == "pub-sub"
+    assert data["requirements"]["peak_rate"] == 300

@@ -54,6 +54,7 @@ class Documented:
     data_in_ram: bool  # the whole retained data set must fit in memory
     transactions: bool  # producer transactions / exactly-once within the broker
     ops_weight: int  # 1 = a single small process, 3 = a cluster with its own expertise
+    replay_via_streams: bool = False  # replay through a second model (RabbitMQ Streams)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +81,7 @@ DOCUMENTED: tuple[Documented, ...] = (
         data_in_ram=False,
         transactions=False,
         ops_weight=2,
+        replay_via_streams=True,  # RabbitMQ Streams (3.9+): an append-only, replayable log
     ),
     Documented(
         name="kafka",
