@@ -98,6 +98,27 @@ def test_pub_sub_on_redis_pubsub_subscribes_without_groups(tmp_path: Path) -> No
     # The generated tests run it on memory://; the e2e runs two workers on real Redis.
 
 
+@pytest.mark.integration
+@pytest.mark.redis
+def test_a_grouped_service_on_redis_pubsub_fails_in_one_line(tmp_path: Path) -> None:
+    root = tmp_path / "grouped"
+    assert invoke("init", "grouped", "--broker", "redis", "--pattern", "pub-sub",
+                  "--dir", str(root))[0] == 0  # fmt: skip
+    done = _python(
+        root, "-m", "grouped.messaging.consumer",
+        EVENTWIRE_BROKER_URL="redis+pubsub://127.0.0.1:6379/0", EVENTWIRE_HTTP_PORT="off",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("worker: ")]
+    expected = (
+        "worker: redis-pubsub has no consumer groups, which this service uses "
+        "(grouped-notify): use a broker URL with groups, or generate the service for "
+        "redis-pubsub (eventwire init ... --broker redis-pubsub)"
+    )
+    assert errors == [expected]
+
+
 # -- item 7: an update keeps the broker and the pattern unless told to switch -----------------
 
 
