@@ -12,6 +12,7 @@ from eventwire.observability.logs import get_logger
 from eventwire.reliability.retry import RetryPolicy
 from eventwire.runtime.handling import Processor, Timing
 from eventwire.runtime.lanes import FAILURE_DELAY, Dispatcher, Job
+from eventwire.serialization.registry import RegistryUnavailableError
 
 _log = get_logger("runtime")
 
@@ -137,7 +138,12 @@ class Consumer:
 
     async def _dispatch(self, delivery: Delivery) -> None:
         try:
-            value = self._processor.decode(delivery)
+            if self._processor.decodes_async:
+                value = await self._decode_waiting(delivery)
+            else:
+                value = self._processor.decode(delivery)
+        except _Abandoned:
+            return
         except DecodeError as exc:
             try:
                 await self._processor.reject(delivery, exc)
@@ -159,6 +165,38 @@ class Consumer:
             await self._processor.process(delivery, value)
 
         self._dispatcher.submit(key, Job(delivery, run))
+
+    async def _decode_waiting(self, delivery: Delivery) -> object:
+        """An async (schema codec) decode. While the schema registry is unreachable this
+        consumer holds the delivery, reports not ready and tries again with backoff: an
+        outage is never a dead letter. Stopping meanwhile returns the delivery."""
+        failures = 0
+        while True:
+            try:
+                value = await self._processor.decode_async(delivery)
+            except RegistryUnavailableError as exc:
+                failures += 1
+                self.subscribed.clear()  # /readyz says not ready while decoding is blocked
+                delay = self._resubscribe.delay_for(failures, self._timing.rng)
+                _log.warning(
+                    "cannot decode message %s on %s: %s; trying again in %.2f s",
+                    delivery.message.id,
+                    self._spec.topic,
+                    exc,
+                    delay,
+                )
+                await self._timing.sleep_unless(delay, self._stopping)
+                if self._stopping.is_set():
+                    await Job(delivery, _noop).abandon()
+                    raise _Abandoned from exc
+                continue
+            if failures:
+                self.subscribed.set()
+            return value
+
+
+class _Abandoned(Exception):  # a signal inside _dispatch, never raised out of it
+    """Stopping while waiting for the schema registry: the delivery went back."""
 
 
 async def _noop() -> None:

@@ -11,6 +11,7 @@ When the app starts stopping during such a sleep the delivery is nacked back ins
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from eventwire.reliability.idempotency import IdempotencyStore
 from eventwire.runtime.context import Completion, Context, PublishFn
 from eventwire.runtime.stats import StatsCounter
 from eventwire.runtime.subscriber import SubscriberSpec
+from eventwire.serialization.registry import RegistryUnavailableError
 
 _log = get_logger("runtime")
 
@@ -80,12 +82,24 @@ class Processor:
         # Broadcast subscribers have no group; their dedupe scope is this app's subscription.
         self._scope = spec.group or f"{spec.topic}#{spec.name}"
         self._completion = Completion(store=store, scope=self._scope, idempotent=spec.idempotent)
+        # Schema codecs decode asynchronously (the writer's schema may need a registry call).
+        self.decodes_async = inspect.iscoroutinefunction(spec.decoder)
 
     def decode(self, delivery: Delivery) -> Any:
         """The handler's first argument; raises ``DecodeError`` / ``ValidationError``."""
         try:
             return self.spec.decoder(delivery.message)
         except DecodeError:
+            raise
+        except Exception as exc:
+            raise DecodeError(f"decoder failed: {type(exc).__name__}: {exc}") from exc
+
+    async def decode_async(self, delivery: Delivery) -> Any:
+        """``decode`` for an async decoder; ``RegistryUnavailableError`` (transient) is raised
+        as it is, so the consumer waits for the registry instead of dead-lettering."""
+        try:
+            return await self.spec.decoder(delivery.message)
+        except (DecodeError, RegistryUnavailableError):
             raise
         except Exception as exc:
             raise DecodeError(f"decoder failed: {type(exc).__name__}: {exc}") from exc
