@@ -10,7 +10,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -42,6 +42,16 @@ class Clock:
 
 def _group() -> str:
     return f"test-idem-{uuid.uuid4().hex}"  # fresh marks on the shared servers
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _remove_marks() -> Iterator[None]:
+    """Leave no marks of these tests on the shared PostgreSQL (Redis expires its own)."""
+    yield
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute("DELETE FROM eventwire_idempotency WHERE grp LIKE 'test-idem-%'")
 
 
 @pytest.fixture

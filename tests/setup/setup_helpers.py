@@ -15,10 +15,17 @@ import pytest
 from eventwire import DEAD_LETTER_GROUP, dead_letter_topic
 from eventwire.setup import scaffold
 from eventwire.setup.choices import Pattern
-from eventwire.setup.requirements import Broker
 
 VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
-COMBINATIONS = [(b.value, p.value) for b in Broker for p in Pattern]
+# Every broker profile init offers x every pattern, except what init refuses (a work queue
+# without consumer groups).
+PROFILES = ["rabbitmq", "kafka", "nats", "nats-core", "redis", "redis-pubsub"]
+COMBINATIONS = [
+    (b, p.value)
+    for b in PROFILES
+    for p in Pattern
+    if (b, p.value) != ("redis-pubsub", "work-queue")
+]
 ALL_GENERATED = [*COMBINATIONS, ("long", "name")]  # + the longest name init accepts
 
 
@@ -137,18 +144,14 @@ def _generated_names(root: Path, package: str) -> tuple[list[str], list[str]]:
 
 
 def rabbitmq_queue_names(root: Path, package: str) -> set[str]:
-    """The adapter's queues of one service: group queues, their retry queues, the DLQ queue."""
+    """The adapter's queues of one service: its group queues and the DLQ queues."""
     from eventwire.brokers.rabbitmq import settings as names
 
     topics, groups = _generated_names(root, package)
     sources = [(topic, group) for topic in topics for group in groups]
     sources += [(dead_letter_topic(topic), DEAD_LETTER_GROUP) for topic in topics]
-    queues: set[str] = set()
-    for source_topic, group in sources:
-        queue = names.group_queue("eventwire", source_topic, group)
-        queues.add(queue)
-        queues.update(names.retry_queue(queue, bucket) for bucket in names.RETRY_BUCKETS)
-    return queues
+    # Retries wait in the adapter's shared delay-level queues, which hold nothing per service.
+    return {names.group_queue("eventwire", topic, group) for topic, group in sources}
 
 
 def rabbitmq_listed_queues(match: re.Pattern[str]) -> set[str]:
