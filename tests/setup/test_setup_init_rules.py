@@ -312,3 +312,49 @@ def test_the_integration_test_runs_against_the_real_broker_when_asked(service: P
     skipped = _python(service, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test))
     assert skipped.returncode == 0, skipped.stdout + skipped.stderr
     assert "skipped" in skipped.stdout
+
+
+# -- item 4: the generated service's idempotency is shared between workers -------------------
+
+_REDELIVERY = """
+import asyncio, sys, uuid
+from eventwire import Message
+from tools_service.messaging import consumer, handlers
+from tools_service.messaging.messages import TOPIC
+from tools_service.messaging.settings import Settings
+
+async def worker(marks, body, message_id):
+    state = handlers.State()
+    settings = Settings.load(env_file=None, broker_url=f"memory://r-{uuid.uuid4().hex}",
+                             idempotency_url=marks, http_port=None)
+    app = consumer.build_app(settings, state)
+    stop = asyncio.Event()
+    async with app:
+        task = asyncio.create_task(app.run(stop=stop))
+        await app.wait_ready()
+        await app.broker.publish(TOPIC, Message(body=body, id=message_id))
+        while app.stats.processed + app.stats.duplicates_suppressed < 1:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+    return state.done, app.stats.duplicates_suppressed
+
+async def main():
+    marks, body, mid = sys.argv[1], b'{"task_id": "t-1"}', uuid.uuid4().hex
+    first = await worker(marks, body, mid)   # one worker does the task ...
+    second = await worker(marks, body, mid)  # ... the redelivery reaches another worker
+    print(sorted(first[0]), first[1], sorted(second[0]), second[1])
+
+asyncio.run(main())
+"""
+
+
+def test_a_redelivery_to_another_worker_is_not_processed_again(service: Path) -> None:
+    marks = f"sqlite:///{service}/.eventwire/shared-marks.db"
+    done = _python(service, "-c", _REDELIVERY, marks)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['t-1']", "0", "[]", "1"]
+    consumer = (service / "tools_service" / "messaging" / "consumer.py").read_text()
+    assert "open_idempotency_store(settings.idempotency_url.get_secret_value())" in consumer
+    settings = (service / "tools_service" / "messaging" / "settings.py").read_text()
+    assert 'DEFAULT_IDEMPOTENCY_URL = "redis://localhost:6379/0"' in settings
