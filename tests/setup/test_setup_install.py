@@ -61,20 +61,37 @@ def test_the_project_depends_on_its_own_wheel_never_on_an_index_name(tmp_path: P
     assert packed.read_bytes() == wheel.build_wheel(), "the same bytes every time"
 
 
+@pytest.fixture(scope="module")
+def installed_eventwire(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with ``pip install .`` of this checkout (not editable: a built wheel)."""
+    tool = _venv(tmp_path_factory.mktemp("tool") / "venv")
+    _run(tool / "python", "-m", "pip", "install", "-q", REPO)
+    assert re.search(r"\d+\.\d+", _run(tool / "eventwire", "--version"))
+    return tool
+
+
+# One pattern per profile keeps this to six installs; the e2e covers every pattern.
+FRESH = [
+    ("rabbitmq", "work-queue"),
+    ("kafka", "pub-sub"),
+    ("nats", "event-streaming"),
+    ("nats-core", "work-queue"),
+    ("redis", "event-streaming"),
+    ("redis-pubsub", "pub-sub"),
+]
+
+
 @pytest.mark.slow
-def test_pip_install_of_the_checkout_then_init_then_a_fresh_venv_passes_its_tests(
-    tmp_path: Path,
+@pytest.mark.parametrize(("broker", "pattern"), FRESH)
+def test_init_from_the_installed_eventwire_then_a_fresh_venv_passes_its_tests(
+    installed_eventwire: Path, tmp_path: Path, broker: str, pattern: str
 ) -> None:
-    tool = _venv(tmp_path / "tool-venv")
-    _run(tool / "python", "-m", "pip", "install", "-q", REPO)  # not editable: a real wheel
-    version = _run(tool / "eventwire", "--version")
-    assert re.search(r"\d+\.\d+", version)
+    root = tmp_path / "fresh-service"
     _run(
-        tool / "eventwire", "init", "fresh-service", "--broker", "redis", "--pattern",
-        "event-streaming", "--dir", tmp_path / "fresh-service", cwd=tmp_path,
+        installed_eventwire / "eventwire", "init", "fresh-service", "--broker", broker,
+        "--pattern", pattern, "--dir", root, cwd=tmp_path,
     )  # fmt: skip
     service = _venv(tmp_path / "service-venv")
-    root = tmp_path / "fresh-service"
     # What the generated README says, and nothing else.
     _run(service / "python", "-m", "pip", "install", "-q", "-e", ".[dev]", cwd=root)
     out = _run(service / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=root)
