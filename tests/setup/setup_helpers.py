@@ -117,6 +117,15 @@ def run_parallel(
         return {key: future.result() for key, future in futures.items()}
 
 
+def assert_one_line_error(code: int, out: str, err: str, fragment: str) -> None:
+    """A CLI refusal: exit 2, one line on stderr holding ``fragment``, no traceback."""
+    assert code == 2, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in out + err
+
+
 def clean_env() -> dict[str, str]:
     """The environment without eventwire settings, so generated code uses its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTWIRE_")}

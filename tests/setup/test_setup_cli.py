@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from setup_helpers import assert_one_line_error
 from typer.testing import CliRunner
 
 from eventwire.brokers.catalog import profiles
@@ -23,14 +24,6 @@ KAFKA_BUILT = "kafka" in {p.name for p in profiles()}  # the note goes once the 
 def invoke(*args: str) -> tuple[int, str, str]:
     result = runner.invoke(app, list(args), env={"EVENTWIRE_BROKER_URL": ""})
     return result.exit_code, result.stdout, result.stderr
-
-
-def assert_one_line_error(code: int, out: str, err: str, fragment: str) -> None:
-    assert code == 2, (code, out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert fragment in lines[0], lines[0]
-    assert "Traceback" not in out + err
 
 
 def test_advise_text_names_winner_rules_and_exclusions() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from setup_helpers import assert_one_line_error
 from typer.testing import CliRunner
 
 from eventwire.cli.main import app
@@ -30,14 +31,6 @@ def invoke(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
     finally:
         os.chdir(old)
     return result.exit_code, result.stdout, result.stderr
-
-
-def one_line_error(code: int, out: str, err: str, fragment: str) -> None:
-    assert code == 2, (code, out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert fragment in lines[0], lines[0]
-    assert "Traceback" not in out + err
 
 
 def manifest(root: Path) -> dict[str, object]:
@@ -66,18 +59,20 @@ def test_request_reply_is_refused_in_one_line_not_turned_into_a_work_queue(
     tmp_path: Path,
 ) -> None:
     args = ("init", "rr", "--broker", "nats", "--dir", str(tmp_path / "rr"))
-    one_line_error(*invoke(*args, "--pattern", "request-reply"), "does not scaffold request-reply")
+    assert_one_line_error(
+        *invoke(*args, "--pattern", "request-reply"), "does not scaffold request-reply"
+    )
     assert not (tmp_path / "rr").exists()
     req = tmp_path / "req.yaml"
     req.write_text("use_case: request-reply\n")
-    one_line_error(
+    assert_one_line_error(
         *invoke("init", "rr", "--from", str(req), "--dir", str(tmp_path / "rr")),
         "does not scaffold request-reply",
     )
 
 
 def test_a_work_queue_on_a_profile_without_groups_is_refused(tmp_path: Path) -> None:
-    one_line_error(
+    assert_one_line_error(
         *invoke("init", "wq", "--broker", "redis-pubsub", "--pattern", "work-queue",
                 "--dir", str(tmp_path / "wq")),
         "has no consumer groups",
@@ -127,12 +122,12 @@ def test_update_never_switches_the_broker_silently(tmp_path: Path) -> None:
     assert invoke("init", "svc", "--broker", "rabbitmq", "--pattern", "work-queue",
                   "--dir", str(root))[0] == 0  # fmt: skip
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    one_line_error(
+    assert_one_line_error(
         *invoke("init", "svc", "--update", "--broker", "nats", "--dir", str(root)),
         "add --switch",
     )
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
-    one_line_error(
+    assert_one_line_error(
         *invoke("init", "svc", "--update", "--pattern", "pub-sub", "--dir", str(root)),
         "the pattern from work-queue to pub-sub",
     )
@@ -185,7 +180,7 @@ def test_update_from_inside_the_project_needs_no_dir_and_says_what_was_recreated
     ],
 )
 def test_bad_names_are_refused_in_one_line(name: str, fragment: str, tmp_path: Path) -> None:
-    one_line_error(
+    assert_one_line_error(
         *invoke("init", name, "--broker", "redis", "--pattern", "work-queue", cwd=tmp_path),
         fragment,
     )

@@ -21,11 +21,9 @@ it returns ``Duplicate`` without running the effect (READ COMMITTED is enough).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventwire.core.errors import BrokerError, ConfigurationError
@@ -34,6 +32,7 @@ from eventwire.reliability.idempotency import (
     DEFAULT_TTL,
     Duplicate,
     EffectEndedTransactionError,
+    StoreThread,
     check_ttl,
 )
 
@@ -90,7 +89,7 @@ class PostgresIdempotencyStore:
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
         self._writes = 0
-        self._executor: ThreadPoolExecutor | None = None
+        self._thread = StoreThread()
 
     async def is_done(self, group: str, message_id: str) -> bool:
         return await self._run("checking a mark", self._is_done, group, message_id, self._clock())
@@ -111,22 +110,16 @@ class PostgresIdempotencyStore:
         )
 
     async def aclose(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        await asyncio.get_running_loop().run_in_executor(executor, self._close)
-        executor.shutdown(wait=False)  # reopened lazily: an App may be entered again
+        await self._thread.close(self._close)
 
     async def _run(self, doing: str, fn: Callable[..., _T], *args: Any) -> _T:
         import psycopg
 
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="eventwire-idempotency")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            return await self._thread.run(fn, *args)
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError):
-                await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+                await self._thread.run(self._close)  # reconnect on the next call
             raise BrokerError(
                 f"{doing} in the idempotency store at {redact(self._url)} failed: "
                 f"{type(exc).__name__}: {redact(str(exc)).strip()}"
