@@ -353,3 +353,19 @@ def test_a_redelivery_to_another_worker_is_not_processed_again(service: Path) ->
     assert "open_idempotency_store(settings.idempotency_url.get_secret_value())" in consumer
     settings = (service / "tools_service" / "messaging" / "settings.py").read_text()
     assert 'DEFAULT_IDEMPOTENCY_URL = "redis://localhost:6379/0"' in settings
+
+
+def test_an_update_with_a_new_eventwire_renames_the_wheel_in_pyproject(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventwire.setup import wheel
+
+    root = tmp_path / "svc"
+    assert invoke("init", "svc", "--broker", "redis", "--pattern", "work-queue",
+                  "--dir", str(root))[0] == 0  # fmt: skip
+    monkeypatch.setattr(wheel, "wheel_name", lambda: "eventwire-9.9.9-py3-none-any.whl")
+    code, out, err = invoke("init", "svc", "--update", "--dir", str(root))
+    assert code == 0, err
+    assert (root / "wheels" / "eventwire-9.9.9-py3-none-any.whl").is_file()
+    assert "/wheels/eventwire-9.9.9-py3-none-any.whl" in (root / "pyproject.toml").read_text()
+    assert "- pyproject.toml (" in out

@@ -311,10 +311,14 @@ def write_service(plan: ServicePlan, *, update: bool = False) -> SetupSummary:
         generator_version=GENERATOR_VERSION,
     )
     if update:
-        follow = {p.format(package=plan.package) for p in _FOLLOW_A_SWITCH}
-        outcome = writer.update_tree(
-            plan.target, files, manifest, refresh_user_files=follow if plan.switching else set()
-        )
+        follow: set[str] = set()
+        if plan.switching:
+            follow = {p.format(package=plan.package) for p in _FOLLOW_A_SWITCH}
+        old = Manifest.read(plan.target)
+        wheels = {path for path in files if path.startswith("wheels/")}
+        if old is not None and not wheels <= set(old.files):
+            follow.add("pyproject.toml")  # it names the wheel: a new eventwire renames it
+        outcome = writer.update_tree(plan.target, files, manifest, refresh_user_files=follow)
     else:
         outcome = writer.create_tree(plan.target, files, manifest)
     return build_summary(plan, outcome, updated=update)
