@@ -233,6 +233,16 @@ def check(
     if traits.dead_letters_kept:
         assert letters[-1]["dead_letters"] == copies  # each copy of the poison message
         assert {d.get("x-eventwire-dlq-reason") for d in letters[:-1]} == {"validation-error"}
+    # Then the service's own integration tests, as `make test-integration` runs them
+    # (after the dead letters were counted: they add a poison message of their own).
+    integration = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "integration",
+         f"tests/test_{plan.package}_integration.py"],
+        cwd=root, env=_env(EVENTWIRE_TEST_BROKER_URL=url, EVENTWIRE_TEST_IDEMPOTENCY_URL=marks),
+        capture_output=True, text=True, check=False, timeout=180,
+    )  # fmt: skip
+    assert integration.returncode == 0, integration.stdout[-3000:] + integration.stderr[-2000:]
+    assert "2 passed" in integration.stdout
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
