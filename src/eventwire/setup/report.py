@@ -35,7 +35,9 @@ def _features(plan: ServicePlan) -> list[str]:
     store = "Redis" if b.key.value == "redis" else "PostgreSQL"
     features = []
     if caps is not None and caps.reconnects:
-        features.append(f"Automatic reconnection with exponential backoff ({b.client} adapter)")
+        features.append(
+            f"Automatic reconnection with exponential backoff ({traits.client} adapter)"
+        )
     d = SERVICE_DEFAULTS
     retries = (
         f"Retries: {d.max_attempts} attempts, backoff {d.initial_delay:g} s doubling to "
@@ -141,7 +143,7 @@ def build_summary(plan: ServicePlan, outcomes: list[FileOutcome], *, updated: bo
     return SetupSummary(
         broker=plan.broker.display,
         pattern=plan.broker.titles[plan.pattern],
-        client=f"Python + eventwire ({plan.broker.client})",
+        client=f"Python + eventwire ({traits_of(plan.broker).client})",
         files=tuple(CreatedFile(path=o.path, lines=o.lines, status=o.status) for o in outcomes),
         features=tuple(_features(plan)),
         next_steps=tuple(_next_steps(plan)),

@@ -22,12 +22,13 @@ class Traits:
     dead_letters_kept: bool  # dead letters are stored where `make dlq` can read them
     at_most_once: bool
     adapter_ready: bool  # this install has the adapter (the catalog knows the profile)
+    client: str  # the client library under the adapter (the catalog's, once it has one)
 
 
 def traits_of(choice: BrokerChoice) -> Traits:
     """The profile's traits; the catalog's proven claims when it has the profile."""
     try:
-        caps = profile_named(choice.profile).capabilities
+        profile = profile_named(choice.profile)
     except ConfigurationError:  # no adapter in this install (Kafka): the documented facts
         known = facts.by_name(choice.profile)
         return Traits(
@@ -36,11 +37,14 @@ def traits_of(choice: BrokerChoice) -> Traits:
             dead_letters_kept=bool(known.dead_letter),
             at_most_once=known.guarantee is Guarantee.AT_MOST_ONCE,
             adapter_ready=False,
+            client=choice.client,
         )
+    caps = profile.capabilities
     return Traits(
         consumer_groups=caps.consumer_groups,
         ordered_across_members=caps.ordered_across_members,
         dead_letters_kept=bool(caps.dead_letter),
         at_most_once=caps.guarantee is Guarantee.AT_MOST_ONCE,
         adapter_ready=True,
+        client=profile.client_library or choice.client,
     )
