@@ -172,7 +172,8 @@ def test_no_requirement_set_crashes_the_advisor(req: Requirements) -> None:
 def test_advisor_imports_no_broker_client() -> None:
     code = (
         "import sys, eventwire.setup.advisor, eventwire.setup.facts as f; f.current();"
-        "clients = ('aio_pika', 'aiormq', 'redis', 'nats', 'aiokafka', 'confluent_kafka', 'psycopg');"
+        "clients = ('aio_pika', 'aiormq', 'redis', 'nats', 'aiokafka', 'confluent_kafka',"
+        " 'psycopg');"
         "bad = [m for m in clients if m in sys.modules];"
         "print(','.join(bad))"
     )
