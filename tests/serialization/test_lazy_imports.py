@@ -22,12 +22,18 @@ print("\\n" + json.dumps(sorted(m for m in sys.modules if any(
     "body",
     [
         "import eventwire",
-        "from eventwire.cli.main import app\n"
-        "try:\n    app(['schema', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0",
-        "from eventwire import App\napp = App('memory://lazy')\n"
-        "@app.subscriber('t')\nasync def h(x: dict) -> None: ...",
-        "from eventwire.serialization.registry import open_registry\n"
-        "open_registry('file:///tmp/unused.json')",
+        (
+            "from eventwire.cli.main import app\n"
+            "try:\n    app(['schema', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0"
+        ),
+        (
+            "from eventwire import App\napp = App('memory://lazy')\n"
+            "@app.subscriber('t')\nasync def h(x: dict) -> None: ..."
+        ),
+        (
+            "from eventwire.serialization.registry import open_registry\n"
+            "open_registry('file:///tmp/unused.json')"
+        ),
     ],
     ids=["import", "schema-help", "json-app", "file-registry"],
 )
