@@ -52,3 +52,10 @@ async def test_a_type_no_codec_handles(file_registry: FileSchemaRegistry) -> Non
     decode = ByContentType(AvroCodec(Order, file_registry)).decoder_for(Order)
     with pytest.raises(DecodeError, match="no codec for PROTOBUF bodies"):
         await decode(Message(body=wire.frame(proto_id, b"", indexes=[0])))
+
+
+def test_annotated_without_a_codec_decodes_as_the_bare_type() -> None:
+    assert decoder_for(Annotated[bytes, "doc"])(Message(body=b"\xff raw")) == b"\xff raw"
+    assert decoder_for(Annotated[Order, "doc"])(
+        Message(body=b'{"order_id": "o", "amount": 1}')
+    ) == Order(order_id="o", amount=1)
