@@ -105,7 +105,7 @@ async def test_ids_are_cached_both_ways(registry_url: str) -> None:
         calls.append(f"{request.method} {request.url.path}")
 
     async with HTTPSchemaRegistry(registry_url) as client:
-        client._client.event_hooks["request"].append(count)
+        client.http().event_hooks["request"].append(count)
         subject = unique()
         schema_id = await client.register(subject, V1)
         for _ in range(5):
@@ -278,3 +278,13 @@ async def test_tls_with_a_private_ca(tls_files: tuple[Path, Path]) -> None:
                 await untrusted.subjects()
     with pytest.raises(ConfigurationError, match="CA bundle"):
         HTTPSchemaRegistry(https, verify=str(cert) + ".missing")
+
+
+@pytest.mark.registry
+def test_one_client_serves_successive_event_loops(registry_url: str) -> None:
+    client = HTTPSchemaRegistry(registry_url)  # made outside any loop, like a module-level codec
+    subject = unique()
+    first = asyncio.run(client.register(subject, V1))
+    assert asyncio.run(client.versions(subject)) == [1]  # a new loop: a new connection pool
+    asyncio.run(client.aclose())
+    assert first > 0
