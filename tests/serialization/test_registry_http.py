@@ -288,3 +288,16 @@ def test_one_client_serves_successive_event_loops(registry_url: str) -> None:
     assert asyncio.run(client.versions(subject)) == [1]  # a new loop: a new connection pool
     asyncio.run(client.aclose())
     assert first > 0
+
+
+@pytest.mark.registry
+async def test_transitive_levels_check_every_version(registry: HTTPSchemaRegistry) -> None:
+    subject = unique()
+    as_int, as_string = BAD, V1  # "id" was a long in version 1, a string in version 2
+    await registry.set_compatibility_level(subject, "NONE")
+    await registry.register(subject, as_int)
+    await registry.register(subject, as_string)
+    await registry.set_compatibility_level(subject, "BACKWARD")
+    assert (await registry.check_compatibility(subject, as_string)).compatible
+    await registry.set_compatibility_level(subject, "BACKWARD_TRANSITIVE")
+    assert not (await registry.check_compatibility(subject, as_string)).compatible
