@@ -42,7 +42,6 @@ from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
 from eventwire.brokers.rabbitmq.publisher import ConfirmedPublisher
 from eventwire.brokers.rabbitmq.settings import RabbitMQSettings, group_queue
 from eventwire.brokers.rabbitmq.subscription import RabbitMQSubscription
-from eventwire.core import headers as h
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
 from eventwire.core.errors import ClosedError
@@ -92,11 +91,10 @@ class RabbitMQBroker(BrokerBase):
             mandatory=self._settings.unroutable == "raise",
         )
 
-    async def _republish(self, topic: str, message: Message) -> None:
+    async def _republish(self, topic: str, message: Message, group: str | None) -> None:
         """A replay for one group goes straight into that group's queue (default exchange),
         so no other group or broadcast subscriber receives it at all; ``mandatory``: a group
         whose queue is gone raises ``UnroutableError`` and its dead letter stays."""
-        group = message.headers.get(h.REPLAY_GROUP)
         if group is None:
             await self._publish(topic, (message,))
             return
