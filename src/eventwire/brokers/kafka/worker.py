@@ -41,6 +41,13 @@ _FULL_POLL_EVERY = 0.2  # seconds between polls while prefetch deliveries are op
 _FETCH_BATCH = 500  # records taken from librdkafka per consume() call
 _QUEUE_LIMIT = 2000  # records waiting in one partition's queue before it is paused
 _COMMITTED_TIMEOUT = 10.0
+_LEADER_UNKNOWN = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +186,7 @@ class ConsumerWorker:
         for topic in spec.topics:
             metadata = consumer.list_topics(topic, timeout=spec.timeout)
             for partition in sorted(metadata.topics[topic].partitions):
-                _low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=spec.timeout
-                )
+                high = _high_watermark(consumer, TopicPartition(topic, partition), spec.timeout)
                 partitions.append(TopicPartition(topic, partition, high))
         consumer.assign(partitions)
         for tp in partitions:
@@ -400,6 +405,25 @@ class ConsumerWorker:
             consumer.close()
         except Exception as exc:  # noqa: BLE001
             log.warning("closing the consumer failed: %s", exc)
+
+
+def _high_watermark(consumer: Consumer, tp: TopicPartition, timeout: float) -> int:
+    """The partition's high watermark; a topic created a moment ago may have no leader known
+    yet (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE): retried within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = isinstance(error, KafkaError) and (
+                error.retriable() or error.code() in _LEADER_UNKNOWN
+            )
+            if not retriable or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+        else:
+            return int(high)
 
 
 def _fetch(consumer: Consumer, wait: float) -> list[RawRecord]:
