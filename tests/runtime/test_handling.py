@@ -11,14 +11,15 @@ import pydantic
 import pytest
 
 from eventwire.core import headers as h
-from eventwire.core.errors import DecodeError, PermanentError
+from eventwire.core.errors import PermanentError
 from eventwire.core.message import Message
+from eventwire.observability.counters import AppCounters
 from eventwire.reliability.dead_letter import FailureLog
 from eventwire.reliability.idempotency import MemoryIdempotencyStore
 from eventwire.reliability.retry import RetryPolicy
 from eventwire.runtime.context import Context
 from eventwire.runtime.handling import Processor, Timing
-from eventwire.runtime.stats import StatsCounter
+from eventwire.runtime.stats import AppStats
 from eventwire.runtime.subscriber import build_spec
 
 from .fakes import RecordingDelivery
@@ -53,11 +54,22 @@ async def no_publish(
     raise AssertionError("not expected")
 
 
+class LiveStats:
+    """``AppStats`` of ``counters`` as they are when an attribute is read."""
+
+    def __init__(self, counters: AppCounters) -> None:
+        self._counters = counters
+
+    def __getattr__(self, name: str) -> int:
+        value: int = getattr(AppStats.of(self._counters), name)
+        return value
+
+
 def processor(
     handler: Any, *, in_place: bool = False, stopping: asyncio.Event | None = None, **options: Any
-) -> tuple[Processor, StatsCounter, FakeTime]:
+) -> tuple[Processor, LiveStats, FakeTime]:
     fake = FakeTime()
-    stats = StatsCounter()
+    counters = AppCounters()
     defaults: dict[str, Any] = {
         "topic": "orders",
         "group": "g",
@@ -71,7 +83,7 @@ def processor(
     spec = build_spec(handler, **{**defaults, **options})
     proc = Processor(
         spec,
-        stats=stats,
+        counters=counters.subscriber(spec.topic, spec.group, spec.name),
         store=MemoryIdempotencyStore(),
         publish=no_publish,
         failures=FailureLog(clock=fake.clock),
@@ -79,16 +91,13 @@ def processor(
         in_place_retries=in_place,
         timing=Timing(sleep=fake.sleep, clock=fake.clock, rng=random.Random(0)),
     )
-    return proc, stats, fake
+    return proc, LiveStats(counters), fake
 
 
 async def run(proc: Processor, delivery: RecordingDelivery) -> None:
-    try:
-        value = proc.decode(delivery)
-    except DecodeError as exc:
-        await proc.reject(delivery, exc)
-        return
-    await proc.process(delivery, value)
+    """What a consumer and its worker do with one delivery."""
+    _, step, value = proc.admit(delivery)
+    await step(delivery, value)
 
 
 async def test_success_acks_and_context_is_filled() -> None:

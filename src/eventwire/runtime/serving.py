@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING
 from eventwire.core.errors import EventwireError
 from eventwire.observability.http import OpsServer, Probes
 from eventwire.observability.logs import get_logger
+from eventwire.runtime.loops import run_with_loop
 
 if TYPE_CHECKING:
     from eventwire.runtime.app import App
@@ -37,9 +37,11 @@ def serve(
     install_signal_handlers: bool,
     http_port: int | None,
     http_host: str,
+    loop: str = "asyncio",
 ) -> int:
-    """``App.serve``: run ``app`` in a new event loop until it stops; 0 after a graceful
-    shutdown, 1 if an eventwire error (broker, configuration) stopped it (logged)."""
+    """``App.serve``: run ``app`` in a new event loop (``loop``: "asyncio" or "uvloop")
+    until it stops; 0 after a graceful shutdown, 1 if an eventwire error (broker,
+    configuration, a loop that is not installed) stopped it (logged)."""
 
     async def main() -> None:
         try:
@@ -54,7 +56,7 @@ def serve(
             await app.aclose()
 
     try:
-        asyncio.run(main())
+        run_with_loop(main(), loop=loop)
     except EventwireError as exc:
         _log.error("%s stopped: %s", app.name, exc)
         return 1

@@ -34,6 +34,7 @@ class SubscriberSpec:
     ordered_by: str | KeyFn | None = None
     idempotent: bool = False
     ack: AckMode = "after"
+    timeout: float | None = None  # seconds a handler call may run before it is cancelled
 
     @property
     def name(self) -> str:
@@ -71,6 +72,7 @@ def build_spec(
     ordered_by: str | KeyFn | None,
     idempotent: bool,
     ack: AckMode,
+    timeout: float | None = None,
 ) -> SubscriberSpec:
     """Check a registration and pick its decoder; ``ConfigurationError`` says what to fix."""
     validate_topic(topic)
@@ -82,6 +84,8 @@ def build_spec(
         raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
     if prefetch is not None and prefetch < 1:
         raise ConfigurationError(f"prefetch must be at least 1, got {prefetch}")
+    if timeout is not None and not timeout > 0:
+        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout}")
     if ack not in ("after", "before"):
         raise ConfigurationError(f"ack must be 'after' or 'before', got {ack!r}")
     params = list(inspect.signature(handler).parameters.values())
@@ -111,4 +115,5 @@ def build_spec(
         ordered_by=ordered_by,
         idempotent=idempotent,
         ack=ack,
+        timeout=timeout,
     )
