@@ -127,19 +127,6 @@ class Publisher:
         await self._broker().publish(topic, *messages)
         self._counters.record_published(topic, len(messages), time.perf_counter() - started)
 
-    async def _send_each(
-        self, topic: str, batch: list[tuple[Message, asyncio.Future[None]]]
-    ) -> None:
-        for message, confirmed in batch:
-            try:
-                await self._send(topic, (message,))
-            except Exception as exc:  # noqa: BLE001 - this caller's own error
-                if not confirmed.done():
-                    confirmed.set_exception(exc)
-            else:
-                if not confirmed.done():
-                    confirmed.set_result(None)
-
     def _next_batch(self, topic: str, queue: _TopicQueue) -> None:
         """After a broker call of ``topic``: send what queued meanwhile, or go idle."""
         if not queue.waiting:
@@ -154,30 +141,59 @@ class Publisher:
         self, topic: str, queue: _TopicQueue, batch: list[tuple[Message, asyncio.Future[None]]]
     ) -> None:
         try:
-            try:
-                await self._send(topic, [message for message, _ in batch])
-            except MessageError:
-                if len(batch) == 1:
-                    raise
-                # One message was refused (checked before anything is sent): each caller
-                # gets its own outcome, as if it had published alone.
-                await self._send_each(topic, batch)
-                return
-        except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
-            for _, confirmed in batch:
-                if not confirmed.done():  # a cancelled caller stopped waiting
-                    confirmed.set_exception(exc)
+            await self._deliver(topic, batch)
         except BaseException:  # cancelled (the loop is closing): so are its callers
             for _, confirmed in batch:
                 confirmed.cancel()
             raise
-        else:
-            for _, confirmed in batch:
-                if not confirmed.done():
-                    confirmed.set_result(None)
         finally:
             queue.flushing = None
             self._next_batch(topic, queue)
+
+    async def _deliver(self, topic: str, batch: list[tuple[Message, asyncio.Future[None]]]) -> None:
+        """Send ``batch`` in one broker call and settle each caller's future."""
+        try:
+            await self._send(topic, [message for message, _ in batch])
+        except MessageError as exc:
+            if len(batch) > 1:
+                await self._deliver_without_refused(topic, batch)
+            else:
+                _settle(batch, exc)
+        except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
+            _settle(batch, exc)
+        else:
+            _settle(batch, None)
+
+    async def _deliver_without_refused(
+        self, topic: str, batch: list[tuple[Message, asyncio.Future[None]]]
+    ) -> None:
+        """The broker refused the batch for one of its messages (refusals are checked before
+        anything is sent): fail only the callers of invalid ones, send the others again."""
+        limit = self._broker().profile.capabilities.max_body_bytes
+        valid: list[tuple[Message, asyncio.Future[None]]] = []
+        for message, confirmed in batch:
+            try:
+                message.validate(max_body_bytes=limit)
+            except MessageError as exc:
+                _settle([(message, confirmed)], exc)
+            else:
+                valid.append((message, confirmed))
+        if len(valid) < len(batch):
+            if valid:
+                await self._deliver(topic, valid)
+            return
+        for one in batch:  # refused for a reason this check does not see: one at a time
+            await self._deliver(topic, [one])
+
+
+def _settle(batch: list[tuple[Message, asyncio.Future[None]]], error: Exception | None) -> None:
+    for _, confirmed in batch:
+        if confirmed.done():  # a cancelled caller stopped waiting
+            continue
+        if error is None:
+            confirmed.set_result(None)
+        else:
+            confirmed.set_exception(error)
 
 
 MAX_COALESCED = 1_000  # messages per coalesced broker call
