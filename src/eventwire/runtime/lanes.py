@@ -103,7 +103,8 @@ class Dispatcher:
     async def _work(self) -> None:
         me = asyncio.current_task()
         assert me is not None
-        ready, workers, loop = self._ready, self._workers, asyncio.get_running_loop()
+        ready, lanes, workers = self._ready, self._lanes, self._workers
+        loop = asyncio.get_running_loop()
         while not self._closing:
             if not ready:
                 waiter = loop.create_future()
@@ -112,37 +113,32 @@ class Dispatcher:
                 continue
             unit = ready.popleft()
             workers[me] = unit
+            step, delivery, value = lanes[unit][0] if isinstance(unit, str) else unit
+            # The step is awaited right here, not in a helper: one coroutine less per message.
+            try:
+                await step(delivery, value)
+            except Exception:  # noqa: BLE001 - a processing bug must not kill the worker
+                _log.exception("processing %r failed unexpectedly; returning it", delivery)
+                # Delayed: when settling itself fails (a DLQ refusing the message, say),
+                # returning it at once would spin redelivering it as fast as the broker can.
+                await abandon(delivery, FAILURE_DELAY)
+            except asyncio.CancelledError:
+                if me.cancelling():
+                    raise  # drain cancelling this worker
+                # Raised from inside (the step awaited something cancelled elsewhere).
+                _log.error("processing %r was cancelled from inside; returning it", delivery)
+                await abandon(delivery, FAILURE_DELAY)
             if isinstance(unit, str):
-                lane = self._lanes[unit]
-                await self._execute(lane[0])
+                lane = lanes[unit]
                 lane.popleft()
                 # No await between this emptiness check and the removal, so a concurrent
                 # submit() either lands in this lane before it ends or starts a fresh one.
                 # While draining, a non-empty lane stays so that drain() can return its jobs.
                 if not lane:
-                    del self._lanes[unit]
+                    del lanes[unit]
                 elif not self._closing:
                     ready.append(unit)
-            else:
-                await self._execute(unit)
             workers[me] = None
-
-    async def _execute(self, job: Job) -> None:
-        step, delivery, value = job
-        try:
-            await step(delivery, value)
-        except Exception:  # noqa: BLE001 - a processing bug must not kill the worker
-            _log.exception("processing %r failed unexpectedly; returning it", delivery)
-            # Delayed: when settling itself fails (a DLQ refusing the message, say), returning
-            # it at once would spin redelivering it as fast as the broker can.
-            await abandon(delivery, FAILURE_DELAY)
-        except asyncio.CancelledError:
-            me = asyncio.current_task()
-            if me is None or me.cancelling():
-                raise  # drain cancelling this worker
-            # Raised from inside (the step awaited something cancelled elsewhere).
-            _log.error("processing %r was cancelled from inside; returning it", delivery)
-            await abandon(delivery, FAILURE_DELAY)
 
     def _worker_ended(self, task: asyncio.Task[None]) -> None:
         unit = self._workers.pop(task, None)

@@ -173,11 +173,16 @@ _FIXED: Final[tuple[tuple[tuple[object, ...], Decoder], ...]] = (
 
 
 def _model_decoder(model: type[pydantic.BaseModel]) -> Decoder:
+    # The validator itself (what model_validate_json calls): this runs for every message.
+    validate_json = model.__pydantic_validator__.validate_json
+
     def decode(message: Message) -> Any:
-        loads = _foreign_loads(message)
         try:
+            if message.content_type in _READABLE_FAST:
+                return validate_json(message.body)
+            loads = _foreign_loads(message)
             if loads is None:
-                return model.model_validate_json(message.body)
+                return validate_json(message.body)
             return model.model_validate(loads(message.body))
         except pydantic.ValidationError as exc:
             raise _translate(exc) from exc
