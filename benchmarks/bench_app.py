@@ -9,7 +9,12 @@ Streams when ``--redis URL`` is given or reachable):
                           the adapter (``broker.subscribe`` + json.loads + ack), and the App
                           (``@app.subscriber`` whose handler takes a pydantic model);
 * publish msg/s           raw pipeline (Redis), ``app.publish_batch`` of 1,000, and 1,000
-                          concurrent ``app.publish()`` calls (each awaits its own confirm);
+                          concurrent ``app.publish()`` calls (each awaits its own confirm),
+                          next to the floor of that case: 1,000 gathered no-op coroutines
+                          (the callers' own tasks, which no publisher can avoid);
+* e2e latency (Redis)     p50/p99 at a paced ``--rate`` per second, one message per publish:
+                          raw redis-py (XADD, XREADGROUP) against ``app.publish`` + the App
+                          handler;
 
 Each figure is the best of ``--rounds`` (noise on a shared machine only slows rounds), with
 the CPU cost per message of this process (µs, ``time.process_time``): it moves far less
@@ -139,6 +144,45 @@ async def app_publish(
         return await timed(len(objs), work)
 
 
+async def app_latency(url: str, topic: str, count: int, rate: float) -> list[float]:
+    """Milliseconds from ``app.publish`` to the App handler, paced at ``rate`` per second."""
+    app = App(url, name="bench-lat")
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    @app.subscriber(topic, group="lat", prefetch=PREFETCH)
+    async def handle(order: Order) -> None:
+        latencies.append(bench.latency_ms(order.sent_ns))
+        if len(latencies) == count:
+            done.set()
+
+    async with app:
+        stop = asyncio.Event()
+        runner = asyncio.create_task(app.run(stop))
+        await app.wait_ready()
+
+        async def send(i: int) -> None:
+            await app.publish(topic, json.loads(bench.payload(i, time.perf_counter_ns())))
+
+        await bench.paced(send, count, rate, done.wait())
+        stop.set()
+        await runner
+    return latencies
+
+
+async def gather_floor(count: int) -> tuple[float, float]:
+    """What ``count`` concurrent calls cost before they do anything: their own tasks."""
+
+    async def nothing() -> None:
+        return None
+
+    async def work() -> None:
+        for _ in range(count // BATCH):
+            await asyncio.gather(*(nothing() for _ in range(BATCH)))
+
+    return await timed(count, work)
+
+
 # -- raw redis-py ---------------------------------------------------------------------------
 
 
@@ -219,8 +263,10 @@ async def memory_run(count: int, rounds: int, concurrency: int) -> None:
             f"{BATCH} concurrent app.publish()",
         )
     }
+    floor = Figure()
     names = list(figs)
     for r in range(rounds):
+        floor.add(*await gather_floor(count))
         url = f"memory://bench-app-{uuid.uuid4().hex[:6]}-{r}"
         await fill(url, "t", bodies)
         figs[names[0]].add(*await adapter_consume(url, "t", count))
@@ -229,10 +275,11 @@ async def memory_run(count: int, rounds: int, concurrency: int) -> None:
         figs[names[2]].add(*await app_consume(url, "t2", count, concurrency))
         figs[names[3]].add(*await app_publish(url, "p1", bodies, concurrent=False))
         figs[names[4]].add(*await app_publish(url, "p2", bodies, concurrent=True))
+    figs[f"  (floor: {BATCH} gathered no-op coroutines)"] = floor
     report(f"memory://: {count:,} messages x {rounds} rounds (best round)", figs, names[0])
 
 
-async def redis_run(url: str, count: int, rounds: int) -> None:
+async def redis_run(url: str, count: int, rounds: int, lat_count: int, rate: float) -> None:
     bodies = [bench.payload(i) for i in range(count)]
     cons = {
         n: Figure()
@@ -253,6 +300,7 @@ async def redis_run(url: str, count: int, rounds: int) -> None:
     cn, pn = list(cons), list(pubs)
     run = uuid.uuid4().hex[:6]
     keys: list[str] = []
+    lats: bench.Sides = ([], [])
     try:
         for r in range(rounds):
             raw_key, topic = f"bench-app-raw:{run}:{r}", f"bench-app.{run}.{r}"
@@ -266,10 +314,30 @@ async def redis_run(url: str, count: int, rounds: int) -> None:
             pubs[pn[1]].add(*await app_publish(url, p1, bodies, concurrent=False))
             pubs[pn[2]].add(*await app_publish(url, p2, bodies, concurrent=True))
             await redis_cleanup(url, keys)
+        if lat_count:
+            lats = await redis_latencies(url, run, lat_count, rate)
+            keys += [f"bench-app-rawlat:{run}", f"ew:bench-app-lat.{run}"]
     finally:
         await redis_cleanup(url, keys)
     report(f"redis streams {url}: {count:,} messages x {rounds} rounds (best round)", cons, cn[0])
     report("  publishing", pubs, pn[0])
+    if lat_count:
+        print(f"  latency, {lat_count:,} messages each at {rate:,.0f}/s")
+        bench.print_figures(
+            bench.latency_figures(rate, lats), (44, 12, 10), raw_label="raw redis-py"
+        )
+
+
+async def redis_latencies(url: str, run: str, count: int, rate: float) -> bench.Sides:
+    import bench_redis
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        raw = await bench_redis.raw_latency(client, f"bench-app-rawlat:{run}", count, rate)
+    finally:
+        await client.aclose()
+    return raw, await app_latency(url, f"bench-app-lat.{run}", count, rate)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -277,7 +345,13 @@ async def main(args: argparse.Namespace) -> None:
     print(f"event loop: {loop}")
     await memory_run(args.messages, args.rounds, args.concurrency)
     if args.redis:
-        await redis_run(args.redis, args.redis_messages or args.messages, args.rounds)
+        await redis_run(
+            args.redis,
+            args.redis_messages or args.messages,
+            args.rounds,
+            args.latency_messages,
+            args.rate,
+        )
 
 
 if __name__ == "__main__":
@@ -286,6 +360,8 @@ if __name__ == "__main__":
     parser.add_argument("--redis-messages", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--latency-messages", type=int, default=2_000, help="0: no latency run")
+    parser.add_argument("--rate", type=float, default=1_000.0)
     parser.add_argument("--redis", default=None, help="a Redis URL, e.g. redis://127.0.0.1:6379/0")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     arguments = parser.parse_args()

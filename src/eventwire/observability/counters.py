@@ -48,6 +48,8 @@ class SubscriberMetrics:
     """Live counters of one (topic, group, handler); updated from one event loop only."""
 
     __slots__ = (
+        "breaker_open",
+        "breaker_opened",
         "dead_letters",
         "duplicates",
         "duration",
@@ -72,6 +74,8 @@ class SubscriberMetrics:
         self.in_flight = 0
         # Consumer tasks (or their handler workers) that died unexpectedly and were restarted.
         self.restarts = 0
+        self.breaker_open = 0  # 1 while the subscriber's circuit breaker is open or half-open
+        self.breaker_opened = 0
         self.dead_letters: dict[str, int] = {}
         self.duration = Histogram(DURATION_BUCKETS)
 

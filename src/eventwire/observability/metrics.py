@@ -101,14 +101,19 @@ class MetricsRecorder:
                 lambda s: s.duplicates,
             ),
             (
-                "consumer_restarts",
+                "eventwire_consumer_restarts",
                 "Consumer tasks or handler workers that died unexpectedly and were restarted.",
                 lambda s: s.restarts,
             ),
+            (
+                "eventwire_breaker_opened",
+                "Times the subscriber's circuit breaker opened (consumption paused).",
+                lambda s: s.breaker_opened,
+            ),
         ]
         for name, doc, value in counters:
-            prefix = "eventwire_" if name == "consumer_restarts" else "eventwire_messages_"
-            family = CounterMetricFamily(f"{prefix}{name}", doc, labels=names)
+            full = name if name.startswith("eventwire_") else f"eventwire_messages_{name}"
+            family = CounterMetricFamily(full, doc, labels=names)
             for sub in subs:
                 family.add_metric(sub.labels, value(sub))
             yield family
@@ -133,6 +138,14 @@ class MetricsRecorder:
         for sub in subs:
             in_flight.add_metric(sub.labels, sub.in_flight)
         yield in_flight
+        breaker = GaugeMetricFamily(
+            "eventwire_breaker_open",
+            "1 while the subscriber's circuit breaker is open or half-open (not consuming).",
+            labels=names,
+        )
+        for sub in subs:
+            breaker.add_metric(sub.labels, sub.breaker_open)
+        yield breaker
         published = CounterMetricFamily(
             "eventwire_messages_published", "Messages the broker confirmed.", labels=["topic"]
         )

@@ -16,6 +16,7 @@ from eventwire.observability.counters import AppCounters
 from eventwire.observability.http import DEFAULT_HOST, OpsServer
 from eventwire.observability.logs import get_logger
 from eventwire.observability.metrics import MetricsRecorder, NoopRecorder, new_recorder
+from eventwire.reliability.circuit_breaker import BreakerPolicy
 from eventwire.reliability.dead_letter import FailureLog
 from eventwire.reliability.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from eventwire.reliability.retry import RetryPolicy
@@ -82,11 +83,15 @@ class App:
         idempotent: bool = False,
         ack: AckMode = "after",
         timeout: float | None = None,
+        breaker: BreakerPolicy | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register ``async def handler(message, ctx)`` for ``topic``; returns it unchanged.
 
         ``timeout`` (seconds): a handler call running longer is cancelled and counts as a
         failed attempt (``HandlerTimeoutError``, reason ``timeout``), retried like any other.
+        ``breaker``: after ``failure_threshold`` handler failures in a row the subscriber
+        stops consuming (no handler call, no fetch, readiness false) and probes with one
+        message every ``open_for`` seconds (doubling) until one succeeds.
         """
 
         def register(handler: Handler) -> Handler:
@@ -102,6 +107,7 @@ class App:
                     idempotent=idempotent,
                     ack=ack,
                     timeout=timeout,
+                    breaker=breaker,
                 )
             )
             return handler

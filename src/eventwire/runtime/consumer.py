@@ -133,8 +133,15 @@ class Consumer:
 
         watcher = asyncio.ensure_future(watch())
         admit, submit = self._processor.admit, self._dispatcher.submit
+        gate, dispatcher = self._processor.gate, self._dispatcher
         try:
             while not self._stopping.is_set():
+                if gate is not None and not gate.closed:
+                    # Breaker open: take nothing more while a held delivery can be the probe
+                    # (with none held, take one: it becomes the probe).
+                    await gate.hold_consumer(lambda: dispatcher.in_flight, self._stopping)
+                    if self._stopping.is_set():
+                        return
                 state["waiting"] = True
                 try:
                     delivery = await anext(deliveries)

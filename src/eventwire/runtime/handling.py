@@ -25,7 +25,7 @@ from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from eventwire.core import headers as h
 from eventwire.core.errors import DecodeError, EventwireError, PermanentError
@@ -34,6 +34,7 @@ from eventwire.observability.counters import SubscriberMetrics
 from eventwire.observability.logs import BoundLogger, bind, get_logger
 from eventwire.reliability import dead_letter as dl
 from eventwire.reliability.idempotency import IdempotencyStore
+from eventwire.runtime.breaking import BreakerGate
 from eventwire.runtime.context import Completion, Context, PublishFn
 from eventwire.runtime.subscriber import SubscriberSpec
 
@@ -62,6 +63,13 @@ class Timing:
 # What a worker runs for one admitted delivery: ``await step(delivery, value)``.
 Step: TypeAlias = Callable[[Delivery, Any], Awaitable[None]]
 REASON_TIMEOUT = "timeout"
+
+
+class _Stopping(Exception):
+    """What a call held by an open breaker returns when the app starts stopping."""
+
+
+_STOPPING: Final = _Stopping()
 
 
 class HandlerTimeoutError(EventwireError):
@@ -102,6 +110,13 @@ class Processor:
         # Broadcast subscribers have no group; their dedupe scope is this app's subscription.
         self._scope = spec.group or f"{spec.topic}#{spec.name}"
         self._completion = Completion(store=store, scope=self._scope, idempotent=spec.idempotent)
+        self.gate = (
+            None
+            if spec.breaker is None
+            else BreakerGate(spec.breaker, counters=self.counters, name=spec.name)
+        )
+        # Through the breaker only when there is one: no extra call per message otherwise.
+        self._invoke = self._call if self.gate is None else self._call_through
         self._plan: Step
         if spec.ack == "before":
             self._plan = self._at_most_once
@@ -163,10 +178,14 @@ class Processor:
             await self._give_up(delivery, None, dl.REASON_MAX_ATTEMPTS, attempt)
             return
         counters = self.counters
+        invoke = self._invoke
         while True:
-            error = await self._call(delivery, value, attempt)
+            error = await invoke(delivery, value, attempt)
             if error is None:
                 break
+            if error is _STOPPING:
+                await delivery.nack()  # stopping while the breaker held it: back at once
+                return
             counters.failures += 1
             if isinstance(error, PermanentError):
                 await self._give_up(delivery, error, dl.REASON_PERMANENT, attempt)
@@ -206,8 +225,14 @@ class Processor:
             await delivery.ack()
             self.counters.duplicates += 1
             return
+        gate = self.gate
+        if gate is not None and not await gate.enter(self._stopping):
+            await delivery.nack()
+            return
         await delivery.ack()
         error = await self._call(delivery, value, delivery.attempt)
+        if gate is not None:
+            gate.leave(error is not None and not isinstance(error, PermanentError))
         if error is not None:
             self.counters.failures += 1
             self._logger(delivery).error(
@@ -255,6 +280,22 @@ class Processor:
             duration.counts[bisect_left(duration.bounds, elapsed)] += 1
             duration.total += elapsed
         return None
+
+    async def _call_through(self, delivery: Delivery, value: Any, attempt: int) -> Exception | None:
+        """``_call`` once the breaker lets it in (``_STOPPING`` if the app stops first);
+        its verdict goes back to the breaker (a ``PermanentError`` is about the message, not
+        the downstream: it does not count)."""
+        gate = self.gate
+        assert gate is not None
+        if not await gate.enter(self._stopping):
+            return _STOPPING
+        failed: bool | None = None
+        try:
+            error = await self._call(delivery, value, attempt)
+            failed = error is not None and not isinstance(error, PermanentError)
+        finally:
+            gate.leave(failed)
+        return error
 
     async def _call_with_timeout(
         self, delivery: Delivery, value: Any, attempt: int, seconds: float

@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeAlias
 from eventwire.brokers._support.lifecycle import validate_topic
 from eventwire.core.errors import ConfigurationError
 from eventwire.core.message import Message
+from eventwire.reliability.circuit_breaker import BreakerPolicy
 from eventwire.reliability.retry import RetryPolicy
 from eventwire.serialization.codec import Decoder, decoder_for
 
@@ -35,6 +36,7 @@ class SubscriberSpec:
     idempotent: bool = False
     ack: AckMode = "after"
     timeout: float | None = None  # seconds a handler call may run before it is cancelled
+    breaker: BreakerPolicy | None = None  # pause consuming while the downstream fails
 
     @property
     def name(self) -> str:
@@ -73,6 +75,7 @@ def build_spec(
     idempotent: bool,
     ack: AckMode,
     timeout: float | None = None,
+    breaker: BreakerPolicy | None = None,
 ) -> SubscriberSpec:
     """Check a registration and pick its decoder; ``ConfigurationError`` says what to fix."""
     validate_topic(topic)
@@ -116,4 +119,5 @@ def build_spec(
         idempotent=idempotent,
         ack=ack,
         timeout=timeout,
+        breaker=breaker,
     )

@@ -54,8 +54,11 @@ class Supervisor:
     @property
     def ready(self) -> bool:
         """True while every subscription exists on the broker; false while a consumer is
-        resubscribing after a broker failure."""
-        return self._ready.is_set() and all(c.subscribed.is_set() for c in self._consumers)
+        resubscribing after a broker failure or its circuit breaker is open."""
+        return self._ready.is_set() and all(
+            c.subscribed.is_set() and (c.processor.gate is None or c.processor.gate.closed)
+            for c in self._consumers
+        )
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
