@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 from eventwire.core.contract import Broker
@@ -14,6 +15,8 @@ from eventwire.core.errors import MessageError
 from eventwire.core.message import Message, new_message_id
 from eventwire.observability.counters import AppCounters
 from eventwire.serialization.codec import encode_payload
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 def build_message(
@@ -49,7 +52,8 @@ def build_message(
         body=body,
         id=message_id,
         key=key,
-        headers=dict(headers or {}),
+        # Message copies the caller's headers; an empty frozen one it keeps as it is.
+        headers=dict(headers) if headers else _NO_HEADERS,
         content_type=content_type,
         correlation_id=correlation_id or message_id,
         causation_id=causation_id,
