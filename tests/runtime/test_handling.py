@@ -9,6 +9,8 @@ from typing import Any
 
 import pydantic
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eventwire.core import headers as h
 from eventwire.core.errors import PermanentError
@@ -258,3 +260,36 @@ async def test_ordered_retry_interrupted_by_shutdown_goes_back_undelayed() -> No
     d = RecordingDelivery(b'{"order_id":"1"}', key="1")
     await run(proc, d)
     assert d.nack_delays == [None]
+
+
+_ANNOTATIONS: list[Any] = [Order, dict, list[Order], str, bytes, Message, None]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.binary(max_size=200) | st.sampled_from([b'{"order_id":"1"}', b"[]", b'"x"']),
+    content_type=st.text(max_size=40)
+    | st.sampled_from(["application/json", "application/x-pickle", "text/plain", ""]),
+    which=st.integers(0, len(_ANNOTATIONS) - 1),
+)
+async def test_admit_never_raises_and_every_delivery_is_settled(
+    body: bytes, content_type: str, which: int
+) -> None:
+    """Whatever the body and content type, ``admit`` hands back a job (never an exception
+    that would end the consumer) and that job settles the delivery: handled, or dead-lettered
+    with its bytes unchanged."""
+    annotation = _ANNOTATIONS[which]
+
+    async def handle(value: object) -> None:
+        return None
+
+    # Set at run time: a string annotation could not name this local (postponed evaluation).
+    handle.__annotations__ = {"return": None} if annotation is None else {"value": annotation}
+    proc, _, _ = processor(handle)
+    delivery = RecordingDelivery(message=Message(body=body, content_type=content_type))
+    await run(proc, delivery)
+    assert delivery.settled in ("ack", "dead-letter")
+    if delivery.settled == "dead-letter":
+        assert delivery.dead is not None
+        assert delivery.dead.body == body
+        assert delivery.dead.headers[h.DLQ_REASON]
