@@ -98,6 +98,7 @@ install_debian() {
   need_pkg docker-compose docker-compose
   need_pkg prometheus prometheus
   need_pkg curl curl
+  need_pkg tmux tmux  # the monitor test drives `eventwire monitor` in a real terminal
 }
 
 install_maven() {

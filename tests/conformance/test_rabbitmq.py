@@ -45,15 +45,18 @@ class RabbitMQHarness(Harness):
 async def delete_topology(exchange: str, brokers: list[Broker]) -> None:
     """Delete the durable queues ``brokers`` declared and the exchange (shared server hygiene)."""
     queues: set[str] = set()
+    exchanges = {exchange}
     for broker in brokers:
         queues.update(getattr(broker, "declared_queues", ()))
+        exchanges.update(getattr(broker, "declared_exchanges", ()))
     connection = await aio_pika.connect(host=HOST, port=PORT)
     try:
         channel = await connection.channel()
         raw = await channel.get_underlay_channel()
         for queue in sorted(queues):
             await raw.queue_delete(queue)
-        await raw.exchange_delete(exchange)
+        for name in sorted(exchanges):
+            await raw.exchange_delete(name)
     finally:
         await connection.close()
 

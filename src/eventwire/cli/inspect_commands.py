@@ -9,18 +9,21 @@ import asyncio
 import logging
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from eventwire.cli import resolve
 from eventwire.cli.errors import CLIError, scrub
+from eventwire.reliability.replay import read_dead_letters, replay_dead_letters
 
 if TYPE_CHECKING:
     from eventwire.core.contract import Broker
-    from eventwire.core.message import Delivery, Message
+    from eventwire.core.message import Message
+
+T = TypeVar("T")
 
 BROKER_HELP = (
     f"Broker URL; default ${resolve.BROKER_URL_ENV}, else {resolve.DEFAULT_BROKER_URL} "
@@ -37,8 +40,6 @@ WaitOption = Annotated[
 TimeoutOption = Annotated[
     float, typer.Option("--timeout", min=0.1, help="Seconds before giving up on the broker.")
 ]
-DLQ_PREFIX = "x-eventwire-dlq-"
-REPLAY_OF = "x-eventwire-replay-of"
 BODY_PREVIEW = 60  # bytes of the body shown by `dlq list`
 
 dlq_app = typer.Typer(
@@ -115,21 +116,25 @@ def dlq_list(
 ) -> None:
     """Show TOPIC's dead letters without removing them (they stay for the next reader)."""
     resolved = resolve.broker_url(broker)
-    with quiet_client_logs():
-        letters = asyncio.run(_list(resolved, topic, limit, wait))
-    for message in letters:
+    shown = [0]
+
+    def show(message: Message) -> None:
+        # Printed as read: an interrupted --wait keeps every line it had.
         typer.echo(describe(message))
-    typer.echo(f"{len(letters)} dead letter(s) in {topic}.dlq, left in place")
+        shown[0] += 1
 
-
-async def _list(
-    resolved: resolve.ResolvedBroker, topic: str, limit: int, wait: float
-) -> list[Message]:
-    found: list[Message] = []
-    # Nothing is settled: leaving the subscription hands every dead letter back.
-    async with _dead_letters(resolved, topic, limit, wait) as letters:
-        found.extend([delivery.message async for delivery in letters])
-    return found
+    try:
+        with quiet_client_logs():
+            asyncio.run(
+                _with_broker(
+                    resolved,
+                    lambda b: read_dead_letters(b, topic, limit=limit, wait=wait, each=show),
+                )
+            )
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: {shown[0]} dead letter(s) shown from {topic}.dlq, left in place")
+        raise typer.Exit(130) from None
+    typer.echo(f"{shown[0]} dead letter(s) in {topic}.dlq, left in place")
 
 
 @dlq_app.command("replay")
@@ -139,49 +144,33 @@ def dlq_replay(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Replay at most N.")] = 1000,
     wait: WaitOption = 1.0,
 ) -> None:
-    """Publish TOPIC's dead letters back to TOPIC (same id and envelope), then remove them."""
+    """Publish each of TOPIC's dead letters once back to the group that failed it (same id
+    and envelope), then remove it."""
     resolved = resolve.broker_url(broker)
     with quiet_client_logs():
-        replayed = asyncio.run(_replay(resolved, topic, limit, wait))
-    typer.echo(f"replayed {replayed} dead letter(s) from {topic}.dlq to {topic}")
-
-
-async def _replay(resolved: resolve.ResolvedBroker, topic: str, limit: int, wait: float) -> int:
-    replayed = 0
-    async with _dead_letters(resolved, topic, min(limit, 100), wait, limit=limit) as letters:
-        broker = letters.broker
-        # A broker that drops a repeated message id (SQLite, JetStream) would drop a replay
-        # that keeps its id, and the ack below would then lose the dead letter for good.
-        renew = broker.profile.capabilities.publish_dedup
-        async for delivery in letters:
-            # Confirmed first, acked second: a crash in between replays it twice, never zero.
-            await broker.publish(topic, original(delivery.message, new_id=renew))
-            await delivery.ack()
-            replayed += 1
-    if renew and replayed:
-        typer.echo(
-            f"{broker.profile.name} drops repeated message ids, so the replays got new ids; "
-            f"each names its dead letter in the {REPLAY_OF} header"
+        result = asyncio.run(
+            _with_broker(
+                resolved,
+                lambda b: replay_dead_letters(b, topic, limit=limit, wait=wait),
+            )
         )
-    return replayed
-
-
-def original(message: Message, *, new_id: bool = False) -> Message:
-    """``message`` as first published: the ``x-eventwire-dlq-*`` headers removed, the rest
-    (id, key, content type, correlation id, other headers) kept; with ``new_id`` a fresh id,
-    the old one in the ``x-eventwire-replay-of`` header."""
-    from dataclasses import replace
-
-    from eventwire.core.message import new_message_id
-
-    kept = {k: v for k, v in message.headers.items() if not k.startswith(DLQ_PREFIX)}
-    if new_id:
-        return replace(message, id=new_message_id(), headers={**kept, REPLAY_OF: message.id})
-    return replace(message, headers=kept)
+    if result.failed_again:
+        typer.echo(
+            f"{result.failed_again} replayed message(s) failed again during this replay and "
+            f"were dead-lettered again: they stay in {topic}.dlq"
+        )
+    groups = ", ".join(
+        f"{n} to {'every subscriber' if not g else 'group ' + g}"
+        for g, n in sorted(result.by_group.items())
+    )
+    typer.echo(
+        f"replayed {result.replayed} dead letter(s) from {topic}.dlq to {topic}"
+        + (f" ({groups})" if groups else "")
+    )
 
 
 def describe(message: Message) -> str:
-    """One line for a dead letter: id, reason, attempts, detail, start of the body."""
+    """One line for a dead letter: id, group, reason, attempts, detail, start of the body."""
     from eventwire.core import headers as h
 
     headers = message.headers
@@ -191,57 +180,21 @@ def describe(message: Message) -> str:
     preview = message.body[:BODY_PREVIEW].decode("utf-8", "replace")
     more = "..." if len(message.body) > BODY_PREVIEW else ""
     return (
-        f"{message.id}  reason={headers.get(h.DLQ_REASON, '?')}  "
+        f"{message.id}  group={headers.get(h.DLQ_GROUP) or '-'}  "
+        f"reason={headers.get(h.DLQ_REASON, '?')}  "
         f"attempts={headers.get(h.DLQ_ATTEMPTS, '?')}  detail={detail or '-'}  "
         f"body={preview!r}{more}"
     )
 
 
-class _Letters:
-    """The dead-letter deliveries of one read, and the broker they came from."""
-
-    def __init__(
-        self, broker: Broker, deliveries: AsyncIterator[Delivery], limit: int, wait: float
-    ):
-        self.broker = broker
-        self._deliveries = deliveries
-        self._left = limit
-        self._wait = wait
-
-    def __aiter__(self) -> AsyncIterator[Delivery]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Delivery]:
-        while self._left > 0:
-            try:
-                async with asyncio.timeout(self._wait):
-                    delivery = await anext(self._deliveries)
-            except (TimeoutError, StopAsyncIteration):
-                return  # idle for --wait seconds: that was all of them
-            self._left -= 1
-            yield delivery
-
-
-@asynccontextmanager
-async def _dead_letters(
-    resolved: resolve.ResolvedBroker,
-    topic: str,
-    prefetch: int,
-    wait: float,
-    *,
-    limit: int | None = None,
-) -> AsyncIterator[_Letters]:
+async def _with_broker(
+    resolved: resolve.ResolvedBroker, work: Callable[[Broker], Awaitable[T]]
+) -> T:
     from eventwire.brokers.catalog import open_broker
-    from eventwire.core.message import DEAD_LETTER_GROUP, dead_letter_topic
 
     try:
-        async with (
-            open_broker(resolved.url) as broker,
-            broker.subscribe(
-                dead_letter_topic(topic), group=DEAD_LETTER_GROUP, prefetch=prefetch
-            ) as deliveries,
-        ):
-            yield _Letters(broker, deliveries, prefetch if limit is None else limit, wait)
+        async with open_broker(resolved.url) as broker:
+            return await work(broker)
     except OSError as exc:
         raise CLIError(
             f"cannot reach the broker at {resolved.url} ({exc.strerror or exc}): "

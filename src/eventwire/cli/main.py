@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from eventwire.cli import ops_commands, setup_commands
+from eventwire.cli import monitor_commands, ops_commands, schema_commands, setup_commands
 from eventwire.cli.errors import OneLineErrorGroup
 
 app = typer.Typer(
@@ -16,7 +16,9 @@ app = typer.Typer(
     cls=OneLineErrorGroup,
 )
 ops_commands.register(app)
+monitor_commands.register(app)
 setup_commands.register(app)
+schema_commands.register_commands(app)
 
 
 def main() -> None:

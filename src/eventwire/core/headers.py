@@ -32,6 +32,12 @@ DLQ_LAST_FAILURE = "x-eventwire-dlq-last-failure"
 # Carried across delayed redeliveries so the first failure time survives retries.
 FIRST_FAILURE = "x-eventwire-first-failure"
 
+# Written by `eventwire dlq replay` on a replayed message: the one group it is for (the
+# others ack it unseen, see ``brokers._support.lifecycle``) and the replay run that sent it
+# (so that run never replays its own replays when they fail again).
+REPLAY_GROUP = "x-eventwire-replay-group"
+REPLAY_RUN = "x-eventwire-replay-run"
+
 # Compiled once: this runs for every header of every published message, so it must be cheap.
 _BAD_NAME = re.compile(r"[\r\n\x00 :]")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")

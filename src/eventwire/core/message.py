@@ -20,7 +20,7 @@ _Action: TypeAlias = Callable[[], Awaitable[None]]
 
 
 def new_message_id() -> str:
-    """A fresh, globally unique, roughly time-ordered message id."""
+    """A fresh, globally unique message id: 122 random bits (uuid4), not ordered by time."""
     return uuid.uuid4().hex
 
 

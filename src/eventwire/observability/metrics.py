@@ -160,6 +160,16 @@ class MetricsRecorder:
             latency.add_metric([topic], hist.cumulative(), hist.total)
         yield published
         yield latency
+        from eventwire.brokers._support.retention import dropped_counts
+
+        dropped = CounterMetricFamily(
+            "eventwire_retention_dropped",
+            "Messages a user-set retention limit removed before every group acknowledged them.",
+            labels=["profile", "topic"],
+        )
+        for (profile, topic), count in sorted(dropped_counts().items()):
+            dropped.add_metric([profile, topic], count)
+        yield dropped
 
 
 def metrics_available() -> bool:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 from eventwire.core.contract import Broker
 from eventwire.core.errors import ClosedError, ConfigurationError
 from eventwire.core.message import Delivery
 from eventwire.observability.logs import get_logger
 from eventwire.reliability.retry import RetryPolicy
-from eventwire.runtime.handling import Processor, Timing
+from eventwire.runtime.handling import Processor, Step, Timing
 from eventwire.runtime.lanes import Dispatcher, abandon
 from eventwire.runtime.subscriber import SubscriberSpec
+from eventwire.serialization.registry import RegistryUnavailableError
 
 _log = get_logger("runtime")
 
@@ -157,7 +159,41 @@ class Consumer:
                 if self._stopping.is_set():  # arrived together with the stop request
                     await abandon(delivery)
                     return
-                key, step, value = admit(delivery)
+                if self._processor.decodes_async:
+                    admitted = await self._admit_waiting(delivery)
+                    if admitted is None:
+                        return  # stopping while the registry was down: it went back
+                    key, step, value = admitted
+                else:
+                    key, step, value = admit(delivery)
                 submit(key, step, delivery, value)
         finally:
             watcher.cancel()
+
+    async def _admit_waiting(self, delivery: Delivery) -> tuple[str | None, Step, Any] | None:
+        """An async (schema codec) admission. While the schema registry is unreachable this
+        consumer holds the delivery, reports not ready and tries again with backoff: an
+        outage is never a dead letter. Stopping meanwhile returns the delivery (None)."""
+        failures = 0
+        while True:
+            try:
+                admitted = await self._processor.admit_async(delivery)
+            except RegistryUnavailableError as exc:
+                failures += 1
+                self.subscribed.clear()  # /readyz says not ready while decoding is blocked
+                delay = self._resubscribe.delay_for(failures, self._timing.rng)
+                _log.warning(
+                    "cannot decode message %s on %s: %s; trying again in %.2f s",
+                    delivery.message.id,
+                    self._spec.topic,
+                    exc,
+                    delay,
+                )
+                await self._timing.sleep_unless(delay, self._stopping)
+                if self._stopping.is_set():
+                    await abandon(delivery)
+                    return None
+                continue
+            if failures:
+                self.subscribed.set()
+            return admitted

@@ -19,6 +19,7 @@ When the app starts stopping during such a sleep the delivery is nacked back ins
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 import time
 from bisect import bisect_left
@@ -37,6 +38,7 @@ from eventwire.reliability.idempotency import IdempotencyStore
 from eventwire.runtime.breaking import BreakerGate
 from eventwire.runtime.context import Completion, Context, PublishFn
 from eventwire.runtime.subscriber import SubscriberSpec
+from eventwire.serialization.registry import RegistryUnavailableError
 
 _log = get_logger("runtime")
 
@@ -106,6 +108,8 @@ class Processor:
         self._timing = timing
         self._handler = spec.handler
         self._decoder = spec.decoder
+        # Schema codecs decode asynchronously (the writer's schema may need a registry call).
+        self.decodes_async = inspect.iscoroutinefunction(spec.decoder)
         self._max_attempts = spec.retry.max_attempts
         # Broadcast subscribers have no group; their dedupe scope is this app's subscription.
         self._scope = spec.group or f"{spec.topic}#{spec.name}"
@@ -135,9 +139,24 @@ class Processor:
         except DecodeError as exc:
             return None, self._reject, exc
         except Exception as exc:  # noqa: BLE001 - a failing decoder is bad input too
-            error = DecodeError(f"decoder failed: {type(exc).__name__}: {exc}")
-            error.__cause__ = exc
-            return None, self._reject, error
+            return None, self._reject, _decoder_failed(exc)
+        return self._keyed(delivery, value)
+
+    async def admit_async(self, delivery: Delivery) -> tuple[str | None, Step, Any]:
+        """``admit`` for an async (schema codec) decoder. ``RegistryUnavailableError`` is
+        raised as it is: an outage is transient, the consumer waits it out (never a dead
+        letter)."""
+        try:
+            value = await self._decoder(delivery.message)
+        except RegistryUnavailableError:
+            raise
+        except DecodeError as exc:
+            return None, self._reject, exc
+        except Exception as exc:  # noqa: BLE001 - a failing decoder is bad input too
+            return None, self._reject, _decoder_failed(exc)
+        return self._keyed(delivery, value)
+
+    def _keyed(self, delivery: Delivery, value: Any) -> tuple[str | None, Step, Any]:
         if self.spec.ordered_by is None:
             return None, self._plan, value
         try:
@@ -381,3 +400,9 @@ class Processor:
             message_id=message.id,
             topic=delivery.topic,
         )
+
+
+def _decoder_failed(exc: Exception) -> DecodeError:
+    error = DecodeError(f"decoder failed: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error

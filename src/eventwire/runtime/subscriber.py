@@ -99,7 +99,8 @@ def build_spec(
             f"it takes {len(positional)} positional parameters"
         )
     try:
-        hints = typing.get_type_hints(handler)
+        # Extras kept: ``Annotated[Model, codec]`` names a schema codec (decoder_for reads it).
+        hints = typing.get_type_hints(handler, include_extras=True)
     except Exception as exc:  # any failure here means an unresolvable annotation
         raise ConfigurationError(
             f"cannot resolve the annotations of {handler.__qualname__}: {exc}"

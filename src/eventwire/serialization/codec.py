@@ -7,6 +7,9 @@ The decoder is chosen once per handler from its first parameter's annotation:
 * ``bytes`` -> the raw body; ``str`` -> the body as UTF-8 text
 * ``eventwire.Message`` -> the raw ``Message``
 * any other type (``list[Order]``, ``dict[str, int]``, a TypedDict...) -> pydantic ``TypeAdapter``
+* ``Annotated[T, codec]`` with a schema codec (Avro, Protobuf, JSON Schema) -> that codec's
+  async decoder into ``T`` (the runtime awaits it: the writer's schema may need a registry
+  call); a generated Protobuf message class alone -> the Confluent wire format decoded with it
 
 Failures raise ``DecodeError`` (the body is not what it claims: bad JSON, bad UTF-8) or its
 subclass ``ValidationError`` (well-formed but not a valid instance); the runtime dead-letters
@@ -23,7 +26,8 @@ into the Python value the handler's type is validated from.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import typing
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeAlias, cast
 
 import pydantic
@@ -37,6 +41,8 @@ JSON_CONTENT_TYPE: Final = json.JSON_CONTENT_TYPE
 
 Decoder: TypeAlias = Callable[[Message], Any]
 Loads: TypeAlias = Callable[[bytes], Any]
+# What a schema codec's ``decoder_for`` returns; ``inspect.iscoroutinefunction`` tells them apart.
+AsyncDecoder: TypeAlias = Callable[[Message], Awaitable[Any]]
 
 _NO_ANNOTATION: Final = object()
 
@@ -109,6 +115,9 @@ def encode_payload(payload: object) -> tuple[bytes, str]:
 
 def decoder_for(annotation: object = _NO_ANNOTATION) -> Decoder:
     """The function turning a delivered ``Message`` into the handler's first argument."""
+    schema_decoder = _schema_decoder(annotation)
+    if schema_decoder is not None:
+        return schema_decoder
     for candidates, decoder in _FIXED:
         if any(annotation is c for c in candidates):
             return decoder
@@ -117,6 +126,26 @@ def decoder_for(annotation: object = _NO_ANNOTATION) -> Decoder:
     if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
         return _model_decoder(annotation)
     return _adapter_decoder(annotation)
+
+
+def _schema_decoder(annotation: object) -> Decoder | None:
+    """A schema codec's decoder when the annotation asks for one; no codec library is
+    imported unless it does (``import eventwire`` stays light)."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        target, *metadata = typing.get_args(annotation)
+        for item in metadata:
+            make = getattr(item, "decoder_for", None)
+            if callable(make):
+                return cast("Decoder", make(target))
+        return None
+    if isinstance(annotation, type) and any(
+        base.__module__.startswith("google.protobuf") and base.__name__ == "Message"
+        for base in annotation.__mro__[1:]
+    ):
+        from eventwire.serialization.protobuf import unregistered_decoder
+
+        return unregistered_decoder(annotation)
+    return None
 
 
 def _identity(message: Message) -> Message:

@@ -50,7 +50,7 @@ def broker_count(host: str, port: int, timeout: float = 2.0) -> int:
     correlation_id, _throttle_ms, brokers = struct.unpack_from(">iii", payload, 0)
     if correlation_id != 1:
         raise ConnectionError(f"response for correlation id {correlation_id}, expected 1")
-    return max(brokers, 0)
+    return max(int(brokers), 0)
 
 
 def is_ready(host: str, port: int, timeout: float = 2.0) -> bool:

@@ -88,6 +88,17 @@ async def test_retention_keeps_newest_and_never_loses_in_flight(hub: str) -> Non
             assert ids(await collect(sub, 5, QUICK)) == ids(messages[-5:])
 
 
+async def test_retention_dropping_unread_messages_is_counted(hub: str) -> None:
+    from eventwire.brokers._support.retention import dropped_counts
+
+    before = dropped_counts().get(("memory", "t"), 0)
+    async with await opened(f"memory://{hub}?retention=5") as broker:
+        async with broker.subscribe("t", group="slow"):
+            pass
+        await broker.publish("t", *(Message(body=str(i).encode()) for i in range(20)))
+    assert dropped_counts()[("memory", "t")] - before == 15
+
+
 async def test_key_stays_with_one_member_while_in_flight(hub: str) -> None:
     a, b = await opened(f"memory://{hub}"), await opened(f"memory://{hub}")
     try:

@@ -36,6 +36,7 @@ async def open_rmq(exchange: str) -> AsyncIterator[Opener]:
 
     yield opener
     queues = {q for b in opened for q in b.declared_queues}
+    exchanges = {x for b in opened for x in b.declared_exchanges} | {exchange}
     for broker in opened:
         await broker.aclose()
     connection = await aio_pika.connect(host=HOST, port=PORT)
@@ -43,6 +44,7 @@ async def open_rmq(exchange: str) -> AsyncIterator[Opener]:
         channel = await (await connection.channel()).get_underlay_channel()
         for queue in sorted(queues):
             await channel.queue_delete(queue)
-        await channel.exchange_delete(exchange)
+        for name in sorted(exchanges):
+            await channel.exchange_delete(name)
     finally:
         await connection.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import uuid
 
 import aio_pika
@@ -168,3 +170,47 @@ async def test_quick_cuts_restore_each_consumer_exactly_once(
                     assert await _consumers(queue) == 1
             finally:
                 worker.cancel()
+
+
+async def test_failed_reconnect_tries_log_one_line_each_without_tracebacks(
+    open_rmq: Opener, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 10: aiormq logged a traceback for the lost connection and an ERROR per failed
+    dial; now one line per try (broker, attempt, next delay, cause), tracebacks at DEBUG."""
+    caplog.set_level(logging.INFO)
+    async with FaultProxy(HOST, PORT) as proxy:
+        broker = await open_rmq(port=proxy.port, max_backoff=0.2)
+        await proxy.aclose()  # the port is closed: every dial is refused
+        async with asyncio.timeout(30):
+            while len(_tries(caplog)) < 3:
+                await asyncio.sleep(0.05)
+        await broker.aclose()
+    tries = _tries(caplog)
+    for number, record in enumerate(tries[:3], start=1):
+        line = record.getMessage()
+        assert f"attempt {number} to amqp://guest:***@{HOST}:{proxy.port}/" in line
+        assert "Connect call failed" in line  # the cause
+        assert re.search(r"next try in \d+\.\d\d s$", line)
+    noisy = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not noisy, [(r.name, r.getMessage()) for r in noisy]
+    assert "\n" not in "".join(r.getMessage() for r in caplog.records)
+
+
+async def test_client_tracebacks_are_kept_at_debug(
+    open_rmq: Opener, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiormq")
+    async with FaultProxy(HOST, PORT) as proxy:
+        broker = await open_rmq(port=proxy.port, max_backoff=0.2)
+        await proxy.aclose()
+        async with asyncio.timeout(30):
+            while not _tries(caplog):
+                await asyncio.sleep(0.05)
+        await broker.aclose()
+    demoted = [r for r in caplog.records if r.name.startswith("aiormq") and r.exc_info]
+    assert demoted
+    assert all(r.levelno == logging.DEBUG for r in demoted)
+
+
+def _tries(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "reconnect attempt" in r.getMessage()]

@@ -241,3 +241,26 @@ async def test_subscription_survives_a_channel_error(open_rmq: Opener) -> None:
         await got.ack()
     assert got.message.id == second.id
     assert broker.reconnects == 0  # the connection itself stayed up
+
+
+async def test_publish_before_any_group_subscribed_is_an_error_not_a_silent_drop(
+    open_rmq: Opener,
+) -> None:
+    """Issue 10: the broker confirmed and dropped these; now the caller sees it."""
+    from eventwire.core.errors import PublishError
+
+    topic = f"nogroup.{uuid.uuid4().hex[:8]}"
+    broker = await open_rmq()
+    with pytest.raises(PublishError, match="no group has subscribed"):
+        await broker.publish(topic, Message(body=b"early"))
+    with pytest.raises(PublishError, match="2 message"):
+        await broker.publish(topic, Message(body=b"a"), Message(body=b"b"))
+    async with broker.subscribe(topic, group="late") as sub:
+        await broker.publish(topic, Message(body=b"kept"))
+        async with asyncio.timeout(30):
+            got = await anext(sub)
+        assert got.message.body == b"kept"
+        await got.ack()
+    await broker.publish(topic, Message(body=b"queued for the group"))  # the queue stays
+    dropper = await open_rmq(unroutable="drop")
+    await dropper.publish(f"nogroup.{uuid.uuid4().hex[:8]}", Message(body=b"pubsub"))

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 
 import pytest
 from pamqp.commands import Basic
 
-from eventwire.brokers.rabbitmq import envelope
+from eventwire.brokers.rabbitmq import delays, envelope
 from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
 from eventwire.brokers.rabbitmq.settings import (
-    RETRY_BUCKETS,
     RabbitMQSettings,
     group_queue,
     group_queue_arguments,
-    retry_bucket,
-    retry_queue,
 )
 from eventwire.core import headers as h
 from eventwire.core.errors import ConfigurationError
@@ -50,15 +48,35 @@ def test_queue_names_are_unambiguous_and_bounded() -> None:
     long = group_queue("ew", "t" * 200, "g" * 200)
     assert len(long.encode()) <= 255
     assert long != group_queue("ew", "t" * 200, "g" * 199 + "h")
-    assert retry_queue("ew:t:g", 0.5) == "ew:t:g:retry-500ms"
+    assert len(group_queue("ew", "é" * 200, "g").encode()) <= 255
 
 
-def test_retry_bucket_rounds_up_so_retries_never_come_early() -> None:
-    assert retry_bucket(0.0) == 0.1
-    assert retry_bucket(0.3) == 0.5
-    assert retry_bucket(1.0) == 1.0
-    assert retry_bucket(1.01) == 2.0
-    assert retry_bucket(10**9) == RETRY_BUCKETS[-1]
+@pytest.mark.parametrize(
+    "delay", [0.1, 0.3, 0.519, 1.0, 2.7, 7.3, 30.0, 301.0, 3601.0, 86_400.0, 10**6, 6e6]
+)
+def test_delay_steps_never_early_and_within_bound(delay: float) -> None:
+    waited = delays.steps(delay) * delays.UNIT
+    assert waited >= delay - 1e-6
+    # 6 significant bits, rounded up: at most 2**-5 late (or one 0.1 s step)
+    assert waited - delay <= max(delays.UNIT, delay / 32) + 1e-6
+    assert len(delays.levels_of(delays.steps(delay))) <= delays.SIGNIFICANT_BITS
+
+
+def test_delay_levels_are_within_rabbitmq_ttl_limit_and_capped() -> None:
+    top = delays.level_queue_arguments("ew", delays.LEVELS - 1)["x-message-ttl"]
+    assert isinstance(top, int)
+    assert top <= 2**32 - 1
+    assert delays.steps(10**12) == delays.MAX_STEPS
+    assert delays.steps(0) == delays.steps(-1) == delays.steps(float("nan")) == 0
+
+
+def test_delay_routing_key_spells_the_levels() -> None:
+    key = delays.routing_key(0b101, "ew:t:g")
+    words = key.split(".")
+    assert len(words) == delays.LEVELS + 1
+    assert words[-4:-1] == ["1", "0", "1"]
+    assert words[-1] == delays.target_token("ew:t:g")
+    assert len(key) <= 255
 
 
 def test_dead_letter_queue_is_terminal() -> None:
@@ -84,9 +102,11 @@ def test_envelope_round_trip_keeps_every_field() -> None:
     )
     props = envelope.encode(message, attempt=3)
     props.headers = dict(props.headers or {}, **{"x-delivery-count": 1})
-    decoded, attempt = envelope.decode(message.body, props, redelivered=True)
+    decoded, attempt = envelope.decode(message.body, props, redelivered=True, via_retry=True)
     assert decoded == message
     assert attempt == 4  # our attempt header 3 + one broker redelivery
+    # The same headers from a producer (not through the retry path): the header is ignored.
+    assert envelope.decode(message.body, props, redelivered=True)[1] == 2
 
 
 def test_broadcast_redelivery_counts_the_redelivered_flag() -> None:
@@ -103,21 +123,44 @@ def test_broker_dead_letter_gets_a_reason_but_retry_expiry_does_not() -> None:
         timestamp=datetime.now(tz=UTC),
         headers={"x-death": [death, expired], "x-first-death-reason": "expired"},
     )
-    message, _ = envelope.decode(b"x", props, redelivered=False)
+    message, _ = envelope.decode(b"x", props, redelivered=False, dead_letters=True)
     assert message.headers[h.DLQ_REASON] == "delivery-limit"
     assert message.headers[h.DLQ_ORIGINAL_TOPIC] == "orders"
     retried, _ = envelope.decode(
-        b"x", Basic.Properties(message_id="m2", headers={"x-death": [expired]}), redelivered=False
+        b"x",
+        Basic.Properties(message_id="m2", headers={"x-death": [expired]}),
+        redelivered=False,
+        dead_letters=True,
     )
     assert h.DLQ_REASON not in retried.headers
 
 
 def test_backoff_is_capped_exponential_with_jitter() -> None:
     settings = RabbitMQSettings.from_url(BrokerURL.parse("amqp://localhost/?max_backoff=5"))
-    low = RabbitMQConnection(settings, "x", rng=lambda: 0.0)
-    high = RabbitMQConnection(settings, "x", rng=lambda: 1.0)
+    high = RabbitMQConnection(settings, "x", rng=_Fixed(0.0))  # no jitter taken off
+    low = RabbitMQConnection(settings, "x", rng=_Fixed(0.999999999))
     assert low.backoff(0) == pytest.approx(0.05)
     assert high.backoff(0) == pytest.approx(0.1)
     assert high.backoff(3) == pytest.approx(0.8)
     assert high.backoff(100) == pytest.approx(5.0)
     assert low.backoff(100) == pytest.approx(2.5)
+
+
+class _Fixed(random.Random):
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def test_a_producer_ttl_running_out_is_a_death_a_delay_level_is_not() -> None:
+    def reason(queue: str) -> str | None:
+        death = {"reason": "expired", "queue": queue, "routing-keys": ["orders"]}
+        props = Basic.Properties(message_id="m", headers={"x-death": [death]})
+        message, _ = envelope.decode(b"x", props, redelivered=False, dead_letters=True)
+        return message.headers.get(h.DLQ_REASON)
+
+    assert reason("ew:orders:billing") == "expired"
+    assert reason(delays.level_queue("ew", 3)) is None

@@ -9,10 +9,11 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Self
 
+from eventwire.core import headers as h
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
 from eventwire.core.errors import ClosedError, ConfigurationError
-from eventwire.core.message import Delivery, Message
+from eventwire.core.message import DEAD_LETTER_SUFFIX, Delivery, Message
 from eventwire.core.url import BrokerURL
 
 
@@ -70,7 +71,34 @@ class BrokerBase(ABC):
             validate_topic(group, what="group")
         if prefetch < 1:
             raise ConfigurationError(f"prefetch must be at least 1, got {prefetch}")
-        return self._subscribe(topic, group, prefetch)
+        inner = self._subscribe(topic, group, prefetch)
+        if topic.endswith(DEAD_LETTER_SUFFIX):
+            # A dead letter of a replay keeps its marks; the DLQ readers must see all of them.
+            return inner
+        return _OwnDeliveries(inner, group)
+
+    async def republish(self, topic: str, message: Message, *, group: str | None) -> None:
+        """Publish ``message`` (a replayed dead letter, its id kept) for ``group`` only.
+
+        It goes to the topic like any message, marked with ``x-eventwire-replay-group``; the
+        subscriptions of every other group (and broadcast subscribers) ack it without handing
+        it out, so groups that had processed it do not see it again. ``group=None`` (a dead
+        letter of a broadcast subscriber) reaches every subscriber. Adapters that drop a
+        repeated message id override ``_republish`` so the replay is stored all the same.
+        """
+        if group is not None:
+            validate_topic(group, what="group")
+            message = message.with_headers(**{h.REPLAY_GROUP: group})
+        validate_topic(topic)
+        message.validate(max_body_bytes=self._profile.capabilities.max_body_bytes)
+        if self._closed:
+            raise ClosedError(f"cannot publish to {topic!r}: the broker connection is closed")
+        if not self._connected:
+            await self.connect()
+        await self._republish(topic, message)
+
+    async def _republish(self, topic: str, message: Message) -> None:
+        await self._publish(topic, (message,))
 
     async def aclose(self) -> None:
         if self._closed:
@@ -118,6 +146,50 @@ class BrokerBase(ABC):
 
     async def _health(self) -> Health:
         return Health(ok=True, detail="connected")
+
+
+class _OwnDeliveries:
+    """``subscribe()``'s context manager around the adapter's: yields only the deliveries
+    meant for this group; a replay addressed to another group is acked unseen."""
+
+    __slots__ = ("_group", "_inner", "_iterator")
+
+    def __init__(
+        self, inner: AbstractAsyncContextManager[AsyncIterator[Delivery]], group: str | None
+    ) -> None:
+        self._inner = inner
+        self._group = group
+        self._iterator: AsyncIterator[Delivery] | None = None
+
+    async def __aenter__(self) -> AsyncIterator[Delivery]:
+        self._iterator = await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        return await self._inner.__aexit__(exc_type, exc, tb)
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self
+
+    def __getattr__(self, name: str) -> object:
+        # Only for names this wrapper lacks: the adapter's own subscription stays inspectable.
+        return getattr(self._iterator, name)
+
+    async def __anext__(self) -> Delivery:
+        iterator = self._iterator
+        if iterator is None:
+            raise RuntimeError("iterate inside `async with broker.subscribe(...)`")
+        while True:
+            delivery = await anext(iterator)
+            target = delivery.message.headers.get(h.REPLAY_GROUP)
+            if target is None or target == self._group:
+                return delivery
+            await delivery.ack()
 
 
 _TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")

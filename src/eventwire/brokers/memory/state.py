@@ -11,7 +11,8 @@ with key K, further K messages go only to that member; others set them aside in
 
 Retention keeps at most ``retention`` messages per topic (plus a small slack so trimming is
 amortised), like Kafka's: a new group starts at the oldest retained message, and a group that
-lags further behind than ``retention`` loses the trimmed messages. Unsettled and redelivered
+lags further behind than ``retention`` loses the trimmed messages (logged and counted as
+``eventwire_retention_dropped_total``). Unsettled and redelivered
 messages are held by their group, not the log, so trimming never loses in-flight work.
 """
 
@@ -23,6 +24,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Final, Protocol, TypeAlias
 
+from eventwire.brokers._support.retention import dropped_unread
 from eventwire.core.message import Message
 
 DEFAULT_RETENTION: Final = 1_000_000
@@ -222,12 +224,22 @@ class Topic:
         self.log.extend(messages)
         excess = len(self.log) - self.retention
         if excess >= self._slack:
+            self._report_unread(self.base + excess)
             del self.log[:excess]
             self.base += excess
         for group in self.groups.values():
             group.wake_all()
         for group in self.broadcast:
             group.wake_all()
+
+    def _report_unread(self, new_base: int) -> None:
+        # Messages below new_base go; those a durable group has not read yet are lost to it.
+        if not self.groups:
+            return
+        slowest = min(group._cursor for group in self.groups.values())
+        lost = new_base - max(slowest, self.base)
+        if lost > 0:
+            dropped_unread("memory", self.name, lost, limit=f"retention={self.retention}")
 
     def durable_group(self, name: str) -> Group:
         """The named group, created at the oldest retained message (replay) if new."""

@@ -33,7 +33,10 @@ class JetStreamDelivery(Delivery):
 
     async def _dead_letter(self, dead: Message) -> None:
         async def store_then_term() -> None:
-            await self._pull.dead_letter_sink(dead)  # confirmed before the original goes
+            # Confirmed before the original goes; the stream sequence names this dead-lettering
+            # (a repeat after a crash before term() is dropped, a replay's failure is kept).
+            _, stream_seq = attempt_and_seq(self._msg.reply)
+            await self._pull.dead_letter_sink(dead, stream_seq)
             await self._msg.term()
 
         await self._pull.settle(self, store_then_term)

@@ -9,7 +9,6 @@ from typing import Final
 from eventwire.core.errors import ConfigurationError
 from eventwire.core.url import BrokerURL
 
-_DAY: Final = 24 * 3600.0
 MIN_RECONNECT_DELAY: Final = 0.01  # the smallest reconnect_min allowed, seconds
 
 
@@ -27,10 +26,14 @@ class NatsOptions:
     ack_wait: float = 30.0
     max_deliver: int = 100
     max_ack_pending: int = 20_000
-    max_age: float = 7 * _DAY  # stream retention; 0 keeps messages forever
-    # Per-stream disk cap; 0 = none. When reached the oldest messages are dropped (also in a
-    # topic's .dlq stream), so size it for the longest outage of the slowest group.
+    # User limits per topic stream, 0 = none (the default: a stream keeps every message a
+    # group has not acknowledged, and the adapter purges what every group acknowledged).
+    # A limit drops the oldest messages even if a group has not read them: logged, counted.
+    max_age: float = 0.0
     max_bytes: int = 0
+    max_msgs: int = 0
+    dlq_max_age: float = 0.0  # dead letters are kept until replayed, unless this is set
+    trim_interval: float = 30.0  # how often group members purge what every group acked
     dup_window: float = 120.0  # Nats-Msg-Id duplicate window
     storage: str = "file"
     replicas: int = 1
@@ -80,8 +83,12 @@ class NatsOptions:
                 f"publish_timeout ({self.publish_timeout:g}s) must be shorter than dup_window "
                 f"({self.dup_window:g}s), or a re-sent publish could be stored twice"
             )
-        if self.max_age < 0 or self.max_bytes < 0:
-            raise ConfigurationError("max_age and max_bytes must be >= 0 (0 = unlimited)")
+        if min(self.max_age, self.max_bytes, self.max_msgs, self.dlq_max_age) < 0:
+            raise ConfigurationError(
+                "max_age, max_bytes, max_msgs and dlq_max_age must be >= 0 (0 = unlimited)"
+            )
+        if self.trim_interval <= 0:
+            raise ConfigurationError("trim_interval must be > 0")
         if self.pending_size < 0:
             raise ConfigurationError("pending_size must be >= 0 (0 = no reconnect buffer)")
         if not MIN_RECONNECT_DELAY <= self.reconnect_min <= self.reconnect_max:

@@ -26,7 +26,8 @@ log = logging.getLogger("eventwire.brokers.nats")
 
 # Makes sure the durable/ephemeral consumer exists; returns the pull subject to ask on.
 EnsureConsumer = Callable[[int | None], Awaitable[str]]
-DeadLetterSink = Callable[[Message], Awaitable[None]]
+# Stores a dead letter; the int is the original's stream sequence (None if unknown).
+DeadLetterSink = Callable[[Message, int | None], Awaitable[None]]
 MAX_DELIVERIES = "max-deliveries"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,23 +18,38 @@ from nats.js.api import (
     DeliverPolicy,
     DiscardPolicy,
     RetentionPolicy,
+    SequenceInfo,
     StorageType,
     StreamConfig,
 )
 
+from eventwire.brokers._support.retention import dropped_unread
 from eventwire.brokers.nats._base import NatsBrokerBase
 from eventwire.brokers.nats._confirm import PubAcks
 from eventwire.brokers.nats._connection import translate
 from eventwire.brokers.nats._envelope import check_size, to_headers
 from eventwire.brokers.nats._options import safe_name
 from eventwire.brokers.nats._pull import PullConsumer
+from eventwire.core import headers as h
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.errors import BrokerError, PublishError
-from eventwire.core.message import DEAD_LETTER_SUFFIX, Delivery, Message, dead_letter_topic
+from eventwire.core.message import (
+    DEAD_LETTER_SUFFIX,
+    Delivery,
+    Message,
+    dead_letter_topic,
+    new_message_id,
+)
 from eventwire.core.url import BrokerURL
+
+log = logging.getLogger("eventwire.brokers.nats")
 
 _STREAM_IN_USE = 10058  # "stream name already in use with a different configuration"
 _PERMANENT = (nats.js.errors.BadRequestError, nats.errors.MaxPayloadError)
+
+
+def _seq(position: SequenceInfo | None) -> int:
+    return int(position.stream_seq or 0) if position is not None else 0
 
 
 class JetStreamBroker(NatsBrokerBase):
@@ -56,6 +72,8 @@ class JetStreamBroker(NatsBrokerBase):
         self._created: dict[str, object] = {}
         self._epochs: dict[str, object] = {}
         self._pulls: set[PullConsumer] = set()
+        # Per stream: up to which sequence messages removed by limits were already reported.
+        self._limit_counted: dict[str, int] = {}
 
     async def _connect(self) -> None:
         await super()._connect()
@@ -80,14 +98,17 @@ class JetStreamBroker(NatsBrokerBase):
     async def _declare_stream(self, topic: str) -> str:
         assert self._js is not None
         opts = self.options
+        dlq = topic.endswith(DEAD_LETTER_SUFFIX)
+        # 0 means "no limit" to the server too; None would keep a limit set earlier.
         config = StreamConfig(
             name=opts.stream(topic),
             subjects=[opts.subject(topic)],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE if opts.storage == "file" else StorageType.MEMORY,
             discard=DiscardPolicy.OLD,
-            max_age=opts.max_age or None,
-            max_bytes=opts.max_bytes or None,
+            max_age=opts.dlq_max_age if dlq else opts.max_age,
+            max_bytes=-1 if dlq or not opts.max_bytes else opts.max_bytes,
+            max_msgs=-1 if dlq or not opts.max_msgs else opts.max_msgs,
             duplicate_window=opts.dup_window,
             num_replicas=opts.replicas,
         )
@@ -168,6 +189,48 @@ class JetStreamBroker(NatsBrokerBase):
         assert self._js is not None
         return f"{self._js._prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
 
+    # -- retention -----------------------------------------------------------------------
+    async def trim(self, topic: str) -> int:
+        """Purge ``topic``'s stream up to what every consumer has acknowledged (a stream no
+        consumer reads is kept whole); report messages a user-set limit removed before a
+        consumer got them. Returns how many messages the purge removed."""
+        assert self._js is not None
+        stream = self.options.stream(topic)
+        try:
+            info = await self._js.stream_info(stream)
+            consumers = await self._js.consumers_info(stream)
+        except nats.js.errors.NotFoundError:
+            return 0
+        if not consumers:
+            return 0
+        first = int(info.state.first_seq or 0)
+        # Never delivered to the slowest consumer yet already gone: removed by a limit.
+        slowest = min(_seq(c.delivered) for c in consumers)
+        counted = self._limit_counted.get(stream, 0)
+        gone_unread = first - 1 - max(slowest, counted)
+        if gone_unread > 0:
+            self._limit_counted[stream] = first - 1
+            dropped_unread(self.profile.name, topic, gone_unread, limit=self._limits())
+        floor = min(_seq(c.ack_floor) for c in consumers)
+        if floor + 1 <= first:
+            return 0
+        before = int(info.state.messages or 0)
+        await self._js.purge_stream(stream, seq=floor + 1)  # keeps floor + 1 and later
+        return max(0, before - int((await self._js.stream_info(stream)).state.messages or 0))
+
+    def _limits(self) -> str:
+        opts = self.options
+        set_ = {"max_age": opts.max_age, "max_bytes": opts.max_bytes, "max_msgs": opts.max_msgs}
+        return ", ".join(f"{k}={v:g}" for k, v in set_.items() if v) or "a server-side limit"
+
+    async def _trim_forever(self, topic: str) -> None:
+        while True:
+            await asyncio.sleep(self.options.trim_interval)
+            try:
+                await self.trim(topic)
+            except Exception as exc:  # noqa: BLE001 - reconnecting, or the stream is gone
+                log.debug("NATS retention pass on %r failed: %s", topic, exc)
+
     # -- publish -------------------------------------------------------------------------
     async def _send(
         self, topic: str, subject: str, prepared: list[tuple[Message, dict[str, str]]]
@@ -175,12 +238,26 @@ class JetStreamBroker(NatsBrokerBase):
         await self.ensure_stream(topic)
         await self.publish_prepared(topic, subject, prepared)
 
-    async def _publish_dead_letter(self, topic: str, dead: Message, group: str | None) -> None:
-        # One dead letter per (message, group): a second group's copy must not be dropped as a
-        # duplicate, while a repeat by the same group (crash before term()) still is.
+    async def _republish(self, topic: str, message: Message) -> None:
+        # A replay keeps the message id; as Nats-Msg-Id it would be dropped as a duplicate of
+        # the original inside the duplicate window, so the replay run and group name it.
+        run = message.headers.get(h.REPLAY_RUN) or new_message_id()
+        group = message.headers.get(h.REPLAY_GROUP) or "broadcast"
+        headers = to_headers(message, dedup_id=f"{message.id}.replay.{run}.{group}")
+        check_size(message, headers, self.client.max_payload)
+        await self._send(topic, self.options.subject(topic), [(message, headers)])
+
+    async def _publish_dead_letter(
+        self, topic: str, dead: Message, group: str | None, stream_seq: int | None
+    ) -> None:
+        # One dead letter per (stored message, group), deduplicated on the original's stream
+        # sequence, never on its id: a second group's copy, a replay that failed again and
+        # two producers' messages sharing an id are each kept, while a repeat by the same
+        # group of the same stored message (crash before term()) is still dropped.
         dead.validate(max_body_bytes=self.profile.capabilities.max_body_bytes)
         dlq = dead_letter_topic(topic)
-        headers = to_headers(dead, dedup_id=f"{dead.id}.dlq.{group or 'broadcast'}")
+        origin = new_message_id() if stream_seq is None else f"seq{stream_seq}"
+        headers = to_headers(dead, dedup_id=f"{origin}.dlq.{group or 'broadcast'}")
         check_size(dead, headers, self.client.max_payload)
         await self.ensure_stream(dlq)
         await self.publish_prepared(dlq, self.options.subject(dlq), [(dead, headers)])
@@ -247,8 +324,8 @@ class JetStreamBroker(NatsBrokerBase):
         async def ensure(start: int | None) -> str:
             return await self.ensure_consumer(topic, group, name, start)
 
-        async def sink(dead: Message) -> None:
-            await self._publish_dead_letter(topic, dead, group)
+        async def sink(dead: Message, stream_seq: int | None) -> None:
+            await self._publish_dead_letter(topic, dead, group, stream_seq)
 
         pull = PullConsumer(
             nc=self.client,
@@ -262,9 +339,16 @@ class JetStreamBroker(NatsBrokerBase):
         )
         await pull.start()
         self._pulls.add(pull)
+        trimmer = (
+            asyncio.create_task(self._trim_forever(topic), name=f"eventwire-nats-trim-{topic}")
+            if group is not None
+            else None
+        )
         try:
             yield pull
         finally:
+            if trimmer is not None:
+                trimmer.cancel()
             self._pulls.discard(pull)
             self._epochs.pop(name, None)
             await pull.aclose(give_back=group is not None)

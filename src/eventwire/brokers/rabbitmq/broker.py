@@ -3,8 +3,13 @@
 Topology: one durable topic exchange (``exchange=`` option, default "eventwire") with routing
 key = topic; a durable quorum queue per (topic, group) with x-delivery-limit and at-least-once
 dead-lettering to ``dead_letter_topic(topic)``, whose queue (group ``DEAD_LETTER_GROUP``) is
-declared whenever the source is subscribed; TTL retry queues per delay bucket for
-``nack(delay)``; an exclusive auto-delete server-named queue per broadcast subscriber.
+declared whenever the source is subscribed; shared binary-decomposed TTL delay levels for
+``nack(delay)`` (``delays``); an exclusive auto-delete server-named queue per broadcast
+subscriber, with the same dead-letter exchange.
+
+Decoding boundary: whatever a producer sends becomes a ``Message`` (``envelope.decode`` is
+total) or, when its properties cannot be read at all (``frames``), a broker-side dead letter
+with every byte kept; the connection never closes over a message.
 
 Known windows, all on the side of duplicates, never loss: ``dead_letter`` and ``nack(delay)``
 publish a confirmed copy and then ack the original, so a crash between the two leaves both;
@@ -15,8 +20,10 @@ the broker redelivers it (attempt + 1). Leaving a subscription cancels the consu
 closing its channel, so acks sent just before are applied (quorum queues on 3.10 could
 otherwise redeliver them).
 
-Unroutable messages: an application publish to a topic no queue is bound to is confirmed and
-dropped by the broker (pub/sub: nobody subscribed, nobody misses it; no error). The adapter's
+Unroutable messages: an application publish to a topic no queue is bound to (no group has
+subscribed yet, no broadcast subscriber listens) is published ``mandatory``: the broker returns
+it and ``publish`` raises ``UnroutableError`` (a ``PublishError``) rather than letting the
+broker confirm and drop it; ``?unroutable=drop`` restores plain pub/sub. The adapter's
 own copies (retry, dead letter) are published ``mandatory``: if their queue was deleted behind
 our back they come back, the queue is declared again and the copy resent, so the original is
 never acked against a dropped copy. A consumer cancelled by the broker (its queue deleted)
@@ -58,6 +65,11 @@ class RabbitMQBroker(BrokerBase):
         return self._conn.topology.queue_names()
 
     @property
+    def declared_exchanges(self) -> list[str]:
+        """Exchanges this object declared (the main one and the delay levels)."""
+        return list(self._conn.topology.exchanges)
+
+    @property
     def reconnects(self) -> int:
         """How often the connection was re-established since ``connect``."""
         return self._conn.reconnects
@@ -72,7 +84,12 @@ class RabbitMQBroker(BrokerBase):
 
     async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None:
         outgoing = [(m.body, envelope.encode(m)) for m in messages]
-        await self._publisher.publish(self._settings.exchange, topic, outgoing)
+        await self._publisher.publish(
+            self._settings.exchange,
+            topic,
+            outgoing,
+            mandatory=self._settings.unroutable == "raise",
+        )
 
     def _subscribe(
         self, topic: str, group: str | None, prefetch: int

@@ -22,10 +22,34 @@ import aio_pika
 import aiormq
 import aiormq.abc
 
+from eventwire.brokers.rabbitmq import delays, frames
 from eventwire.brokers.rabbitmq.errors import describe, translate
 from eventwire.brokers.rabbitmq.settings import RabbitMQSettings
+from eventwire.core.backoff import Backoff
 
 log = logging.getLogger("eventwire.rabbitmq")
+frames.install()  # before any connection reads a frame: a hostile header must not kill it
+
+
+class _ClientNoise(logging.Filter):
+    """aiormq logs every failed dial at ERROR and every lost connection with a traceback; this
+    adapter already logs one line for each (broker, attempt, next delay, cause). Those records
+    are demoted to DEBUG, and dropped unless DEBUG is enabled for their logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        noisy = record.exc_info is not None or record.msg == "error when creating transport: %r"
+        if not noisy or record.levelno <= logging.DEBUG:
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+_NOISE = _ClientNoise()
+for _name in ("aiormq.connection", "aio_pika.connection", "aio_pika.robust_connection"):
+    if _NOISE not in logging.getLogger(_name).filters:
+        logging.getLogger(_name).addFilter(_NOISE)
 
 Restorer = Callable[[aio_pika.abc.AbstractConnection], Awaitable[None]]
 
@@ -37,13 +61,18 @@ class Topology:
         self.exchanges: dict[str, str] = {}
         self.queues: dict[str, dict[str, Any]] = {}
         self.bindings: dict[tuple[str, str, str], None] = {}
+        # (destination exchange, source exchange, routing key): exchange-to-exchange
+        self.exchange_bindings: dict[tuple[str, str, str], None] = {}
 
     def queue_names(self) -> list[str]:
         return list(self.queues)
 
-    async def declare_exchange(self, channel: aiormq.abc.AbstractChannel, name: str) -> None:
-        await channel.exchange_declare(exchange=name, exchange_type="topic", durable=True)
-        self.exchanges[name] = "topic"
+    async def declare_exchange(
+        self, channel: aiormq.abc.AbstractChannel, name: str, *, force: bool = False
+    ) -> None:
+        if force or name not in self.exchanges:
+            await channel.exchange_declare(exchange=name, exchange_type="topic", durable=True)
+            self.exchanges[name] = "topic"
 
     async def declare_queue(
         self,
@@ -67,6 +96,40 @@ class Topology:
                 await channel.queue_bind(queue=name, exchange=exchange, routing_key=key)
                 self.bindings[(name, exchange, key)] = None
 
+    async def bind_exchange(
+        self,
+        channel: aiormq.abc.AbstractChannel,
+        destination: str,
+        source: str,
+        key: str,
+        *,
+        force: bool = False,
+    ) -> None:
+        if force or (destination, source, key) not in self.exchange_bindings:
+            await channel.exchange_bind(destination=destination, source=source, routing_key=key)
+            self.exchange_bindings[(destination, source, key)] = None
+
+    async def declare_delay_levels(
+        self, channel: aiormq.abc.AbstractChannel, exchange: str, top: int, *, force: bool
+    ) -> None:
+        """The delay levels 0..``top`` of ``exchange`` (``delays``), declared once each."""
+        deliver = delays.deliver_exchange(exchange)
+        await self.declare_exchange(channel, deliver, force=force)
+        for level in range(top + 1):
+            name = delays.level_exchange(exchange, level)
+            below = delays.level_exchange(exchange, level - 1) if level else deliver
+            await self.declare_exchange(channel, name, force=force)
+            await self.declare_queue(
+                channel,
+                delays.level_queue(exchange, level),
+                delays.level_queue_arguments(exchange, level),
+                ((name, delays.bit_pattern(level, "1")),),
+                force=force,
+            )
+            await self.bind_exchange(
+                channel, below, name, delays.bit_pattern(level, "0"), force=force
+            )
+
     async def replay(self, channel: aiormq.abc.AbstractChannel) -> None:
         """Declare everything recorded (idempotent on the broker)."""
         for name in self.exchanges:
@@ -75,6 +138,8 @@ class Topology:
             await channel.queue_declare(queue=name, durable=True, arguments=arguments)
         for queue, exchange, key in self.bindings:
             await channel.queue_bind(queue=queue, exchange=exchange, routing_key=key)
+        for destination, source, key in self.exchange_bindings:
+            await channel.exchange_bind(destination=destination, source=source, routing_key=key)
 
 
 class RabbitMQConnection:
@@ -86,7 +151,7 @@ class RabbitMQConnection:
         where: str,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        rng: Callable[[], float] = random.random,
+        rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.where = where
@@ -94,6 +159,8 @@ class RabbitMQConnection:
         self.reconnects = 0
         self._sleep = sleep
         self._rng = rng
+        cap = settings.max_backoff
+        self._backoff = Backoff(initial=min(0.1, cap), cap=cap, jitter=0.5)
         self._conn: aio_pika.abc.AbstractConnection | None = None
         self._pool: list[aiormq.Channel] = []
         self._turn = 0
@@ -136,8 +203,7 @@ class RabbitMQConnection:
             for _ in range(self.settings.channels):
                 channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
                 pool.append(cast("aiormq.Channel", await channel.get_underlay_channel()))
-            if not self.topology.exchanges:
-                await self.topology.declare_exchange(pool[0], self.settings.exchange)
+            await self.topology.declare_exchange(pool[0], self.settings.exchange)
             await self.topology.replay(pool[0])
             for restore in list(self._restorers.values()):
                 await restore(conn)
@@ -165,9 +231,9 @@ class RabbitMQConnection:
         )
 
     def backoff(self, attempt: int) -> float:
-        """Capped exponential backoff with jitter: 0.1 s doubling up to max_backoff, x0.5-1."""
-        base = min(self.settings.max_backoff, 0.1 * (2.0 ** min(attempt, 30)))
-        return base * (0.5 + self._rng() / 2)
+        """Seconds before try ``attempt + 1`` (0-based): 0.1 s doubling up to max_backoff,
+        x0.5-1 (``core.backoff``)."""
+        return self._backoff.delay(attempt + 1, self._rng)
 
     async def _supervise(self) -> None:
         while not self._closing:
@@ -178,13 +244,15 @@ class RabbitMQConnection:
                 try:
                     await self._setup(await self._dial())
                 except Exception as exc:  # noqa: BLE001 - every failure means "try again later"
+                    delay = self.backoff(attempt)
                     log.warning(
-                        "RabbitMQ reconnect %d to %s failed: %s",
+                        "RabbitMQ reconnect attempt %d to %s failed (%s); next try in %.2f s",
                         attempt + 1,
                         self.where,
                         describe(exc, self.settings.password),
+                        delay,
                     )
-                    await self._sleep(self.backoff(attempt))
+                    await self._sleep(delay)
                     attempt += 1
                     continue
                 self.reconnects += 1

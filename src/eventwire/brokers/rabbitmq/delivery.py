@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Protocol, cast
 
 import aiormq.abc
 from pamqp.commands import Basic
 
-from eventwire.brokers.rabbitmq import envelope
+from eventwire.brokers.rabbitmq import envelope, frames
+from eventwire.core import headers as h
 from eventwire.core.message import Delivery, Message
 
 
@@ -51,16 +53,35 @@ class RabbitMQDelivery(Delivery):
         self._sub, self._channel, self._tag = sub, channel, tag
 
     @classmethod
-    def of(cls, sub: Settler, raw: aiormq.abc.DeliveredMessage) -> RabbitMQDelivery:
-        """Decode ``raw``; a foreign message with malformed eventwire headers still arrives."""
-        properties = raw.header.properties
-        redelivered = bool(getattr(raw.delivery, "redelivered", False))
-        try:
-            message, attempt = envelope.decode(raw.body, properties, redelivered=redelivered)
-        except ValueError:
-            message, attempt = envelope.decode(raw.body, _strip(properties), redelivered=False)
+    def of(
+        cls, sub: Settler, raw: aiormq.abc.DeliveredMessage, *, via_retry: bool, dead_letters: bool
+    ) -> RabbitMQDelivery:
+        """Decode ``raw`` (``envelope.decode`` is total: a foreign message still arrives)."""
+        message, attempt = envelope.decode(
+            raw.body,
+            raw.header.properties,
+            redelivered=bool(getattr(raw.delivery, "redelivered", False)),
+            via_retry=via_retry,
+            dead_letters=dead_letters,
+            problems=frames.problems_of(raw.header),
+        )
         tag = cast("Basic.Deliver", raw.delivery).delivery_tag
         return cls(sub, raw.channel, tag or 0, message, attempt)
+
+    @classmethod
+    def raw(
+        cls, sub: Settler, raw: aiormq.abc.DeliveredMessage, problems: tuple[str, ...]
+    ) -> RabbitMQDelivery:
+        """A dead letter whose properties cannot be read at all: its body and the reason."""
+        reason = f"{envelope.UNREADABLE}: {'; '.join(problems)}"
+        message = Message(
+            body=raw.body,
+            id="amqp-" + hashlib.sha256(raw.body).hexdigest()[:32],
+            headers={h.DLQ_REASON: reason},
+            timestamp=0.0,
+        )
+        tag = cast("Basic.Deliver", raw.delivery).delivery_tag
+        return cls(sub, raw.channel, tag or 0, message, 1)
 
     async def _ack(self) -> None:
         await self._sub.settle(self._channel, self._tag, requeue=None)
@@ -70,13 +91,3 @@ class RabbitMQDelivery(Delivery):
 
     async def _dead_letter(self, dead: Message) -> None:
         await self._sub.dead_letter(self._channel, self._tag, dead)
-
-
-def _strip(properties: Basic.Properties) -> Basic.Properties:
-    # A foreign publisher's malformed attempt/timestamp header: deliver with the bare basics.
-    return Basic.Properties(
-        content_type=properties.content_type,
-        message_id=properties.message_id,
-        correlation_id=properties.correlation_id,
-        headers={k: v for k, v in (properties.headers or {}).items() if not k.startswith("x-")},
-    )

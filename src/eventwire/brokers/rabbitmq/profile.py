@@ -17,13 +17,13 @@ RABBITMQ = BrokerProfile(
     summary=(
         "RabbitMQ: a topic exchange routes each topic to a durable quorum queue per group, "
         "publisher confirms, x-delivery-limit with at-least-once dead-lettering, delayed "
-        "retries through TTL retry queues"
+        "retries through binary-decomposed TTL delay levels"
     ),
     capabilities=Capabilities(
         guarantee=Guarantee.AT_LEAST_ONCE,
         persistent=True,  # durable quorum queue per group, persistent messages
         redelivery=True,
-        delayed_redelivery=Support.EMULATED,  # TTL retry queues that dead-letter back
+        delayed_redelivery=Support.EMULATED,  # TTL delay levels that dead-letter back
         dead_letter=Support.NATIVE,  # DLX (delivery-limit) + confirmed publish to the DLQ
         consumer_groups=True,
         broadcast=True,  # exclusive auto-delete server-named queue per subscriber

@@ -95,9 +95,9 @@ class ConfirmedPublisher:
     ) -> None:
         """Send and wait for every confirm.
 
-        ``mandatory`` is for the adapter's own copies (retry, dead letter), which must reach a
-        queue: an unroutable one raises ``UnroutableError``. Application publishes are not
-        mandatory: a topic nobody subscribed to drops the event, as pub/sub means.
+        ``mandatory``: a message no queue takes raises ``UnroutableError`` instead of being
+        confirmed and dropped (application publishes unless ``unroutable=drop``, and always
+        the adapter's own copies, which must reach their retry queue or DLQ).
         """
         self._in_flight += 1
         self._idle.clear()
@@ -164,8 +164,11 @@ class ConfirmedPublisher:
                 continue
             if isinstance(error, aiormq.exceptions.PublishError):
                 raise UnroutableError(
-                    f"publishing to {routing_key!r} at {self._conn.where}: no queue is bound "
-                    f"(message returned); {len(pending)} message(s) not sent"
+                    f"publishing to {routing_key!r} at {self._conn.where}: no queue takes it "
+                    "(no group has subscribed to this topic yet and no broadcast subscriber "
+                    "listens), so the broker returned it; "
+                    f"{len(pending)} message(s) not delivered: subscribe the group first (its "
+                    "queue keeps messages from then on) or use ?unroutable=drop for pub/sub"
                 ) from error
             if isinstance(error, aiormq.exceptions.DeliveryError) or not isinstance(
                 error, TRANSIENT

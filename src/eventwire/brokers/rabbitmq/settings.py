@@ -13,7 +13,11 @@ an outage a publish finding it full fails at once with ``PublishError``; while c
 waits for confirms to make room, within ``publish_timeout``),
 ``confirm_window`` (unconfirmed publishes in flight per call, default 1000),
 ``channels`` (publisher channel pool size, default 4), ``connect_timeout`` (default 10),
-``max_backoff`` (cap of the reconnect backoff in seconds, default 5).
+``max_backoff`` (cap of the reconnect backoff in seconds, default 5),
+``unroutable`` (``raise``, the default: a publish no queue takes, because no group has
+subscribed to the topic yet and no broadcast subscriber listens, fails with
+``UnroutableError`` instead of being confirmed and dropped; ``drop``: confirmed and dropped,
+plain pub/sub).
 """
 
 from __future__ import annotations
@@ -27,9 +31,6 @@ from eventwire.core.errors import ConfigurationError
 from eventwire.core.message import DEAD_LETTER_GROUP, DEAD_LETTER_SUFFIX, dead_letter_topic
 from eventwire.core.url import BrokerURL
 
-# Delayed retries wait in one quorum queue per (group queue, bucket): the delay is rounded UP
-# to the next bucket, so nack(delay) never comes back early. Longer delays use the last one.
-RETRY_BUCKETS: Final = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0)
 _MAX_NAME: Final = 255  # AMQP short string
 
 
@@ -52,6 +53,7 @@ class RabbitMQSettings:
     channels: int = 4
     connect_timeout: float = 10.0
     max_backoff: float = 5.0
+    unroutable: str = "raise"
 
     def __repr__(self) -> str:
         # The password stays out of reprs, logs and tracebacks.
@@ -63,7 +65,7 @@ class RabbitMQSettings:
         query = dict(url.query)
         known = {
             "exchange", "heartbeat", "delivery_limit", "publish_timeout", "publish_buffer",
-            "confirm_window", "channels", "connect_timeout", "max_backoff",
+            "confirm_window", "channels", "connect_timeout", "max_backoff", "unroutable",
         }  # fmt: skip
         unknown = set(query) - known
         if unknown:
@@ -88,6 +90,7 @@ class RabbitMQSettings:
                 channels=int(query.get("channels", "4")),
                 connect_timeout=float(query.get("connect_timeout", "10")),
                 max_backoff=float(query.get("max_backoff", "5")),
+                unroutable=query.get("unroutable", "raise"),
             )
         except ValueError:
             raise ConfigurationError(
@@ -98,32 +101,27 @@ class RabbitMQSettings:
             or min(settings.confirm_window, settings.channels) < 1
         ):
             raise ConfigurationError(f"RabbitMQ URL options in {url} must be positive")
+        if settings.unroutable not in ("raise", "drop"):
+            raise ConfigurationError(
+                f"RabbitMQ URL option unroutable={settings.unroutable!r} in {url}: "
+                "use raise or drop"
+            )
         return settings
 
 
-def _bounded(name: str) -> str:
-    if len(name.encode()) <= _MAX_NAME:
+def bounded(name: str) -> str:
+    """``name`` if it fits an AMQP short string (255 bytes), else a prefix and its hash."""
+    raw = name.encode("utf-8", "surrogatepass")
+    if len(raw) <= _MAX_NAME:
         return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:24]
-    return f"{name[:200]}~{digest}"
+    digest = hashlib.sha256(raw).hexdigest()[:24]
+    # Cut by bytes, not characters: 200 four-byte characters would not fit either.
+    return f"{raw[:200].decode('utf-8', 'ignore')}~{digest}"
 
 
 def group_queue(exchange: str, topic: str, group: str) -> str:
     """The durable quorum queue of ``group`` on ``topic``; ':' cannot occur in either name."""
-    return _bounded(f"{exchange}:{topic}:{group}")
-
-
-def retry_queue(queue: str, bucket: float) -> str:
-    """The queue where messages of ``queue`` wait ``bucket`` seconds before going back."""
-    return _bounded(f"{queue}:retry-{round(bucket * 1000)}ms")
-
-
-def retry_bucket(delay: float) -> float:
-    """The smallest bucket >= ``delay`` (the largest one for longer delays)."""
-    for bucket in RETRY_BUCKETS:
-        if delay <= bucket:
-            return bucket
-    return RETRY_BUCKETS[-1]
+    return bounded(f"{exchange}:{topic}:{group}")
 
 
 def is_terminal(topic: str, group: str | None) -> bool:
@@ -142,18 +140,6 @@ def group_queue_arguments(settings: RabbitMQSettings, topic: str, group: str) ->
         "x-dead-letter-routing-key": dead_letter_topic(topic),
         # at-least-once dead-lettering keeps the message until the DLQ confirmed it; it needs
         # reject-publish overflow (https://www.rabbitmq.com/quorum-queues.html#dead-lettering).
-        "x-dead-letter-strategy": "at-least-once",
-        "x-overflow": "reject-publish",
-    }
-
-
-def retry_queue_arguments(queue: str, bucket: float) -> dict[str, object]:
-    """A quorum queue whose messages expire after ``bucket`` and dead-letter back to ``queue``."""
-    return {
-        "x-queue-type": "quorum",
-        "x-message-ttl": round(bucket * 1000),
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": queue,
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
     }

@@ -12,7 +12,7 @@ from typing import Final, Self
 import aio_pika
 import aiormq.abc
 
-from eventwire.brokers.rabbitmq import envelope
+from eventwire.brokers.rabbitmq import delays, envelope, frames
 from eventwire.brokers.rabbitmq import settings as names
 from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
 from eventwire.brokers.rabbitmq.delivery import RabbitMQDelivery
@@ -45,7 +45,9 @@ class RabbitMQSubscription:
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._retry_queues: set[str] = set()
+        self._delay_levels = -1  # delay levels declared for this queue so far
+        self._terminal = names.is_terminal(topic, group)
+        self.unreadable = 0  # deliveries dead-lettered as unreadable envelopes
         self._consumer_tag = ""
         self._opening = asyncio.Lock()
         self._pw = self._settings.password
@@ -72,28 +74,52 @@ class RabbitMQSubscription:
         channel = await conn.channel(publisher_confirms=False)
         raw = await channel.get_underlay_channel()
         exchange = self._settings.exchange
-        topology = self._conn.topology
         # Declared afresh (force) on every (re)open: the queue may have been deleted meanwhile.
         if self.group is not None:
-            args = names.group_queue_arguments(self._settings, self.topic, self.group)
-            await topology.declare_queue(
-                raw, self._queue, args, ((exchange, self.topic),), force=True
-            )
+            await self._declare_group_queue(raw, force=True)
         else:
-            ok = await raw.queue_declare(queue="", exclusive=True, auto_delete=True)
+            # A dead-letter exchange like the group queues': unreadable deliveries are
+            # rejected into the DLQ by the broker itself.
+            ok = await raw.queue_declare(
+                queue="",
+                exclusive=True,
+                auto_delete=True,
+                arguments={
+                    "x-dead-letter-exchange": exchange,
+                    "x-dead-letter-routing-key": dead_letter_topic(self.topic),
+                },
+            )
             self._queue = ok.queue or ""
             await raw.queue_bind(queue=self._queue, exchange=exchange, routing_key=self.topic)
-        if not names.is_terminal(self.topic, self.group):
+        if not self._terminal:
             # The DLQ exists before the first dead letter can be made, so none is dropped.
             await self._declare_dlq(raw)
         await raw.basic_qos(prefetch_count=self.prefetch)
         self._drop_stale()
-        self._retry_queues.clear()  # declared again on first use (they may be gone too)
+        self._delay_levels = -1  # declared again on first use (they may be gone too)
         self._channel = channel
         channel.close_callbacks.add(self._on_channel_close)
         raw.on_consumer_cancel_callbacks.add(self._on_consumer_cancel)
         consume = await raw.basic_consume(self._queue, self._on_message, no_ack=False)
         self._consumer_tag = consume.consumer_tag or ""
+
+    async def _declare_group_queue(
+        self, channel: aiormq.abc.AbstractChannel, *, force: bool
+    ) -> None:
+        """The group's queue, bound to the topic and to the delay levels' deliver exchange
+        (bound at every open, so a retry in the levels finds its way back to a queue that
+        was deleted and declared again meanwhile)."""
+        exchange = self._settings.exchange
+        deliver = delays.deliver_exchange(exchange)
+        topology = self._conn.topology
+        await topology.declare_exchange(channel, deliver, force=force)
+        await topology.declare_queue(
+            channel,
+            self._queue,
+            names.group_queue_arguments(self._settings, self.topic, self.group or ""),
+            ((exchange, self.topic), (deliver, "#." + delays.target_token(self._queue))),
+            force=force,
+        )
 
     async def _declare_dlq(self, channel: aiormq.abc.AbstractChannel) -> None:
         exchange = self._settings.exchange
@@ -171,12 +197,51 @@ class RabbitMQSubscription:
                 raise StopAsyncIteration
             if raw.channel.is_closed:
                 continue  # its channel died: the broker redelivers it on the new one
-            return RabbitMQDelivery.of(self, raw)
+            delivery = await self._read(raw)
+            if delivery is not None:
+                return delivery
+
+    async def _read(self, raw: aiormq.abc.DeliveredMessage) -> Delivery | None:
+        """The delivery, or None when its envelope is unreadable and the broker moved it.
+
+        The one decoding boundary of this adapter: nothing a producer sends may escape it.
+        An unreadable envelope (what ``frames`` could not decode) cannot be copied faithfully,
+        so it is rejected into the dead-letter exchange of its queue: the broker keeps every
+        byte, and the DLQ reader names the reason from the same bytes.
+        """
+        problems = frames.problems_of(raw.header)
+        if not problems or self._terminal:
+            try:
+                return RabbitMQDelivery.of(
+                    self, raw, via_retry=self._via_retry(raw), dead_letters=self._terminal
+                )
+            except Exception as exc:  # noqa: BLE001 - a decoder bug must not kill the consumer
+                problems = (f"{type(exc).__name__}: {exc}",)
+                if self._terminal:
+                    return RabbitMQDelivery.raw(self, raw, problems)
+        tag = getattr(raw.delivery, "delivery_tag", None) or 0
+        log.warning(
+            "RabbitMQ message on %r has an %s (%s); dead-lettering it unchanged",
+            self.topic,
+            envelope.UNREADABLE,
+            "; ".join(problems),
+        )
+        self.unreadable += 1
+        await self.settle(raw.channel, tag, requeue=False)
+        return None
+
+    def _via_retry(self, raw: aiormq.abc.DeliveredMessage) -> bool:
+        """Whether the broker delivered ``raw`` from this adapter's own retry path."""
+        via = getattr(raw.delivery, "exchange", None) or ""
+        if self.group is None:  # broadcast retries are sent straight to the queue
+            return via == "" and getattr(raw.delivery, "routing_key", None) == self._queue
+        return delays.is_retry_exchange(self._settings.exchange, via)
 
     async def settle(
         self, channel: aiormq.abc.AbstractChannel, tag: int, *, requeue: bool | None
     ) -> None:
-        """ack (requeue None) or nack; a no-op once the channel is gone (broker redelivers)."""
+        """ack (requeue None) or nack (requeue False: to the queue's dead-letter exchange);
+        a no-op once the channel is gone (the broker redelivers)."""
         if channel.is_closed:
             return
         try:
@@ -202,24 +267,32 @@ class RabbitMQSubscription:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
-        if not delay or delay <= 0:
+        if not delays.steps(delay or 0.0):
             await self.settle(channel, tag, requeue=True)  # quorum: x-delivery-count + 1
             return
-        bucket = names.retry_bucket(delay)
-        target = names.retry_queue(self._queue, bucket)
-        args = names.retry_queue_arguments(self._queue, bucket)
+        steps = delays.steps(delay or 0.0)
+        exchange = self._settings.exchange
+        top = delays.levels_of(steps)[0]
 
         async def declare(force: bool) -> None:
-            await self._conn.topology.declare_queue(channel, target, args, force=force)
-            self._retry_queues.add(target)
+            topology = self._conn.topology
+            await topology.declare_delay_levels(channel, exchange, top, force=force)
+            if force:  # the copy came back: the group queue or its binding may be gone too
+                await self._declare_group_queue(channel, force=True)
+            self._delay_levels = max(self._delay_levels, top)
 
-        if target not in self._retry_queues:
+        if top > self._delay_levels:
             await declare(False)
         outgoing = [
             (delivery.message.body, envelope.encode(delivery.message, attempt=delivery.attempt + 1))
         ]
         # Confirmed copy first, then ack: a crash in between duplicates, never loses.
-        await self._copy("", target, outgoing, declare)
+        await self._copy(
+            delays.level_exchange(exchange, top),
+            delays.routing_key(steps, self._queue),
+            outgoing,
+            declare,
+        )
         await self.settle(channel, tag, requeue=None)
 
     async def _copy(

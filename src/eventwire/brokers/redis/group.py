@@ -235,6 +235,7 @@ class GroupSubscription(Subscription):
                 self._admit(entry_id, fields, count)
             await self._dead_letter_foreign()
         await self._pel.sweep()
+        await self._broker.trim(self.topic)
 
     # -- settling -------------------------------------------------------------------------
 

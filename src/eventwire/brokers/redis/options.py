@@ -18,7 +18,9 @@ class RedisOptions:
 
     db: int = 0
     prefix: str = "ew:"  # key prefix of every stream and schedule eventwire writes
-    maxlen: int = 1_000_000  # approximate MAXLEN per stream; 0 keeps everything
+    # Entries per stream beyond which the oldest go even if a group has not read them (logged
+    # and counted when it happens); 0 (default) keeps every entry a group still needs.
+    maxlen: int = 0
     claim_idle: float = 30.0  # seconds a pending entry sits idle before live members reclaim it
     publish_timeout: float = 30.0  # how long publish waits for a lost connection to come back
     max_buffered: int = 10_000  # messages allowed to wait for the connection during an outage

@@ -86,7 +86,8 @@ return n
 # a full disk with AOF), so the XACK could remove an entry whose dead letter was never
 # written; here a failing XADD aborts the script before the XACK.
 # KEYS: dead-letter stream, source stream. ARGV: group ('' = no XACK), entry id, maxlen
-# (0 = none), then field, value, ... Returns the dead letter's id.
+# (0 = none; eventwire passes 0: dead letters are never trimmed), then field, value, ...
+# Returns the dead letter's id.
 DEAD_LETTER = """
 local cmd = {'XADD', KEYS[1]}
 if ARGV[3] ~= '0' then
@@ -97,4 +98,46 @@ for i = 4, #ARGV do cmd[#cmd + 1] = ARGV[i] end
 local id = redis.call(unpack(cmd))
 if ARGV[1] ~= '' then redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]) end
 return id
+"""
+
+# Trim what every group has acknowledged, never more: the floor is the oldest id any group
+# still needs (its oldest pending entry, else its last-delivered id, kept itself). No group
+# yet: nothing has been read, so the floor is the stream's start (a new group replays it).
+# Then, only with a user-set ``maxlen``: cut to that many entries; every entry this removes
+# is at or above the floor, i.e. unread or unsettled, and is counted in the reply.
+# KEYS: stream. ARGV: maxlen (0 = none). Returns {entries trimmed, unread entries dropped}.
+TRIM = """
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function less(a, b)
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  return am < bm or (am == bm and as < bs)
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+local floor = nil
+for _, g in ipairs(groups) do
+  local info = {}
+  for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+  local need = info['last-delivered-id']
+  local p = redis.call('XPENDING', KEYS[1], info['name'])
+  if tonumber(p[1]) > 0 and less(p[2], need) then need = p[2] end
+  if floor == nil or less(need, floor) then floor = need end
+end
+local trimmed = 0
+if floor ~= nil then
+  trimmed = redis.call('XTRIM', KEYS[1], 'MINID', floor)
+end
+local dropped = 0
+local maxlen = tonumber(ARGV[1])
+if maxlen > 0 then
+  local excess = redis.call('XLEN', KEYS[1]) - maxlen
+  if excess > 0 then
+    dropped = redis.call('XTRIM', KEYS[1], 'MAXLEN', maxlen)
+  end
+end
+return {trimmed, dropped}
 """

@@ -14,6 +14,7 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from eventwire.brokers._support.lifecycle import BrokerBase
+from eventwire.brokers._support.retention import dropped_unread
 from eventwire.brokers.redis import scripts
 from eventwire.brokers.redis.broadcast import BroadcastSubscription
 from eventwire.brokers.redis.connection import bounded, make_client, retry_until, translate
@@ -47,9 +48,14 @@ class RedisStreamsBroker(BrokerBase):
     taken back from this consumer's PEL at once). A server restart keeps what the server
     persisted: with ``appendonly yes`` + ``appendfsync always`` everything acknowledged; with
     no persistence the streams, groups, pending entries and retry schedules are gone and
-    consumers re-create their groups (at id 0) and carry on with new messages. Approximate
-    MAXLEN trimming removes the oldest entries even if a group has not read them yet: size
-    ``maxlen`` above any backlog you expect (default 1,000,000 per topic).
+    consumers re-create their groups (at id 0) and carry on with new messages.
+
+    Retention: group members trim their stream to what every group has acknowledged
+    (``scripts.TRIM``, XTRIM MINID at the slowest group's oldest unsettled entry, every
+    ``claim_idle / 3`` seconds); a stream no group reads yet is kept whole. A user-set
+    ``maxlen`` also cuts the stream to that many entries, unread ones included: each such
+    drop is logged and counted (``eventwire_retention_dropped_total``). Dead-letter streams
+    are never trimmed by a limit, only of the letters a replay acknowledged.
     """
 
     def __init__(self, url: BrokerURL, profile: BrokerProfile) -> None:
@@ -62,6 +68,7 @@ class RedisStreamsBroker(BrokerBase):
             "release": self.client.register_script(scripts.RELEASE),
             "sweep": self.client.register_script(scripts.SWEEP),
             "dead_letter": self.client.register_script(scripts.DEAD_LETTER),
+            "trim": self.client.register_script(scripts.TRIM),
         }
         self._subs: set[Subscription] = set()
         self._publisher = PublishQueue(self)
@@ -111,10 +118,23 @@ class RedisStreamsBroker(BrokerBase):
         return [to_fields(m) for m in messages]
 
     def queue_publish(self, pipe: Pipeline, topic: str, encoded: list[Any]) -> None:
+        # No MAXLEN here: trimming at XADD cannot tell read entries from unread ones.
         key = self.stream_key(topic)
-        maxlen = self.options.maxlen or None
         for fields in encoded:
-            pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
+            pipe.xadd(key, fields)
+
+    async def trim(self, topic: str) -> int:
+        """Trim ``topic``'s stream (and its dead-letter stream) to what every group has
+        acknowledged; with a user-set ``maxlen`` also to that length, reporting unread
+        entries it dropped. Returns how many entries went."""
+        total = 0
+        for name, maxlen in ((topic, self.options.maxlen), (dead_letter_topic(topic), 0)):
+            trimmed, dropped = await self.bounded(
+                self.scripts["trim"](keys=[self.stream_key(name)], args=[maxlen])
+            )
+            dropped_unread(self.profile.name, name, int(dropped), limit=f"maxlen={maxlen}")
+            total += int(trimmed) + int(dropped)
+        return total
 
     def _subscribe(
         self, topic: str, group: str | None, prefetch: int
@@ -137,7 +157,7 @@ class RedisStreamsBroker(BrokerBase):
         """XADD ``dead`` to the dead-letter stream, then XACK the original (one script: the
         XACK runs only if the XADD succeeded, see ``scripts.DEAD_LETTER``)."""
         keys = [self.stream_key(dead_letter_topic(topic)), self.stream_key(topic)]
-        args: list[Any] = [group or "", entry_id, self.options.maxlen]
+        args: list[Any] = [group or "", entry_id, 0]  # dead letters are never cut by maxlen
         for name, value in to_fields(dead).items():
             args += [name, value]
 

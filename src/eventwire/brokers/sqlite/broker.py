@@ -166,6 +166,12 @@ class SQLiteBroker(BrokerBase):
             self._drainer = asyncio.create_task(self._drain_outbox(), name="eventwire-sqlite-out")
         await done
 
+    async def _republish(self, topic: str, message: Message) -> None:
+        # Stored outside the dedup index: the original (same id) may still be retained.
+        work = functools.partial(SQLiteStore.publish, batches=[(topic, (message,))], dedup=False)
+        await self._run(work, PublishError)
+        self._wake(topic)
+
     async def _drain_outbox(self) -> None:
         batch: list[tuple[str, tuple[Message, ...], asyncio.Future[None]]] = []
         try:

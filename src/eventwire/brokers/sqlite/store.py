@@ -86,10 +86,16 @@ class SQLiteStore:
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         return write_transaction(self._conn)
 
-    def publish(self, batches: Sequence[tuple[str, Sequence[Message]]]) -> None:
-        """Store every (topic, messages) in ONE transaction; a repeated id is dropped (dedup)."""
+    def publish(
+        self, batches: Sequence[tuple[str, Sequence[Message]]], *, dedup: bool = True
+    ) -> None:
+        """Store every (topic, messages) in ONE transaction; a repeated id is dropped (dedup)
+        unless ``dedup`` is False (a replayed dead letter keeps the id it was stored with)."""
         now = time.time()
-        rows = [(topic, *codec.encode(m), now, 1) for topic, messages in batches for m in messages]
+        flag = 1 if dedup else 0
+        rows = [
+            (topic, *codec.encode(m), now, flag) for topic, messages in batches for m in messages
+        ]
         with self._write() as conn:
             conn.executemany(
                 "INSERT OR IGNORE INTO topics (topic) VALUES (?)", {(t,) for t, _ in batches}
