@@ -1,7 +1,7 @@
 """The whole eventwire setup flow on the embedded broker, no Docker and no server.
 
 requirements file -> `eventwire advise` -> `eventwire init` (advice picks the broker) ->
-the generated worker and publisher run on the embedded SQLite broker -> the setup summary
+the generated demo (worker and publisher) runs on the embedded SQLite broker -> the setup summary
 and the processing figures.
 
     python examples/setup_flow.py [--requirements FILE] [--dir PATH] [--count N]
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 DEFAULT_REQUIREMENTS = HERE / "requirements" / "orders-work-queue.yaml"
 SQLITE_URL = "sqlite:///.eventwire/broker.db"  # relative to the service folder
+SQLITE_MARKS = "sqlite:///.eventwire/idempotency.db"  # the idempotency store, next to it
 
 
 def eventwire(*args: str) -> str:
@@ -35,37 +37,28 @@ def eventwire(*args: str) -> str:
 
 
 def run_on_sqlite(root: Path, package: str, count: int) -> dict[str, Any]:
-    """Worker first (it prints "ready" once subscribed), then the publisher; the figures."""
-    manifest = json.loads((root / ".eventwire-manifest.json").read_text())
-    groups = 2 if manifest["pattern"] == "pub-sub" else 1
-    expected = (count + 1) * groups
+    """The generated demo (worker + publisher in one process), then the dead-letter reader."""
     module = f"{package}.messaging"
-    worker_cmd = [sys.executable, "-m", f"{module}.consumer", "--broker-url", SQLITE_URL,
-                  "--exit-after", str(expected), "--timeout", "300"]  # fmt: skip
-    print(f"$ python -m {module}.consumer --broker-url {SQLITE_URL} --exit-after {expected} &")
-    worker = subprocess.Popen(worker_cmd, cwd=root, stdout=subprocess.PIPE, text=True)
-    assert worker.stdout is not None
-    if worker.stdout.readline().strip() != "ready":
-        worker.kill()
-        sys.exit("the worker did not start: see its log above")
-    print(f"$ python -m {module}.publisher --broker-url {SQLITE_URL} --count {count} --poison 1")
+    env = {**os.environ, "EVENTWIRE_IDEMPOTENCY_URL": SQLITE_MARKS}
+    print(f"$ python -m {module}.demo --broker-url {SQLITE_URL} --count {count} --poison 1")
     started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", f"{module}.publisher", "--broker-url", SQLITE_URL,
-         "--count", str(count), "--poison", "1"],
-        cwd=root, check=True, stdout=subprocess.DEVNULL,
+    done = subprocess.run(
+        [sys.executable, "-m", f"{module}.demo", "--broker-url", SQLITE_URL,
+         "--count", str(count), "--poison", "1", "--timeout", "300"],
+        cwd=root, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
-    out, _ = worker.communicate(timeout=330)
     elapsed = time.perf_counter() - started
-    figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    if done.returncode != 0:
+        sys.exit(done.stderr.strip() or "the demo did not finish: see its output above")
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     letters = subprocess.run(
         [sys.executable, "-m", f"{module}.dead_letters", "--broker-url", SQLITE_URL],
-        cwd=root, check=True, capture_output=True, text=True,
+        cwd=root, env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
     figures["dead_letters_in_dlq"] = json.loads(letters.stdout.splitlines()[-1])["dead_letters"]
     figures["seconds"] = round(elapsed, 2)
     figures["messages_per_second"] = round(figures["handled"] / elapsed) if elapsed else None
-    figures["worker_exit"] = worker.returncode
+    figures["worker_exit"] = done.returncode
     return figures
 
 

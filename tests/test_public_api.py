@@ -13,6 +13,7 @@ EXPECTED = {
     "MemoryIdempotencyStore", "Message", "MessageError", "PermanentError", "Publisher",
     "RetryPolicy", "SQLiteIdempotencyStore", "Subscriber", "Support",
     "TransactionalIdempotencyStore", "ValidationError", "__version__", "dead_letter_topic",
+    "open_idempotency_store",
 }  # fmt: skip
 
 

@@ -21,6 +21,7 @@ from eventwire.reliability.idempotency import (
     SQLiteIdempotencyStore,
     TransactionalIdempotencyStore,
 )
+from eventwire.reliability.idempotency_urls import open_idempotency_store
 from eventwire.reliability.retry import RetryPolicy
 from eventwire.runtime.app import App
 from eventwire.runtime.context import Context
@@ -58,4 +59,5 @@ __all__ = [
     "ValidationError",
     "__version__",
     "dead_letter_topic",
+    "open_idempotency_store",
 ]

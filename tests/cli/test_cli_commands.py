@@ -147,14 +147,22 @@ def test_run_against_unreachable_broker_keeps_the_password_out(tmp_path: Path) -
     # A private port nothing listens on; RabbitMQ's URL shape carries a password.
     url = f"amqp://guest:{CANARY}@127.0.0.1:1/"
     done = subprocess.run(
-        [sys.executable, "-m", "eventwire.cli", "run", f"{tmp_path}/svc.py:app", "-b", url],
+        [
+            *(sys.executable, "-m", "eventwire.cli", "run", f"{tmp_path}/svc.py:app"),
+            *("-b", url, "--wait-for-broker", "2"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert done.returncode == 2, done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    # One line per failed try while waiting, then one line saying it gave up: exit 1.
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert "not reachable after 2 s" in lines[-1], done.stderr
+    assert len(lines) >= 2, done.stderr
+    assert all("not ready (try" in line for line in lines[:-1]), done.stderr
+    assert "Traceback" not in done.stderr
     assert CANARY not in done.stdout + done.stderr
 
 

@@ -184,11 +184,55 @@ def test_replay_on_a_still_failing_worker_replays_the_one_letter_once(tmp_path: 
 
 
 def test_health_ok_on_embedded_brokers(url: str) -> None:
+    if url.startswith("sqlite"):
+        asyncio.run(_touch(url))  # health is a read: the file must exist already
     result = invoke("health", "-b", url)
     assert result.exit_code == 0, result.output
     profile = url.split(":", 1)[0]
     assert result.stdout.startswith(f"{profile} at ")
     assert result.stdout.rstrip().endswith(": ok")
+
+
+async def _touch(url: str) -> None:
+    from eventwire.brokers.catalog import open_broker
+
+    async with open_broker(url) as broker:
+        await broker.publish("touch", Message(body=b"x"))
+
+
+def test_health_on_a_missing_sqlite_file_reports_it_and_creates_nothing(tmp_path: Path) -> None:
+    # On main: "ok", and the folder and the file were created.
+    where = tmp_path / "missing-dir" / "x.db"
+    result = invoke("health", "-b", f"sqlite:///{where}")
+    assert result.exit_code == 1, result.output
+    assert "no sqlite broker file" in result.stdout
+    assert "nothing created" in result.stdout
+    assert not (tmp_path / "missing-dir").exists()
+
+
+def test_dlq_list_of_a_typo_creates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "b.db"
+    asyncio.run(_touch(f"sqlite:///{db}"))
+    before = db.read_bytes()
+    listing = invoke("dlq", "list", "orders.plcaed", "-b", f"sqlite:///{db}", "--wait", "0.2")
+    assert listing.exit_code == 0, listing.output
+    assert "nothing was created" in listing.stdout.splitlines()[-1]
+    assert db.read_bytes() == before
+    missing = tmp_path / "nope" / "c.db"
+    listing = invoke("dlq", "list", "orders", "-b", f"sqlite:///{missing}")
+    assert listing.exit_code == 0, listing.output
+    assert not missing.parent.exists()
+
+
+def test_dlq_list_without_a_url_says_which_file_it_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EVENTWIRE_BROKER_URL", raising=False)
+    listing = invoke("dlq", "list", "orders")
+    assert listing.exit_code == 0, listing.output
+    assert "reading the embedded SQLite broker sqlite:///./.eventwire/broker.db" in listing.stderr
+    assert not (tmp_path / ".eventwire").exists()
 
 
 def test_health_of_an_unreachable_broker_is_one_line_and_exit_1() -> None:

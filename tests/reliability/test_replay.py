@@ -18,7 +18,7 @@ from eventwire.brokers.catalog import open_broker
 from eventwire.brokers.memory.broker import forget_hub
 from eventwire.core import headers as h
 from eventwire.core.message import DEAD_LETTER_GROUP, Message
-from eventwire.reliability.replay import read_dead_letters, replay_dead_letters
+from eventwire.reliability.replay import list_dead_letters, replay_dead_letters
 
 BROKERS = ["memory", "sqlite", "redis", "nats", "rabbitmq"]
 WAIT = 1.0  # seconds a replay or a listing waits for the next dead letter
@@ -99,8 +99,7 @@ async def until(predicate: Callable[[], bool], within: float = 30.0) -> None:
 
 async def dead_letters(url: str, topic: str) -> list[Message]:
     found: list[Message] = []
-    async with open_broker(url) as broker:
-        await read_dead_letters(broker, topic, limit=100, wait=WAIT, each=found.append)
+    await list_dead_letters(open_broker(url), topic, limit=100, wait=WAIT, each=found.append)
     return found
 
 
@@ -190,3 +189,67 @@ async def test_dead_letters_of_a_replay_are_read_by_the_dlq_group(url: str) -> N
     letters = await dead_letters(url, topic)
     assert [m.id for m in letters] == [marked.id]
     assert letters[0].headers[h.DLQ_ORIGINAL_TOPIC] == topic
+
+
+async def _footprint(url: str, topic: str) -> object:
+    """What exists on the broker for ``topic``'s DLQ: keys and consumers, streams, file."""
+    if url.startswith("redis"):
+        import redis.asyncio as aioredis
+
+        prefix = url.split("prefix=")[1].split("&", maxsplit=1)[0]
+        client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+        try:
+            keys = sorted([k async for k in client.scan_iter(match=f"{prefix}*")])
+            key = f"{prefix}{topic}.dlq".encode()
+            groups = await client.xinfo_groups(key) if key in keys else []
+            consumers = [
+                (g["name"], len(await client.xinfo_consumers(key, g["name"]))) for g in groups
+            ]
+            return keys, consumers
+        finally:
+            await client.aclose()
+    if url.startswith("nats"):
+        import nats
+
+        prefix = url.split("stream_prefix=")[1].split("&", maxsplit=1)[0]
+        nc = await nats.connect("nats://127.0.0.1:4222")
+        try:
+            js = nc.jetstream()
+            out = []
+            for info in await js.streams_info():
+                name = info.config.name or ""
+                if name.startswith(prefix):
+                    out.append((name, sorted(c.name for c in await js.consumers_info(name))))
+            return sorted(out)
+        finally:
+            await nc.close()
+    return None
+
+
+async def test_listing_dead_letters_changes_nothing(url: str) -> None:
+    """``dlq list`` is a read: a typo creates no queue, stream, key or consumer, and listing
+    leaves no consumer behind (on main each Redis listing left one in the DLQ group)."""
+    if url.startswith(("memory", "amqp")):
+        pytest.skip("memory keeps no outside state; RabbitMQ reads belong to its adapter")
+    topic = "orders"
+    app = App(url, name="lister")
+
+    @app.subscriber(topic, group="workers")
+    async def handle(payload: dict[str, Any]) -> None:
+        raise PermanentError("no")
+
+    async with running(app):
+        sent = await app.publish(topic, {"n": 1})
+        await until(lambda: app.stats.dead_lettered == 1)
+    before = await _footprint(url, topic)
+    for _ in range(3):
+        assert [m.id for m in await dead_letters(url, topic)] == [sent.id]
+    assert await _footprint(url, topic) == before
+    typo: list[Message] = []
+    assert (
+        await list_dead_letters(
+            open_broker(url), "orders.typo", limit=10, wait=WAIT, each=typo.append
+        )
+        is None
+    )
+    assert await _footprint(url, topic) == before

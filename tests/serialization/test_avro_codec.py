@@ -3,8 +3,10 @@ kind of bad body ending as the right decode error."""
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import json
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -49,6 +51,9 @@ class OrderV2(pydantic.BaseModel):  # BACKWARD-compatible: a field added with a 
 
 class Rich(pydantic.BaseModel):
     order_id: str
+    at: dt.datetime
+    day: dt.date
+    ref: uuid.UUID
     status: Status
     lines: list[Line]
     tags: dict[str, str]
@@ -98,6 +103,9 @@ async def test_rich_model_types_round_trip(file_registry: FileSchemaRegistry) ->
     codec = AvroCodec(Rich, file_registry)
     value = Rich(
         order_id="o",
+        at=dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC),
+        day=dt.date(2026, 1, 2),
+        ref=uuid.uuid4(),
         status=Status.PAID,
         lines=[Line(sku="a", quantity=2)],
         tags={"k": "v"},

@@ -57,7 +57,8 @@ JSON_SCHEMA = json.dumps(
 
 @pytest.fixture
 def confluent(registry_url: str) -> Iterator[SchemaRegistryClient]:
-    with SchemaRegistryClient({"url": registry_url}) as client:
+    # A timeout, so a registry that stops answering fails the test instead of hanging it.
+    with SchemaRegistryClient({"url": registry_url, "timeout": 20}) as client:
         yield client
 
 

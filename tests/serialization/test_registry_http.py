@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -102,7 +105,7 @@ async def test_ids_are_cached_both_ways(registry_url: str) -> None:
         calls.append(f"{request.method} {request.url.path}")
 
     async with HTTPSchemaRegistry(registry_url) as client:
-        client._client.event_hooks["request"].append(count)
+        client.http().event_hooks["request"].append(count)
         subject = unique()
         schema_id = await client.register(subject, V1)
         for _ in range(5):
@@ -117,6 +120,7 @@ async def test_ids_are_cached_both_ways(registry_url: str) -> None:
 @asynccontextmanager
 async def scripted(
     answer: Callable[[int, dict[str, str]], tuple[int, bytes]],
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
     """A loopback HTTP/1.1 server; ``answer(n, headers)`` gives request n's status and body."""
     seen: list[dict[str, str]] = []
@@ -140,14 +144,14 @@ async def scripted(
                     + body
                 )
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}", seen
@@ -245,3 +249,55 @@ def test_open_registry_by_url(tmp_path: object) -> None:
     assert "pw" not in str(err.value)
     with pytest.raises(ConfigurationError, match="either basic credentials or a token"):
         HTTPSchemaRegistry("http://u:p@h/x", token="t")
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl), as a private CA would issue."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_with_a_private_ca(tls_files: tuple[Path, Path]) -> None:
+    cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    async with scripted(lambda n, h: (200, b'["tls-subject"]'), tls=context) as (url, _):
+        https = url.replace("http://", "https://")
+        async with HTTPSchemaRegistry(https, verify=str(cert)) as client:
+            assert await client.subjects() == ["tls-subject"]
+        untrusted = HTTPSchemaRegistry(https, sleep=no_sleep(), retries=0)  # type: ignore[arg-type]
+        async with untrusted:
+            with pytest.raises(RegistryUnavailableError, match="ConnectError"):
+                await untrusted.subjects()
+    with pytest.raises(ConfigurationError, match="CA bundle"):
+        HTTPSchemaRegistry(https, verify=str(cert) + ".missing")
+
+
+@pytest.mark.registry
+def test_one_client_serves_successive_event_loops(registry_url: str) -> None:
+    client = HTTPSchemaRegistry(registry_url)  # made outside any loop, like a module-level codec
+    subject = unique()
+    first = asyncio.run(client.register(subject, V1))
+    assert asyncio.run(client.versions(subject)) == [1]  # a new loop: a new connection pool
+    asyncio.run(client.aclose())
+    assert first > 0
+
+
+@pytest.mark.registry
+async def test_transitive_levels_check_every_version(registry: HTTPSchemaRegistry) -> None:
+    subject = unique()
+    as_int, as_string = BAD, V1  # "id" was a long in version 1, a string in version 2
+    await registry.set_compatibility_level(subject, "NONE")
+    await registry.register(subject, as_int)
+    await registry.register(subject, as_string)
+    await registry.set_compatibility_level(subject, "BACKWARD")
+    assert (await registry.check_compatibility(subject, as_string)).compatible
+    await registry.set_compatibility_level(subject, "BACKWARD_TRANSITIVE")
+    assert not (await registry.check_compatibility(subject, as_string)).compatible

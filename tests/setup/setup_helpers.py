@@ -15,10 +15,17 @@ import pytest
 from eventwire import DEAD_LETTER_GROUP, dead_letter_topic
 from eventwire.setup import scaffold
 from eventwire.setup.choices import Pattern
-from eventwire.setup.requirements import Broker
 
 VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
-COMBINATIONS = [(b.value, p.value) for b in Broker for p in Pattern]
+# Every broker profile init offers x every pattern, except what init refuses (a work queue
+# without consumer groups).
+PROFILES = ["rabbitmq", "kafka", "nats", "nats-core", "redis", "redis-pubsub"]
+COMBINATIONS = [
+    (b, p.value)
+    for b in PROFILES
+    for p in Pattern
+    if (b, p.value) != ("redis-pubsub", "work-queue")
+]
 ALL_GENERATED = [*COMBINATIONS, ("long", "name")]  # + the longest name init accepts
 
 
@@ -110,6 +117,15 @@ def run_parallel(
         return {key: future.result() for key, future in futures.items()}
 
 
+def assert_one_line_error(code: int, out: str, err: str, fragment: str) -> None:
+    """A CLI refusal: exit 2, one line on stderr holding ``fragment``, no traceback."""
+    assert code == 2, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in out + err
+
+
 def clean_env() -> dict[str, str]:
     """The environment without eventwire settings, so generated code uses its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTWIRE_")}
@@ -124,27 +140,27 @@ def clean_env() -> dict[str, str]:
 LEFTOVER = re.compile(r"e2e_(?:rabbitmq|redis|nats)_")  # any e2e service, past or present
 
 
-def _generated_names(root: Path, package: str) -> tuple[str, list[str]]:
-    """The topic and groups the generated service uses, read from its own modules."""
+def _generated_names(root: Path, package: str) -> tuple[list[str], list[str]]:
+    """The topics and groups the generated service uses, read from its own modules."""
     messaging = root / package / "messaging"
-    topic = re.findall(r'^TOPIC = "([^"]+)"', (messaging / "messages.py").read_text(), re.M)
+    text = (messaging / "messages.py").read_text()
+    topic = re.findall(r'^TOPIC = "([^"]+)"', text, re.M)
+    base = topic[0] if topic else f"{package}.tasks"
+    partitions = re.findall(r"^PARTITIONS = (\d+)", text, re.M)
+    topics = [f"{base}.p{p}" for p in range(int(partitions[0]))] if partitions else [base]
     groups = re.findall(rf'"({re.escape(package)}[^"]*)"', (messaging / "consumer.py").read_text())
-    return (topic[0] if topic else f"{package}.tasks"), sorted(set(groups))
+    return topics, sorted(set(groups))
 
 
 def rabbitmq_queue_names(root: Path, package: str) -> set[str]:
-    """The adapter's queues of one service: group queues, their retry queues, the DLQ queue."""
+    """The adapter's queues of one service: its group queues and the DLQ queues."""
     from eventwire.brokers.rabbitmq import settings as names
 
-    topic, groups = _generated_names(root, package)
-    sources = [(topic, group) for group in groups]
-    sources.append((dead_letter_topic(topic), DEAD_LETTER_GROUP))
-    queues: set[str] = set()
-    for source_topic, group in sources:
-        queue = names.group_queue("eventwire", source_topic, group)
-        queues.add(queue)
-        queues.update(names.retry_queue(queue, bucket) for bucket in names.RETRY_BUCKETS)
-    return queues
+    topics, groups = _generated_names(root, package)
+    sources = [(topic, group) for topic in topics for group in groups]
+    sources += [(dead_letter_topic(topic), DEAD_LETTER_GROUP) for topic in topics]
+    # Retries wait in the adapter's shared delay-level queues, which hold nothing per service.
+    return {names.group_queue("eventwire", topic, group) for topic, group in sources}
 
 
 def rabbitmq_listed_queues(match: re.Pattern[str]) -> set[str]:
@@ -210,6 +226,20 @@ async def purge_nats(url: str, match: re.Pattern[str]) -> int:
     finally:
         await client.close()
     return len(doomed)
+
+
+def purge_postgres_marks(url: str, package: str) -> int:
+    """Delete the idempotency marks of one service's groups (they carry its package name)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            done = conn.execute(
+                "DELETE FROM eventwire_idempotency WHERE grp LIKE %s", (f"%{package}%",)
+            )
+            return done.rowcount
+    except psycopg.errors.UndefinedTable:
+        return 0
 
 
 async def purge(broker: str, url: str, match: re.Pattern[str], queues: set[str]) -> int:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventwire.setup import advisor, facts, requirements
+from eventwire.setup import advisor, facts, requirements, summary
 from eventwire.setup.requirements import (
     Broker,
     DeliveryGuarantee,
@@ -22,8 +22,8 @@ from eventwire.setup.requirements import (
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "requirements"
-# Both tables: the catalog-merged one must give the same answers as the documented one.
-TABLES = {"catalog": facts.current(), "documented": facts.DOCUMENTED}
+# The advisor's table: documented facts with the catalog's claims.
+TABLES = {"catalog": facts.current()}
 
 SANITY = [
     ("work queue with retries", {"use_case": "work-queue", "peak_rate": 300}, {"rabbitmq"}),
@@ -159,7 +159,8 @@ def test_no_requirement_set_crashes_the_advisor(req: Requirements) -> None:
     advice = advisor.advise(req, TABLES["catalog"])
     if advice.winner is None:
         assert advice.why_none
-        assert not advice.ranking
+        # Either everything was excluded, or nothing handles the rate (ranked for reference).
+        assert not advice.ranking or "above what every candidate handles" in advice.why_none
     else:
         assert advice.winner is advice.ranking[0]
         assert advice.why_none is None
@@ -171,9 +172,92 @@ def test_no_requirement_set_crashes_the_advisor(req: Requirements) -> None:
 def test_advisor_imports_no_broker_client() -> None:
     code = (
         "import sys, eventwire.setup.advisor, eventwire.setup.facts as f; f.current();"
-        "clients = ('aio_pika', 'aiormq', 'redis', 'nats', 'aiokafka');"
+        "clients = ('aio_pika', 'aiormq', 'redis', 'nats', 'aiokafka', 'confluent_kafka',"
+        " 'psycopg');"
         "bad = [m for m in clients if m in sys.modules];"
         "print(','.join(bad))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
+
+
+def test_facts_never_restate_what_the_catalog_claims() -> None:
+    from dataclasses import fields
+
+    from eventwire.brokers.catalog import profiles
+    from eventwire.core.capabilities import Capabilities
+
+    claims = {f.name for f in fields(Capabilities)}
+    assert not claims & {f.name for f in fields(facts.Documented)}
+    by_name = {f.name: f for f in facts.current()}
+    for profile in profiles():
+        if profile.name not in by_name:
+            continue  # memory, sqlite: embedded, not candidates the advisor ranks
+        merged = by_name[profile.name]
+        for name in (f.name for f in fields(facts.Claims)):
+            assert getattr(merged, name) == getattr(profile.capabilities, name), (profile, name)
+    # A candidate's documented claims give way to the catalog's once its adapter exists.
+    built = {p.name for p in profiles()}
+    for name in facts.UNBUILT_CLAIMS:
+        assert by_name[name].source.startswith("catalog") == (name in built)
+
+
+# -- issue 15, items 15-17: the advisor as an expert would answer ---------------------------
+
+
+def test_at_most_once_without_persistence_stated_does_not_require_it() -> None:
+    req = requirements.build({"use_case": "pub-sub", "delivery": "at-most-once"})
+    assert req.persistence is False
+    eligible = {r.name for r in advisor.advise(req, facts.current()).ranking}
+    assert {"nats-core", "redis-pubsub"} <= eligible  # the natural fire-and-forget answers
+    stated = requirements.build({"delivery": "at-most-once", "persistence": True})
+    assert stated.persistence is True  # what is said wins
+
+
+def test_request_reply_without_delivery_stated_keeps_nats_core() -> None:
+    req = requirements.build({"use_case": "request-reply"})
+    advice = advisor.advise(req, facts.current())
+    assert "nats-core" in {r.name for r in advice.ranking}
+    assert advice.winner is not None
+    assert advice.winner.name == "nats-core"
+
+
+def test_a_rate_beyond_every_broker_says_nothing_fits() -> None:
+    req = requirements.build({"use_case": "streaming", "peak_rate": 5_000_000})
+    advice = advisor.advise(req, facts.current())
+    assert advice.winner is None
+    assert advice.why_none is not None
+    assert "5,000,000 msg/s is above what every candidate handles" in advice.why_none
+    assert "e+06" not in advice.why_none
+    text = summary.render_advice(req, advice)
+    assert "No recommendation: no broker fits" in text
+    assert "5,000,000 msg/s" in text
+    assert "e+0" not in text
+
+
+def test_sizes_say_gib_and_retention_uses_the_average_rate() -> None:
+    base = {"use_case": "streaming", "replay": True, "retention_days": 30, "message_size": 1000,
+            "peak_rate": 20_000, "memory_budget_gb": 100}  # fmt: skip
+    at_peak = advisor.advise(requirements.build(base), facts.current())
+    redis = next(r for r in at_peak.excluded if r.name == "redis-streams")
+    assert "GiB" in redis.excluded_by[0]
+    assert " GB " not in redis.excluded_by[0]
+    on_average = requirements.build({**base, "average_rate": 20})
+    assert on_average.retained_bytes() == 20 * 1000 * 30 * 86_400
+    excluded = {r.name for r in advisor.advise(on_average, facts.current()).excluded}
+    assert "redis-streams" not in excluded  # 48 GiB at 20 msg/s fits the 100 GiB budget
+
+
+def test_replay_does_not_rule_rabbitmq_out_it_names_streams() -> None:
+    req = requirements.build({"use_case": "streaming", "replay": True, "retention_days": 3})
+    advice = advisor.advise(req, facts.current())
+    rabbit = next(r for r in advice.ranking if r.name == "rabbitmq")
+    assert any("Streams" in h.reason for h in rabbit.hits)
+
+
+def test_exactly_once_with_global_order_gets_a_caveat() -> None:
+    req = requirements.build({"delivery": "exactly-once", "ordering": "global"})
+    advice = advisor.advise(req, facts.current())
+    assert any("global order" in c and "single consumer" in c for c in advice.caveats)
+    assert advice.to_data()["caveats"] == list(advice.caveats)
+    assert "Caveats:" in summary.render_advice(req, advice)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -80,7 +83,11 @@ def test_compose_follows_current_practice(
         assert "kafka-exporter" in monitoring
         readme = (root / "README.md").read_text()
         assert "memory://" in readme
-        assert "adapter not built yet" in readme
+        from eventwire.setup.choices import broker_named
+        from eventwire.setup.traits import traits_of
+
+        if not traits_of(broker_named("kafka")).adapter_ready:
+            assert "Kafka adapter pending" in readme
     elif broker == "rabbitmq":
         rabbit = services["rabbitmq"]
         assert rabbit["image"].startswith("rabbitmq:4.")
@@ -98,3 +105,25 @@ def test_compose_follows_current_practice(
         assert redis["image"] == "redis:8-alpine"
         assert "--appendonly" in redis["command"]
         assert "redis-exporter" in monitoring
+
+
+@pytest.mark.parametrize("broker", ["rabbitmq", "kafka", "nats", "redis"])
+def test_prometheus_accepts_the_config_and_alert_rules(
+    generated: dict[tuple[str, str], Generated], broker: str, tmp_path: Path
+) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("promtool is not installed (apt-get install -y prometheus)")
+        pytest.skip("promtool is not installed (outside CI)")
+    monitoring = generated[broker, "event-streaming"].root / "monitoring"
+    # The config names the rules where the container mounts them; check them side by side.
+    config = (monitoring / "prometheus.yml").read_text()
+    (tmp_path / "prometheus.yml").write_text(config.replace("/etc/prometheus/", ""))
+    shutil.copy(monitoring / "alerts.yml", tmp_path / "alerts.yml")
+    for args in (["check", "rules", "alerts.yml"], ["check", "config", "prometheus.yml"]):
+        done = subprocess.run(
+            [promtool, *args], cwd=tmp_path, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "SUCCESS" in done.stdout + done.stderr

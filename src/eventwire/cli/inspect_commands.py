@@ -17,7 +17,7 @@ import typer
 
 from eventwire.cli import resolve
 from eventwire.cli.errors import CLIError, scrub
-from eventwire.reliability.replay import read_dead_letters, replay_dead_letters
+from eventwire.reliability.replay import list_dead_letters, replay_dead_letters
 
 if TYPE_CHECKING:
     from eventwire.core.contract import Broker
@@ -73,10 +73,14 @@ async def _broker_health(resolved: resolve.ResolvedBroker, within: float) -> tup
 
     broker = open_broker(resolved.url)
     where = f"{broker.profile.name} at {resolved.url}"
+    probe = getattr(broker, "probe", None)  # a check that creates nothing (the sqlite file)
     try:
         async with asyncio.timeout(within):
-            await broker.connect()
-            status = await broker.health()
+            if probe is not None:
+                status = await probe()
+            else:
+                await broker.connect()
+                status = await broker.health()
     except TimeoutError:
         return False, f"{where}: no answer within {within:g} s: check that the broker is running"
     except Exception as exc:  # noqa: BLE001 - any failure to connect is the answer, in one line
@@ -116,6 +120,7 @@ def dlq_list(
 ) -> None:
     """Show TOPIC's dead letters without removing them (they stay for the next reader)."""
     resolved = resolve.broker_url(broker)
+    resolve.announce_read(resolved)
     shown = [0]
 
     def show(message: Message) -> None:
@@ -125,16 +130,34 @@ def dlq_list(
 
     try:
         with quiet_client_logs():
-            asyncio.run(
-                _with_broker(
-                    resolved,
-                    lambda b: read_dead_letters(b, topic, limit=limit, wait=wait, each=show),
-                )
-            )
+            found = asyncio.run(_list(resolved, topic, limit, wait, show))
     except KeyboardInterrupt:
         typer.echo(f"interrupted: {shown[0]} dead letter(s) shown from {topic}.dlq, left in place")
         raise typer.Exit(130) from None
-    typer.echo(f"{shown[0]} dead letter(s) in {topic}.dlq, left in place")
+    if found is None:
+        typer.echo(f"no {topic}.dlq at {resolved.url}: no dead letters (nothing was created)")
+        return
+    typer.echo(f"{found} dead letter(s) in {topic}.dlq, left in place")
+
+
+async def _list(
+    resolved: resolve.ResolvedBroker,
+    topic: str,
+    limit: int,
+    wait: float,
+    show: Callable[[Message], None],
+) -> int | None:
+    from eventwire.brokers.catalog import open_broker
+
+    try:
+        return await list_dead_letters(
+            open_broker(resolved.url), topic, limit=limit, wait=wait, each=show
+        )
+    except OSError as exc:
+        raise CLIError(
+            f"cannot reach the broker at {resolved.url} ({exc.strerror or exc}): "
+            "check the URL and that the broker is running"
+        ) from None
 
 
 @dlq_app.command("replay")

@@ -82,6 +82,7 @@ def run(
             help="Where the App is: a module (examples.orders.service:app) or file (svc.py:app).",
         ),
     ],
+    *,
     broker: BrokerOption = None,
     concurrency: Annotated[
         int | None,
@@ -107,6 +108,15 @@ def run(
             help="Address for --http-port; 0.0.0.0 to let containers scrape it.",
         ),
     ] = "127.0.0.1",
+    wait_for_broker: Annotated[
+        float,
+        typer.Option(
+            "--wait-for-broker",
+            min=0.0,
+            envvar="EVENTWIRE_WAIT_FOR_BROKER",
+            help="Seconds to keep trying a broker that is not up yet (0: try once).",
+        ),
+    ] = 60.0,
 ) -> None:
     """Run an App's subscribers until SIGTERM or Ctrl-C, then shut down gracefully."""
     _configure_logging()
@@ -116,8 +126,11 @@ def run(
     app = resolve.load_app(target)
     resolve.announce(resolved)
     with _only_eventwire_logs():
-        # Fail fast, in one line, on a broker that is not there, before the app starts.
-        asyncio.run(_check_reachable(resolved))
+        # A worker started beside its broker (compose, systemd, Kubernetes) waits for it,
+        # one log line per try, and gives up in one line after --wait-for-broker seconds.
+        from eventwire.cli.broker_wait import wait_until_reachable
+
+        asyncio.run(wait_until_reachable(resolved, wait_for_broker))
     servable: _Servable = app  # type: ignore[assignment]  # load_app checked for .serve
     code = servable.serve(
         broker_url=resolved.url.secret(),
@@ -170,16 +183,6 @@ def publish(
     with _only_eventwire_logs():
         message_id = asyncio.run(_publish(resolved, topic, body, key, headers))
     typer.echo(f"published {message_id} to {topic} on {resolved.url}")
-
-
-async def _check_reachable(resolved: resolve.ResolvedBroker) -> None:
-    from eventwire.brokers.catalog import open_broker
-
-    try:
-        async with open_broker(resolved.url):
-            pass
-    except OSError as exc:
-        raise _unreachable(resolved, exc) from None
 
 
 async def _publish(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -76,6 +77,20 @@ def announce(resolved: ResolvedBroker) -> None:
     )
 
 
+def announce_read(resolved: ResolvedBroker) -> None:
+    """For a read command on the default broker: say, on stderr, which file it reads (and
+    create nothing, unlike ``announce``)."""
+    if resolved.source != "default":
+        return
+    import typer
+
+    typer.echo(
+        f"no --broker and no {BROKER_URL_ENV} set: reading the embedded SQLite broker "
+        f"{resolved.url}",
+        err=True,
+    )
+
+
 def _import_target(module_ref: str) -> ModuleType:
     # Like `python -m`, resolve imports from the working directory first (a console script's
     # sys.path starts at its bin/ directory instead).
@@ -131,12 +146,35 @@ def load_app(target: str) -> object:
             f"module {module_ref!r} has no attribute {attr!r}: name the App object after ':'"
         )
     obj: object = getattr(module, attr)
+    if not callable(getattr(obj, "serve", None)) and callable(obj) and _takes_no_arguments(obj):
+        obj = _call_factory(obj, f"{module_ref}:{attr}")
     if not callable(getattr(obj, "serve", None)):
         raise CLIError(
             f"{module_ref}:{attr} is a {type(obj).__name__}, not an eventwire App: "
-            "point at the object created with App(...)"
+            "point at the object created with App(...) or a function returning it"
         )
     return obj
+
+
+def _takes_no_arguments(obj: Callable[..., object]) -> bool:
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: not a factory
+        return False
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+               for p in params)  # fmt: skip
+
+
+def _call_factory(factory: Callable[[], object], target: str) -> object:
+    """``MODULE:FACTORY``: a function that builds the app is a normal way to make one."""
+    try:
+        return factory()
+    except CLIError:
+        raise
+    except Exception as exc:  # noqa: BLE001  # any error of the user's factory: one line
+        raise CLIError(
+            f"{target}() failed with {type(exc).__name__}: {exc}: fix that factory"
+        ) from None
 
 
 def json_body(data: str) -> bytes:

@@ -17,24 +17,43 @@ _REQ_HELP = "Requirements (flags, --from FILE, or a wizard on a terminal)"
 
 
 def _wizard() -> dict[str, Any]:
-    """Ask for the main requirements one prompt at a time (terminal only)."""
+    """Ask for the main requirements one prompt at a time (terminal only), checking each
+    answer as it is given: a wrong one is explained in one line and asked again."""
+    from eventwire.setup import requirements
     from eventwire.setup.requirements import DeliveryGuarantee, Ordering, UseCase
 
-    def choice(label: str, values: list[str], default: str) -> str:
-        return str(typer.prompt(f"{label} ({'/'.join(values)})", default=default))
+    answers: dict[str, Any] = {}
 
-    return {
-        "use_case": choice("Use case", [u.value for u in UseCase], UseCase.WORK_QUEUE.value),
-        "peak_rate": typer.prompt("Peak messages per second", default=100.0, type=float),
-        "message_size": typer.prompt("Typical message size in bytes", default=1024, type=int),
-        "delivery": choice("Delivery", [d.value for d in DeliveryGuarantee], "at-least-once"),
-        "ordering": choice("Ordering", [o.value for o in Ordering], Ordering.NONE.value),
-        "replay": typer.confirm("Must new consumers replay history?", default=False),
-        "persistence": typer.confirm("Must messages survive a broker restart?", default=True),
-        "routing": typer.prompt("Routing needs (patterns,priorities,ttl or empty)", default=""),
-        "operated": typer.prompt("Brokers you already run (comma-separated)", default=""),
-        "team_size": typer.prompt("Team size", default=3, type=int),
-    }
+    def ask(field: str, label: str, default: Any, kind: type = str) -> None:
+        while True:
+            value = typer.prompt(label, default=default, type=kind)
+            if kind is str and field in ("routing", "operated"):
+                value = [part.strip() for part in str(value).split(",") if part.strip()]
+            try:
+                requirements.build({**answers, field: value})
+            except requirements.RequirementsError as exc:
+                typer.echo(f"  {exc}", err=True)
+                continue
+            answers[field] = value
+            return
+
+    def choice(field: str, label: str, values: list[str], default: str) -> None:
+        ask(field, f"{label} ({'/'.join(values)})", default)
+
+    choice("use_case", "Use case", [u.value for u in UseCase], UseCase.WORK_QUEUE.value)
+    ask("peak_rate", "Peak messages per second", 100.0, float)
+    ask("message_size", "Typical message size in bytes", 1024, int)
+    choice("delivery", "Delivery", [d.value for d in DeliveryGuarantee], "at-least-once")
+    choice("ordering", "Ordering", [o.value for o in Ordering], Ordering.NONE.value)
+    answers["replay"] = typer.confirm("Must new consumers replay history?", default=False)
+    persistent = answers["delivery"] != DeliveryGuarantee.AT_MOST_ONCE.value
+    answers["persistence"] = typer.confirm(
+        "Must messages survive a broker restart?", default=persistent
+    )
+    ask("routing", "Routing needs (patterns,priorities,ttl or empty)", "")
+    ask("operated", "Brokers you already run (comma-separated)", "")
+    ask("team_size", "Team size", 3, int)
+    return answers
 
 
 def _interactive() -> bool:
@@ -61,6 +80,9 @@ def advise(
         typer.Option(help="work-queue, pub-sub, event-sourcing, streaming, request-reply"),
     ] = None,
     rate: Annotated[float | None, typer.Option(help="Peak messages per second.")] = None,
+    average_rate: Annotated[
+        float | None, typer.Option(help="Average messages per second (sizes retention).")
+    ] = None,
     size: Annotated[int | None, typer.Option(help="Typical message size in bytes.")] = None,
     delivery: Annotated[
         str | None, typer.Option(help="at-most-once, at-least-once, exactly-once")
@@ -83,7 +105,7 @@ def advise(
     ] = None,
     team_size: Annotated[int | None, typer.Option(help="Engineers who will run it.")] = None,
     memory_gb: Annotated[
-        float | None, typer.Option(help="RAM available to the broker, GB.")
+        float | None, typer.Option(help="RAM available to the broker, GiB.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the advice as JSON.")] = False,
 ) -> None:
@@ -93,6 +115,7 @@ def advise(
     flags = {
         "use_case": use_case,
         "peak_rate": rate,
+        "average_rate": average_rate,
         "message_size": size,
         "delivery": delivery,
         "ordering": ordering,
@@ -123,7 +146,10 @@ def _split(values: list[str] | None) -> list[str] | None:
 def init(
     name: Annotated[str, typer.Argument(help="Service name, e.g. orders-service.")],
     *,
-    broker: Annotated[str | None, typer.Option(help="rabbitmq, kafka, nats or redis.")] = None,
+    broker: Annotated[
+        str | None,
+        typer.Option(help="rabbitmq, kafka, nats, nats-core, redis or redis-pubsub."),
+    ] = None,
     pattern: Annotated[
         str | None, typer.Option(help="work-queue, pub-sub or event-streaming.")
     ] = None,
@@ -133,6 +159,10 @@ def init(
     ] = None,
     update: Annotated[
         bool, typer.Option("--update", help="Refresh generator-owned files.")
+    ] = False,
+    switch: Annotated[
+        bool,
+        typer.Option("--switch", help="With --update: allow changing the broker or the pattern."),
     ] = False,
     fmt: Annotated[str | None, typer.Option("--format", help="Message format (json).")] = None,
     monitoring: Annotated[
@@ -155,6 +185,8 @@ def init(
         directory=directory,
         message_format=fmt,
         monitoring=monitoring,
+        update=update,
+        switch=switch,
     )
     if plan.advice_text:
         typer.echo(plan.advice_text + "\n")

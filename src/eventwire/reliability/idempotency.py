@@ -79,7 +79,30 @@ class EffectEndedTransactionError(RuntimeError):
     """The effect committed or rolled back the store's transaction itself."""
 
 
-def _check_ttl(ttl: float) -> None:
+class StoreThread:
+    """The one worker thread a blocking store runs on: the event loop never blocks on the
+    database, and a store waiting on a busy database never occupies the loop's default
+    executor (which DNS lookups and other libraries share). Reopened lazily after close."""
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="eventwire-idempotency")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def close(self, release: Callable[[], None]) -> None:
+        """Run ``release`` (close the connection) on the thread, then stop the thread."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        await asyncio.get_running_loop().run_in_executor(executor, release)
+        executor.shutdown(wait=False)  # reopened lazily: an App may be entered again
+
+
+def check_ttl(ttl: float) -> None:
+    """Every store's TTL check: marks must live for a positive time."""
     if ttl <= 0:
         raise ConfigurationError(f"idempotency ttl must be positive, got {ttl}")
 
@@ -94,7 +117,7 @@ class MemoryIdempotencyStore:
         max_entries: int = 1_000_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        _check_ttl(ttl)
+        check_ttl(ttl)
         self._ttl = ttl
         self._max = max_entries
         self._clock = clock
@@ -156,14 +179,14 @@ class SQLiteIdempotencyStore:
         ttl: float = DEFAULT_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        _check_ttl(ttl)
+        check_ttl(ttl)
         self._path = Path(path)
         self._ttl = ttl
         self._clock = clock
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one connection, used by one worker thread at a time
         self._writes = 0
-        self._executor: ThreadPoolExecutor | None = None
+        self._thread = StoreThread()
 
     @property
     def path(self) -> Path:
@@ -186,16 +209,10 @@ class SQLiteIdempotencyStore:
         return await self._run(self._complete_with, scope, message_id, self._clock(), effect)
 
     async def aclose(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        await asyncio.get_running_loop().run_in_executor(executor, self._close)
-        executor.shutdown(wait=False)  # reopened lazily: an App may be entered again
+        await self._thread.close(self._close)
 
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="eventwire-idempotency")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await self._thread.run(fn, *args)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

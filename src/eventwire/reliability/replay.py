@@ -44,6 +44,14 @@ class GroupRepublisher(Protocol):
     async def republish(self, topic: str, message: Message, *, group: str | None) -> None: ...
 
 
+@runtime_checkable
+class DeadLetterBrowser(Protocol):
+    """A broker that reads a DLQ without changing anything (no group, consumer, stream or
+    file is created; nothing is delivered): SQLite, Redis and JetStream do."""
+
+    async def browse_dead_letters(self, topic: str, limit: int) -> list[Message] | None: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplayResult:
     """What one replay did."""
@@ -103,6 +111,33 @@ async def read_dead_letters(
             if outcome is not None:
                 await outcome
     return read
+
+
+async def list_dead_letters(
+    broker: Broker,
+    topic: str,
+    *,
+    limit: int,
+    wait: float,
+    each: Callable[[Message], Awaitable[None] | None],
+) -> int | None:
+    """Call ``each`` on up to ``limit`` dead letters of ``topic``, changing nothing: a passive
+    read where the broker offers one (None: the topic has no DLQ there), else a subscription
+    of the DLQ group that settles nothing. The broker is closed afterwards."""
+    try:
+        if isinstance(broker, DeadLetterBrowser):
+            letters = await broker.browse_dead_letters(topic, limit)
+            if letters is None:
+                return None
+            for letter in letters:
+                outcome = each(letter)
+                if outcome is not None:
+                    await outcome
+            return len(letters)
+        await broker.connect()
+        return await read_dead_letters(broker, topic, limit=limit, wait=wait, each=each)
+    finally:
+        await broker.aclose()
 
 
 async def replay_dead_letters(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 from typing import Any, ClassVar, Final
 
 import fastavro
@@ -21,7 +20,12 @@ from fastavro.read import SchemaResolutionError
 from eventwire.core.errors import ConfigurationError, DecodeError, MessageError
 from eventwire.serialization.avro_schema import avro_ready, avro_schema_for
 from eventwire.serialization.registry import Schema, SchemaRegistry
-from eventwire.serialization.schema_codec import SchemaCodec, SubjectName, topic_subject
+from eventwire.serialization.schema_codec import (
+    SchemaCodec,
+    SubjectName,
+    read_json_schema_file,
+    topic_subject,
+)
 
 AVRO_CONTENT_TYPE: Final = "application/vnd.confluent.avro"
 
@@ -103,10 +107,4 @@ def _load(schema: AvroSource) -> Any:
         return avro_schema_for(schema)
     if isinstance(schema, dict | list):
         return schema
-    path = Path(schema)
-    try:
-        return orjson.loads(path.read_bytes())
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read Avro schema file {path}: {exc}") from exc
-    except orjson.JSONDecodeError as exc:
-        raise ConfigurationError(f"Avro schema file {path} is not JSON: {exc}") from exc
+    return read_json_schema_file(schema, "Avro schema")

@@ -137,7 +137,7 @@ def _schema_decoder(annotation: object) -> Decoder | None:
             make = getattr(item, "decoder_for", None)
             if callable(make):
                 return cast("Decoder", make(target))
-        return None
+        return decoder_for(target)  # other metadata: decoded as the bare type, as always
     if isinstance(annotation, type) and any(
         base.__module__.startswith("google.protobuf") and base.__name__ == "Message"
         for base in annotation.__mro__[1:]

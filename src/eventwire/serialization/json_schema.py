@@ -10,7 +10,6 @@ the ``jsonschema`` extra.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, ClassVar, Final
 
 import jsonschema
@@ -20,7 +19,12 @@ from jsonschema.exceptions import SchemaError, best_match
 
 from eventwire.core.errors import ConfigurationError, DecodeError, MessageError, ValidationError
 from eventwire.serialization.registry import Schema, SchemaRegistry
-from eventwire.serialization.schema_codec import SchemaCodec, SubjectName, topic_subject
+from eventwire.serialization.schema_codec import (
+    SchemaCodec,
+    SubjectName,
+    read_json_schema_file,
+    topic_subject,
+)
 
 JSON_SCHEMA_CONTENT_TYPE: Final = "application/vnd.confluent.jsonschema"
 
@@ -105,10 +109,4 @@ def _load(schema: JSONSchemaSource) -> Any:
         return schema.model_json_schema()
     if isinstance(schema, dict):
         return schema
-    path = Path(schema)
-    try:
-        return orjson.loads(path.read_bytes())
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read JSON Schema file {path}: {exc}") from exc
-    except orjson.JSONDecodeError as exc:
-        raise ConfigurationError(f"JSON Schema file {path} is not JSON: {exc}") from exc
+    return read_json_schema_file(schema, "JSON Schema")

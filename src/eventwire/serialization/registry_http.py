@@ -54,7 +54,6 @@ class HTTPSchemaRegistry:
         backoff: float = 0.2,
         max_backoff: float = 2.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """``retries``: extra tries after the first on a transient failure; ``verify`` a CA
         bundle path or an ``SSLContext`` for private CAs; ``cert`` a client certificate."""
@@ -80,15 +79,19 @@ class HTTPSchemaRegistry:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         auth = httpx.BasicAuth(username, password or "") if username is not None else None
-        self._client = httpx.AsyncClient(
-            base_url=self.url,
-            auth=auth,
-            headers=headers,
-            verify=_ssl_context(verify),
-            cert=cert,
-            timeout=timeout,
-            transport=transport,
-        )
+        self._client_options: dict[str, Any] = {
+            "base_url": self.url,
+            "auth": auth,
+            "headers": headers,
+            "verify": _ssl_context(verify),
+            "cert": cert,
+            "timeout": timeout,
+            # No idle connections kept: lookups are rare (ids are cached), and a pooled socket
+            # would outlive the event loop it belongs to when a codec serves several loops.
+            "limits": httpx.Limits(max_keepalive_connections=0),
+        }
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
         self._by_id: dict[int, Schema] = {}
         self._ids: dict[tuple[str, Schema], int] = {}
 
@@ -102,7 +105,19 @@ class HTTPSchemaRegistry:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        client, self._client = self._client, None
+        if client is not None and self._client_loop is asyncio.get_running_loop():
+            await client.aclose()
+
+    def http(self) -> httpx.AsyncClient:
+        """The HTTP client of the running event loop. A codec is often made at import time
+        and used by more than one loop in a process (``serve()`` per run, tests), so each
+        loop gets its own client (the id caches are shared: ids never change)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = httpx.AsyncClient(**self._client_options)
+            self._client_loop = loop
+        return self._client
 
     # -- the registry protocol ------------------------------------------------------------
 
@@ -190,10 +205,8 @@ class HTTPSchemaRegistry:
                 delay = min(self._max_backoff, self._backoff * 2 ** (attempt - 1))
                 await self._sleep(delay * random.uniform(0.8, 1.2))
             try:
-                response = await self._client.request(
-                    method, path, content=content, headers=headers
-                )
-            except httpx.TransportError as exc:
+                response = await self.http().request(method, path, content=content, headers=headers)
+            except (httpx.HTTPError, OSError) as exc:
                 last = f"{type(exc).__name__}"  # httpx's text may echo the URL: name only
                 continue
             if response.status_code in _RETRY_STATUSES:

@@ -20,11 +20,15 @@ What a consumer meets, and what it becomes:
 from __future__ import annotations
 
 import asyncio
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from eventwire.core.errors import DecodeError, MessageError
+import orjson
+
+from eventwire.core.errors import ConfigurationError, DecodeError, MessageError
 from eventwire.core.message import Message
 from eventwire.serialization import wire
 from eventwire.serialization.registry import (
@@ -40,6 +44,16 @@ from eventwire.serialization.registry import (
 SubjectName = str | Callable[[str], str]
 AsyncDecoder = Callable[[Message], Awaitable[Any]]
 W = TypeVar("W")  # a writer schema, parsed for this codec's library
+
+
+def read_json_schema_file(path: str | os.PathLike[str], what: str) -> Any:
+    """A JSON schema file (``.avsc``, JSON Schema) parsed; ``ConfigurationError`` if not."""
+    try:
+        return orjson.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {what} file {path}: {exc}") from exc
+    except orjson.JSONDecodeError as exc:
+        raise ConfigurationError(f"{what} file {path} is not JSON: {exc}") from exc
 
 
 def topic_subject(topic: str) -> str:
@@ -170,15 +184,20 @@ class SchemaCodec(ABC, Generic[W]):
             pending.add_done_callback(lambda _: self._fetching.pop(schema_id, None))
         return await asyncio.shield(pending)
 
-    async def _fetch_writer(self, schema_id: int) -> W:
+    async def writer_schema(self, schema_id: int) -> Schema:
+        """The registry's schema ``schema_id`` with consumer-side errors: ``SchemaUnknownError``
+        when it has none, ``RegistryUnavailableError`` for any other registry failure."""
         try:
-            schema = await self.registry.schema_by_id(schema_id)
+            return await self.registry.schema_by_id(schema_id)
         except SchemaNotFoundError as exc:
             raise SchemaUnknownError(f"schema id {schema_id} is not in the registry") from exc
         except RegistryError as exc:
             # Refused credentials or a broken server are the operator's to fix, not the
             # message's fault: retried like an outage, never dead-lettered.
             raise RegistryUnavailableError(f"schema registry error: {exc}") from exc
+
+    async def _fetch_writer(self, schema_id: int) -> W:
+        schema = await self.writer_schema(schema_id)
         if schema.schema_type != self.schema_type:
             raise DecodeError(
                 f"schema id {schema_id} is a {schema.schema_type} schema; this subscriber "

@@ -60,6 +60,7 @@ class Advice:
     excluded: tuple[Ranked, ...]
     winner: Ranked | None
     why_none: str | None
+    caveats: tuple[str, ...] = ()  # true whichever broker is chosen
 
     def to_data(self) -> dict[str, Any]:
         """A JSON-ready mapping for ``eventwire advise --json``."""
@@ -78,6 +79,7 @@ class Advice:
         return {
             "winner": self.winner.name if self.winner else None,
             "why_none": self.why_none,
+            "caveats": list(self.caveats),
             "ranking": [one(r) for r in self.ranking],
             "excluded": [one(r) for r in self.excluded],
         }
@@ -88,10 +90,16 @@ _Rule = Callable[[Requirements, BrokerFacts], Iterable[RuleHit]]
 
 
 def _size(n: float) -> str:
-    for unit, factor in (("GB", _GB), ("MB", 1024**2), ("KB", 1024)):
+    """Bytes in binary units, named as such (GiB, not GB, when 1024**3 is meant)."""
+    for unit, factor in (("TiB", 1024**4), ("GiB", _GB), ("MiB", 1024**2), ("KiB", 1024)):
         if n >= factor:
-            return f"{n / factor:.1f} {unit}"
-    return f"{n:.0f} B"
+            return f"{n / factor:,.1f} {unit}"
+    return f"{n:,.0f} B"
+
+
+def rate(value: float) -> str:
+    """A rate as people read it: 5,000,000 (not 5e+06); fractions only below 10."""
+    return f"{value:,.1f}".removesuffix(".0") if value < 10 else f"{value:,.0f}"
 
 
 def _persistence(req: Requirements, f: BrokerFacts) -> str | None:
@@ -101,7 +109,7 @@ def _persistence(req: Requirements, f: BrokerFacts) -> str | None:
 
 
 def _replay(req: Requirements, f: BrokerFacts) -> str | None:
-    if req.needs_replay() and not f.replay:
+    if req.needs_replay() and not f.replay and not f.replay_via_streams:
         return f"replay needs retained history, but {f.display} deletes messages once consumed"
     return None
 
@@ -122,7 +130,7 @@ def _ram(req: Requirements, f: BrokerFacts) -> str | None:
     held = req.retained_bytes()
     if f.data_in_ram and f.persistent and held > req.memory_budget_gb * _GB:
         return (
-            f"retained data ({_size(held)}) is larger than the {req.memory_budget_gb:g} GB "
+            f"retained data ({_size(held)}) is larger than the {req.memory_budget_gb:g} GiB "
             f"RAM budget and {f.display} keeps it all in memory"
         )
     return None
@@ -158,13 +166,26 @@ def _latency(req: Requirements, f: BrokerFacts) -> Iterable[RuleHit]:
 
 
 def _throughput(req: Requirements, f: BrokerFacts) -> Iterable[RuleHit]:
-    rate, room = req.peak_rate, f.comfortable_rate
-    if rate > room:
-        yield RuleHit(points=-3, reason=f"{rate:g} msg/s is above the ~{room:g} msg/s it handles")
-    elif rate >= _HIGH_VOLUME and room >= 10 * rate:
-        yield RuleHit(points=2, reason=f"~{room:g} msg/s leaves ample headroom over {rate:g}")
-    elif rate >= _HIGH_VOLUME and room >= 3 * rate:
-        yield RuleHit(points=1, reason=f"~{room:g} msg/s leaves headroom over {rate:g}")
+    peak, room = req.peak_rate, f.comfortable_rate
+    if peak > room:
+        yield RuleHit(
+            points=-3, reason=f"{rate(peak)} msg/s is above the ~{rate(room)} msg/s it handles"
+        )
+    elif peak >= _HIGH_VOLUME and room >= 10 * peak:
+        yield RuleHit(
+            points=2, reason=f"~{rate(room)} msg/s leaves ample headroom over {rate(peak)}"
+        )
+    elif peak >= _HIGH_VOLUME and room >= 3 * peak:
+        yield RuleHit(points=1, reason=f"~{rate(room)} msg/s leaves headroom over {rate(peak)}")
+
+
+def _streams(req: Requirements, f: BrokerFacts) -> Iterable[RuleHit]:
+    if req.needs_replay() and not f.replay and f.replay_via_streams:
+        yield RuleHit(
+            points=-1,
+            reason=f"replay needs {f.display} Streams (an append-only log); eventwire's adapter "
+            "uses quorum queues today",
+        )
 
 
 def _retention(req: Requirements, f: BrokerFacts) -> Iterable[RuleHit]:
@@ -232,6 +253,7 @@ RULES: tuple[_Rule, ...] = (
     _use_case,
     _latency,
     _throughput,
+    _streams,
     _retention,
     _delivery,
     _ordering,
@@ -266,7 +288,39 @@ def advise(req: Requirements, candidates: Iterable[BrokerFacts]) -> Advice:
     if winner is None:
         reasons = sorted({r.excluded_by[0] for r in dropped})
         why_none = "no broker fits: " + "; ".join(reasons) if reasons else "no broker to rank"
-    return Advice(ranking=tuple(ranking), excluded=dropped, winner=winner, why_none=why_none)
+    elif all(req.peak_rate > f.comfortable_rate for f, *_ in eligible):
+        # Recommending the least bad would hide that none of them handles it.
+        best = max((f for f, *_ in eligible), key=lambda f: f.comfortable_rate)
+        winner = None
+        why_none = (
+            f"no broker fits: {rate(req.peak_rate)} msg/s is above what every candidate "
+            f"handles (the most, {best.display}, ~{rate(best.comfortable_rate)} msg/s on one "
+            "modest cluster): shard the traffic or size a dedicated cluster first"
+        )
+    return Advice(
+        ranking=tuple(ranking),
+        excluded=dropped,
+        winner=winner,
+        why_none=why_none,
+        caveats=_caveats(req),
+    )
+
+
+def _caveats(req: Requirements) -> tuple[str, ...]:
+    caveats = []
+    if req.delivery is DeliveryGuarantee.EXACTLY_ONCE:
+        caveats.append(
+            "exactly-once means effectively once: at-least-once delivery plus idempotent "
+            "handling; only effects written through ctx.effectively_once (the PostgreSQL or "
+            "SQLite store) happen once, calls to other systems can repeat"
+        )
+        if req.ordering is Ordering.GLOBAL:
+            caveats.append(
+                "exactly-once with global order needs ONE partition or queue read by ONE "
+                "consumer at a time: throughput is that of a single consumer, and a failing "
+                "message blocks everything behind it"
+            )
+    return tuple(caveats)
 
 
 def _ranked(

@@ -26,21 +26,26 @@ class BrokerChoice:
     display: str
     client: str  # the client library under eventwire's adapter
     extra: str  # pip extra of eventwire
-    url: str  # for .env.example (container defaults)
-    adapter_ready: bool  # False until eventwire ships the adapter (Kafka)
+    url: str  # for .env.example: the compose service as seen from the host
+    container_url: str  # the same service as seen from the worker container
     dlq: str  # how dead letters are kept on this broker
     titles: dict[Pattern, str]
 
+    @property
+    def server(self) -> str:
+        """The server's name (RabbitMQ, Kafka, NATS, Redis), also its compose service."""
+        return self.display.split()[0]
 
-BROKERS: dict[Broker, BrokerChoice] = {
-    Broker.RABBITMQ: BrokerChoice(
+
+BROKERS: dict[str, BrokerChoice] = {  # by catalog profile name
+    "rabbitmq": BrokerChoice(
         key=Broker.RABBITMQ,
         profile="rabbitmq",
         display="RabbitMQ",
         client="aio-pika",
         extra="rabbitmq",
         url="amqp://app:change-me@localhost:5672/",
-        adapter_ready=True,
+        container_url="amqp://${RABBITMQ_USER:-app}:${RABBITMQ_PASSWORD:-change-me}@rabbitmq:5672/",
         dlq="dead-letter exchange and queue",
         titles={
             Pattern.WORK_QUEUE: "Work Queue with Dead Letter Exchange",
@@ -48,14 +53,14 @@ BROKERS: dict[Broker, BrokerChoice] = {
             Pattern.EVENT_STREAMING: "Ordered Event Processing with Quorum Queues",
         },
     ),
-    Broker.KAFKA: BrokerChoice(
+    "kafka": BrokerChoice(
         key=Broker.KAFKA,
         profile="kafka",
         display="Kafka",
-        client="aiokafka",
+        client="confluent-kafka",  # what eventwire's Kafka adapter is built on
         extra="kafka",
         url="kafka://localhost:9092",
-        adapter_ready=False,
+        container_url="kafka://kafka:19092",
         dlq="dead-letter topic",
         titles={
             Pattern.WORK_QUEUE: "Work Queue on a Consumer Group with Dead Letter Topic",
@@ -63,14 +68,14 @@ BROKERS: dict[Broker, BrokerChoice] = {
             Pattern.EVENT_STREAMING: "Event Streaming with Keyed Partitions and Replay",
         },
     ),
-    Broker.NATS: BrokerChoice(
+    "nats-jetstream": BrokerChoice(
         key=Broker.NATS,
         profile="nats-jetstream",
         display="NATS JetStream",
         client="nats-py",
         extra="nats",
         url="nats://localhost:4222",
-        adapter_ready=True,
+        container_url="nats://nats:4222",
         dlq="dead-letter stream",
         titles={
             Pattern.WORK_QUEUE: "Work Queue on JetStream with Dead Letter Stream",
@@ -78,14 +83,14 @@ BROKERS: dict[Broker, BrokerChoice] = {
             Pattern.EVENT_STREAMING: "Event Streaming on JetStream with Per-Key Ordering",
         },
     ),
-    Broker.REDIS: BrokerChoice(
+    "redis-streams": BrokerChoice(
         key=Broker.REDIS,
         profile="redis-streams",
         display="Redis Streams",
         client="redis-py",
         extra="redis",
         url="redis://localhost:6379/0",
-        adapter_ready=True,
+        container_url="redis://redis:6379/0",
         dlq="dead-letter stream",
         titles={
             Pattern.WORK_QUEUE: "Work Queue on Redis Streams with Dead Letter Stream",
@@ -93,21 +98,53 @@ BROKERS: dict[Broker, BrokerChoice] = {
             Pattern.EVENT_STREAMING: "Event Streaming on Redis Streams with Per-Key Ordering",
         },
     ),
+    "nats-core": BrokerChoice(
+        key=Broker.NATS,
+        profile="nats-core",
+        display="NATS Core",
+        client="nats-py",
+        extra="nats",
+        url="nats+core://localhost:4222",
+        container_url="nats+core://nats:4222",
+        dlq="dead-letter subject (published once, not stored: nothing keeps it)",
+        titles={
+            Pattern.WORK_QUEUE: "At-Most-Once Work Queue on NATS Core Queue Groups",
+            Pattern.PUB_SUB: "Fire-and-Forget Fan-Out on NATS Core Subjects",
+            Pattern.EVENT_STREAMING: "Transient Event Stream on NATS Core with Per-Key Ordering",
+        },
+    ),
+    "redis-pubsub": BrokerChoice(
+        key=Broker.REDIS,
+        profile="redis-pubsub",
+        display="Redis Pub/Sub",
+        client="redis-py",
+        extra="redis",
+        url="redis+pubsub://localhost:6379/0",
+        container_url="redis+pubsub://redis:6379/0",
+        dlq="dead-letter stream",
+        titles={
+            Pattern.WORK_QUEUE: "Work Queue on Redis Pub/Sub",  # refused: no consumer groups
+            Pattern.PUB_SUB: "Fire-and-Forget Fan-Out on Redis Pub/Sub",
+            Pattern.EVENT_STREAMING: "Transient Event Stream on Redis Pub/Sub",
+        },
+    ),
 }
 
-# Advisor candidate (catalog profile name) -> the broker init scaffolds for it.
-_CANDIDATE_BROKER = {
-    "rabbitmq": Broker.RABBITMQ,
-    "kafka": Broker.KAFKA,
-    "nats-jetstream": Broker.NATS,
-    "nats-core": Broker.NATS,
-    "redis-streams": Broker.REDIS,
-    "redis-pubsub": Broker.REDIS,
+# What `--broker` accepts besides profile names: the server names pick its default profile.
+_ALIASES = {
+    "rabbitmq": "rabbitmq",
+    "kafka": "kafka",
+    "nats": "nats-jetstream",
+    "jetstream": "nats-jetstream",
+    "redis": "redis-streams",
+    "redis-streams": "redis-streams",
+    "redis+pubsub": "redis-pubsub",
+    "nats+core": "nats-core",
 }
 
+# Request-reply has no scaffold yet: init says so rather than generating something else.
 _USE_CASE_PATTERN = {
     UseCase.WORK_QUEUE: Pattern.WORK_QUEUE,
-    UseCase.REQUEST_REPLY: Pattern.WORK_QUEUE,  # a worker group answering; replies via ctx
     UseCase.PUB_SUB: Pattern.PUB_SUB,
     UseCase.EVENT_SOURCING: Pattern.EVENT_STREAMING,
     UseCase.STREAMING: Pattern.EVENT_STREAMING,
@@ -117,15 +154,20 @@ FORMATS = ("json",)  # avro and protobuf arrive with the Kafka adapter and schem
 
 
 def broker_named(value: str) -> BrokerChoice:
-    """The choice for ``value`` (rabbitmq, kafka, nats, redis or an advisor candidate name)."""
-    key = _CANDIDATE_BROKER.get(value.strip().lower())
-    if key is None:
-        try:
-            key = Broker(value.strip().lower())
-        except ValueError:
-            known = ", ".join(b.value for b in Broker)
-            raise ConfigurationError(f"unknown broker {value!r}: use one of {known}") from None
-    return BROKERS[key]
+    """The choice for ``value``: a profile name (redis-pubsub, nats-core, ...) or a server
+    name (rabbitmq, kafka, nats, redis), which picks that server's default profile."""
+    text = value.strip().lower()
+    choice = BROKERS.get(_ALIASES.get(text, text))
+    if choice is None:
+        known = ", ".join(["rabbitmq", "kafka", "nats", "nats-core", "redis", "redis-pubsub"])
+        raise ConfigurationError(f"unknown broker {value!r}: use one of {known}")
+    return choice
+
+
+_NOT_SCAFFOLDED = (
+    "init does not scaffold request-reply services yet: it makes work-queue, pub-sub or "
+    "event-streaming ones (pass --pattern to choose one of them)"
+)
 
 
 def pattern_named(value: str) -> Pattern:
@@ -135,13 +177,18 @@ def pattern_named(value: str) -> Pattern:
         return Pattern(text)
     except ValueError:
         pass
+    if text == UseCase.REQUEST_REPLY.value:
+        raise ConfigurationError(_NOT_SCAFFOLDED)
     try:
         return _USE_CASE_PATTERN[UseCase(text)]
-    except ValueError:
+    except (ValueError, KeyError):
         known = ", ".join(p.value for p in Pattern)
         raise ConfigurationError(f"unknown pattern {value!r}: use one of {known}") from None
 
 
 def pattern_for(use_case: UseCase) -> Pattern:
-    """The pattern scaffolded for a requirements use case."""
-    return _USE_CASE_PATTERN[use_case]
+    """The pattern scaffolded for a requirements use case (one line if there is none)."""
+    pattern = _USE_CASE_PATTERN.get(use_case)
+    if pattern is None:
+        raise ConfigurationError(_NOT_SCAFFOLDED)
+    return pattern

@@ -1,14 +1,17 @@
 """Setup layer: what the advisor knows of each broker: catalog claims plus documented facts.
 
 Claims the conformance suite proves (guarantee, persistence, replay, ordering, dead letters,
-deduplication, body limit) come from the catalog profile when one exists; the rest are
-documented broker facts kept here as data so that every advisor rule reads one table.
+deduplication, body limit) are read from the catalog profile and never restated here; this
+module keeps only what the catalog cannot know (retention, routing, latency, rate, operations
+weight, ...). A candidate whose adapter is not in this install (Kafka, until it ships) keeps
+its documented claims in ``UNBUILT_CLAIMS``, replaced by the catalog's as soon as the profile
+exists.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 
 from eventwire.core.capabilities import BrokerProfile, Guarantee, Support
 from eventwire.setup.requirements import Broker, UseCase
@@ -16,16 +19,11 @@ from eventwire.setup.requirements import Broker, UseCase
 _MB = 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BrokerFacts:
-    """One candidate the advisor ranks (a broker used one way, like Redis Streams)."""
+# No slots on the two halves: BrokerFacts inherits both, and two slotted bases cannot mix.
+@dataclass(frozen=True, kw_only=True)
+class Claims:
+    """The proven claims the advisor reads (a subset of the catalog's ``Capabilities``)."""
 
-    name: str  # catalog profile name
-    display: str
-    broker: Broker
-    schemes: tuple[str, ...]
-    client: str  # the Python client the eventwire adapter uses
-    # Proven claims (overridden from the catalog profile when it exists).
     guarantee: Guarantee
     persistent: bool
     replay: bool
@@ -35,7 +33,17 @@ class BrokerFacts:
     delayed_redelivery: Support
     publish_dedup: bool
     max_body_bytes: int
-    # Documented broker facts.
+
+
+@dataclass(frozen=True, kw_only=True)
+class Documented:
+    """Documented broker facts for one candidate (a broker used one way, like Redis Streams)."""
+
+    name: str  # catalog profile name
+    display: str
+    broker: Broker
+    schemes: tuple[str, ...]
+    client: str  # the Python client the eventwire adapter uses
     long_retention: bool  # retention measured in days to forever, on disk
     routing_patterns: bool  # wildcard / topic routing on the broker
     priorities: bool  # per-message priority
@@ -46,25 +54,23 @@ class BrokerFacts:
     data_in_ram: bool  # the whole retained data set must fit in memory
     transactions: bool  # producer transactions / exactly-once within the broker
     ops_weight: int  # 1 = a single small process, 3 = a cluster with its own expertise
+    replay_via_streams: bool = False  # replay through a second model (RabbitMQ Streams)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerFacts(Documented, Claims):
+    """One candidate the advisor ranks: documented facts plus the claims."""
+
     source: str = "documented facts"
 
 
-DOCUMENTED: tuple[BrokerFacts, ...] = (
-    BrokerFacts(
+DOCUMENTED: tuple[Documented, ...] = (
+    Documented(
         name="rabbitmq",
         display="RabbitMQ",
         broker=Broker.RABBITMQ,
         schemes=("amqp", "amqps"),
         client="aio-pika",
-        guarantee=Guarantee.AT_LEAST_ONCE,
-        persistent=True,
-        replay=False,  # quorum queues delete on ack; streams are a separate model
-        ordered_per_key=True,
-        ordered_across_members=False,
-        dead_letter=Support.NATIVE,  # dead-letter exchanges
-        delayed_redelivery=Support.EMULATED,  # TTL retry queue + DLX
-        publish_dedup=False,
-        max_body_bytes=128 * _MB,  # max_message_size default
         long_retention=False,
         routing_patterns=True,  # topic and headers exchanges
         priorities=True,
@@ -75,22 +81,14 @@ DOCUMENTED: tuple[BrokerFacts, ...] = (
         data_in_ram=False,
         transactions=False,
         ops_weight=2,
+        replay_via_streams=True,  # RabbitMQ Streams (3.9+): an append-only, replayable log
     ),
-    BrokerFacts(
+    Documented(
         name="kafka",
         display="Kafka",
         broker=Broker.KAFKA,
         schemes=("kafka",),
-        client="aiokafka",
-        guarantee=Guarantee.AT_LEAST_ONCE,
-        persistent=True,
-        replay=True,
-        ordered_per_key=True,
-        ordered_across_members=True,  # a key maps to one partition, one member
-        dead_letter=Support.EMULATED,  # dead-letter topic written by the consumer
-        delayed_redelivery=Support.EMULATED,  # retry topics
-        publish_dedup=True,  # idempotent producer
-        max_body_bytes=1 * _MB,  # message.max.bytes default
+        client="confluent-kafka",  # what eventwire's Kafka adapter is built on
         long_retention=True,
         routing_patterns=False,
         priorities=False,
@@ -102,21 +100,12 @@ DOCUMENTED: tuple[BrokerFacts, ...] = (
         transactions=True,
         ops_weight=3,
     ),
-    BrokerFacts(
+    Documented(
         name="nats-jetstream",
         display="NATS JetStream",
         broker=Broker.NATS,
         schemes=("nats", "tls"),
         client="nats-py",
-        guarantee=Guarantee.AT_LEAST_ONCE,
-        persistent=True,
-        replay=True,
-        ordered_per_key=True,
-        ordered_across_members=False,
-        dead_letter=Support.EMULATED,  # max_deliver advisory + DLQ stream
-        delayed_redelivery=Support.NATIVE,  # nak(delay)
-        publish_dedup=True,  # Nats-Msg-Id duplicate window
-        max_body_bytes=1 * _MB,  # max_payload default
         long_retention=True,
         routing_patterns=True,  # subject wildcards
         priorities=False,
@@ -128,21 +117,12 @@ DOCUMENTED: tuple[BrokerFacts, ...] = (
         transactions=False,
         ops_weight=1,
     ),
-    BrokerFacts(
+    Documented(
         name="nats-core",
         display="NATS Core",
         broker=Broker.NATS,
         schemes=("nats+core",),
         client="nats-py",
-        guarantee=Guarantee.AT_MOST_ONCE,
-        persistent=False,
-        replay=False,
-        ordered_per_key=True,
-        ordered_across_members=False,
-        dead_letter=Support.NONE,
-        delayed_redelivery=Support.NONE,
-        publish_dedup=False,
-        max_body_bytes=1 * _MB,
         long_retention=False,
         routing_patterns=True,
         priorities=False,
@@ -154,21 +134,12 @@ DOCUMENTED: tuple[BrokerFacts, ...] = (
         transactions=False,
         ops_weight=1,
     ),
-    BrokerFacts(
+    Documented(
         name="redis-streams",
         display="Redis Streams",
         broker=Broker.REDIS,
         schemes=("redis", "rediss"),
         client="redis-py",
-        guarantee=Guarantee.AT_LEAST_ONCE,
-        persistent=True,  # with AOF
-        replay=True,
-        ordered_per_key=True,
-        ordered_across_members=False,
-        dead_letter=Support.EMULATED,
-        delayed_redelivery=Support.EMULATED,  # sorted-set schedule
-        publish_dedup=False,
-        max_body_bytes=512 * _MB,
         long_retention=False,  # bounded by RAM
         routing_patterns=False,
         priorities=False,
@@ -180,21 +151,12 @@ DOCUMENTED: tuple[BrokerFacts, ...] = (
         transactions=False,
         ops_weight=1,
     ),
-    BrokerFacts(
+    Documented(
         name="redis-pubsub",
         display="Redis Pub/Sub",
         broker=Broker.REDIS,
         schemes=("redis+pubsub",),
         client="redis-py",
-        guarantee=Guarantee.AT_MOST_ONCE,
-        persistent=False,
-        replay=False,
-        ordered_per_key=True,
-        ordered_across_members=False,
-        dead_letter=Support.NONE,
-        delayed_redelivery=Support.NONE,
-        publish_dedup=False,
-        max_body_bytes=512 * _MB,
         long_retention=False,
         routing_patterns=True,  # PSUBSCRIBE patterns
         priorities=False,
@@ -207,6 +169,22 @@ DOCUMENTED: tuple[BrokerFacts, ...] = (
         ops_weight=1,
     ),
 )
+
+
+# Claims of candidates with no adapter in this install, from the broker's documentation.
+UNBUILT_CLAIMS: Mapping[str, Claims] = {
+    "kafka": Claims(
+        guarantee=Guarantee.AT_LEAST_ONCE,
+        persistent=True,
+        replay=True,
+        ordered_per_key=True,
+        ordered_across_members=True,  # a key maps to one partition, one member
+        dead_letter=Support.EMULATED,  # dead-letter topic written by the consumer
+        delayed_redelivery=Support.EMULATED,  # retry topics
+        publish_dedup=True,  # idempotent producer
+        max_body_bytes=1 * _MB,  # message.max.bytes default
+    ),
+}
 
 
 # (points, reason) per use case and candidate; documented strengths, not benchmarks.
@@ -256,40 +234,42 @@ USE_CASE_FIT: Mapping[UseCase, Mapping[str, tuple[int, str]]] = {
 
 
 def merge(
-    documented: Iterable[BrokerFacts], profiles: Iterable[BrokerProfile]
+    documented: Iterable[Documented], profiles: Iterable[BrokerProfile]
 ) -> tuple[BrokerFacts, ...]:
-    """``documented`` with each proven claim replaced by its catalog profile's, where one exists."""
+    """Each documented candidate with its claims: the catalog profile's, else unbuilt ones."""
     by_name = {p.name: p for p in profiles}
     by_scheme = {scheme: p for p in by_name.values() for scheme in p.schemes}
+    claim_names = [f.name for f in fields(Claims)]
     merged: list[BrokerFacts] = []
     for facts in documented:
+        base = {f.name: getattr(facts, f.name) for f in fields(Documented)}
         profile = by_name.get(facts.name) or next(
             (by_scheme[s] for s in facts.schemes if s in by_scheme), None
         )
-        if profile is None:
-            merged.append(facts)
-            continue
-        caps = profile.capabilities
-        merged.append(
-            replace(
-                facts,
-                guarantee=caps.guarantee,
-                persistent=caps.persistent,
-                replay=caps.replay,
-                ordered_per_key=caps.ordered_per_key,
-                ordered_across_members=caps.ordered_across_members,
-                dead_letter=caps.dead_letter,
-                delayed_redelivery=caps.delayed_redelivery,
-                publish_dedup=caps.publish_dedup,
-                max_body_bytes=caps.max_body_bytes,
-                source=f"catalog profile {profile.name!r} + documented facts",
-            )
-        )
+        if profile is not None:
+            caps = profile.capabilities
+            claims = {name: getattr(caps, name) for name in claim_names}
+            source = f"catalog profile {profile.name!r} + documented facts"
+        elif facts.name in UNBUILT_CLAIMS:
+            unbuilt = UNBUILT_CLAIMS[facts.name]
+            claims = {name: getattr(unbuilt, name) for name in claim_names}
+            source = "documented facts"
+        else:
+            continue  # neither built nor documented: nothing to claim
+        merged.append(BrokerFacts(**base, **claims, source=source))
     return tuple(merged)
 
 
 def current() -> tuple[BrokerFacts, ...]:
-    """The documented table overlaid with every catalog profile present in this install."""
+    """Every candidate, with the claims of the catalog profiles present in this install."""
     from eventwire.brokers.catalog import profiles  # data-only modules; no client library
 
     return merge(DOCUMENTED, profiles())
+
+
+def by_name(name: str) -> BrokerFacts:
+    """One candidate of ``current()`` by its profile name."""
+    for facts in current():
+        if facts.name == name:
+            return facts
+    raise KeyError(name)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from eventwire.brokers.catalog import profile_named
 from eventwire.core.capabilities import Capabilities, Support
 from eventwire.core.errors import ConfigurationError
 from eventwire.setup.choices import Pattern
+from eventwire.setup.defaults import SERVICE_DEFAULTS
+from eventwire.setup.plan import ServicePlan
 from eventwire.setup.summary import CreatedFile, SetupSummary
+from eventwire.setup.traits import PARTITIONS, traits_of
 from eventwire.setup.writer import FileOutcome
-
-if TYPE_CHECKING:
-    from eventwire.setup.scaffold import ServicePlan
 
 
 def _capabilities(plan: ServicePlan) -> Capabilities | None:
@@ -32,10 +31,18 @@ def _how(support: Support) -> str:
 def _features(plan: ServicePlan) -> list[str]:
     b, topic = plan.broker, f"{plan.package}.messaging"
     caps = _capabilities(plan)
+    traits = traits_of(b)
+    store = "Redis" if b.key.value == "redis" else "PostgreSQL"
     features = []
     if caps is not None and caps.reconnects:
-        features.append(f"Automatic reconnection with exponential backoff ({b.client} adapter)")
-    retries = "Retries: 5 attempts, backoff 0.5 s doubling to 30 s with jitter"
+        features.append(
+            f"Automatic reconnection with exponential backoff ({traits.client} adapter)"
+        )
+    d = SERVICE_DEFAULTS
+    retries = (
+        f"Retries: {d.max_attempts} attempts, backoff {d.initial_delay:g} s doubling to "
+        f"{d.max_delay:g} s with jitter"
+    )
     if caps is not None and caps.delayed_redelivery:
         retries += f" (delayed redelivery {_how(caps.delayed_redelivery)})"
     dead = f"Dead letters kept in a {b.dlq} after the last attempt"
@@ -45,26 +52,52 @@ def _features(plan: ServicePlan) -> list[str]:
         retries,
         dead + "; inspect with make dlq",
         "Typed messages (pydantic); invalid bodies are dead-lettered, never retried",
-        "Idempotent handling: redelivered duplicates are acknowledged without reprocessing",
-        "Acknowledgement after the handler succeeds (at-least-once)",
+        (
+            "Idempotent handling shared by every worker: a redelivery to any worker or after "
+            f"a restart is acknowledged without reprocessing ({store} store, "
+            "EVENTWIRE_IDEMPOTENCY_URL)"
+        ),
+        "Acknowledgement after the handler succeeds"
+        + (" (at-most-once broker)" if traits.at_most_once else " (at-least-once)"),
     ]
     if plan.pattern is Pattern.WORK_QUEUE:
-        features.append("Competing workers with concurrency 8 per process (EVENTWIRE_CONCURRENCY)")
-    elif plan.pattern is Pattern.PUB_SUB:
+        features.append(
+            f"Competing workers with concurrency {d.concurrency} per process "
+            "(EVENTWIRE_CONCURRENCY)"
+        )
+    elif plan.pattern is Pattern.PUB_SUB and traits.consumer_groups:
         features.append("Two subscriber groups (notify, audit), each receiving every event")
+    elif plan.pattern is Pattern.PUB_SUB:
+        features.append("Two subscribers (notify, audit); no groups: every worker gets every event")
+    elif traits.ordered_across_members:
+        features.append("Per-entity order across workers: events keyed by entity_id")
+        features.append("Projection that retries sequence gaps and ignores replays")
     else:
-        features.append("Per-key ordering by entity_id with concurrency across keys")
-        features.append("Projection that detects sequence gaps and ignores replays")
+        features.append(
+            f"Per-entity order across workers: {PARTITIONS} partition topics, each read by one "
+            "worker (EVENTWIRE_WORKER_INDEX of EVENTWIRE_WORKERS)"
+        )
+        features.append("Projection that retries sequence gaps and ignores replays")
     features += [
         "Graceful shutdown on SIGTERM: in-flight messages finish, the rest return to the broker",
-        f"Settings from the environment and .env ({topic}.settings, .env.example)",
-        "Tests on the in-memory broker, no Docker needed",
+        f"Typed settings (pydantic-settings) from the environment and .env ({topic}.settings)",
+        (
+            "Tests on the in-memory broker, no Docker needed, and against the real broker "
+            "(make test-integration)"
+        ),
+        (
+            "Commands end with one line and a non-zero status on errors; the worker logs "
+            "with timestamps and levels"
+        ),
     ]
-    compose = f"docker-compose.yml: {b.display.split()[0]} with healthchecks"
+    compose = f"Dockerfile; docker-compose.yml: {b.server}, the worker with a /readyz check"
     if b.key.value == "kafka":
         compose += " (KRaft, no ZooKeeper) and a schema registry"
     if plan.monitoring:
-        compose += "; Prometheus, Grafana and the broker exporter (profile monitoring)"
+        compose += (
+            "; Prometheus with alert rules, Grafana with a dashboard and the broker exporter "
+            "(profile monitoring)"
+        )
     features.append(compose)
     return features
 
@@ -72,34 +105,34 @@ def _features(plan: ServicePlan) -> list[str]:
 def _next_steps(plan: ServicePlan) -> list[str]:
     b = plan.broker
     where = os.path.relpath(plan.target) if plan.target.is_relative_to(Path.cwd()) else plan.target
-    steps = [f"cd {where} && python -m pip install -e '.[dev]'"]
+    steps = [f"cd {where} && python -m venv .venv && . .venv/bin/activate"]
+    steps.append("Install (eventwire comes from wheels/): python -m pip install -e '.[dev]'")
     steps.append("Run the tests (in-memory broker): make test")
     steps.append("Try it with no Docker on the embedded SQLite broker: make demo")
-    server = b.display.split()[0]
-    if b.key.value == "kafka":
-        steps.append(f"Start {server} and the schema registry: docker compose up -d")
-    else:
-        steps.append(f"Start {server}: docker compose up -d")
+    server = b.server + (" and the schema registry" if b.key.value == "kafka" else "")
+    if b.key.value != "redis":
+        server += " and PostgreSQL"
+    steps.append(f"Start {server}: make up  (then make test-integration)")
     steps.append("Copy the settings and adjust the broker URL: cp .env.example .env")
-    if b.adapter_ready:
+    if traits_of(b).adapter_ready:
         steps.append(
             "Start a worker: make worker  (publish samples from another shell: make publish)"
         )
     else:
         steps.append(
-            "Until eventwire's Kafka adapter ships, run on SQLite: "
+            "Until eventwire's Kafka adapter is installed, run on SQLite: "
             "EVENTWIRE_BROKER_URL=sqlite:///.eventwire/broker.db make worker"
         )
     steps.append(f"Put your business logic in {plan.package}/messaging/handlers.py")
     if plan.monitoring:
-        steps.append("Optional dashboards: docker compose --profile monitoring up -d")
+        steps.append("Optional dashboards and alerts: make monitoring")
     return steps
 
 
 def build_summary(plan: ServicePlan, outcomes: list[FileOutcome], *, updated: bool) -> SetupSummary:
     """The summary for ``plan`` after the writer produced ``outcomes``."""
     notes = []
-    if not plan.broker.adapter_ready:
+    if not traits_of(plan.broker).adapter_ready:
         notes.append(
             f"eventwire's {plan.broker.display} adapter is not built yet: the service's tests "
             "run on memory:// and the README says how to run it on SQLite meanwhile"
@@ -110,7 +143,7 @@ def build_summary(plan: ServicePlan, outcomes: list[FileOutcome], *, updated: bo
     return SetupSummary(
         broker=plan.broker.display,
         pattern=plan.broker.titles[plan.pattern],
-        client=f"Python + eventwire ({plan.broker.client})",
+        client=f"Python + eventwire ({traits_of(plan.broker).client})",
         files=tuple(CreatedFile(path=o.path, lines=o.lines, status=o.status) for o in outcomes),
         features=tuple(_features(plan)),
         next_steps=tuple(_next_steps(plan)),

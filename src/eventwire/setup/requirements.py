@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from eventwire.core.errors import ConfigurationError
@@ -70,21 +70,50 @@ class Requirements(BaseModel):
 
     use_case: UseCase = UseCase.WORK_QUEUE
     peak_rate: float = Field(default=100.0, ge=0, le=_MAX_RATE, description="messages/second")
+    # Sizes retention: the broker holds what arrives on average, not at peak, for days.
+    average_rate: float | None = Field(default=None, ge=0, le=_MAX_RATE)
     message_size: int = Field(default=1024, ge=1, le=2**40, description="typical body, bytes")
+    # Unstated: at-most-once for request-reply (the caller retries on its timeout), else
+    # at-least-once; see _defaults_that_follow.
     delivery: DeliveryGuarantee = DeliveryGuarantee.AT_LEAST_ONCE
     ordering: Ordering = Ordering.NONE
     latency_ms: float | None = Field(default=None, gt=0, description="p99 target, ms")
     replay: bool = False  # a new consumer must be able to read history
     retention_days: float = Field(default=0.0, ge=0, le=36_500)
+    # Unstated: no for at-most-once (fire-and-forget keeps nothing), else yes.
     persistence: bool = True  # messages must survive a broker restart
     routing: frozenset[RoutingNeed] = frozenset()
     operated: frozenset[Broker] = frozenset()  # brokers the team already runs
     team_size: int = Field(default=3, ge=1, le=100_000)
     memory_budget_gb: float = Field(default=16.0, gt=0, le=1_000_000)  # RAM for the broker
 
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_that_follow(cls, data: Any) -> Any:
+        """Defaults an expert derives from what was said, for the fields left unsaid."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("delivery") is None:
+            asked = data.get("use_case")
+            reply = asked in (UseCase.REQUEST_REPLY, UseCase.REQUEST_REPLY.value)
+            data["delivery"] = (
+                DeliveryGuarantee.AT_MOST_ONCE if reply else DeliveryGuarantee.AT_LEAST_ONCE
+            )
+        if data.get("persistence") is None:
+            delivery = data["delivery"]
+            fire_and_forget = delivery in (
+                DeliveryGuarantee.AT_MOST_ONCE,
+                DeliveryGuarantee.AT_MOST_ONCE.value,
+            )
+            data["persistence"] = not fire_and_forget
+        return data
+
     def retained_bytes(self) -> float:
-        """Bytes the broker holds at peak rate for the retention period (0 without retention)."""
-        return self.peak_rate * self.message_size * self.retention_days * 86_400
+        """Bytes the broker holds for the retention period (0 without retention), at the
+        average rate when one is given, else at the peak rate."""
+        rate = self.peak_rate if self.average_rate is None else self.average_rate
+        return rate * self.message_size * self.retention_days * 86_400
 
     def needs_replay(self) -> bool:
         """Event sourcing always needs history; others only when they say so."""

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eventwire.setup.advisor import Advice, Ranked
+from eventwire.setup.advisor import Advice, Ranked, rate
 from eventwire.setup.requirements import Requirements
 
 
 def _describe(req: Requirements) -> str:
     parts = [
         req.use_case.value,
-        f"{req.peak_rate:g} msg/s",
-        f"{req.message_size} B messages",
+        f"{rate(req.peak_rate)} msg/s"
+        + ("" if req.average_rate is None else f" (average {rate(req.average_rate)})"),
+        f"{req.message_size:,} B messages",
         req.delivery.value,
         f"ordering {req.ordering.value}",
         "persistent" if req.persistence else "transient",
@@ -52,6 +53,9 @@ def render_advice(req: Requirements, advice: Advice) -> str:
             )
     else:
         lines.append(f"No recommendation: {advice.why_none}")
+    if advice.caveats:
+        lines += ["", "Caveats:"]
+        lines += [f"  ! {caveat}" for caveat in advice.caveats]
     if advice.ranking:
         lines += ["", "Ranking:"]
         for position, r in enumerate(advice.ranking, start=1):
@@ -68,7 +72,7 @@ class CreatedFile:
     """A generated file as the summary lists it."""
 
     path: str  # relative to the folder the user ran init in (or --dir's parent)
-    lines: int
+    lines: int  # -1: a binary file
     status: str  # "created", "updated", "unchanged", "kept (user-changed)", "kept (user-owned)"
 
 
@@ -101,7 +105,8 @@ def render_summary(summary: SetupSummary) -> str:
     for f in summary.files:
         status = "" if f.status == "created" else f" [{f.status}]"
         unit = "line" if f.lines == 1 else "lines"
-        lines.append(f"- {f.path} ({f.lines} {unit}){status}")
+        size = "binary" if f.lines < 0 else f"{f.lines} {unit}"
+        lines.append(f"- {f.path} ({size}){status}")
     lines += ["", "Features:"]
     lines += [f"✓ {feature}" for feature in summary.features]
     if summary.notes:

@@ -18,11 +18,15 @@ class FileOutcome:
     """What happened to one file."""
 
     path: str
-    status: str  # created, updated, unchanged, kept (user-changed), kept (user-owned)
+    status: str  # created, recreated (was deleted), updated, unchanged, kept (user-changed),
+    # kept (user-owned)
     lines: int
 
 
 def _lines(content: bytes) -> int:
+    """Lines of a text file; -1 for a binary one (the wheel), which has none to count."""
+    if b"\0" in content:
+        return -1
     return content.count(b"\n") + (0 if content.endswith(b"\n") or not content else 1)
 
 
@@ -93,16 +97,17 @@ def _write_atomic(path: Path, content: bytes) -> None:
 
 
 def _decide(
-    path: Path, rel: str, content: bytes, owner: Owner, old: Manifest
+    path: Path, rel: str, content: bytes, owner: Owner, old: Manifest, *, refresh_user: bool
 ) -> tuple[str, bytes | None, str]:
     """(status, content to write or None, hash to record) for one file."""
     new_hash = digest(content)
+    previous = old.files.get(rel)
     if not path.exists():
-        return "created", content, new_hash
+        # A file the manifest knows was deleted since: put back, and said so.
+        return ("recreated (was deleted)" if previous else "created"), content, new_hash
     current = path.read_bytes()
     current_hash = digest(current)
-    previous = old.files.get(rel)
-    if owner is Owner.USER:
+    if owner is Owner.USER and not refresh_user:
         return "kept (user-owned)", None, previous[1] if previous else current_hash
     if current_hash == new_hash:
         return "unchanged", None, new_hash
@@ -113,9 +118,17 @@ def _decide(
 
 
 def update_tree(
-    target: Path, files: dict[str, tuple[bytes, Owner]], manifest: Manifest
+    target: Path,
+    files: dict[str, tuple[bytes, Owner]],
+    manifest: Manifest,
+    *,
+    refresh_user_files: set[str] | frozenset[str] = frozenset(),
 ) -> list[FileOutcome]:
-    """Refresh generator-owned files in ``target``; never overwrite a file the user changed."""
+    """Refresh generator-owned files in ``target``; never overwrite a file the user changed.
+
+    ``refresh_user_files`` (a broker or pattern switch) are user-owned files that depend on
+    what changed: refreshed like generated ones when the user has not edited them.
+    """
     old = Manifest.read(target) if target.is_dir() else None
     if old is None:
         raise ConfigurationError(
@@ -130,7 +143,8 @@ def update_tree(
     plans = []
     for rel, (content, owner) in files.items():
         path = target / rel
-        status, to_write, recorded = _decide(path, rel, content, owner, old)
+        refresh = rel in refresh_user_files
+        status, to_write, recorded = _decide(path, rel, content, owner, old, refresh_user=refresh)
         plans.append((rel, path, status, to_write, owner, recorded))
     outcomes: list[FileOutcome] = []
     hashes: dict[str, tuple[Owner, str]] = {}

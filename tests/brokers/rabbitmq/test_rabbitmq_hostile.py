@@ -28,7 +28,7 @@ import pytest
 from pamqp.commands import Basic
 from rabbitmq_support import HOST, PORT, Opener
 
-from eventwire.brokers.rabbitmq import envelope, frames
+from eventwire.brokers.rabbitmq import delays, envelope, frames
 from eventwire.brokers.rabbitmq import settings as names
 from eventwire.core import headers as h
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
@@ -430,3 +430,72 @@ async def _consumers(queue: str) -> int:
         return ok.consumer_count or 0
     finally:
         await connection.close()
+
+
+async def test_dlq_list_command_shows_every_unreadable_letter_with_its_reason(
+    open_rmq: Opener, exchange: str
+) -> None:
+    topic = f"hostcli.{uuid.uuid4().hex[:8]}"
+    url = f"amqp://guest:guest@{HOST}:{PORT}/?exchange={exchange}"
+    broker = await open_rmq()
+    cases = [c for c in hostile_cases() if c.expect.endswith(envelope.UNREADABLE)]
+    dlq = names.group_queue(exchange, dead_letter_topic(topic), DEAD_LETTER_GROUP)
+    async with broker.subscribe(topic, group="g") as sub:
+        pulling = asyncio.create_task(anext(sub))  # never returns: none of them is readable
+        await _publish_raw(exchange, topic, cases)
+        async with asyncio.timeout(30):
+            while await _queued(dlq) < len(cases):
+                await asyncio.sleep(0.05)  # each one rejected into the DLQ
+        pulling.cancel()
+    listing = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "eventwire.cli", "dlq", "list", topic, "-b", url, "--wait", "1",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(listing.communicate(), 60)
+    assert listing.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert lines[-1].startswith(f"{len(cases)} dead letter(s)"), lines
+    reasons = [line for line in lines if f"reason={envelope.UNREADABLE}: " in line]
+    assert len(reasons) == len(cases), lines
+    assert any("message_id is not valid UTF-8" in line for line in reasons)
+    assert "Traceback" not in err.decode()
+
+
+async def test_non_utf8_routing_key_does_not_close_the_connection(
+    open_rmq: Opener, exchange: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A producer publishing into the delay deliver exchange (bound "#.<token>" to each group
+    queue) with a non-UTF-8 routing key: basic.deliver itself used to fail in pamqp."""
+    topic = f"hostrk.{uuid.uuid4().hex[:8]}"
+    broker = await open_rmq()
+    marker = b"ZZMARK"
+    original = Basic.Publish.marshal
+
+    def raw_key(self: Basic.Publish) -> bytes:
+        return original(self).replace(marker, b"\xff\xfe\xfd\xfc\xfb\xfa")
+
+    async with broker.subscribe(topic, group="g") as sub:
+        queue = names.group_queue(exchange, topic, "g")
+        monkeypatch.setattr(Basic.Publish, "marshal", raw_key)
+        connection = await aio_pika.connect(host=HOST, port=PORT)
+        try:
+            channel = await (await connection.channel()).get_underlay_channel()
+            await channel.confirm_delivery()
+            await channel.basic_publish(
+                b'{"n": 1}',
+                exchange=delays.deliver_exchange(exchange),
+                routing_key=f"{marker.decode()}.{delays.target_token(queue)}",
+                properties=Basic.Properties(message_id="rk", headers={h.ATTEMPT: "1"}),
+            )
+        finally:
+            monkeypatch.undo()
+            await connection.close()
+        await broker.publish(topic, _good_message())
+        async with asyncio.timeout(30):
+            got = [await anext(sub), await anext(sub)]
+        for delivery in got:
+            await delivery.ack()
+    assert got[0].message.id == "rk"
+    assert got[0].attempt == 1
+    assert got[1].message.body == b'{"n": 1}'
+    assert broker.reconnects == 0

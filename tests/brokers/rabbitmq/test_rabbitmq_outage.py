@@ -21,14 +21,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.rabbitmq, pytest.mark.reconne
 
 
 class _FailedReconnects(logging.Handler):
-    """Counts the supervisor's "reconnect N ... failed" records: one per dial attempt."""
+    """Counts the supervisor's "reconnect attempt N ... failed" records: one per dial."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.count = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        if str(record.msg).startswith("RabbitMQ reconnect %d"):
+        if str(record.msg).startswith("RabbitMQ reconnect attempt %d"):
             self.count += 1
 
 

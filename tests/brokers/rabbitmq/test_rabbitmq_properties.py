@@ -83,8 +83,8 @@ def test_decode_is_total_and_the_attempt_bounded(
     assert message.id  # never the shared ""
     assert math.isfinite(message.timestamp)
     assert 1 <= attempt <= envelope.MAX_ATTEMPT
-    if not via_retry:
-        assert attempt <= 2  # a producer's attempt header is never trusted
+    if not via_retry and not redelivered:
+        assert attempt == 1  # a producer's attempt or delivery-count header is never trusted
 
 
 @FAST
@@ -156,3 +156,30 @@ def test_well_formed_frames_decode_exactly_as_pamqp_does() -> None:
     header = frames.tolerant_unmarshal_header_frame(wire)
     assert type(header) is ContentHeader
     assert header.properties.headers == properties.headers
+
+
+@FAST
+@given(
+    tag=st.binary(max_size=40),
+    exchange=st.binary(max_size=60),
+    key=st.binary(max_size=120),
+    delivery_tag=st.integers(min_value=0, max_value=2**63 - 1),
+    redelivered=st.booleans(),
+)
+def test_tolerant_deliver_decoder_reads_any_exchange_and_routing_key_bytes(
+    tag: bytes, exchange: bytes, key: bytes, delivery_tag: int, redelivered: bool
+) -> None:
+    def short(raw: bytes) -> bytes:
+        return bytes([len(raw)]) + raw
+
+    frame = (
+        struct.pack(">I", Basic.Deliver.index)
+        + short(tag)
+        + struct.pack(">QB", delivery_tag, int(redelivered))
+        + short(exchange)
+        + short(key)
+    )
+    deliver = frames.tolerant_unmarshal_method_frame(frame)
+    assert isinstance(deliver, Basic.Deliver)
+    assert (deliver.delivery_tag, deliver.redelivered) == (delivery_tag, redelivered)
+    assert deliver.routing_key == key.decode("utf-8", "backslashreplace")

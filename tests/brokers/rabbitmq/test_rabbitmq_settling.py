@@ -231,3 +231,39 @@ async def test_delayed_retry_reaches_its_group_queue_deleted_meanwhile(
         assert again.message.body == b"waiting"
         assert again.attempt == 2
         await again.ack()
+
+
+async def test_replay_goes_straight_into_the_failed_groups_queue(
+    open_rmq: Opener, exchange: str
+) -> None:
+    """`dlq replay` addresses the group that failed the message: on RabbitMQ the copy is
+    published into that group's queue only, so the other group's queue never holds it."""
+    from eventwire.reliability.replay import replay_dead_letters
+
+    topic = f"replay.{uuid.uuid4().hex[:8]}"
+    broker = await open_rmq()
+    sent = Message(body=b"once more")
+    async with (
+        broker.subscribe(topic, group="ok") as ok,
+        broker.subscribe(topic, group="bad") as bad,
+    ):
+        await broker.publish(topic, sent)
+        await (await _next(ok)).ack()
+        await (await _next(bad)).dead_letter("handler-failed")
+    result = await replay_dead_letters(broker, topic, limit=10, wait=1.0)
+    assert result.replayed == 1
+    assert await _ready(names.group_queue(exchange, topic, "ok")) == 0
+    assert await _ready(names.group_queue(exchange, topic, "bad")) == 1
+    async with broker.subscribe(topic, group="bad") as bad:
+        again = await _next(bad)
+        assert (again.message.id, again.message.body) == (sent.id, sent.body)
+        await again.ack()
+
+
+async def _ready(queue: str) -> int:
+    connection = await aio_pika.connect(host=HOST, port=PORT)
+    try:
+        channel = await (await connection.channel()).get_underlay_channel()
+        return (await channel.queue_declare(queue, passive=True)).message_count or 0
+    finally:
+        await connection.close()

@@ -14,6 +14,7 @@ from eventwire.brokers.rabbitmq.settings import (
     RabbitMQSettings,
     group_queue,
     group_queue_arguments,
+    retry_queue,
 )
 from eventwire.core import headers as h
 from eventwire.core.errors import ConfigurationError
@@ -164,3 +165,4 @@ def test_a_producer_ttl_running_out_is_a_death_a_delay_level_is_not() -> None:
 
     assert reason("ew:orders:billing") == "expired"
     assert reason(delays.level_queue("ew", 3)) is None
+    assert reason(retry_queue("ew:orders:billing", 0.5)) is None  # drained from an old version

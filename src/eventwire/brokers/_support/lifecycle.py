@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self
 
 from eventwire.core import headers as h
 from eventwire.core.capabilities import BrokerProfile
@@ -23,6 +23,9 @@ class BrokerBase(ABC):
     It validates every message before any is sent, makes ``connect``/``aclose`` idempotent and
     keeps the URL's password out of ``repr``.
     """
+
+    # Whether subscriptions skip replays marked for another group (see ``republish``).
+    replays_by_mark: ClassVar[bool] = True
 
     def __init__(self, url: BrokerURL, profile: BrokerProfile) -> None:
         self._url = url
@@ -72,7 +75,7 @@ class BrokerBase(ABC):
         if prefetch < 1:
             raise ConfigurationError(f"prefetch must be at least 1, got {prefetch}")
         inner = self._subscribe(topic, group, prefetch)
-        if topic.endswith(DEAD_LETTER_SUFFIX):
+        if not self.replays_by_mark or topic.endswith(DEAD_LETTER_SUFFIX):
             # A dead letter of a replay keeps its marks; the DLQ readers must see all of them.
             return inner
         return _OwnDeliveries(inner, group)
@@ -83,7 +86,10 @@ class BrokerBase(ABC):
         It goes to the topic like any message, marked with ``x-eventwire-replay-group``; the
         subscriptions of every other group (and broadcast subscribers) ack it without handing
         it out, so groups that had processed it do not see it again. ``group=None`` (a dead
-        letter of a broadcast subscriber) reaches every subscriber. Adapters that drop a
+        letter of a broadcast subscriber) reaches every subscriber. Adapters that can hand a
+        message to one group natively (memory, SQLite) override ``_republish`` and set
+        ``replays_by_mark = False``: their subscriptions then ignore the mark, so a producer
+        who forges it cannot hide a message from a group there. Adapters that drop a
         repeated message id override ``_republish`` so the replay is stored all the same.
         """
         if group is not None:
@@ -95,9 +101,9 @@ class BrokerBase(ABC):
             raise ClosedError(f"cannot publish to {topic!r}: the broker connection is closed")
         if not self._connected:
             await self.connect()
-        await self._republish(topic, message)
+        await self._republish(topic, message, group)
 
-    async def _republish(self, topic: str, message: Message) -> None:
+    async def _republish(self, topic: str, message: Message, group: str | None) -> None:
         await self._publish(topic, (message,))
 
     async def aclose(self) -> None:

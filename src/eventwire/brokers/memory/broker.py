@@ -61,6 +61,14 @@ class MemoryBroker(BrokerBase):
         if self._publishes % _YIELD_EVERY == 0:
             await asyncio.sleep(0)
 
+    replays_by_mark = False  # a replay is handed to its group directly
+
+    async def _republish(self, topic: str, message: Message, group: str | None) -> None:
+        if group is None:
+            await self._publish(topic, (message,))
+            return
+        self.hub.topic(topic).durable_group(group).requeue([(message, 1)])
+
     def _subscribe(self, topic: str, group: str | None, prefetch: int) -> _Subscription:
         return _Subscription(self, topic, group, prefetch)
 

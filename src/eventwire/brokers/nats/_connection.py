@@ -113,3 +113,20 @@ async def open_connection(url: BrokerURL, options: NatsOptions, *, name: str) ->
     client.options["max_reconnect_attempts"] = -1
     client.options["reconnect_time_wait"] = 0
     return client
+
+
+_BARRIER_TIMEOUT = 5  # seconds per round trip (nats-py wants an int)
+
+
+async def subscribed(client: Client) -> None:
+    """Return once the server has processed every SUB this client sent so far.
+
+    One ``flush()`` is not enough: nats-py writes flush()'s PING straight to the socket, while
+    ``subscribe()`` only queued its SUB for the flusher task, so the PING (and its PONG) can
+    overtake the SUB and a message published right after from another connection finds no
+    subscriber (core NATS drops it: the "got 199 of 200" conformance flake). While the first
+    round trip is under way the flusher task has written the SUB; the second PING follows it
+    on the wire, so its PONG proves the server has the subscription.
+    """
+    await client.flush(timeout=_BARRIER_TIMEOUT)
+    await client.flush(timeout=_BARRIER_TIMEOUT)

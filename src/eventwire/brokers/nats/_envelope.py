@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import math
 import time
 from collections.abc import Mapping
 
+from eventwire.brokers._support.envelope import MAX_TIMESTAMP, checked, decoding, unreadable
 from eventwire.core import headers as h
 from eventwire.core.errors import InvalidHeaderError, MessageTooLargeError
+from eventwire.core.headers import MAX_HEADER_VALUE
 from eventwire.core.message import DEFAULT_CONTENT_TYPE, Message, new_message_id
 
 MSG_ID = "Nats-Msg-Id"  # JetStream dedups on it; it also carries the message id
@@ -61,37 +66,97 @@ def check_size(message: Message, headers: Mapping[str, str], max_payload: int) -
         )
 
 
-def from_nats(body: bytes, headers: Mapping[str, str] | None) -> Message:
-    """Rebuild the ``Message`` published by ``to_headers`` (foreign messages get defaults)."""
-    if not headers:
-        return Message(body=body)
-    user = dict(headers)
-    explicit_id = user.pop(h.MESSAGE_ID, None)
-    dedup_id = user.pop(MSG_ID, None)
-    message_id = explicit_id or dedup_id or new_message_id()
-    stamp = user.pop(h.TIMESTAMP, None)
-    content_type = user.pop(h.CONTENT_TYPE, None) or DEFAULT_CONTENT_TYPE
-    key = user.pop(h.KEY, None)
-    correlation = user.pop(h.CORRELATION_ID, None)
-    causation = user.pop(h.CAUSATION_ID, None)
-    for name in [n for n in user if n.lower().startswith(_RESERVED_PREFIX)]:
-        del user[name]  # server-added (Nats-Expected-*, Nats-Sequence, ...), not the sender's
-    return Message(
-        body=body,
-        id=message_id,
-        key=key,
-        headers=user,
-        content_type=content_type,
-        correlation_id=correlation,
-        causation_id=causation,
-        timestamp=_timestamp(stamp),
+def from_nats(
+    body: bytes, headers: Mapping[str, str] | None, *, fallback_id: str | None = None
+) -> Message:
+    """Rebuild the ``Message`` published by ``to_headers`` (foreign messages get defaults);
+    ``EnvelopeError`` (only) when the headers are beyond the limits or could not be sent
+    again (NUL, CR/LF, non-text). Without an id, ``fallback_id`` (stable across
+    redeliveries: the stream sequence) is used, so idempotency holds for foreign messages."""
+    with decoding("NATS message"):
+        if not headers:
+            return Message(body=body, id=fallback_id or new_message_id())
+        user = dict(headers)
+        explicit_id = user.pop(h.MESSAGE_ID, None)
+        dedup_id = user.pop(MSG_ID, None)
+        message_id = explicit_id or dedup_id or fallback_id or new_message_id()
+        stamp = user.pop(h.TIMESTAMP, None)
+        content_type = user.pop(h.CONTENT_TYPE, None) or DEFAULT_CONTENT_TYPE
+        key = user.pop(h.KEY, None)
+        correlation = user.pop(h.CORRELATION_ID, None)
+        causation = user.pop(h.CAUSATION_ID, None)
+        for name in [n for n in user if n.lower().startswith(_RESERVED_PREFIX)]:
+            del user[name]  # server-added (Nats-Expected-*, Nats-Sequence, ...), not the sender's
+        return checked(
+            Message(
+                body=body,
+                id=message_id,
+                key=key,
+                headers=user,
+                content_type=content_type,
+                correlation_id=correlation,
+                causation_id=causation,
+                timestamp=_timestamp(stamp),
+            )
+        )
+
+
+def raw_dead_letter(
+    body: bytes,
+    headers: Mapping[str, str] | None,
+    *,
+    why: str,
+    topic: str,
+    group: str | None,
+    attempt: int,
+    max_payload: int,
+    message_id: str | None = None,
+) -> tuple[Message, dict[str, str]]:
+    """A dead letter for a message eventwire cannot read or send on as it is: the body
+    unchanged, the original headers base64-encoded in one header when they fit in the
+    server's ``max_payload`` (else left out, and the detail says so); with its NATS headers."""
+    dead = unreadable(
+        body,
+        why=why,
+        topic=topic,
+        group=group,
+        attempt=attempt,
+        raw_format=RAW_FORMAT_NATS,
+        message_id=message_id,
     )
+    if headers:
+        packed = base64.b64encode(
+            json.dumps(list(dict(headers).items()), ensure_ascii=True).encode()
+        ).decode()
+        with_headers = dead.with_headers(**{RAW_HEADERS: packed})
+        if len(packed) <= MAX_HEADER_VALUE and _fits(with_headers, max_payload):
+            dead = with_headers
+        else:
+            dead = dead.with_headers(
+                **{h.DLQ_DETAIL: f"{dead.headers[h.DLQ_DETAIL]} (original headers too large)"}
+            )
+    return dead, to_headers(dead)
+
+
+RAW_FORMAT_NATS = "nats-message"  # body unchanged; original headers in RAW_HEADERS
+RAW_HEADERS = "x-eventwire-dlq-raw-headers"  # base64 of a JSON list of [name, value]
+
+
+def _fits(message: Message, max_payload: int) -> bool:
+    try:
+        check_size(message, to_headers(message), max_payload)
+    except MessageTooLargeError:
+        return False
+    return True
 
 
 def _timestamp(text: str | None) -> float:
     if text:
         try:  # not contextlib.suppress: this runs for every delivery
-            return float(text)
+            value = float(text)
         except ValueError:
             pass
+        else:
+            if math.isfinite(value) and abs(value) <= MAX_TIMESTAMP:
+                return value
     return time.time()  # a foreign publisher: the time it reached us is the best we know

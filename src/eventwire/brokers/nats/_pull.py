@@ -8,15 +8,17 @@ import json
 import logging
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers.nats._connection import translate
 from eventwire.brokers.nats._delivery import JetStreamDelivery, attempt_and_seq
-from eventwire.brokers.nats._envelope import from_nats
+from eventwire.brokers.nats._envelope import from_nats, raw_dead_letter
 from eventwire.brokers.nats._options import NatsOptions
 from eventwire.core import headers as h
 from eventwire.core.message import DEAD_LETTER_SUFFIX, Delivery, Message
@@ -148,10 +150,18 @@ class PullConsumer:
         attempt, stream_seq = attempt_and_seq(msg.reply)
         if stream_seq is not None and (self._last_stream_seq or 0) < stream_seq:
             self._last_stream_seq = stream_seq  # redeliveries of older ones must not rewind it
+        # Without an id of its own a message is named by its stream sequence: the same on
+        # every redelivery, so idempotency holds for foreign producers too.
+        fallback = None if stream_seq is None else f"{self.topic}#{stream_seq}"
+        try:
+            message = from_nats(msg.data, headers, fallback_id=fallback)
+        except EnvelopeError as exc:
+            self._side(self._dead_letter_unreadable(msg, attempt, stream_seq, str(exc)))
+            return
         delivery = JetStreamDelivery(
             msg=msg,
             pull=self,
-            message=from_nats(msg.data, headers),
+            message=message,
             attempt=attempt,
             now=self._heard,
         )
@@ -161,9 +171,7 @@ class PullConsumer:
         if attempt > self._max_deliver:
             # The broker-level delivery limit: a message that keeps coming back (for example
             # because it crashes its consumer) goes to the DLQ instead of being stranded.
-            task = asyncio.create_task(self._limit_reached(delivery))
-            self._side_tasks.add(task)
-            task.add_done_callback(self._side_tasks.discard)
+            self._side(self._limit_reached(delivery))
             return
         self._ready.append(delivery)
         self._wakeup.set()
@@ -180,6 +188,36 @@ class PullConsumer:
         pending = headers.get("Nats-Pending-Messages")
         # A request ended; it says how much of its batch it did not deliver.
         self._owe_less(int(pending) if pending and pending.isdigit() else self._owed)
+
+    def _side(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _dead_letter_unreadable(
+        self, msg: Msg, attempt: int, stream_seq: int | None, why: str
+    ) -> None:
+        """A message eventwire cannot read: its raw form (body unchanged, original headers
+        packed when they fit) to the DLQ, then term(); a failure naks it for later."""
+        log.warning(
+            "NATS %s: unreadable message on %r; dead-lettering it: %s", self._url, self.topic, why
+        )
+        try:
+            dead, _ = raw_dead_letter(
+                msg.data or b"",
+                _plain_headers(msg.headers),
+                why=why,
+                topic=self.topic,
+                group=self.group,
+                attempt=attempt,
+                max_payload=self._nc.max_payload,
+            )
+            await self.dead_letter_sink(dead, stream_seq)
+            await msg.term()
+        except Exception as exc:  # noqa: BLE001 - DLQ unreachable: try again on redelivery
+            log.warning("NATS %s: could not dead-letter an unreadable message: %s", self._url, exc)
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=self._options.reconnect_max)
 
     async def _limit_reached(self, delivery: JetStreamDelivery) -> None:
         detail = f"delivered more than {self._options.max_deliver} times"
@@ -293,3 +331,10 @@ class PullConsumer:
         for delivery in returned if give_back else ():
             with contextlib.suppress(Exception):
                 await delivery._msg.nak()
+
+
+def _plain_headers(headers: object) -> Mapping[str, str] | None:
+    # Whatever nats-py parsed, as text pairs (a hostile block may hold anything).
+    if not isinstance(headers, dict):
+        return None
+    return {str(k): str(v) for k, v in headers.items()}

@@ -11,9 +11,10 @@ from contextlib import asynccontextmanager
 
 from nats.aio.msg import Msg
 
+from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers.nats._base import NatsBrokerBase
-from eventwire.brokers.nats._connection import translate
-from eventwire.brokers.nats._envelope import from_nats
+from eventwire.brokers.nats._connection import subscribed, translate
+from eventwire.brokers.nats._envelope import from_nats, raw_dead_letter
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.errors import BrokerError, PublishError
 from eventwire.core.message import Delivery, Message, dead_letter_topic
@@ -88,14 +89,18 @@ class CoreNatsBroker(NatsBrokerBase):
         feed = _Feed(limit=prefetch)
 
         async def on_msg(msg: Msg) -> None:
-            message = from_nats(msg.data, msg.headers)
+            try:
+                message = from_nats(msg.data, msg.headers)
+            except EnvelopeError as exc:
+                await self._unreadable(topic, group, msg, str(exc))
+                return
             await feed.put(CoreDelivery(broker=self, message=message, topic=topic, group=group))
 
         try:
             sub = await self.client.subscribe(
                 self.options.subject(topic), queue=group or "", cb=on_msg
             )
-            await self.client.flush(timeout=5)  # the SUB reached the server: publishes reach us
+            await subscribed(self.client)  # the server has the SUB: publishes reach us now
         except Exception as exc:
             raise translate(exc, self.url, f"subscribing to {topic!r}") from exc
         self._feeds.add(feed)
@@ -106,6 +111,26 @@ class CoreNatsBroker(NatsBrokerBase):
             feed.close()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _unreadable(self, topic: str, group: str | None, msg: Msg, why: str) -> None:
+        # At-most-once and no dead-letter storage: its raw form goes, best effort, to the
+        # DLQ subject (a live reader sees it) and the warning names it; nothing else is hurt.
+        log.warning(
+            "NATS core: unreadable message on %r dropped to its DLQ subject: %s", topic, why
+        )
+        with contextlib.suppress(Exception):
+            dead, headers = raw_dead_letter(
+                msg.data or b"",
+                {str(k): str(v) for k, v in (msg.headers or {}).items()},
+                why=why,
+                topic=topic,
+                group=group,
+                attempt=1,
+                max_payload=self.client.max_payload,
+            )
+            await self.client.publish(
+                self.options.subject(dead_letter_topic(topic)), dead.body, headers=headers
+            )
 
     async def _aclose(self) -> None:
         for feed in list(self._feeds):

@@ -27,13 +27,14 @@ from eventwire.brokers._support.retention import dropped_unread
 from eventwire.brokers.nats._base import NatsBrokerBase
 from eventwire.brokers.nats._confirm import PubAcks
 from eventwire.brokers.nats._connection import translate
-from eventwire.brokers.nats._envelope import check_size, to_headers
+from eventwire.brokers.nats._envelope import check_size, from_nats, raw_dead_letter, to_headers
 from eventwire.brokers.nats._options import safe_name
 from eventwire.brokers.nats._pull import PullConsumer
 from eventwire.core import headers as h
 from eventwire.core.capabilities import BrokerProfile
-from eventwire.core.errors import BrokerError, PublishError
+from eventwire.core.errors import BrokerError, MessageError, PublishError
 from eventwire.core.message import (
+    DEAD_LETTER_GROUP,
     DEAD_LETTER_SUFFIX,
     Delivery,
     Message,
@@ -44,6 +45,7 @@ from eventwire.core.url import BrokerURL
 
 log = logging.getLogger("eventwire.brokers.nats")
 
+_DLQ = "x-eventwire-dlq-"
 _STREAM_IN_USE = 10058  # "stream name already in use with a different configuration"
 _PERMANENT = (nats.js.errors.BadRequestError, nats.errors.MaxPayloadError)
 
@@ -231,6 +233,34 @@ class JetStreamBroker(NatsBrokerBase):
             except Exception as exc:  # noqa: BLE001 - reconnecting, or the stream is gone
                 log.debug("NATS retention pass on %r failed: %s", topic, exc)
 
+    # -- passive reads (dlq list) ---------------------------------------------------------
+    async def browse_dead_letters(self, topic: str, limit: int) -> list[Message] | None:
+        """Dead letters of ``topic`` the ``eventwire-dlq`` consumer has not acknowledged,
+        read with direct gets: no stream or consumer is created, nothing is delivered or
+        moved. None if the topic has no dead-letter stream."""
+        await self.connect()
+        assert self._js is not None
+        stream = self.options.stream(dead_letter_topic(topic))
+        try:
+            info = await self._js.stream_info(stream)
+            floor = 0
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                consumer = await self._js.consumer_info(stream, safe_name(DEAD_LETTER_GROUP))
+                floor = _seq(consumer.ack_floor)
+            out: list[Message] = []
+            seq = max(int(info.state.first_seq or 1), floor + 1)
+            last = int(info.state.last_seq or 0)
+            while seq <= last and len(out) < limit:
+                with contextlib.suppress(nats.js.errors.NotFoundError):  # deleted: a gap
+                    raw = await self._js.get_msg(stream, seq)
+                    out.append(from_nats(raw.data or b"", raw.headers))
+                seq += 1
+        except nats.js.errors.NotFoundError:
+            return None
+        except Exception as exc:
+            raise translate(exc, self.url, f"reading the dead letters of {topic!r}") from exc
+        return out
+
     # -- publish -------------------------------------------------------------------------
     async def _send(
         self, topic: str, subject: str, prepared: list[tuple[Message, dict[str, str]]]
@@ -238,12 +268,11 @@ class JetStreamBroker(NatsBrokerBase):
         await self.ensure_stream(topic)
         await self.publish_prepared(topic, subject, prepared)
 
-    async def _republish(self, topic: str, message: Message) -> None:
+    async def _republish(self, topic: str, message: Message, group: str | None) -> None:
         # A replay keeps the message id; as Nats-Msg-Id it would be dropped as a duplicate of
         # the original inside the duplicate window, so the replay run and group name it.
         run = message.headers.get(h.REPLAY_RUN) or new_message_id()
-        group = message.headers.get(h.REPLAY_GROUP) or "broadcast"
-        headers = to_headers(message, dedup_id=f"{message.id}.replay.{run}.{group}")
+        headers = to_headers(message, dedup_id=f"{message.id}.replay.{run}.{group or 'all'}")
         check_size(message, headers, self.client.max_payload)
         await self._send(topic, self.options.subject(topic), [(message, headers)])
 
@@ -254,11 +283,29 @@ class JetStreamBroker(NatsBrokerBase):
         # sequence, never on its id: a second group's copy, a replay that failed again and
         # two producers' messages sharing an id are each kept, while a repeat by the same
         # group of the same stored message (crash before term()) is still dropped.
-        dead.validate(max_body_bytes=self.profile.capabilities.max_body_bytes)
         dlq = dead_letter_topic(topic)
         origin = new_message_id() if stream_seq is None else f"seq{stream_seq}"
-        headers = to_headers(dead, dedup_id=f"{origin}.dlq.{group or 'broadcast'}")
-        check_size(dead, headers, self.client.max_payload)
+        dedup_id = f"{origin}.dlq.{group or 'broadcast'}"
+        try:
+            dead.validate(max_body_bytes=self.profile.capabilities.max_body_bytes)
+            headers = to_headers(dead, dedup_id=dedup_id)
+            check_size(dead, headers, self.client.max_payload)
+        except MessageError as exc:
+            # A message that arrived but cannot be sent on as it is (a header NATS would
+            # strip, a body that leaves no room for the dead-letter headers): its raw form.
+            reason = dead.headers.get(h.DLQ_REASON, "dead-letter")
+            dead, _ = raw_dead_letter(
+                dead.body,
+                {k: v for k, v in dead.headers.items() if not k.startswith(_DLQ)},
+                why=f"{reason}; the message could not be sent on as it is: {exc}",
+                topic=topic,
+                group=group,
+                attempt=int(dead.headers.get(h.DLQ_ATTEMPTS, "1") or 1),
+                max_payload=self.client.max_payload,
+                message_id=dead.id,
+            )
+            dead = dead.with_headers(**{h.DLQ_REASON: reason})
+            headers = to_headers(dead, dedup_id=dedup_id)
         await self.ensure_stream(dlq)
         await self.publish_prepared(dlq, self.options.subject(dlq), [(dead, headers)])
 

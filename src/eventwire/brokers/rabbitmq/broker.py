@@ -40,7 +40,7 @@ from eventwire.brokers._support.lifecycle import BrokerBase
 from eventwire.brokers.rabbitmq import envelope
 from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
 from eventwire.brokers.rabbitmq.publisher import ConfirmedPublisher
-from eventwire.brokers.rabbitmq.settings import RabbitMQSettings
+from eventwire.brokers.rabbitmq.settings import RabbitMQSettings, group_queue
 from eventwire.brokers.rabbitmq.subscription import RabbitMQSubscription
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
@@ -89,6 +89,18 @@ class RabbitMQBroker(BrokerBase):
             topic,
             outgoing,
             mandatory=self._settings.unroutable == "raise",
+        )
+
+    async def _republish(self, topic: str, message: Message, group: str | None) -> None:
+        """A replay for one group goes straight into that group's queue (default exchange),
+        so no other group or broadcast subscriber receives it at all; ``mandatory``: a group
+        whose queue is gone raises ``UnroutableError`` and its dead letter stays."""
+        if group is None:
+            await self._publish(topic, (message,))
+            return
+        queue = group_queue(self._settings.exchange, topic, group)
+        await self._publisher.publish(
+            "", queue, [(message.body, envelope.encode(message))], mandatory=True
         )
 
     def _subscribe(

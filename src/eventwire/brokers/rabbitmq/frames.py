@@ -1,19 +1,20 @@
-"""Broker layer: a content-header decoder that never fails, installed under aiormq's frame reader.
+"""Broker layer: frame decoders that never fail on a producer's bytes, installed under aiormq.
 
 pamqp decodes every short string as strict UTF-8, turns the timestamp property into a
 ``datetime`` (years past 9999 do not exist) and recurses through nested tables without a
 limit. Any of those raising inside aiormq's reader closes the whole connection, and the
 broker then redelivers the same message at every reconnect: one hostile producer stalls every
-consumer of the connection. This module wraps pamqp's header-frame decoder so that a header it
-cannot read is decoded tolerantly instead, and the frame names what was wrong
+consumer of the connection. This module wraps pamqp's content-header decoder so that a header
+it cannot read is decoded tolerantly instead, and the frame names what was wrong
 (``TolerantContentHeader.problems``); the subscription dead-letters such deliveries on the
-broker side, byte for byte (see ``subscription``).
+broker side, byte for byte (see ``subscription``). A basic.deliver whose exchange or routing
+key is not UTF-8 is read with the bad bytes escaped, for the same reason.
 
-The wrapper replaces ``pamqp.frame._unmarshal_header_frame`` (the one function aiormq's
-``FrameReceiver`` reaches for content headers) once, process-wide. It only runs its own code
-when pamqp raised, so well-formed frames decode exactly as before. pamqp is pinned in
-requirements.lock, and ``tests/brokers/rabbitmq/test_rabbitmq_hostile.py`` fails if the
-hook stops being reached.
+The wrappers replace ``pamqp.frame._unmarshal_header_frame`` and ``_unmarshal_method_frame``
+(what aiormq's ``FrameReceiver`` reaches through ``pamqp.frame.unmarshal``) once,
+process-wide. They only run their own code when pamqp raised, so well-formed frames decode
+exactly as before. pamqp is pinned in requirements.lock, and
+``tests/brokers/rabbitmq/test_rabbitmq_hostile.py`` fails if the hooks stop being reached.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pamqp.header import ContentHeader
 
 MAX_DEPTH: Final = 32  # nested tables/arrays deeper than this are not read
 _ORIGINAL: Final[Callable[[bytes], ContentHeader]] = pamqp.frame._unmarshal_header_frame
+_ORIGINAL_METHOD: Final[Callable[[bytes], Any]] = pamqp.frame._unmarshal_method_frame
 _MAX_TIMESTAMP: Final = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second datetime holds
 
 
@@ -177,6 +179,31 @@ def tolerant_unmarshal_header_frame(frame_data: bytes) -> ContentHeader:
     return header
 
 
+def tolerant_unmarshal_method_frame(frame_data: bytes) -> Any:
+    """pamqp's decode; a basic.deliver whose exchange or routing key is not UTF-8 (a
+    producer publishing into a topic or delay exchange with such a key) is read with the
+    bad bytes escaped instead of closing the connection."""
+    try:
+        return _ORIGINAL_METHOD(frame_data)
+    except Exception:
+        if frame_data[:4] != struct.pack(">I", Basic.Deliver.index):
+            raise  # nothing a producer controls: a broken broker frame stays fatal
+    problems: list[str] = []
+    offset, consumer_tag = _short_str(frame_data, 4, "consumer_tag", problems)
+    (delivery_tag, flags) = struct.unpack_from(">qB", frame_data, offset)  # signed, as pamqp
+    offset, exchange = _short_str(frame_data, offset + 9, "exchange", problems)
+    _, routing_key = _short_str(frame_data, offset, "routing_key", problems)
+    deliver = Basic.Deliver()  # the constructor validates names; set the fields after it
+    deliver.consumer_tag, deliver.delivery_tag = consumer_tag, delivery_tag
+    deliver.redelivered, deliver.exchange, deliver.routing_key = (
+        bool(flags & 1),
+        exchange,
+        routing_key,
+    )
+    return deliver
+
+
 def install() -> None:
-    """Put the tolerant decoder under aiormq (idempotent)."""
+    """Put the tolerant decoders under aiormq (idempotent)."""
     pamqp.frame._unmarshal_header_frame = tolerant_unmarshal_header_frame
+    pamqp.frame._unmarshal_method_frame = tolerant_unmarshal_method_frame

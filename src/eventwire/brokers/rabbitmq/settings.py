@@ -32,6 +32,10 @@ from eventwire.core.message import DEAD_LETTER_GROUP, DEAD_LETTER_SUFFIX, dead_l
 from eventwire.core.url import BrokerURL
 
 _MAX_NAME: Final = 255  # AMQP short string
+# Versions before the delay levels (``delays``) kept delayed retries in one queue per (group
+# queue, bucket); such queues still drain back to their group queue. Named here only so that
+# tooling can delete them: nothing declares them any more.
+RETRY_BUCKETS: Final = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +126,11 @@ def bounded(name: str) -> str:
 def group_queue(exchange: str, topic: str, group: str) -> str:
     """The durable quorum queue of ``group`` on ``topic``; ':' cannot occur in either name."""
     return bounded(f"{exchange}:{topic}:{group}")
+
+
+def retry_queue(queue: str, bucket: float) -> str:
+    """The retry queue an older version used for ``queue`` and ``bucket`` (RETRY_BUCKETS)."""
+    return bounded(f"{queue}:retry-{round(bucket * 1000)}ms")
 
 
 def is_terminal(topic: str, group: str | None) -> bool:

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, cast
 
 from redis import exceptions as rex
 
+from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
-from eventwire.brokers.redis.envelope import EnvelopeError, from_fields, stream_entries
+from eventwire.brokers.redis.envelope import from_fields, stream_entries
 from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
 from eventwire.core.message import Message
 

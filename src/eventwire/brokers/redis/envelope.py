@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, cast
 
+from eventwire.brokers._support.envelope import (
+    MAX_HEADER_BLOCK,
+    MAX_HEADERS,
+    MAX_ID,
+    EnvelopeError,
+    check_timestamp,
+    checked,
+)
 from eventwire.core.message import DEFAULT_CONTENT_TYPE, Message
 
 # Stream entry field names: short, because they are stored with every entry.
@@ -89,8 +98,8 @@ if tuple(f.name for f in dataclasses.fields(Message)) != _FIELDS:  # pragma: no 
     _build = _construct  # Message changed shape: stay correct, if slower
 
 
-class EnvelopeError(ValueError):
-    """An entry or payload that is not an eventwire envelope; it is dead-lettered as is."""
+RAW_ENTRY_FORMAT = "redis-stream-entry+json-base64"  # {"fields": [[name, value], ...]}
+RAW_PAYLOAD_FORMAT = "redis-pubsub-payload"  # the payload's bytes, unchanged
 
 
 def to_fields(message: Message) -> dict[bytes, bytes]:
@@ -113,7 +122,9 @@ def to_fields(message: Message) -> dict[bytes, bytes]:
 
 
 def from_fields(fields: Mapping[bytes, bytes]) -> Message:
-    """The message an entry holds; ``EnvelopeError`` if it was not written by eventwire."""
+    """The message an entry holds; ``EnvelopeError`` (only) if it is not one eventwire can
+    read: not written by eventwire, or beyond the limits (header block size and count, id
+    length, a finite timestamp), whatever its bytes."""
     # Hot path (every delivery): plain lookups, no helper calls.
     get = fields.get
     try:
@@ -125,6 +136,10 @@ def from_fields(fields: Mapping[bytes, bytes]) -> Message:
         correlation = get(F_CORRELATION)
         causation = get(F_CAUSATION)
         raw_ts = get(F_TIMESTAMP)
+        if raw_headers is not None and len(raw_headers) > MAX_HEADER_BLOCK:
+            raise EnvelopeError(f"headers field is over {MAX_HEADER_BLOCK} bytes")
+        if len(message_id) > MAX_ID or not isinstance(body, bytes):
+            raise EnvelopeError("id too long or body not bytes")
         return _build(
             body,
             message_id,
@@ -133,13 +148,34 @@ def from_fields(fields: Mapping[bytes, bytes]) -> Message:
             DEFAULT_CONTENT_TYPE if content_type is None else content_type.decode(),
             None if correlation is None else correlation.decode(),
             None if causation is None else causation.decode(),
-            0.0 if raw_ts is None else float(raw_ts),
+            0.0 if raw_ts is None else check_timestamp(float(raw_ts)),
         )
-    except (KeyError, ValueError, TypeError) as exc:
+    except EnvelopeError as exc:
+        raise EnvelopeError(f"not an eventwire stream entry: {exc}") from exc
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
         raise EnvelopeError(f"not an eventwire stream entry: {type(exc).__name__}: {exc}") from exc
+    except RecursionError as exc:
+        raise EnvelopeError("not an eventwire stream entry: a field is nested too deeply") from exc
+
+
+def raw_entry(fields: Mapping[bytes, bytes]) -> bytes:
+    """Every field of an entry, names and values byte for byte (``RAW_ENTRY_FORMAT``)."""
+    pairs = [
+        [base64.b64encode(k).decode(), base64.b64encode(v).decode()]
+        for k, v in fields.items()
+        if isinstance(k, bytes) and isinstance(v, bytes)
+    ]
+    return json.dumps({"fields": pairs}, separators=(",", ":")).encode()
+
+
+def fields_of_raw_entry(raw: bytes) -> dict[bytes, bytes]:
+    """The fields ``raw_entry`` laid out (for ``dlq show`` and tests)."""
+    return {base64.b64decode(k): base64.b64decode(v) for k, v in json.loads(raw)["fields"]}
 
 
 def _headers(value: object) -> dict[str, str]:
+    if isinstance(value, dict) and len(value) > MAX_HEADERS:
+        raise EnvelopeError(f"more than {MAX_HEADERS} headers")
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
@@ -165,31 +201,56 @@ def to_payload(message: Message) -> bytes:
 
 
 def from_payload(payload: bytes) -> Message:
+    """The message of a Pub/Sub payload; ``EnvelopeError`` (only) if eventwire cannot read it."""
     if not payload.startswith(PUBSUB_MAGIC):
         raise EnvelopeError("payload does not start with the eventwire marker")
     head, sep, body = payload[len(PUBSUB_MAGIC) :].partition(b"\n")
     try:
         if not sep:
             raise EnvelopeError("payload has no envelope line")
+        if len(head) > MAX_HEADER_BLOCK:
+            raise EnvelopeError(f"envelope line is over {MAX_HEADER_BLOCK} bytes")
         env = json.loads(head)
         if not isinstance(env, dict):
             raise EnvelopeError("envelope is not a JSON object")
-        return Message(
-            body=body,
-            id=str(env["id"]),
-            key=_opt(env.get("key")),
-            headers=_headers(env.get("h", {})),
-            content_type=_opt(env.get("ct")) or DEFAULT_CONTENT_TYPE,
-            correlation_id=_opt(env.get("cid")),
-            causation_id=_opt(env.get("caid")),
-            timestamp=float(env.get("ts", 0.0)),
+        return checked(
+            Message(
+                body=body,
+                id=_text(env["id"], "id"),
+                key=_opt(env.get("key")),
+                headers=_headers(env.get("h", {})),
+                content_type=_opt(env.get("ct")) or DEFAULT_CONTENT_TYPE,
+                correlation_id=_opt(env.get("cid")),
+                causation_id=_opt(env.get("caid")),
+                timestamp=check_timestamp(_number(env.get("ts", 0.0))),
+            )
         )
-    except (KeyError, ValueError, TypeError) as exc:
+    except EnvelopeError as exc:
+        raise EnvelopeError(f"not an eventwire payload: {exc}") from exc
+    except (KeyError, ValueError, TypeError, OverflowError) as exc:
         raise EnvelopeError(f"not an eventwire payload: {type(exc).__name__}: {exc}") from exc
+    except RecursionError as exc:
+        raise EnvelopeError("not an eventwire payload: envelope nested too deeply") from exc
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EnvelopeError("timestamp is not a number")
+    return float(value)  # OverflowError for a 400-digit integer: caught by the caller
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise EnvelopeError(f"{what} is not text")
+    return value
 
 
 def _opt(value: object) -> str | None:
-    return None if value is None else str(value)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EnvelopeError("an envelope field is not text")
+    return value
 
 
 def stream_entries(reply: object) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:

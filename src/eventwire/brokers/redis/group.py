@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rex
 
+from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers.redis.acks import AckBatcher
 from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
-from eventwire.brokers.redis.envelope import EnvelopeError, as_fields, from_fields
+from eventwire.brokers.redis.envelope import as_fields, from_fields
 from eventwire.brokers.redis.pending import PendingWork, consumer_name
 from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
 from eventwire.core.errors import EventwireError

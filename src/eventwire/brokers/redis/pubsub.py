@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import time
@@ -12,12 +13,13 @@ from typing import Any
 from redis import exceptions as rex
 from redis.asyncio.client import Pipeline, PubSub
 
+from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
-from eventwire.brokers.redis.envelope import EnvelopeError, from_payload, to_payload
+from eventwire.brokers.redis.envelope import from_payload, to_payload
 from eventwire.brokers.redis.group import GroupSubscription
 from eventwire.brokers.redis.streams import RedisStreamsBroker, _Opening
 from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
-from eventwire.core.errors import ClosedError, ConfigurationError
+from eventwire.core.errors import ClosedError, ConfigurationError, EventwireError
 from eventwire.core.message import (
     DEAD_LETTER_GROUP,
     DEAD_LETTER_SUFFIX,
@@ -80,6 +82,7 @@ class ChannelSubscription(Subscription):
         self._channel = broker.stream_key(topic)
         self._pubsub: PubSub | None = None
         self._ids = itertools.count(1)
+        self._raw: set[asyncio.Task[None]] = set()  # raw dead letters being written
 
     async def start(self) -> None:
         dlq = self._broker.stream_key(dead_letter_topic(self.topic))
@@ -177,12 +180,19 @@ class ChannelSubscription(Subscription):
         try:
             message = from_payload(payload)
         except EnvelopeError as exc:
-            log.warning(
-                "redis pubsub message on %r is not an eventwire message: %s", self.topic, exc
-            )
+            # Pub/Sub keeps nothing: unless it is dead-lettered now, the payload is gone.
+            task = asyncio.create_task(self._dead_letter_raw(payload, str(exc)))
+            self._raw.add(task)
+            task.add_done_callback(self._raw.discard)
             return
         entry_id = str(next(self._ids)).encode()
         self.admit(RedisDelivery(self, entry_id, message, self.topic, 1))
+
+    async def _dead_letter_raw(self, payload: bytes, why: str) -> None:
+        try:
+            await self._broker.dead_letter_payload(self.topic, payload, why)
+        except EventwireError as exc:
+            log.error("redis pubsub message on %r lost: not dead-lettered: %s", self.topic, exc)
 
     def ack_now(self, delivery: RedisDelivery) -> None:
         self.forget(delivery)

@@ -3,31 +3,37 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis import exceptions as rex
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
+from eventwire.brokers._support.envelope import EnvelopeError, unreadable
 from eventwire.brokers._support.lifecycle import BrokerBase
 from eventwire.brokers._support.retention import dropped_unread
 from eventwire.brokers.redis import scripts
 from eventwire.brokers.redis.broadcast import BroadcastSubscription
 from eventwire.brokers.redis.connection import bounded, make_client, retry_until, translate
-from eventwire.brokers.redis.envelope import F_BODY, to_fields
+from eventwire.brokers.redis.envelope import (
+    F_ID,
+    RAW_ENTRY_FORMAT,
+    RAW_PAYLOAD_FORMAT,
+    from_fields,
+    raw_entry,
+    to_fields,
+)
 from eventwire.brokers.redis.group import GroupSubscription
 from eventwire.brokers.redis.options import RedisOptions
 from eventwire.brokers.redis.publisher import PublishQueue
 from eventwire.brokers.redis.subscription import Subscription, log
-from eventwire.core import headers as h
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
 from eventwire.core.errors import BrokerError, ClosedError
-from eventwire.core.message import Delivery, Message, dead_letter_topic
+from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 from eventwire.core.url import BrokerURL
 
 T = TypeVar("T")
@@ -169,30 +175,74 @@ class RedisStreamsBroker(BrokerBase):
     async def dead_letter_raw(
         self, topic: str, group: str, entry_id: bytes, fields: dict[bytes, bytes], why: str
     ) -> None:
-        """An entry eventwire cannot read: its body (if any) and raw fields go to the DLQ."""
+        """An entry eventwire cannot read: all its fields, byte for byte, go to the DLQ as the
+        body of a raw dead letter (``envelope.raw_entry``), reason ``unreadable envelope``."""
         log.warning(
             "redis entry %r on %r is not an eventwire message; dead-lettering it: %s",
             entry_id,
             topic,
             why,
         )
-        raw = {
-            k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
-            for k, v in fields.items()
-            if k != F_BODY
-        }
-        dead = Message(
-            body=fields.get(F_BODY, b""),
-            headers={
-                h.DLQ_REASON: "envelope-error",
-                h.DLQ_DETAIL: why.replace("\r", " ").replace("\n", " ")[:2000],
-                h.DLQ_ORIGINAL_TOPIC: topic,
-                h.DLQ_GROUP: group,
-                h.DLQ_ATTEMPTS: "1",
-                "x-eventwire-dlq-raw-fields": json.dumps(raw)[:16000],
-            },
+        raw_id = fields.get(F_ID)
+        dead = unreadable(
+            raw_entry(fields),
+            why=why,
+            topic=topic,
+            group=group,
+            raw_format=RAW_ENTRY_FORMAT,
+            message_id=raw_id.decode("utf-8", "replace") if isinstance(raw_id, bytes) else None,
         )
         await self.move_to_dead_letter(topic, group, entry_id, dead)
+
+    async def dead_letter_payload(self, topic: str, payload: bytes, why: str) -> None:
+        """A Pub/Sub payload eventwire cannot read: its bytes, unchanged, as a raw dead letter."""
+        log.warning("redis pubsub message on %r is unreadable; dead-lettering it: %s", topic, why)
+        dead = unreadable(payload, why=why, topic=topic, group=None, raw_format=RAW_PAYLOAD_FORMAT)
+        await self.move_to_dead_letter(topic, None, b"", dead)
+
+    async def browse_dead_letters(self, topic: str, limit: int) -> list[Message] | None:
+        """Dead letters of ``topic`` the ``eventwire-dlq`` group has not acknowledged (pending
+        in it, or not yet delivered to it), read with XINFO/XPENDING/XRANGE: no stream,
+        group or consumer is created. None if the topic has no dead-letter stream."""
+        await self.connect()
+        client = self.client
+        key = self.stream_key(dead_letter_topic(topic))
+
+        async def read() -> list[Message] | None:
+            if not await client.exists(key):
+                return None
+            groups = await client.xinfo_groups(key)
+            mine = [g for g in groups if _text(g.get("name")) == DEAD_LETTER_GROUP]
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+            start: str = "-"
+            if mine:
+                pending = await client.xpending_range(key, DEAD_LETTER_GROUP, "-", "+", limit)
+                for row in pending:
+                    found = await client.xrange(key, row["message_id"], row["message_id"])
+                    entries += cast("list[tuple[bytes, dict[bytes, bytes]]]", found)
+                start = "(" + _text(mine[0].get("last-delivered-id"))
+            found = await client.xrange(key, start, "+", count=limit)
+            entries += cast("list[tuple[bytes, dict[bytes, bytes]]]", found)
+            out: list[Message] = []
+            for entry_id, fields in sorted(entries)[:limit]:
+                try:
+                    out.append(from_fields(fields))
+                except EnvelopeError as exc:
+                    out.append(
+                        unreadable(
+                            raw_entry(fields),
+                            why=str(exc),
+                            topic=dead_letter_topic(topic),
+                            group=None,
+                            raw_format=RAW_ENTRY_FORMAT,
+                            message_id=_text(entry_id),
+                        )
+                    )
+            return out
+
+        return await self.call(
+            lambda: self.bounded(read()), f"reading the dead letters of {topic!r}"
+        )
 
     async def _aclose(self) -> None:
         # Publishers flush first: calls already made get their answer (or fail by their own
@@ -208,6 +258,10 @@ class RedisStreamsBroker(BrokerBase):
         except (rex.RedisError, OSError) as exc:
             return Health(ok=False, detail=str(translate(exc, self.url, "pinging")))
         return Health(ok=True, detail=f"connected to {self.url}")
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class _Opening:

@@ -24,7 +24,9 @@ How it works, in short:
   ``nack`` delays by the jump, while leases are capped at ``lease`` from now by retention.
 * ``dead_letter`` moves the message to ``<topic>.dlq`` in the same transaction that drops
   the claim; the ``eventwire-dlq`` group of that topic exists from the first subscribe on.
-  A stored row that cannot be decoded is dead-lettered with reason ``envelope-error``.
+  A stored row that cannot be decoded is dead-lettered with reason
+  ``unreadable envelope: ...``, its body intact. ``eventwire dlq replay`` hands a letter back
+  to its group only: a claim of that group on a private replay row (``store.redeliver``).
 * A new group starts at the oldest retained message; a broadcast subscriber (no group) gets a
   private group starting at the end, deleted when it leaves (or three leases after its
   process died). Consumers poll (5 ms busy, up to ``poll`` idle); a publish through the same

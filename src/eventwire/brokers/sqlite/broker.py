@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
 from eventwire.brokers._support.lifecycle import BrokerBase
-from eventwire.brokers.sqlite import retention
+from eventwire.brokers.sqlite import browse, retention
 from eventwire.brokers.sqlite.settings import SQLiteSettings
 from eventwire.brokers.sqlite.store import Claimed, Settle, SQLiteStore
 from eventwire.brokers.sqlite.subscription import SQLiteSubscription
@@ -52,6 +52,48 @@ class SQLiteBroker(BrokerBase):
         self._sweeper: asyncio.Task[None] | None = None
         self._outbox: list[tuple[str, tuple[Message, ...], asyncio.Future[None]]] = []
         self._drainer: asyncio.Task[None] | None = None
+
+    # -- passive reads (dlq list, health): the file is never created or written ------------
+
+    async def browse_dead_letters(self, topic: str, limit: int) -> list[Message] | None:
+        """Dead letters of ``topic`` still in its DLQ (None: no such file or DLQ), read from a
+        read-only connection: nothing is created, claimed or moved."""
+        settings = self.settings
+
+        def read() -> list[Message] | None:
+            conn = browse.read_only(settings.path, settings.busy_timeout_ms)
+            if conn is None:
+                return None
+            try:
+                return browse.dead_letters(conn, topic, limit)
+            finally:
+                conn.close()
+
+        try:
+            return await asyncio.to_thread(read)
+        except sqlite3.Error as exc:
+            raise BrokerError(f"sqlite broker file {str(settings.path)!r}: {exc}") from exc
+
+    async def probe(self) -> Health:
+        """``eventwire health`` without side effects: a missing file is reported, not made."""
+        settings = self.settings
+
+        def check() -> Health:
+            conn = browse.read_only(settings.path, settings.busy_timeout_ms)
+            if conn is None:
+                return Health(
+                    ok=False, detail=f"no sqlite broker file at {settings.path} (nothing created)"
+                )
+            try:
+                conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchall()
+            finally:
+                conn.close()
+            return Health(ok=True, detail=f"sqlite file {settings.path}")
+
+        try:
+            return await asyncio.to_thread(check)
+        except sqlite3.Error as exc:
+            return Health(ok=False, detail=f"sqlite broker file {str(settings.path)!r}: {exc}")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -166,10 +208,16 @@ class SQLiteBroker(BrokerBase):
             self._drainer = asyncio.create_task(self._drain_outbox(), name="eventwire-sqlite-out")
         await done
 
-    async def _republish(self, topic: str, message: Message) -> None:
-        # Stored outside the dedup index: the original (same id) may still be retained.
-        work = functools.partial(SQLiteStore.publish, batches=[(topic, (message,))], dedup=False)
-        await self._run(work, PublishError)
+    replays_by_mark = False  # a replay is a claim of its group (store.redeliver)
+
+    async def _republish(self, topic: str, message: Message, group: str | None) -> None:
+        if group is None:  # every subscriber: a normal message, outside the dedup index
+            work = functools.partial(
+                SQLiteStore.publish, batches=[(topic, (message,))], dedup=False
+            )
+            await self._run(work, PublishError)
+        else:
+            await self._run(lambda s: s.redeliver(topic, group, message), PublishError)
         self._wake(topic)
 
     async def _drain_outbox(self) -> None:

@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final, TypeAlias
 
+from eventwire.brokers._support.envelope import REASON_PREFIX, EnvelopeError
 from eventwire.core import headers as h
 from eventwire.core.message import Message, new_message_id
 
@@ -39,8 +40,8 @@ def encode(message: Message) -> EncodedMessage:
     )
 
 
-class EnvelopeError(ValueError):
-    """A stored row whose envelope (id, headers, ...) cannot be turned into a Message."""
+# A stored row whose envelope (id, headers, ...) cannot be turned into a Message.
+__all__ = ["EnvelopeError"]
 
 
 def decode(row: Row) -> Message:
@@ -80,7 +81,7 @@ def salvage(row: Row, *, topic: str, group: str, attempt: int, error: str) -> Me
         message_id = new_message_id()
     detail = error.replace("\r", " ").replace("\n", " ").replace("\x00", " ")[:500]
     extra: Mapping[str, str] = {
-        h.DLQ_REASON: "envelope-error",
+        h.DLQ_REASON: REASON_PREFIX + detail[:200],
         h.DLQ_DETAIL: detail,
         h.DLQ_ORIGINAL_TOPIC: topic,
         h.DLQ_ATTEMPTS: str(attempt),

@@ -35,7 +35,32 @@ def sweep(
         _clamp_leases(conn, now + lease)
     _expire_broadcast_groups(conn, now)
     topics = [str(r[0]) for r in conn.execute("SELECT topic FROM topics")]
-    return sum(_sweep_topic(conn, t, now - retention, max_messages) for t in topics)
+    return sum(
+        _sweep_replays(conn, t)
+        if _REPLAY in t
+        else _sweep_topic(conn, t, now - retention, max_messages)
+        for t in topics
+    )
+
+
+_REPLAY = "\x1freplay\x1f"  # store.REPLAY_MARK (store imports this module's neighbours)
+
+
+def _sweep_replays(conn: sqlite3.Connection, private: str) -> int:
+    # A group's replays (store.redeliver) go once their claim is settled; never before.
+    topic, _, group = private.partition(_REPLAY)
+    if (
+        conn.execute("SELECT 1 FROM messages WHERE topic = ? LIMIT 1", (private,)).fetchone()
+        is None
+    ):
+        return 0
+    with write_transaction(conn):
+        deleted = conn.execute(
+            "DELETE FROM messages WHERE topic = ?1 AND NOT EXISTS (SELECT 1 FROM claims AS c "
+            "WHERE c.topic = ?2 AND c.grp = ?3 AND c.seq = messages.seq)",
+            (private, topic, group),
+        ).rowcount
+    return max(deleted, 0)
 
 
 def _clamp_leases(conn: sqlite3.Connection, longest: float) -> None:

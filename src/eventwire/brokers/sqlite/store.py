@@ -102,6 +102,23 @@ class SQLiteStore:
             )
             conn.executemany(_INSERT, rows)
 
+    def redeliver(self, topic: str, group: str, message: Message) -> None:
+        """Hand ``message`` (a replayed dead letter, its id kept) to ``group`` only: stored
+        under the group's private replay topic, which no group reads by cursor, with a claim
+        row of ``group`` due now. Retention deletes it once that claim is settled."""
+        now = time.time()
+        private = replay_topic(topic, group)
+        with self._write() as conn:
+            conn.execute("INSERT OR IGNORE INTO topics (topic) VALUES (?)", (private,))
+            seq = conn.execute(
+                _INSERT + " RETURNING seq", (private, *codec.encode(message), now, 0)
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO claims (topic, grp, seq, consumer, due_at, attempt) "
+                "VALUES (?, ?, ?, NULL, ?, 0)",
+                (topic, group, int(seq), now),
+            )
+
     def join(self, topic: str, group: str, *, ephemeral_until: float | None) -> None:
         """Create the group if absent: at the oldest message, or at the end for broadcast."""
         dlq = dead_letter_topic(topic)
@@ -299,6 +316,14 @@ class SQLiteStore:
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the connection (retention, health), in the worker thread."""
         return fn(self._conn)
+
+
+REPLAY_MARK = "\x1freplay\x1f"  # a unit separator: never part of a topic or group name
+
+
+def replay_topic(topic: str, group: str) -> str:
+    """The private topic holding replays for ``group`` of ``topic`` (see ``redeliver``)."""
+    return f"{topic}{REPLAY_MARK}{group}"
 
 
 def _held(s: Settle) -> tuple[str, str, int, str, int]:

@@ -1,0 +1,151 @@
+"""Hostile producers on JetStream (issue 11 #7, #8): raw HPUB frames on a plain socket, between
+good messages, consumed by a typed handler (concurrency 4, max_attempts 3). Prints figures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+import pytest
+from nats_support import SHARED, url_for
+from pydantic import BaseModel
+
+from eventwire import App, Context, PermanentError, RetryPolicy
+from eventwire.brokers.catalog import open_broker
+from eventwire.core import headers as h
+from eventwire.core.message import Message
+from eventwire.reliability.replay import list_dead_letters
+
+pytestmark = [pytest.mark.integration, pytest.mark.nats]
+
+
+class Job(BaseModel):
+    n: int
+
+
+def _block(*lines: bytes, status: bytes = b"NATS/1.0") -> bytes:
+    return status + b"\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+
+
+GOOD_BODY = b'{"n": -1}'
+HOSTILE: dict[str, tuple[bytes, bytes]] = {
+    "NUL in a header": (_block(b"x-a: v\x00w"), GOOD_BODY),
+    "header block over 16 KiB": (_block(b"x-big: " + b"y" * 20_000), GOOD_BODY),
+    "trailing U+00A0 in a header value": (_block("x-nb: v\u00a0".encode()), GOOD_BODY),
+    "status-line header block": (_block(b"x-s: 1", status=b"NATS/1.0 503"), GOOD_BODY),
+    "1,000,000-byte body": (_block(b"x-e: 1"), b"z" * 1_000_000),
+}
+
+
+async def _hpub(subject: str, frames: list[tuple[bytes, bytes]]) -> None:
+    host, port = SHARED.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    await reader.readline()  # INFO
+    writer.write(b'CONNECT {"verbose":false,"headers":true}\r\n')
+    for headers, body in frames:
+        size = len(headers) + len(body)
+        writer.write(
+            f"HPUB {subject} {len(headers)} {size}\r\n".encode() + headers + body + b"\r\n"
+        )
+    writer.write(b"PING\r\n")
+    await writer.drain()
+    while b"PONG" not in await reader.readline():
+        pass
+    writer.close()
+
+
+async def test_hostile_jetstream_messages_are_dead_lettered_and_harm_nothing(prefix: str) -> None:
+    url = url_for(SHARED, prefix, ack_wait=5)
+    topic = "hostile.jobs"
+    handled: Counter[int] = Counter()
+    calls: Counter[str] = Counter()
+    app = App(url, name="hostile-js")
+
+    @app.subscriber(
+        topic, group="workers", concurrency=4, retry=RetryPolicy(max_attempts=3, initial_delay=0.05)
+    )
+    async def handle(job: Job, ctx: Context) -> None:
+        calls[ctx.message.id] += 1
+        if job.n == -1:
+            raise PermanentError("a hostile message with a valid body reached the handler")
+        handled[job.n] += 1
+
+    stop = asyncio.Event()
+    async with app:
+        task = asyncio.create_task(app.run(stop))
+        async with asyncio.timeout(30):
+            await app.wait_ready()
+        subject = app.broker.options.subject(topic)  # type: ignore[attr-defined]
+        frames: list[tuple[bytes, bytes]] = []
+        n = 0
+        for hostile in HOSTILE.values():
+            for _ in range(10):
+                frames.append(
+                    (_block(b"Nats-Msg-Id: g" + str(n).encode()), json.dumps({"n": n}).encode())
+                )
+                n += 1
+            frames.append(hostile)
+        await _hpub(subject, frames)
+        async with asyncio.timeout(60):
+            while len(handled) < n:
+                await asyncio.sleep(0.05)
+        letters: list[Message] = []
+        async with asyncio.timeout(60):
+            while len(letters) < len(HOSTILE):
+                letters.clear()
+                await list_dead_letters(
+                    open_broker(url), topic, limit=100, wait=1.0, each=letters.append
+                )
+        assert app.ready
+        stop.set()
+        await task
+    figures = {
+        "hostile cases injected": len(HOSTILE),
+        "good processed/sent": f"{sum(1 for g in range(n) if handled[g] == 1)}/{n}",
+        "good dead-lettered unhandled": sum(
+            1 for m in letters if m.body != GOOD_BODY and len(m.body) < 1_000_000
+        ),
+        "lost": n - len(handled),
+        "handler calls above max_attempts": sum(1 for c in calls.values() if c > 3),
+        "dead letters": len(letters),
+    }
+    print("nats-jetstream hostile figures:", figures)
+    assert all(handled[g] == 1 for g in range(n))
+    assert figures["good dead-lettered unhandled"] == 0
+    assert figures["handler calls above max_attempts"] == 0
+    assert len(letters) == len(HOSTILE)
+    assert sorted(len(m.body) for m in letters) == sorted(len(b) for _, b in HOSTILE.values())
+
+
+async def test_dead_letters_sharing_a_message_id_are_each_kept(prefix: str) -> None:
+    # On main the second was dropped by the DLQ stream's duplicate window (Nats-Msg-Id = id).
+    url = url_for(SHARED, prefix)
+    topic = "hostile.sameid"
+    async with open_broker(url) as broker, broker.subscribe(topic, group="g") as sub:
+        await broker.publish(topic, Message(body=b"one", id="same-id"))
+        delivery = await asyncio.wait_for(anext(sub), 10)
+        await delivery.dead_letter("permanent-error")
+        # Another producer reuses the id after the publish dedup window let it in.
+        await _hpub(broker.options.subject(topic), [(_block(b"x-eventwire-id: same-id"), b"two")])  # type: ignore[attr-defined]
+        delivery = await asyncio.wait_for(anext(sub), 10)
+        await delivery.dead_letter("permanent-error")
+    letters: list[Message] = []
+    await list_dead_letters(open_broker(url), topic, limit=10, wait=1.0, each=letters.append)
+    assert sorted(m.body for m in letters) == [b"one", b"two"]
+    assert {m.id for m in letters} == {"same-id"}
+
+
+async def test_a_message_without_an_id_keeps_one_id_across_redeliveries(prefix: str) -> None:
+    url = url_for(SHARED, prefix)
+    topic = "hostile.noid"
+    async with open_broker(url) as broker, broker.subscribe(topic, group="g") as sub:
+        subject = broker.options.subject(topic)  # type: ignore[attr-defined]
+        await _hpub(subject, [(_block(b"x-a: 1"), b"anon")])
+        one = await asyncio.wait_for(anext(sub), 10)
+        await one.nack()
+        two = await asyncio.wait_for(anext(sub), 10)
+        await two.ack()
+    assert two.attempt == 2
+    assert one.message.id == two.message.id
+    assert one.message.headers.get(h.REPLAY_GROUP) is None

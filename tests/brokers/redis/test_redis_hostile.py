@@ -1,0 +1,191 @@
+"""Hostile producers on Redis Streams and Pub/Sub (issue 11 #1, #2): entries and payloads
+written with the raw client in eventwire's layout, one field broken at a time, between good
+messages, consumed by a typed handler (concurrency 4, max_attempts 3). Prints the figures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from pydantic import BaseModel
+from redis_support import FAST, SHARED
+
+from eventwire import App, Context, RetryPolicy
+from eventwire.brokers.catalog import open_broker
+from eventwire.core import headers as h
+from eventwire.reliability.replay import list_dead_letters
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
+
+GOOD = 60  # good messages, before, between and after the hostile ones
+
+
+class Job(BaseModel):
+    n: int
+
+
+def _entry(n: int, **broken: bytes | None) -> dict[bytes, bytes]:
+    fields: dict[bytes, bytes | None] = {
+        b"id": f"id-{n}".encode(),
+        b"body": json.dumps({"n": n}).encode(),
+        b"ts": repr(time.time()).encode(),
+        b"ct": b"application/json",
+    }
+    fields.update({k.encode(): v for k, v in broken.items()})
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+HOSTILE_ENTRIES: dict[str, dict[bytes, bytes]] = {
+    "header JSON nested 100,000 deep": _entry(-1, h=b"[" * 100_000 + b"]" * 100_000),
+    "no body field": _entry(-2, body=None),
+    "raw fields over 16,000 characters": _entry(-3, body=None, x=b"y" * 50_000),
+    "infinite timestamp": _entry(-4, ts=b"inf"),
+    "400-digit timestamp": _entry(-5, ts=b"9" * 400),
+    "no id": _entry(-6, id=None),
+    "headers not an object": _entry(-7, h=b'["a", "b"]'),
+    "non-UTF-8 id": _entry(-8, id=b"\xff\xfe"),
+    "body not a Job": _entry(-9, body=b'{"n": "not a number"}'),
+    "body not JSON": _entry(-10, body=b"\x00\xff not json"),
+}
+
+
+@asynccontextmanager
+async def worker(
+    url: str, topic: str, calls: Counter[str], handled: Counter[int]
+) -> AsyncIterator[App]:
+    app = App(url, name="hostile")
+
+    @app.subscriber(
+        topic, group="workers", concurrency=4, retry=RetryPolicy(max_attempts=3, initial_delay=0.05)
+    )
+    async def handle(job: Job, ctx: Context) -> None:
+        calls[ctx.message.id] += 1
+        handled[job.n] += 1
+
+    stop = asyncio.Event()
+    async with app:
+        task = asyncio.create_task(app.run(stop))
+        async with asyncio.timeout(30):
+            await app.wait_ready()
+        try:
+            yield app
+        finally:
+            stop.set()
+            await task
+
+
+async def _until(predicate: Any, within: float = 30.0) -> None:
+    async with asyncio.timeout(within):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+async def test_hostile_stream_entries_are_dead_lettered_raw_and_harm_nothing(
+    topic: str, raw: aioredis.Redis
+) -> None:
+    url = f"{SHARED}?{FAST}"
+    key = f"ew:{topic}"
+    calls: Counter[str] = Counter()
+    handled: Counter[int] = Counter()
+    async with worker(url, topic, calls, handled) as app:
+        n = 0
+        for entry in HOSTILE_ENTRIES.values():
+            for _ in range(GOOD // len(HOSTILE_ENTRIES)):
+                await raw.xadd(key, _entry(n))
+                n += 1
+            await raw.xadd(key, entry)
+        await _until(lambda: len(handled) >= n and app.stats.dead_lettered >= 2)
+        assert app.ready, "a consumer task died: the worker is not ready"
+        # Still consuming afterwards: nothing stalled the group.
+        await raw.xadd(key, _entry(n))
+        await _until(lambda: n in handled)
+        good_sent = n + 1
+        letters: list[Any] = []
+        async with asyncio.timeout(30):
+            while len(letters) < len(HOSTILE_ENTRIES):
+                letters.clear()
+                await list_dead_letters(
+                    open_broker(url), topic, limit=100, wait=1.0, each=letters.append
+                )
+    reasons = Counter(m.headers[h.DLQ_REASON].split(":")[0] for m in letters)
+    figures = {
+        "hostile cases injected": len(HOSTILE_ENTRIES),
+        "good processed/sent": f"{sum(1 for g in range(good_sent) if handled[g] == 1)}/{good_sent}",
+        "good dead-lettered unhandled": sum(
+            1 for m in letters if m.id.startswith("id-") and not m.id.startswith("id--")
+        ),
+        "unsettled": int((await raw.xpending(key, "workers"))["pending"]),
+        "lost": good_sent - len([g for g in range(good_sent) if handled[g]]),
+        "handler calls above max_attempts": sum(1 for c in calls.values() if c > 3),
+        "dead letters by reason": dict(reasons),
+    }
+    print("redis-streams hostile figures:", figures)
+    assert all(handled[g] == 1 for g in range(good_sent))
+    assert figures["good dead-lettered unhandled"] == 0
+    assert figures["unsettled"] == 0
+    assert figures["lost"] == 0
+    assert figures["handler calls above max_attempts"] == 0
+    assert len(letters) == len(HOSTILE_ENTRIES)
+    assert reasons["unreadable envelope"] == 8  # envelope broken
+    assert reasons["validation-error"] + reasons["decode-error"] == 2  # body broken only
+
+
+async def test_hostile_pubsub_payloads_never_stop_the_subscription(
+    topic: str, raw: aioredis.Redis
+) -> None:
+    url = f"redis+pubsub://127.0.0.1:6379/0?{FAST}"
+    handled: Counter[int] = Counter()
+    hostile = [
+        b'EW1\n{"id":"a","ts":' + b"9" * 400 + b"}\n{}",  # a 400-digit timestamp
+        b"EW1\n" + b"[" * 100_000 + b"\n{}",  # a nested envelope
+        b'EW1\n{"id":{"nested":{"id":1}},"ts":1}\n{}',
+        b'EW1\n{"id":"b","ts":1e999}\n{}',
+        b"not an eventwire payload \xff",
+    ]
+    app = App(url, name="hostile-pubsub")
+
+    @app.subscriber(topic, concurrency=4)
+    async def handle(job: Job) -> None:
+        handled[job.n] += 1
+
+    stop = asyncio.Event()
+    async with app:
+        task = asyncio.create_task(app.run(stop))
+        async with asyncio.timeout(30):
+            await app.wait_ready()
+        channel = f"ew:{topic}"
+        n = 0
+        for payload in hostile:
+            await app.publish(topic, {"n": n})
+            n += 1
+            await raw.publish(channel, payload)
+        await app.publish(topic, {"n": n})
+        n += 1
+        await _until(lambda: len(handled) >= n)
+        letters: list[Any] = []
+        async with asyncio.timeout(30):
+            while len(letters) < len(hostile):
+                letters.clear()
+                await list_dead_letters(
+                    open_broker(url), topic, limit=100, wait=1.0, each=letters.append
+                )
+        stop.set()
+        await task
+    print(
+        "redis-pubsub hostile figures:",
+        {
+            "hostile": len(hostile),
+            "good processed/sent": f"{len(handled)}/{n}",
+            "dead letters": len(letters),
+        },
+    )
+    assert all(handled[g] == 1 for g in range(n))
+    assert sorted(m.body for m in letters) == sorted(hostile)  # every byte kept
+    assert all(m.headers[h.DLQ_REASON].startswith("unreadable envelope: ") for m in letters)
