@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from eventwire import App, Message, RetryPolicy
+from eventwire.observability.counters import AppCounters
 from eventwire.observability.metrics import MetricsRecorder
 
 from .probes import broker_url, http_get, running, wait_until
@@ -164,7 +165,7 @@ def test_import_and_app_creation_do_not_import_prometheus_client() -> None:
 
 async def test_recording_is_cheap() -> None:
     # Guard against a slow observer sneaking in; generous so a busy CI host passes.
-    metrics = MetricsRecorder().subscriber("t", "g", "h")
+    metrics = AppCounters().subscriber("t", "g", "h")
     loop = asyncio.get_running_loop()
     started = loop.time()
     for _ in range(100_000):

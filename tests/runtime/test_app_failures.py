@@ -17,7 +17,7 @@ from eventwire.core.errors import BrokerError
 from eventwire.core.message import Delivery, Message
 from eventwire.reliability.idempotency import MemoryIdempotencyStore
 from eventwire.reliability.retry import RetryPolicy
-from eventwire.runtime import consumer, lanes
+from eventwire.runtime import lanes
 from eventwire.runtime.app import App
 from eventwire.runtime.context import Context
 
@@ -208,7 +208,6 @@ class FailingAckBroker(FlakyBroker):
 @pytest.fixture
 def quick_failure_delay(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lanes, "FAILURE_DELAY", 0.05)
-    monkeypatch.setattr(consumer, "FAILURE_DELAY", 0.05)
 
 
 @pytest.mark.usefixtures("quick_failure_delay")

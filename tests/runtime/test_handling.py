@@ -9,16 +9,19 @@ from typing import Any
 
 import pydantic
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eventwire.core import headers as h
-from eventwire.core.errors import DecodeError, PermanentError
+from eventwire.core.errors import PermanentError
 from eventwire.core.message import Message
+from eventwire.observability.counters import AppCounters
 from eventwire.reliability.dead_letter import FailureLog
 from eventwire.reliability.idempotency import MemoryIdempotencyStore
 from eventwire.reliability.retry import RetryPolicy
 from eventwire.runtime.context import Context
 from eventwire.runtime.handling import Processor, Timing
-from eventwire.runtime.stats import StatsCounter
+from eventwire.runtime.stats import AppStats
 from eventwire.runtime.subscriber import build_spec
 
 from .fakes import RecordingDelivery
@@ -53,11 +56,22 @@ async def no_publish(
     raise AssertionError("not expected")
 
 
+class LiveStats:
+    """``AppStats`` of ``counters`` as they are when an attribute is read."""
+
+    def __init__(self, counters: AppCounters) -> None:
+        self._counters = counters
+
+    def __getattr__(self, name: str) -> int:
+        value: int = getattr(AppStats.of(self._counters), name)
+        return value
+
+
 def processor(
     handler: Any, *, in_place: bool = False, stopping: asyncio.Event | None = None, **options: Any
-) -> tuple[Processor, StatsCounter, FakeTime]:
+) -> tuple[Processor, LiveStats, FakeTime]:
     fake = FakeTime()
-    stats = StatsCounter()
+    counters = AppCounters()
     defaults: dict[str, Any] = {
         "topic": "orders",
         "group": "g",
@@ -71,7 +85,7 @@ def processor(
     spec = build_spec(handler, **{**defaults, **options})
     proc = Processor(
         spec,
-        stats=stats,
+        counters=counters.subscriber(spec.topic, spec.group, spec.name),
         store=MemoryIdempotencyStore(),
         publish=no_publish,
         failures=FailureLog(clock=fake.clock),
@@ -79,16 +93,13 @@ def processor(
         in_place_retries=in_place,
         timing=Timing(sleep=fake.sleep, clock=fake.clock, rng=random.Random(0)),
     )
-    return proc, stats, fake
+    return proc, LiveStats(counters), fake
 
 
 async def run(proc: Processor, delivery: RecordingDelivery) -> None:
-    try:
-        value = proc.decode(delivery)
-    except DecodeError as exc:
-        await proc.reject(delivery, exc)
-        return
-    await proc.process(delivery, value)
+    """What a consumer and its worker do with one delivery."""
+    _, step, value = proc.admit(delivery)
+    await step(delivery, value)
 
 
 async def test_success_acks_and_context_is_filled() -> None:
@@ -249,3 +260,36 @@ async def test_ordered_retry_interrupted_by_shutdown_goes_back_undelayed() -> No
     d = RecordingDelivery(b'{"order_id":"1"}', key="1")
     await run(proc, d)
     assert d.nack_delays == [None]
+
+
+_ANNOTATIONS: list[Any] = [Order, dict, list[Order], str, bytes, Message, None]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.binary(max_size=200) | st.sampled_from([b'{"order_id":"1"}', b"[]", b'"x"']),
+    content_type=st.text(max_size=40)
+    | st.sampled_from(["application/json", "application/x-pickle", "text/plain", ""]),
+    which=st.integers(0, len(_ANNOTATIONS) - 1),
+)
+async def test_admit_never_raises_and_every_delivery_is_settled(
+    body: bytes, content_type: str, which: int
+) -> None:
+    """Whatever the body and content type, ``admit`` hands back a job (never an exception
+    that would end the consumer) and that job settles the delivery: handled, or dead-lettered
+    with its bytes unchanged."""
+    annotation = _ANNOTATIONS[which]
+
+    async def handle(value: object) -> None:
+        return None
+
+    # Set at run time: a string annotation could not name this local (postponed evaluation).
+    handle.__annotations__ = {"return": None} if annotation is None else {"value": annotation}
+    proc, _, _ = processor(handle)
+    delivery = RecordingDelivery(message=Message(body=body, content_type=content_type))
+    await run(proc, delivery)
+    assert delivery.settled in ("ack", "dead-letter")
+    if delivery.settled == "dead-letter":
+        assert delivery.dead is not None
+        assert delivery.dead.body == body
+        assert delivery.dead.headers[h.DLQ_REASON]

@@ -4,13 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
+from eventwire.core.message import Delivery
 from eventwire.runtime import lanes
-from eventwire.runtime.lanes import Dispatcher, Job
+from eventwire.runtime.lanes import Dispatcher
 
 from .fakes import RecordingDelivery
+
+
+class Job:
+    """A delivery and the work for it, as the consumer submits them."""
+
+    def __init__(self, delivery: Delivery, run: Callable[[], Awaitable[None]]) -> None:
+        self.delivery = delivery
+        self.run = run
+        self.started = False
+
+    async def step(self, delivery: Delivery, value: Any) -> None:
+        assert delivery is self.delivery
+        self.started = True
+        await self.run()
+
+
+def submit(dispatcher: Dispatcher, key: str | None, job: Job) -> None:
+    dispatcher.submit(key, job.step, job.delivery, None)
 
 
 async def wait_for(predicate: object, deadline: float = 5.0) -> None:
@@ -42,7 +63,7 @@ async def test_per_key_order_with_parallel_keys() -> None:
 
     for n in range(200):
         key = f"k{n % 8}"
-        dispatcher.submit(key, make(key, n))
+        submit(dispatcher, key, make(key, n))
     await wait_for(lambda: sum(map(len, seen.values())) == 200)
     assert all(seq == sorted(seq) for seq in seen.values())
     assert peak == 4  # bounded, and keys did run in parallel
@@ -60,7 +81,7 @@ async def test_unkeyed_jobs_respect_concurrency() -> None:
         await gate.wait()
 
     for _ in range(10):
-        dispatcher.submit(None, Job(RecordingDelivery(), run))
+        submit(dispatcher, None, Job(RecordingDelivery(), run))
     await wait_for(lambda: started == 3)
     for _ in range(10):
         await asyncio.sleep(0)
@@ -89,7 +110,7 @@ async def test_drain_waits_for_running_and_returns_queued() -> None:
     second, d2 = job("second", "k")
     third, d3 = job("third", None)
     for j, key in ((first, "k"), (second, "k"), (third, None)):
-        dispatcher.submit(key, j)
+        submit(dispatcher, key, j)
     await wait_for(lambda: first.started)
     drain = asyncio.create_task(dispatcher.drain(5.0))
     await asyncio.sleep(0)
@@ -114,8 +135,8 @@ async def test_drain_cancels_after_grace_and_nacks() -> None:
             raise
 
     jobs = [Job(d, stuck) for d in deliveries]
-    dispatcher.submit("a", jobs[0])
-    dispatcher.submit(None, jobs[1])
+    submit(dispatcher, "a", jobs[0])
+    submit(dispatcher, None, jobs[1])
     await wait_for(lambda: all(j.started for j in jobs))
     await dispatcher.drain(0.01)
     assert cancelled == [True, True]
@@ -134,8 +155,8 @@ async def test_processing_bug_returns_the_delivery_and_lane_continues() -> None:
     async def fine() -> None:
         await good.ack()
 
-    dispatcher.submit("k", Job(bad, boom))
-    dispatcher.submit("k", Job(good, fine))
+    submit(dispatcher, "k", Job(bad, boom))
+    submit(dispatcher, "k", Job(good, fine))
     await wait_for(lambda: good.settled is not None)
     assert bad.settled == "nack"
     assert bad.nack_delays == [lanes.FAILURE_DELAY], "returned at once, a failure would spin"
@@ -172,10 +193,10 @@ async def test_drain_returns_a_keys_queued_jobs_only_after_its_running_one() -> 
     async def never() -> None:
         raise AssertionError("must not start while draining")
 
-    dispatcher.submit("k", Job(head, slow))
-    dispatcher.submit("k", Job(tail, never))
-    dispatcher.submit(None, Job(other, never))
-    await wait_for(lambda: dispatcher._lanes["k"][0].started)
+    submit(dispatcher, "k", Job(head, slow))
+    submit(dispatcher, "k", Job(tail, never))
+    submit(dispatcher, None, Job(other, never))
+    await wait_for(lambda: dispatcher.running == 1)
     drain = asyncio.create_task(dispatcher.drain(5.0))
     await wait_for(lambda: "nack other" in events)
     release.set()
@@ -200,8 +221,8 @@ async def test_drain_does_not_hang_on_a_handler_that_swallows_cancellation(
                 continue
         ended.append(True)
 
-    dispatcher.submit("k", Job(delivery, stubborn))
-    await wait_for(lambda: dispatcher._lanes["k"][0].started)
+    submit(dispatcher, "k", Job(delivery, stubborn))
+    await wait_for(lambda: dispatcher.running == 1)
     await asyncio.wait_for(dispatcher.drain(0.01), 5.0)
     assert delivery.settled == "nack"
     give_up.set()
@@ -227,10 +248,11 @@ async def test_keyed_jobs_respect_concurrency_and_lanes_are_freed() -> None:
         return Job(RecordingDelivery(key=str(n)), run)
 
     for n in range(500):
-        dispatcher.submit(f"order-{n % 250}", job(n))
+        submit(dispatcher, f"order-{n % 250}", job(n))
     await wait_for(lambda: len(done) == 500)
-    await wait_for(lambda: dispatcher.in_flight == 0 and not dispatcher._tasks)
+    await wait_for(lambda: dispatcher.in_flight == 0 and dispatcher.running == 0)
     assert peak == 3
+    assert len(dispatcher._workers) == 3  # workers are kept, never one task per message
     assert dispatcher._lanes == {}
     by_key: dict[int, list[int]] = {}
     for n in done:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from eventwire.core.message import Message
-from eventwire.observability.logs import bind
 from eventwire.runtime.context import Context
 from eventwire.runtime.publishing import build_message
 
@@ -38,7 +37,6 @@ async def test_ctx_publish_of_a_raw_message_keeps_the_causal_chain() -> None:
         topic="t",
         group="g",
         attempt=1,
-        logger=bind(correlation_id="corr-1"),
         publish=publish,
     )
     raw = Message(body=b"raw", id="out-1", headers={"a": "1"})

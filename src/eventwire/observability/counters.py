@@ -1,16 +1,16 @@
-"""Observability layer: the plain per-subscriber counters the runtime's hot path bumps.
+"""Observability layer: the plain counters of an app, the one place every outcome is counted.
 
 Each (topic, group, handler) gets a ``SubscriberMetrics`` of slot counters and a bucket
 list, bumped with a few integer additions (well under a microsecond per message); nothing
 here imports ``prometheus_client``: ``metrics.MetricsRecorder`` turns them into metric
-families only when someone scrapes.
+families only when someone scrapes, and ``runtime.stats`` sums them into ``AppStats``.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from time import perf_counter
-from typing import Final, Protocol
+from typing import Final
 
 # Seconds; handlers range from sub-millisecond to calls of slow services.
 DURATION_BUCKETS: Final = (
@@ -44,22 +44,12 @@ class Histogram:
         return out
 
 
-class SubscriberObserver(Protocol):
-    """What the runtime reports about one subscriber; each call is one event."""
-
-    def handler_started(self) -> float: ...
-    def handler_finished(self, started: float) -> None: ...
-    def processed(self) -> None: ...
-    def failed(self) -> None: ...
-    def retried(self) -> None: ...
-    def dead_lettered(self, reason: str) -> None: ...
-    def duplicate_suppressed(self) -> None: ...
-
-
 class SubscriberMetrics:
     """Live counters of one (topic, group, handler); updated from one event loop only."""
 
     __slots__ = (
+        "breaker_open",
+        "breaker_opened",
         "dead_letters",
         "duplicates",
         "duration",
@@ -68,6 +58,7 @@ class SubscriberMetrics:
         "handler",
         "in_flight",
         "processed_count",
+        "restarts",
         "retries",
         "topic",
     )
@@ -81,6 +72,10 @@ class SubscriberMetrics:
         self.retries = 0
         self.duplicates = 0
         self.in_flight = 0
+        # Consumer tasks (or their handler workers) that died unexpectedly and were restarted.
+        self.restarts = 0
+        self.breaker_open = 0  # 1 while the subscriber's circuit breaker is open or half-open
+        self.breaker_opened = 0
         self.dead_letters: dict[str, int] = {}
         self.duration = Histogram(DURATION_BUCKETS)
 
@@ -116,28 +111,33 @@ class SubscriberMetrics:
         self.duplicates += 1
 
 
-class NoopSubscriber:
-    """Accepts every event and keeps nothing (``prometheus_client`` is not installed)."""
+class AppCounters:
+    """Every outcome of one app, counted once: per subscriber, and published per topic.
 
-    __slots__ = ()
+    ``App.stats`` sums these and ``/metrics`` renders them, so the two can never disagree.
+    The same ``SubscriberMetrics`` object is handed out across restarts of ``run`` (and of a
+    consumer), so counters only ever grow, as Prometheus expects.
+    """
 
-    def handler_started(self) -> float:
-        return 0.0
+    __slots__ = ("publish_latency", "published", "subscribers")
 
-    def handler_finished(self, started: float) -> None:
-        return None
+    def __init__(self) -> None:
+        self.subscribers: dict[tuple[str, str | None, str], SubscriberMetrics] = {}
+        self.published: dict[str, int] = {}
+        self.publish_latency: dict[str, Histogram] = {}
 
-    def processed(self) -> None:
-        return None
+    def subscriber(self, topic: str, group: str | None, handler: str) -> SubscriberMetrics:
+        """The counters of ``(topic, group, handler)``, created on first use."""
+        key = (topic, group, handler)
+        found = self.subscribers.get(key)
+        if found is None:
+            found = self.subscribers[key] = SubscriberMetrics(topic, group, handler)
+        return found
 
-    def failed(self) -> None:
-        return None
-
-    def retried(self) -> None:
-        return None
-
-    def dead_lettered(self, reason: str) -> None:
-        return None
-
-    def duplicate_suppressed(self) -> None:
-        return None
+    def record_published(self, topic: str, count: int, seconds: float) -> None:
+        """``count`` messages confirmed by one broker call that took ``seconds``."""
+        self.published[topic] = self.published.get(topic, 0) + count
+        latency = self.publish_latency.get(topic)
+        if latency is None:
+            latency = self.publish_latency[topic] = Histogram(PUBLISH_BUCKETS)
+        latency.observe(seconds)

@@ -5,7 +5,7 @@ The hot path never touches ``prometheus_client``: it bumps the plain counters of
 someone scrapes, so recording costs well under a microsecond per message and the registry is
 private to its app (tests and several apps in one process never collide).
 ``prometheus_client`` (the ``metrics`` extra) is imported lazily, at the first scrape;
-without it ``new_recorder()`` returns a ``NoopRecorder`` and the runtime works the same,
+without it ``new_recorder(counters)`` returns a ``NoopRecorder`` and the runtime works the same,
 minus ``/metrics``.
 """
 
@@ -15,13 +15,7 @@ import importlib.util
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final, Protocol
 
-from eventwire.observability.counters import (
-    PUBLISH_BUCKETS,
-    Histogram,
-    NoopSubscriber,
-    SubscriberMetrics,
-    SubscriberObserver,
-)
+from eventwire.observability.counters import AppCounters, SubscriberMetrics
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -34,26 +28,18 @@ METRICS_EXTRA_HINT: Final = "pip install 'eventwire[metrics]'"
 
 
 class Recorder(Protocol):
-    """An app's metrics: observers for the runtime, and the text ``/metrics`` serves."""
+    """An app's metrics: the text ``/metrics`` serves, rendered from the app's counters."""
 
     @property
     def enabled(self) -> bool: ...
-    def subscriber(self, topic: str, group: str | None, handler: str) -> SubscriberObserver: ...
-    def published(self, topic: str, count: int, seconds: float) -> None: ...
     def exposition(self) -> tuple[bytes, str]: ...
 
 
 class NoopRecorder:
-    """The recorder used when ``prometheus_client`` is missing: records nothing."""
+    """The recorder used when ``prometheus_client`` is missing: renders nothing (the app's
+    counters still count, for ``App.stats``)."""
 
     enabled = False
-    _NOOP: Final = NoopSubscriber()
-
-    def subscriber(self, topic: str, group: str | None, handler: str) -> SubscriberObserver:
-        return self._NOOP
-
-    def published(self, topic: str, count: int, seconds: float) -> None:
-        return None
 
     def exposition(self) -> tuple[bytes, str]:
         text = f"# metrics are off: prometheus_client is not installed ({METRICS_EXTRA_HINT})\n"
@@ -61,32 +47,14 @@ class NoopRecorder:
 
 
 class MetricsRecorder:
-    """Metrics of one app, in a registry of its own (``registry``), scraped on demand."""
+    """Metrics of one app's ``counters``, in a registry of its own (``registry``), rendered
+    only when scraped."""
 
     enabled = True
 
-    def __init__(self) -> None:
-        self._subscribers: dict[tuple[str, str | None, str], SubscriberMetrics] = {}
-        self._published: dict[str, int] = {}
-        self._publish_latency: dict[str, Histogram] = {}
+    def __init__(self, counters: AppCounters | None = None) -> None:
+        self.counters = counters if counters is not None else AppCounters()
         self._registry: CollectorRegistry | None = None
-
-    def subscriber(self, topic: str, group: str | None, handler: str) -> SubscriberMetrics:
-        """The counters of ``(topic, group, handler)``; the same object across restarts of
-        ``run`` so counters only ever grow, as Prometheus expects."""
-        key = (topic, group, handler)
-        found = self._subscribers.get(key)
-        if found is None:
-            found = self._subscribers[key] = SubscriberMetrics(topic, group, handler)
-        return found
-
-    def published(self, topic: str, count: int, seconds: float) -> None:
-        """``count`` messages confirmed by one publish call that took ``seconds``."""
-        self._published[topic] = self._published.get(topic, 0) + count
-        latency = self._publish_latency.get(topic)
-        if latency is None:
-            latency = self._publish_latency[topic] = Histogram(PUBLISH_BUCKETS)
-        latency.observe(seconds)
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -121,7 +89,8 @@ class MetricsRecorder:
         )
 
         names = ["topic", "group", "handler"]
-        subs = list(self._subscribers.values())
+        counts = self.counters
+        subs = list(counts.subscribers.values())
         counters: list[tuple[str, str, Callable[[SubscriberMetrics], int]]] = [
             ("processed", "Handler calls that succeeded.", lambda s: s.processed_count),
             ("failed", "Handler calls that raised, whatever happened next.", lambda s: s.failures),
@@ -131,9 +100,20 @@ class MetricsRecorder:
                 "Deliveries acked without calling the handler (idempotency).",
                 lambda s: s.duplicates,
             ),
+            (
+                "eventwire_consumer_restarts",
+                "Consumer tasks or handler workers that died unexpectedly and were restarted.",
+                lambda s: s.restarts,
+            ),
+            (
+                "eventwire_breaker_opened",
+                "Times the subscriber's circuit breaker opened (consumption paused).",
+                lambda s: s.breaker_opened,
+            ),
         ]
         for name, doc, value in counters:
-            family = CounterMetricFamily(f"eventwire_messages_{name}", doc, labels=names)
+            full = name if name.startswith("eventwire_") else f"eventwire_messages_{name}"
+            family = CounterMetricFamily(full, doc, labels=names)
             for sub in subs:
                 family.add_metric(sub.labels, value(sub))
             yield family
@@ -158,6 +138,14 @@ class MetricsRecorder:
         for sub in subs:
             in_flight.add_metric(sub.labels, sub.in_flight)
         yield in_flight
+        breaker = GaugeMetricFamily(
+            "eventwire_breaker_open",
+            "1 while the subscriber's circuit breaker is open or half-open (not consuming).",
+            labels=names,
+        )
+        for sub in subs:
+            breaker.add_metric(sub.labels, sub.breaker_open)
+        yield breaker
         published = CounterMetricFamily(
             "eventwire_messages_published", "Messages the broker confirmed.", labels=["topic"]
         )
@@ -166,9 +154,9 @@ class MetricsRecorder:
             "Publish call duration, until the broker confirmed.",
             labels=["topic"],
         )
-        for topic, count in sorted(self._published.items()):
+        for topic, count in sorted(counts.published.items()):
             published.add_metric([topic], count)
-            hist = self._publish_latency[topic]
+            hist = counts.publish_latency[topic]
             latency.add_metric([topic], hist.cumulative(), hist.total)
         yield published
         yield latency
@@ -192,6 +180,7 @@ def metrics_available() -> bool:
         return False
 
 
-def new_recorder() -> MetricsRecorder | NoopRecorder:
-    """A recorder for a new app: real when the ``metrics`` extra is installed, else no-op."""
-    return MetricsRecorder() if metrics_available() else NoopRecorder()
+def new_recorder(counters: AppCounters) -> MetricsRecorder | NoopRecorder:
+    """A recorder of an app's ``counters``: real when the ``metrics`` extra is installed,
+    else one that renders nothing."""
+    return MetricsRecorder(counters) if metrics_available() else NoopRecorder()

@@ -12,18 +12,21 @@ from eventwire.core.contract import Broker, Health
 from eventwire.core.errors import ClosedError, ConfigurationError
 from eventwire.core.message import Message
 from eventwire.core.url import BrokerURL
+from eventwire.observability.counters import AppCounters
 from eventwire.observability.http import DEFAULT_HOST, OpsServer
 from eventwire.observability.logs import get_logger
 from eventwire.observability.metrics import MetricsRecorder, NoopRecorder, new_recorder
+from eventwire.reliability.circuit_breaker import BreakerPolicy
 from eventwire.reliability.dead_letter import FailureLog
 from eventwire.reliability.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from eventwire.reliability.retry import RetryPolicy
 from eventwire.runtime import serving
 from eventwire.runtime.broker_url import resolve_broker_url
 from eventwire.runtime.handling import Timing
+from eventwire.runtime.loops import LoopName
 from eventwire.runtime.publishing import Publisher
 from eventwire.runtime.shutdown import signals_set
-from eventwire.runtime.stats import AppStats, StatsCounter
+from eventwire.runtime.stats import AppStats
 from eventwire.runtime.subscriber import AckMode, Handler, KeyFn, SubscriberSpec, build_spec
 from eventwire.runtime.supervisor import Services, Supervisor
 
@@ -57,11 +60,12 @@ class App:
         self.idempotency_store: IdempotencyStore = idempotency_store or MemoryIdempotencyStore()
         self._timing = timing or Timing()
         self._specs: list[SubscriberSpec] = []
-        self._stats = StatsCounter()
-        self._metrics = new_recorder()
+        # Every outcome is counted once, here; stats and /metrics both read these counters.
+        self._counters = AppCounters()
+        self._metrics = new_recorder(self._counters)
         self._failures = FailureLog(clock=self._timing.clock)
         self._broker: Broker | None = None
-        self._publisher = Publisher(lambda: self.broker, stats=self._stats, metrics=self._metrics)
+        self._publisher = Publisher(lambda: self.broker, counters=self._counters)
         self._supervisor = Supervisor()
         self._http: OpsServer | None = None
 
@@ -78,8 +82,17 @@ class App:
         ordered_by: str | KeyFn | None = None,
         idempotent: bool = False,
         ack: AckMode = "after",
+        timeout: float | None = None,
+        breaker: BreakerPolicy | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Register ``async def handler(message, ctx)`` for ``topic``; returns it unchanged."""
+        """Register ``async def handler(message, ctx)`` for ``topic``; returns it unchanged.
+
+        ``timeout`` (seconds): a handler call running longer is cancelled and counts as a
+        failed attempt (``HandlerTimeoutError``, reason ``timeout``), retried like any other.
+        ``breaker``: after ``failure_threshold`` handler failures in a row the subscriber
+        stops consuming (no handler call, no fetch, readiness false) and probes with one
+        message every ``open_for`` seconds (doubling) until one succeeds.
+        """
 
         def register(handler: Handler) -> Handler:
             self._specs.append(
@@ -93,6 +106,8 @@ class App:
                     ordered_by=ordered_by,
                     idempotent=idempotent,
                     ack=ack,
+                    timeout=timeout,
+                    breaker=breaker,
                 )
             )
             return handler
@@ -105,7 +120,7 @@ class App:
 
     @property
     def stats(self) -> AppStats:
-        return self._stats.snapshot()
+        return AppStats.of(self._counters)
 
     @property
     def metrics(self) -> MetricsRecorder | NoopRecorder:
@@ -258,12 +273,11 @@ class App:
 
     def _services(self) -> Services:
         return Services(
-            stats=self._stats,
+            counters=self._counters,
             store=self.idempotency_store,
             publish=self._publisher.publish,
             failures=self._failures,
             timing=self._timing,
-            metrics=self._metrics,
         )
 
     def serve(
@@ -273,10 +287,13 @@ class App:
         install_signal_handlers: bool = True,
         http_port: int | None = None,
         http_host: str = DEFAULT_HOST,
+        *,
+        loop: LoopName = "asyncio",
     ) -> int:
         """Run until SIGTERM/SIGINT (``eventwire run``); 0 after a graceful shutdown, 1 if a
         broker or configuration error stopped it (logged, password redacted). ``http_port``
-        serves ``/metrics``, ``/healthz`` and ``/readyz`` meanwhile (see ``run``)."""
+        serves ``/metrics``, ``/healthz`` and ``/readyz`` meanwhile (see ``run``); ``loop``
+        picks the event loop: "asyncio" (the default) or "uvloop" (the ``uvloop`` extra)."""
 
         return serving.serve(
             self,
@@ -285,6 +302,7 @@ class App:
             install_signal_handlers=install_signal_handlers,
             http_port=http_port,
             http_host=http_host,
+            loop=loop,
         )
 
     def __repr__(self) -> str:

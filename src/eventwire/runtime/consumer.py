@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 from eventwire.core.contract import Broker
-from eventwire.core.errors import ClosedError, ConfigurationError, DecodeError
+from eventwire.core.errors import ClosedError, ConfigurationError
 from eventwire.core.message import Delivery
 from eventwire.observability.logs import get_logger
 from eventwire.reliability.retry import RetryPolicy
-from eventwire.runtime.handling import Processor, Timing
-from eventwire.runtime.lanes import FAILURE_DELAY, Dispatcher, Job
+from eventwire.runtime.handling import Processor, Step, Timing
+from eventwire.runtime.lanes import Dispatcher, abandon
+from eventwire.runtime.subscriber import SubscriberSpec
 from eventwire.serialization.registry import RegistryUnavailableError
 
 _log = get_logger("runtime")
@@ -21,7 +23,8 @@ RESUBSCRIBE = RetryPolicy(max_attempts=1, initial_delay=0.1, max_delay=30.0, jit
 
 
 class Consumer:
-    """Subscribes for one ``SubscriberSpec`` and feeds its deliveries to a ``Dispatcher``.
+    """Subscribes for one ``SubscriberSpec`` and feeds its deliveries, each admitted by the
+    ``Processor`` (decoded, keyed, or marked for the dead-letter queue), to a ``Dispatcher``.
 
     The loop races every ``anext`` against ``stopping`` so that a stop request is noticed
     even while the topic is idle; on stop it takes no further delivery, drains the dispatcher
@@ -48,10 +51,18 @@ class Consumer:
         self._shutdown_timeout = shutdown_timeout
         self._resubscribe = resubscribe
         self._timing = timing or Timing()
-        self._dispatcher = Dispatcher(concurrency)
+        self._dispatcher = self._new_dispatcher()
         self._received = False
         self.subscribed = asyncio.Event()
         self.failures = 0  # subscription failures in a row (for logs and tests)
+
+    @property
+    def spec(self) -> SubscriberSpec:
+        return self._spec
+
+    @property
+    def processor(self) -> Processor:
+        return self._processor
 
     async def run(self) -> None:
         """Consume until stopped; a failing subscription is logged and opened again with
@@ -83,7 +94,7 @@ class Consumer:
         spec = self._spec
         prefetch = spec.effective_prefetch(self._concurrency)
         # A drained dispatcher refuses new jobs: every subscription gets a fresh one.
-        self._dispatcher = Dispatcher(self._concurrency)
+        self._dispatcher = self._new_dispatcher()
         async with self._broker.subscribe(spec.topic, group=spec.group, prefetch=prefetch) as it:
             self.subscribed.set()
             _log.info(
@@ -98,6 +109,14 @@ class Consumer:
                 await self._loop(it)
             finally:
                 await self._dispatcher.drain(self._shutdown_timeout)
+
+    def _new_dispatcher(self) -> Dispatcher:
+        counters = self._processor.counters
+
+        def restarted() -> None:
+            counters.restarts += 1
+
+        return Dispatcher(self._concurrency, on_restart=restarted)
 
     async def _loop(self, deliveries: AsyncIterator[Delivery]) -> None:
         # Hot path: await ``anext`` directly (no task and no asyncio.wait per delivery); a
@@ -115,8 +134,16 @@ class Consumer:
                 me.cancel()
 
         watcher = asyncio.ensure_future(watch())
+        admit, submit = self._processor.admit, self._dispatcher.submit
+        gate, dispatcher = self._processor.gate, self._dispatcher
         try:
             while not self._stopping.is_set():
+                if gate is not None and not gate.closed:
+                    # Breaker open: take nothing more while a held delivery can be the probe
+                    # (with none held, take one: it becomes the probe).
+                    await gate.hold_consumer(lambda: dispatcher.in_flight, self._stopping)
+                    if self._stopping.is_set():
+                        return
                 state["waiting"] = True
                 try:
                     delivery = await anext(deliveries)
@@ -130,50 +157,27 @@ class Consumer:
                     state["waiting"] = False
                 self._received = True
                 if self._stopping.is_set():  # arrived together with the stop request
-                    await Job(delivery, _noop).abandon()
+                    await abandon(delivery)
                     return
-                await self._dispatch(delivery)
+                if self._processor.decodes_async:
+                    admitted = await self._admit_waiting(delivery)
+                    if admitted is None:
+                        return  # stopping while the registry was down: it went back
+                    key, step, value = admitted
+                else:
+                    key, step, value = admit(delivery)
+                submit(key, step, delivery, value)
         finally:
             watcher.cancel()
 
-    async def _dispatch(self, delivery: Delivery) -> None:
-        try:
-            if self._processor.decodes_async:
-                value = await self._decode_waiting(delivery)
-            else:
-                value = self._processor.decode(delivery)
-        except _Abandoned:
-            return
-        except DecodeError as exc:
-            try:
-                await self._processor.reject(delivery, exc)
-            except Exception:  # noqa: BLE001 - the consumer must outlive a failing DLQ
-                _log.exception("could not dead-letter message %s", delivery.message.id)
-                # Left unsettled it would hold a prefetch slot for good (enough of them stall
-                # the consumer); returned at once it would spin. Back later, then.
-                await Job(delivery, _noop).abandon(FAILURE_DELAY)
-            return
-        try:
-            key = self._spec.key_of(value, delivery.message)
-        except Exception:  # noqa: BLE001 - a faulty key function must not stop the consumer
-            _log.exception(
-                "ordered_by failed for message %s; using its envelope key", delivery.message.id
-            )
-            key = delivery.message.key or ""
-
-        async def run() -> None:
-            await self._processor.process(delivery, value)
-
-        self._dispatcher.submit(key, Job(delivery, run))
-
-    async def _decode_waiting(self, delivery: Delivery) -> object:
-        """An async (schema codec) decode. While the schema registry is unreachable this
+    async def _admit_waiting(self, delivery: Delivery) -> tuple[str | None, Step, Any] | None:
+        """An async (schema codec) admission. While the schema registry is unreachable this
         consumer holds the delivery, reports not ready and tries again with backoff: an
-        outage is never a dead letter. Stopping meanwhile returns the delivery."""
+        outage is never a dead letter. Stopping meanwhile returns the delivery (None)."""
         failures = 0
         while True:
             try:
-                value = await self._processor.decode_async(delivery)
+                admitted = await self._processor.admit_async(delivery)
             except RegistryUnavailableError as exc:
                 failures += 1
                 self.subscribed.clear()  # /readyz says not ready while decoding is blocked
@@ -187,17 +191,9 @@ class Consumer:
                 )
                 await self._timing.sleep_unless(delay, self._stopping)
                 if self._stopping.is_set():
-                    await Job(delivery, _noop).abandon()
-                    raise _Abandoned from exc
+                    await abandon(delivery)
+                    return None
                 continue
             if failures:
                 self.subscribed.set()
-            return value
-
-
-class _Abandoned(Exception):  # a signal inside _dispatch, never raised out of it
-    """Stopping while waiting for the schema registry: the delivery went back."""
-
-
-async def _noop() -> None:
-    return None
+            return admitted

@@ -8,7 +8,7 @@ from typing import Any, Protocol, TypeVar
 
 from eventwire.core.errors import ConfigurationError, PermanentError
 from eventwire.core.message import Message
-from eventwire.observability.logs import BoundLogger
+from eventwire.observability.logs import BoundLogger, bind, get_logger
 from eventwire.reliability.idempotency import (
     Duplicate,
     IdempotencyStore,
@@ -16,6 +16,7 @@ from eventwire.reliability.idempotency import (
 )
 
 _T = TypeVar("_T")
+_log = get_logger("runtime")
 
 
 class PublishFn(Protocol):
@@ -59,7 +60,7 @@ class Context:
     message's done-mark (see ``reliability.idempotency``).
     """
 
-    __slots__ = ("_completion", "_publish", "attempt", "group", "logger", "message", "topic")
+    __slots__ = ("_completion", "_logger", "_publish", "attempt", "group", "message", "topic")
 
     def __init__(
         self,
@@ -68,17 +69,32 @@ class Context:
         topic: str,
         group: str | None,
         attempt: int,
-        logger: BoundLogger,
         publish: PublishFn,
         completion: Completion | None = None,
+        logger: BoundLogger | None = None,
     ) -> None:
         self.message = message
         self.topic = topic
         self.group = group
         self.attempt = attempt  # 1-based; counts in-place retries and broker redeliveries
-        self.logger = logger
+        self._logger = logger
         self._publish = publish
         self._completion = completion
+
+    @property
+    def logger(self) -> BoundLogger:
+        """A logger bound to this message's correlation id, message id and topic; made on
+        first use (most handlers never log, and binding costs more than the rest of a
+        context)."""
+        if self._logger is None:
+            message = self.message
+            self._logger = bind(
+                _log,
+                correlation_id=message.correlation_id or message.id,
+                message_id=message.id,
+                topic=self.topic,
+            )
+        return self._logger
 
     @property
     def headers(self) -> Mapping[str, str]:

@@ -1,4 +1,12 @@
-"""Runtime layer: what happens to one delivery: decode, dedupe, call, ack / retry / dead-letter.
+"""Runtime layer: what happens to one delivery: admit (decode, ordering key), dedupe, call,
+ack / retry / dead-letter. Every policy of the message path lives here.
+
+``admit`` runs on the consumer loop for each delivery and never raises: bad input (a body
+its decoder refuses, an unsupported content type, a failing ``ordered_by``) becomes a job
+that dead-letters it, so nothing in a message can stop the consumer. The job for a good
+message is the subscriber's *plan*, chosen once when the ``Processor`` is built (plain
+at-least-once, idempotent, or ack-before), so the per-message path makes no decision twice
+and allocates nothing that belongs to the subscription.
 
 Retries: the first choice is the broker's delayed redelivery (``nack(delay=...)``), so no
 task sleeps while holding a message and other members of the group may take the retry.
@@ -14,20 +22,21 @@ import asyncio
 import inspect
 import random
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from time import perf_counter
+from typing import Any, Final, TypeAlias
 
 from eventwire.core import headers as h
-from eventwire.core.errors import DecodeError, PermanentError
+from eventwire.core.errors import DecodeError, EventwireError, PermanentError
 from eventwire.core.message import Delivery
-from eventwire.observability.counters import SubscriberObserver
+from eventwire.observability.counters import SubscriberMetrics
 from eventwire.observability.logs import BoundLogger, bind, get_logger
-from eventwire.observability.metrics import NoopRecorder
 from eventwire.reliability import dead_letter as dl
 from eventwire.reliability.idempotency import IdempotencyStore
+from eventwire.runtime.breaking import BreakerGate
 from eventwire.runtime.context import Completion, Context, PublishFn
-from eventwire.runtime.stats import StatsCounter
 from eventwire.runtime.subscriber import SubscriberSpec
 from eventwire.serialization.registry import RegistryUnavailableError
 
@@ -53,6 +62,25 @@ class Timing:
             stopper.cancel()
 
 
+# What a worker runs for one admitted delivery: ``await step(delivery, value)``.
+Step: TypeAlias = Callable[[Delivery, Any], Awaitable[None]]
+REASON_TIMEOUT = "timeout"
+
+
+class _Stopping(Exception):
+    """What a call held by an open breaker returns when the app starts stopping."""
+
+
+_STOPPING: Final = _Stopping()
+
+
+class HandlerTimeoutError(EventwireError):
+    """The handler ran past its subscriber's ``timeout=`` and was cancelled (a failure:
+    retried like any other, its reason ``timeout``)."""
+
+    reason = REASON_TIMEOUT
+
+
 class Processor:
     """Applies one subscriber's policies to each of its deliveries."""
 
@@ -60,51 +88,87 @@ class Processor:
         self,
         spec: SubscriberSpec,
         *,
-        stats: StatsCounter,
         store: IdempotencyStore,
         publish: PublishFn,
         failures: dl.FailureLog,
         stopping: asyncio.Event,
         in_place_retries: bool,
         timing: Timing,
-        metrics: SubscriberObserver | None = None,
+        counters: SubscriberMetrics | None = None,
     ) -> None:
-        """``metrics`` gets one call next to every ``stats`` update (default: records nothing)."""
+        """``counters``: where this subscriber's outcomes are counted (the app's, for
+        ``App.stats`` and ``/metrics``; default: a private set)."""
         self.spec = spec
-        self._stats = stats
-        self._metrics = metrics or NoopRecorder().subscriber(spec.topic, spec.group, spec.name)
+        self.counters = counters or SubscriberMetrics(spec.topic, spec.group, spec.name)
         self._store = store
         self._publish = publish
         self._failures = failures
         self._stopping = stopping
         self._in_place = in_place_retries or spec.ordered_by is not None
         self._timing = timing
+        self._handler = spec.handler
+        self._decoder = spec.decoder
+        # Schema codecs decode asynchronously (the writer's schema may need a registry call).
+        self.decodes_async = inspect.iscoroutinefunction(spec.decoder)
+        self._max_attempts = spec.retry.max_attempts
         # Broadcast subscribers have no group; their dedupe scope is this app's subscription.
         self._scope = spec.group or f"{spec.topic}#{spec.name}"
         self._completion = Completion(store=store, scope=self._scope, idempotent=spec.idempotent)
-        # Schema codecs decode asynchronously (the writer's schema may need a registry call).
-        self.decodes_async = inspect.iscoroutinefunction(spec.decoder)
+        self.gate = (
+            None
+            if spec.breaker is None
+            else BreakerGate(spec.breaker, counters=self.counters, name=spec.name)
+        )
+        # Through the breaker only when there is one: no extra call per message otherwise.
+        self._invoke = self._call if self.gate is None else self._call_through
+        self._plan: Step
+        if spec.ack == "before":
+            self._plan = self._at_most_once
+        elif spec.idempotent:
+            self._plan = self._idempotent
+        else:
+            self._plan = self._at_least_once
 
-    def decode(self, delivery: Delivery) -> Any:
-        """The handler's first argument; raises ``DecodeError`` / ``ValidationError``."""
+    # -- admission: on the consumer loop, never raises ---------------------------------------
+
+    def admit(self, delivery: Delivery) -> tuple[str | None, Step, Any]:
+        """Decode ``delivery`` and find its ordering key: ``(key, step, value)``, the job to
+        run. Undecodable input gets the step that dead-letters it (``value``: the error)."""
         try:
-            return self.spec.decoder(delivery.message)
-        except DecodeError:
-            raise
-        except Exception as exc:
-            raise DecodeError(f"decoder failed: {type(exc).__name__}: {exc}") from exc
+            value = self._decoder(delivery.message)
+        except DecodeError as exc:
+            return None, self._reject, exc
+        except Exception as exc:  # noqa: BLE001 - a failing decoder is bad input too
+            return None, self._reject, _decoder_failed(exc)
+        return self._keyed(delivery, value)
 
-    async def decode_async(self, delivery: Delivery) -> Any:
-        """``decode`` for an async decoder; ``RegistryUnavailableError`` (transient) is raised
-        as it is, so the consumer waits for the registry instead of dead-lettering."""
+    async def admit_async(self, delivery: Delivery) -> tuple[str | None, Step, Any]:
+        """``admit`` for an async (schema codec) decoder. ``RegistryUnavailableError`` is
+        raised as it is: an outage is transient, the consumer waits it out (never a dead
+        letter)."""
         try:
-            return await self.spec.decoder(delivery.message)
-        except (DecodeError, RegistryUnavailableError):
+            value = await self._decoder(delivery.message)
+        except RegistryUnavailableError:
             raise
-        except Exception as exc:
-            raise DecodeError(f"decoder failed: {type(exc).__name__}: {exc}") from exc
+        except DecodeError as exc:
+            return None, self._reject, exc
+        except Exception as exc:  # noqa: BLE001 - a failing decoder is bad input too
+            return None, self._reject, _decoder_failed(exc)
+        return self._keyed(delivery, value)
 
-    async def reject(self, delivery: Delivery, exc: DecodeError) -> None:
+    def _keyed(self, delivery: Delivery, value: Any) -> tuple[str | None, Step, Any]:
+        if self.spec.ordered_by is None:
+            return None, self._plan, value
+        try:
+            key = self.spec.key_of(value, delivery.message)
+        except Exception:  # noqa: BLE001 - a faulty key function must not stop the consumer
+            _log.exception(
+                "ordered_by failed for message %s; using its envelope key", delivery.message.id
+            )
+            key = delivery.message.key or ""
+        return key, self._plan, value
+
+    async def _reject(self, delivery: Delivery, exc: DecodeError) -> None:
         """Dead-letter an undecodable delivery at once: retrying cannot change its body."""
         now = self._timing.clock()
         failure = dl.Failure(
@@ -112,84 +176,173 @@ class Processor:
         )
         self._logger(delivery).warning("dead-lettering undecodable message: %s", exc.reason)
         await delivery.dead_letter(failure.reason, headers=failure.headers())
-        self._stats.dead_lettered += 1
-        self._metrics.dead_lettered(failure.reason)
+        self.counters.dead_lettered(failure.reason)
 
-    async def process(self, delivery: Delivery, value: Any) -> None:
-        """Run the handler under the subscriber's ack, idempotency and retry policies."""
-        if self.spec.idempotent and await self._is_done(delivery):
+    # -- the plans ------------------------------------------------------------------------
+
+    async def _idempotent(self, delivery: Delivery, value: Any) -> None:
+        if await self._is_done(delivery):
             await delivery.ack()
-            self._stats.duplicates_suppressed += 1
-            self._metrics.duplicate_suppressed()
+            self.counters.duplicates += 1
             return
-        if self.spec.ack == "before":
-            await self._at_most_once(delivery, value)
-        elif delivery.attempt > self.spec.retry.max_attempts:
+        await self._at_least_once(delivery, value)
+
+    async def _at_least_once(self, delivery: Delivery, value: Any) -> None:
+        """Call the handler; ack on success, else retry (delayed nack or in place) or
+        dead-letter once the attempts are used up."""
+        attempt = delivery.attempt
+        if attempt > self._max_attempts:
             # Redelivered past its budget without a recorded failure: the worker holding it
             # died (OOM, SIGKILL). Calling again could kill the next worker too: a crash loop.
-            await self._give_up(delivery, None, dl.REASON_MAX_ATTEMPTS, delivery.attempt)
-        else:
-            await self._with_retries(delivery, value)
-
-    async def _with_retries(self, delivery: Delivery, value: Any) -> None:
-        message_id = delivery.message.id
-        attempt = delivery.attempt
-        while True:
-            try:
-                await self._call(delivery, value, attempt)
-            except PermanentError as exc:
-                self._stats.failed += 1
-                self._metrics.failed()
-                await self._give_up(delivery, exc, dl.REASON_PERMANENT, attempt)
-                return
-            except Exception as exc:  # noqa: BLE001 - any handler failure is retried or dead-lettered
-                self._stats.failed += 1
-                self._metrics.failed()
-                if not self.spec.retry.should_retry(attempt):
-                    await self._give_up(delivery, exc, dl.REASON_MAX_ATTEMPTS, attempt)
-                    return
-                self._failures.record(message_id)
-                delay = self.spec.retry.delay_for(attempt, self._timing.rng)
-                self._stats.retried += 1
-                self._metrics.retried()
-                self._logger(delivery).warning(
-                    "attempt %d failed (%s: %s); retrying in %.3f s",
-                    attempt,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                if not self._in_place:
-                    await delivery.nack(delay=delay)
-                elif await self._backoff(delay):
-                    attempt += 1
-                    continue
-                else:
-                    # Stopping mid-backoff: back at once, not delayed, so that it is ahead of
-                    # its key's later messages, which the shutdown returns right after it.
-                    await delivery.nack()
-                return
-            if self.spec.idempotent:
-                await self._mark_done(delivery)
-            await delivery.ack()
-            self._failures.forget(message_id)
-            self._stats.processed += 1
-            self._metrics.processed()
+            await self._give_up(delivery, None, dl.REASON_MAX_ATTEMPTS, attempt)
             return
-
-    async def _at_most_once(self, delivery: Delivery, value: Any) -> None:
-        await delivery.ack()
-        try:
-            await self._call(delivery, value, delivery.attempt)
-        except Exception as exc:  # noqa: BLE001 - at-most-once: a failure is logged, not retried
-            self._stats.failed += 1
-            self._metrics.failed()
-            self._logger(delivery).exception("handler failed (ack=before, not retried): %s", exc)
+        counters = self.counters
+        invoke = self._invoke
+        while True:
+            error = await invoke(delivery, value, attempt)
+            if error is None:
+                break
+            if error is _STOPPING:
+                await delivery.nack()  # stopping while the breaker held it: back at once
+                return
+            counters.failures += 1
+            if isinstance(error, PermanentError):
+                await self._give_up(delivery, error, dl.REASON_PERMANENT, attempt)
+                return
+            if attempt >= self._max_attempts:
+                await self._give_up(delivery, error, dl.REASON_MAX_ATTEMPTS, attempt)
+                return
+            self._failures.record(delivery.message.id)
+            delay = self.spec.retry.delay_for(attempt, self._timing.rng)
+            counters.retries += 1
+            self._logger(delivery).warning(
+                "attempt %d failed (%s: %s); retrying in %.3f s",
+                attempt,
+                type(error).__name__,
+                error,
+                delay,
+            )
+            if not self._in_place:
+                await delivery.nack(delay=delay)
+            elif await self._backoff(delay):
+                attempt += 1
+                continue
+            else:
+                # Stopping mid-backoff: back at once, not delayed, so that it is ahead of
+                # its key's later messages, which the shutdown returns right after it.
+                await delivery.nack()
             return
         if self.spec.idempotent:
             await self._mark_done(delivery)
-        self._stats.processed += 1
-        self._metrics.processed()
+        await delivery.ack()
+        if attempt > 1:
+            self._failures.forget(delivery.message.id)
+        counters.processed_count += 1
+
+    async def _at_most_once(self, delivery: Delivery, value: Any) -> None:
+        if self.spec.idempotent and await self._is_done(delivery):
+            await delivery.ack()
+            self.counters.duplicates += 1
+            return
+        gate = self.gate
+        if gate is not None and not await gate.enter(self._stopping):
+            await delivery.nack()
+            return
+        await delivery.ack()
+        error = await self._call(delivery, value, delivery.attempt)
+        if gate is not None:
+            gate.leave(error is not None and not isinstance(error, PermanentError))
+        if error is not None:
+            self.counters.failures += 1
+            self._logger(delivery).error(
+                "handler failed (ack=before, not retried): %s", error, exc_info=error
+            )
+            return
+        if self.spec.idempotent:
+            await self._mark_done(delivery)
+        self.counters.processed_count += 1
+
+    # -- the handler call -----------------------------------------------------------------
+
+    async def _call(self, delivery: Delivery, value: Any, attempt: int) -> Exception | None:
+        """Call the handler once, timed and counted: None on success, else what it raised.
+
+        A ``CancelledError`` that is not a cancellation of this task (the handler awaited
+        something cancelled elsewhere) is a failure like any other: let through, it would end
+        the worker with the delivery unsettled.
+        """
+        counters = self.counters
+        spec = self.spec
+        counters.in_flight += 1
+        started = perf_counter()
+        try:
+            if spec.timeout is not None:
+                await self._call_with_timeout(delivery, value, attempt, spec.timeout)
+            elif spec.wants_context:
+                await self._handler(value, self._context(delivery, attempt))
+            else:
+                await self._handler(value)
+        except Exception as exc:  # noqa: BLE001 - any handler failure is retried or dead-lettered
+            return exc
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            failure = RuntimeError(f"handler raised CancelledError: {exc}")
+            failure.__cause__ = exc
+            return failure
+        finally:
+            # SubscriberMetrics.handler_finished inlined: this runs for every handler call.
+            counters.in_flight -= 1
+            elapsed = perf_counter() - started
+            duration = counters.duration
+            duration.counts[bisect_left(duration.bounds, elapsed)] += 1
+            duration.total += elapsed
+        return None
+
+    async def _call_through(self, delivery: Delivery, value: Any, attempt: int) -> Exception | None:
+        """``_call`` once the breaker lets it in (``_STOPPING`` if the app stops first);
+        its verdict goes back to the breaker (a ``PermanentError`` is about the message, not
+        the downstream: it does not count)."""
+        gate = self.gate
+        assert gate is not None
+        if not await gate.enter(self._stopping):
+            return _STOPPING
+        failed: bool | None = None
+        try:
+            error = await self._call(delivery, value, attempt)
+            failed = error is not None and not isinstance(error, PermanentError)
+        finally:
+            gate.leave(failed)
+        return error
+
+    async def _call_with_timeout(
+        self, delivery: Delivery, value: Any, attempt: int, seconds: float
+    ) -> None:
+        try:
+            async with asyncio.timeout(seconds) as scope:
+                if self.spec.wants_context:
+                    await self._handler(value, self._context(delivery, attempt))
+                else:
+                    await self._handler(value)
+        except TimeoutError as exc:
+            if scope.expired():
+                raise HandlerTimeoutError(
+                    f"timeout: the handler ran longer than {seconds:g} s and was cancelled"
+                ) from exc
+            raise
+
+    def _context(self, delivery: Delivery, attempt: int) -> Context:
+        return Context(
+            message=delivery.message,
+            topic=delivery.topic,
+            group=delivery.group,
+            attempt=attempt,
+            publish=self._publish,
+            completion=self._completion,
+        )
+
+    # -- helpers --------------------------------------------------------------------------
 
     async def _is_done(self, delivery: Delivery) -> bool:
         """Whether the store has this message done; a failing store answers "no" (logged):
@@ -208,31 +361,6 @@ class Processor:
             await self._store.mark_done(self._scope, delivery.message.id)
         except Exception:  # noqa: BLE001 - the ack matters more than the dedupe record
             self._logger(delivery).exception("idempotency store failed to record completion")
-
-    async def _call(self, delivery: Delivery, value: Any, attempt: int) -> None:
-        # Timed here, inline: one more coroutine per message would cost more than the metrics.
-        metrics = self._metrics
-        if self.spec.wants_context:
-            ctx = Context(
-                message=delivery.message,
-                topic=delivery.topic,
-                group=delivery.group,
-                attempt=attempt,
-                logger=self._logger(delivery),
-                publish=self._publish,
-                completion=self._completion,
-            )
-            started = metrics.handler_started()
-            try:
-                await self.spec.handler(value, ctx)
-            finally:
-                metrics.handler_finished(started)
-        else:
-            started = metrics.handler_started()
-            try:
-                await self.spec.handler(value)
-            finally:
-                metrics.handler_finished(started)
 
     async def _backoff(self, delay: float) -> bool:
         """Sleep ``delay`` s unless the app starts stopping; True if the full delay passed."""
@@ -262,8 +390,7 @@ class Processor:
             exc,
         )
         await delivery.dead_letter(reason, headers=headers)
-        self._stats.dead_lettered += 1
-        self._metrics.dead_lettered(reason)
+        self.counters.dead_lettered(reason)
 
     def _logger(self, delivery: Delivery) -> BoundLogger:
         message = delivery.message
@@ -273,3 +400,9 @@ class Processor:
             message_id=message.id,
             topic=delivery.topic,
         )
+
+
+def _decoder_failed(exc: Exception) -> DecodeError:
+    error = DecodeError(f"decoder failed: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error

@@ -1,13 +1,20 @@
 """Runtime layer: bounded concurrent dispatch, with per-key lanes that keep order per key.
 
-Every job takes one of ``concurrency`` slots while it runs. Jobs with a key run one at a
-time per key, in submission (delivery) order; different keys run in parallel. A job that
-fails and is retried keeps its lane (the retry happens in place, inside the job), so later
-messages of the same key wait behind it: order survives retries at the cost of head-of-line
-blocking for that one key, and of the slot the retrying job keeps while it backs off.
+``concurrency`` worker tasks (started on the first job, kept for the subscription's life)
+take jobs from one ready queue, so a delivery costs a deque append and, at most, waking an
+idle worker: no task per message. Jobs with a key run one at a time per key, in submission
+(delivery) order; different keys run in parallel. A key's *lane* stands in the ready queue
+(or is held by a worker) exactly while it has jobs; after each of its jobs it goes to the
+back of the queue, so one busy key cannot starve the others. A job that fails and is
+retried keeps its lane (the retry happens in place, inside the job), so later messages of
+the same key wait behind it: order survives retries at the cost of head-of-line blocking for
+that one key, and of the worker the retrying job keeps while it backs off.
+
+A worker that dies anyway (a bug: jobs catch their own failures) is logged, counted in
+``restarts`` and replaced, and its delivery returned, so concurrency never erodes.
 
 On ``drain``: unkeyed jobs that never started are abandoned at once (their deliveries go back
-to the broker), running ones get ``timeout`` seconds to finish, then are cancelled and
+to the broker), running ones get ``grace`` seconds to finish, then are cancelled and
 abandoned too; a key's queued jobs are abandoned only after its running job, in key order.
 Abandoning is ``Delivery.nack()``, a no-op for an already settled delivery.
 """
@@ -18,6 +25,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias
 
 from eventwire.core.message import Delivery
 
@@ -26,91 +34,143 @@ _log = logging.getLogger("eventwire.runtime")
 FAILURE_DELAY = 5.0  # seconds before a delivery whose processing itself failed comes back
 _CANCEL_GRACE = 5.0  # seconds a cancelled handler gets to unwind before shutdown moves on
 
+Step: TypeAlias = Callable[[Delivery, Any], Awaitable[None]]
+# One delivery to process: ``await step(delivery, value)`` must settle it and should not raise.
+Job: TypeAlias = tuple[Step, Delivery, Any]
 
-class Job:
-    """One delivery to process; ``run`` must settle it and should not raise."""
 
-    __slots__ = ("delivery", "run", "started")
-
-    def __init__(self, delivery: Delivery, run: Callable[[], Awaitable[None]]) -> None:
-        self.delivery = delivery
-        self.run = run
-        self.started = False
-
-    async def abandon(self, delay: float | None = None) -> None:
-        """Give the delivery back to the broker unless it is already settled."""
-        try:
-            await self.delivery.nack(delay=delay)
-        except Exception:  # noqa: BLE001 - connection gone: the broker redelivers it anyway
-            _log.warning("could not return %r to the broker", self.delivery, exc_info=True)
+async def abandon(delivery: Delivery, delay: float | None = None) -> None:
+    """Give ``delivery`` back to the broker unless it is already settled."""
+    try:
+        await delivery.nack(delay=delay)
+    except Exception:  # noqa: BLE001 - connection gone: the broker redelivers it anyway
+        _log.warning("could not return %r to the broker", delivery, exc_info=True)
 
 
 class Dispatcher:
     """Runs jobs, at most ``concurrency`` at once, one at a time per key."""
 
-    def __init__(self, concurrency: int) -> None:
-        self._slots = asyncio.Semaphore(concurrency)
+    def __init__(self, concurrency: int, *, on_restart: Callable[[], None] | None = None) -> None:
+        """``on_restart`` is called whenever a dead worker is replaced (for counting)."""
+        self._concurrency = concurrency
+        self._on_restart = on_restart
+        self._ready: deque[Job | str] = deque()  # a str is a key whose lane has its turn
         self._lanes: dict[str, deque[Job]] = {}
-        self._tasks: dict[asyncio.Task[None], Job | None] = {}  # None: a lane task
+        self._idle: deque[asyncio.Future[None]] = deque()
+        self._workers: dict[asyncio.Task[None], Job | str | None] = {}  # what each one runs
+        self._returning: set[asyncio.Task[None]] = set()  # deliveries of workers that died
         self._closing = False
 
     @property
     def in_flight(self) -> int:
         """Jobs submitted and not finished (running or queued)."""
-        return sum(1 for job in self._tasks.values() if job is not None) + sum(
-            len(lane) for lane in self._lanes.values()
-        )
+        unkeyed = sum(1 for unit in self._ready if not isinstance(unit, str))
+        running = sum(1 for unit in self._workers.values() if isinstance(unit, tuple))
+        return unkeyed + running + sum(len(lane) for lane in self._lanes.values())
 
-    def submit(self, key: str | None, job: Job) -> None:
-        """Queue ``job``; never blocks (the subscription's prefetch bounds what is queued)."""
+    @property
+    def running(self) -> int:
+        """Jobs a worker is running now."""
+        return sum(1 for unit in self._workers.values() if unit is not None)
+
+    def submit(self, key: str | None, step: Step, delivery: Delivery, value: Any) -> None:
+        """Queue ``step(delivery, value)``; never blocks (the subscription's prefetch bounds
+        what is queued)."""
         if self._closing:
             raise RuntimeError("dispatcher is draining")
+        job: Job = (step, delivery, value)
         if key is None:
-            self._track(asyncio.create_task(self._run_one(job)), job)
-            return
-        lane = self._lanes.get(key)
-        if lane is not None:
-            lane.append(job)
-            return
-        self._lanes[key] = deque([job])
-        self._track(asyncio.create_task(self._run_lane(key)), None)
-
-    def _track(self, task: asyncio.Task[None], job: Job | None) -> None:
-        self._tasks[task] = job
-        task.add_done_callback(lambda t: self._tasks.pop(t, None))
-
-    async def _run_one(self, job: Job) -> None:
-        async with self._slots:
-            if self._closing:
-                await job.abandon()
+            self._ready.append(job)
+        else:
+            lane = self._lanes.get(key)
+            if lane is not None:  # already queued or running: it will get to this job
+                lane.append(job)
                 return
-            await self._execute(job)
+            self._lanes[key] = deque((job,))
+            self._ready.append(key)
+        if self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+        elif len(self._workers) < self._concurrency:
+            self._start_worker()
 
-    async def _run_lane(self, key: str) -> None:
-        lane = self._lanes[key]
-        try:
-            while lane and not self._closing:
-                async with self._slots:
-                    if self._closing:
-                        break
-                    await self._execute(lane[0])
+    def _start_worker(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._work())
+        self._workers[task] = None
+        task.add_done_callback(self._worker_ended)
+
+    async def _work(self) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        ready, lanes, workers = self._ready, self._lanes, self._workers
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            if not ready:
+                waiter = loop.create_future()
+                self._idle.append(waiter)
+                await waiter
+                continue
+            unit = ready.popleft()
+            workers[me] = unit
+            step, delivery, value = lanes[unit][0] if isinstance(unit, str) else unit
+            # The step is awaited right here, not in a helper: one coroutine less per message.
+            try:
+                await step(delivery, value)
+            except Exception:  # noqa: BLE001 - a processing bug must not kill the worker
+                _log.exception("processing %r failed unexpectedly; returning it", delivery)
+                # Delayed: when settling itself fails (a DLQ refusing the message, say),
+                # returning it at once would spin redelivering it as fast as the broker can.
+                await abandon(delivery, FAILURE_DELAY)
+            except asyncio.CancelledError:
+                if me.cancelling():
+                    raise  # drain cancelling this worker
+                # Raised from inside (the step awaited something cancelled elsewhere).
+                _log.error("processing %r was cancelled from inside; returning it", delivery)
+                await abandon(delivery, FAILURE_DELAY)
+            if isinstance(unit, str):
+                lane = lanes[unit]
                 lane.popleft()
-        finally:
-            # No await between the emptiness check above and this removal, so a concurrent
-            # submit() either lands in this lane before it ends or starts a fresh one.
-            # While draining, a non-empty lane stays so that drain() can return its jobs.
-            if not lane and self._lanes.get(key) is lane:
-                del self._lanes[key]
+                # No await between this emptiness check and the removal, so a concurrent
+                # submit() either lands in this lane before it ends or starts a fresh one.
+                # While draining, a non-empty lane stays so that drain() can return its jobs.
+                if not lane:
+                    del lanes[unit]
+                elif not self._closing:
+                    ready.append(unit)
+            workers[me] = None
 
-    async def _execute(self, job: Job) -> None:
-        job.started = True
-        try:
-            await job.run()
-        except Exception:  # noqa: BLE001 - a processing bug must not kill the lane
-            _log.exception("processing %r failed unexpectedly; returning it", job.delivery)
-            # Delayed: when settling itself fails (a DLQ refusing the message, say), returning
-            # it at once would spin redelivering it as fast as the broker can.
-            await job.abandon(FAILURE_DELAY)
+    def _worker_ended(self, task: asyncio.Task[None]) -> None:
+        unit = self._workers.pop(task, None)
+        error = None if task.cancelled() else task.exception()
+        if error is None or self._closing:
+            return  # drained (drain returns what it held), or cancelled with the loop
+        # Died anyway (an exception that is not an Exception, from a handler or a bug):
+        # return what it held, count it, and replace it so concurrency does not erode.
+        _log.error("a handler worker died; restarting it", exc_info=error)
+        if unit is not None:
+            self._requeue_after_death(unit)
+        if self._on_restart is not None:
+            self._on_restart()
+        self._start_worker()
+
+    def _requeue_after_death(self, unit: Job | str) -> None:
+        if isinstance(unit, str):
+            lane = self._lanes.get(unit)
+            if lane:
+                delivery = lane[0][1]
+                lane.popleft()
+                if lane:
+                    self._ready.append(unit)
+                else:
+                    del self._lanes[unit]
+            else:
+                return
+        else:
+            delivery = unit[1]
+        task = asyncio.get_running_loop().create_task(abandon(delivery, FAILURE_DELAY))
+        self._returning.add(task)
+        task.add_done_callback(self._returning.discard)
 
     async def drain(self, grace: float) -> None:
         """Stop starting jobs, wait up to ``grace`` s for running ones, then cancel them."""
@@ -118,17 +178,23 @@ class Dispatcher:
         # Unkeyed jobs that never started go back at once. Queued jobs of a key stay until the
         # key's running job is settled (or cancelled and returned): returned earlier, another
         # consumer could take them before it and break the key's order.
-        queued = [job for job in self._tasks.values() if job is not None and not job.started]
-        for job in queued:
-            await job.abandon()
-        tasks_jobs = dict(self._tasks)
-        tasks = list(tasks_jobs)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=max(grace, 0.0))
-            if pending:
+        queued = [unit for unit in self._ready if not isinstance(unit, str)]
+        self._ready.clear()
+        while self._idle:  # idle workers wake up, see the flag and end
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+        for _, delivery, _ in queued:
+            await abandon(delivery)
+        busy = {task: unit for task, unit in self._workers.items() if unit is not None}
+        workers = list(self._workers)
+        if workers:
+            _, pending = await asyncio.wait(workers, timeout=max(grace, 0.0))
+            stuck = [task for task in pending if busy.get(task) is not None]
+            if stuck:
                 _log.warning(
                     "%d handler(s) still running after %.1f s: cancelling them",
-                    len(pending),
+                    len(stuck),
                     grace,
                 )
             for task in pending:
@@ -141,16 +207,12 @@ class Dispatcher:
                         "%d handler(s) ignored cancellation: returning their messages anyway",
                         len(stubborn),
                     )
-            for task in pending:
-                if task.done() and not task.cancelled():
-                    task.exception()  # retrieved: _execute logs failures itself
-                cancelled = tasks_jobs.get(task)
-                if cancelled is not None:
-                    queued.append(cancelled)
         # Whatever was cancelled mid-handler (or never reached) goes back to the broker, each
-        # key's jobs in their order.
+        # key's jobs in their order (a key's running job is still first in its lane); for
+        # a job that did finish, returning it is a no-op (its delivery is settled).
+        cancelled = [unit for unit in busy.values() if isinstance(unit, tuple)]
         leftovers = [job for lane in self._lanes.values() for job in lane]
         self._lanes.clear()
-        self._tasks.clear()
-        for job in leftovers + queued:
-            await job.abandon()
+        self._workers.clear()
+        for _, delivery, _ in leftovers + cancelled:
+            await abandon(delivery)

@@ -1,17 +1,22 @@
-"""Runtime layer: builds the ``Message`` an app publishes from a payload, and publishes it."""
+"""Runtime layer: builds the ``Message`` an app publishes from a payload, and publishes it
+(coalescing concurrent calls into batched broker calls)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 from eventwire.core.contract import Broker
+from eventwire.core.errors import MessageError
 from eventwire.core.message import Message, new_message_id
-from eventwire.observability.metrics import Recorder
-from eventwire.runtime.stats import StatsCounter
+from eventwire.observability.counters import AppCounters
 from eventwire.serialization.codec import encode_payload
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 def build_message(
@@ -47,7 +52,8 @@ def build_message(
         body=body,
         id=message_id,
         key=key,
-        headers=dict(headers or {}),
+        # Message copies the caller's headers; an empty frozen one it keeps as it is.
+        headers=dict(headers) if headers else _NO_HEADERS,
         content_type=content_type,
         correlation_id=correlation_id or message_id,
         causation_id=causation_id,
@@ -56,14 +62,23 @@ def build_message(
 
 class Publisher:
     """An app's publishing: build the messages, publish them on the app's broker (looked up
-    on every call: connecting or closing the app swaps it), count them in stats and metrics."""
+    on every call: connecting or closing the app swaps it), count them once in ``counters``.
 
-    def __init__(
-        self, broker: Callable[[], Broker], *, stats: StatsCounter, metrics: Recorder
-    ) -> None:
+    Concurrent ``publish()`` calls to one topic are coalesced (group commit): while one
+    broker call is under way, further calls queue, and the queue goes out as one batched
+    ``broker.publish(topic, *messages)`` (the adapter's pipelined or batched path) when it
+    returns. A lone caller is never delayed: with nothing in flight it publishes at once.
+    Every caller still returns only once its own message is confirmed, and gets its own
+    error: when the broker refuses a batch for one message (a ``MessageError``: too large,
+    a bad header; checked before anything is sent), the batch is sent again message by
+    message, so an invalid one fails only its caller; a broker failure fails every caller of
+    that batch (all of it is then unconfirmed, as with ``publish_batch``).
+    """
+
+    def __init__(self, broker: Callable[[], Broker], *, counters: AppCounters) -> None:
         self._broker = broker
-        self._stats = stats
-        self._metrics = metrics
+        self._counters = counters
+        self._topics: dict[str, _TopicQueue] = {}
 
     async def publish(
         self,
@@ -83,10 +98,19 @@ class Publisher:
             correlation_id=correlation_id,
             causation_id=causation_id,
         )
-        started = time.perf_counter()
-        await self._broker().publish(topic, message)
-        self._stats.published += 1
-        self._metrics.published(topic, 1, time.perf_counter() - started)
+        queue = self._topics.get(topic)
+        if queue is None:
+            # Nothing in flight for this topic: straight to the broker, and whoever comes
+            # meanwhile queues behind this call.
+            queue = self._topics[topic] = _TopicQueue()
+            try:
+                await self._send(topic, (message,))
+            finally:
+                self._next_batch(topic, queue)
+            return message
+        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.waiting.append((message, confirmed))
+        await confirmed
         return message
 
     async def publish_batch(
@@ -99,8 +123,91 @@ class Publisher:
             )
             for p in payloads
         ]
+        await self._send(topic, messages)
+        return messages
+
+    async def _send(self, topic: str, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
         await self._broker().publish(topic, *messages)
-        self._stats.published += len(messages)
-        self._metrics.published(topic, len(messages), time.perf_counter() - started)
-        return messages
+        self._counters.record_published(topic, len(messages), time.perf_counter() - started)
+
+    def _next_batch(self, topic: str, queue: _TopicQueue) -> None:
+        """After a broker call of ``topic``: send what queued meanwhile, or go idle."""
+        if not queue.waiting:
+            del self._topics[topic]
+            return
+        batch = queue.waiting[:MAX_COALESCED]
+        del queue.waiting[:MAX_COALESCED]
+        task = asyncio.get_running_loop().create_task(self._flush(topic, queue, batch))
+        queue.flushing = task  # a strong reference until it ends
+
+    async def _flush(
+        self, topic: str, queue: _TopicQueue, batch: list[tuple[Message, asyncio.Future[None]]]
+    ) -> None:
+        try:
+            await self._deliver(topic, batch)
+        except BaseException:  # cancelled (the loop is closing): so are its callers
+            for _, confirmed in batch:
+                confirmed.cancel()
+            raise
+        finally:
+            queue.flushing = None
+            self._next_batch(topic, queue)
+
+    async def _deliver(self, topic: str, batch: list[tuple[Message, asyncio.Future[None]]]) -> None:
+        """Send ``batch`` in one broker call and settle each caller's future."""
+        try:
+            await self._send(topic, [message for message, _ in batch])
+        except MessageError as exc:
+            if len(batch) > 1:
+                await self._deliver_without_refused(topic, batch)
+            else:
+                _settle(batch, exc)
+        except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
+            _settle(batch, exc)
+        else:
+            _settle(batch, None)
+
+    async def _deliver_without_refused(
+        self, topic: str, batch: list[tuple[Message, asyncio.Future[None]]]
+    ) -> None:
+        """The broker refused the batch for one of its messages (refusals are checked before
+        anything is sent): fail only the callers of invalid ones, send the others again."""
+        limit = self._broker().profile.capabilities.max_body_bytes
+        valid: list[tuple[Message, asyncio.Future[None]]] = []
+        for message, confirmed in batch:
+            try:
+                message.validate(max_body_bytes=limit)
+            except MessageError as exc:
+                _settle([(message, confirmed)], exc)
+            else:
+                valid.append((message, confirmed))
+        if len(valid) < len(batch):
+            if valid:
+                await self._deliver(topic, valid)
+            return
+        for one in batch:  # refused for a reason this check does not see: one at a time
+            await self._deliver(topic, [one])
+
+
+def _settle(batch: list[tuple[Message, asyncio.Future[None]]], error: Exception | None) -> None:
+    for _, confirmed in batch:
+        if confirmed.done():  # a cancelled caller stopped waiting
+            continue
+        if error is None:
+            confirmed.set_result(None)
+        else:
+            confirmed.set_exception(error)
+
+
+MAX_COALESCED = 1_000  # messages per coalesced broker call
+
+
+class _TopicQueue:
+    """The callers of one topic waiting for the broker call under way to return."""
+
+    __slots__ = ("flushing", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[Message, asyncio.Future[None]]] = []
+        self.flushing: asyncio.Task[None] | None = None

@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeAlias
 from eventwire.brokers._support.lifecycle import validate_topic
 from eventwire.core.errors import ConfigurationError
 from eventwire.core.message import Message
+from eventwire.reliability.circuit_breaker import BreakerPolicy
 from eventwire.reliability.retry import RetryPolicy
 from eventwire.serialization.codec import Decoder, decoder_for
 
@@ -34,6 +35,8 @@ class SubscriberSpec:
     ordered_by: str | KeyFn | None = None
     idempotent: bool = False
     ack: AckMode = "after"
+    timeout: float | None = None  # seconds a handler call may run before it is cancelled
+    breaker: BreakerPolicy | None = None  # pause consuming while the downstream fails
 
     @property
     def name(self) -> str:
@@ -71,6 +74,8 @@ def build_spec(
     ordered_by: str | KeyFn | None,
     idempotent: bool,
     ack: AckMode,
+    timeout: float | None = None,
+    breaker: BreakerPolicy | None = None,
 ) -> SubscriberSpec:
     """Check a registration and pick its decoder; ``ConfigurationError`` says what to fix."""
     validate_topic(topic)
@@ -82,6 +87,8 @@ def build_spec(
         raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
     if prefetch is not None and prefetch < 1:
         raise ConfigurationError(f"prefetch must be at least 1, got {prefetch}")
+    if timeout is not None and not timeout > 0:
+        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout}")
     if ack not in ("after", "before"):
         raise ConfigurationError(f"ack must be 'after' or 'before', got {ack!r}")
     params = list(inspect.signature(handler).parameters.values())
@@ -112,4 +119,6 @@ def build_spec(
         ordered_by=ordered_by,
         idempotent=idempotent,
         ack=ack,
+        timeout=timeout,
+        breaker=breaker,
     )

@@ -1,4 +1,11 @@
-"""Runtime layer: runs one ``Consumer`` per subscriber of an app until stopped; readiness."""
+"""Runtime layer: runs one ``Consumer`` per subscriber of an app until stopped; readiness.
+
+A consumer task that dies anyway (its own loop already survives broker failures and bad
+input, so this means a bug or a ``BaseException`` from a handler) is logged, counted in the
+subscriber's ``restarts`` and started again after a backoff, and readiness is false until it
+has subscribed again. A closed broker or a configuration error still stops the app: no
+restart can fix those.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from eventwire.core.contract import Broker
+from eventwire.core.errors import ClosedError, ConfigurationError
+from eventwire.observability.counters import AppCounters
 from eventwire.observability.logs import get_logger
-from eventwire.observability.metrics import Recorder
 from eventwire.reliability.dead_letter import FailureLog
 from eventwire.reliability.idempotency import IdempotencyStore
-from eventwire.runtime.consumer import Consumer
+from eventwire.runtime.consumer import RESUBSCRIBE, Consumer
 from eventwire.runtime.context import PublishFn
 from eventwire.runtime.handling import Processor, Timing
-from eventwire.runtime.stats import StatsCounter
 from eventwire.runtime.subscriber import SubscriberSpec
 
 _log = get_logger("runtime")
@@ -24,12 +31,11 @@ _log = get_logger("runtime")
 class Services:
     """What every subscriber's ``Processor`` of one app shares."""
 
-    stats: StatsCounter
+    counters: AppCounters
     store: IdempotencyStore
     publish: PublishFn
     failures: FailureLog
     timing: Timing
-    metrics: Recorder
 
 
 class Supervisor:
@@ -48,8 +54,11 @@ class Supervisor:
     @property
     def ready(self) -> bool:
         """True while every subscription exists on the broker; false while a consumer is
-        resubscribing after a broker failure."""
-        return self._ready.is_set() and all(c.subscribed.is_set() for c in self._consumers)
+        resubscribing after a broker failure or its circuit breaker is open."""
+        return self._ready.is_set() and all(
+            c.subscribed.is_set() and (c.processor.gate is None or c.processor.gate.closed)
+            for c in self._consumers
+        )
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
@@ -77,14 +86,13 @@ class Supervisor:
             Consumer(
                 Processor(
                     spec,
-                    stats=services.stats,
                     store=services.store,
                     publish=services.publish,
                     failures=services.failures,
                     stopping=stopping,
                     in_place_retries=in_place,
                     timing=services.timing,
-                    metrics=services.metrics.subscriber(spec.topic, spec.group, spec.name),
+                    counters=services.counters.subscriber(spec.topic, spec.group, spec.name),
                 ),
                 broker=broker,
                 concurrency=concurrency or spec.concurrency,
@@ -96,8 +104,7 @@ class Supervisor:
         ]
         self._consumers = consumers
         tasks = [
-            asyncio.create_task(c.run(), name=f"eventwire:{spec.topic}:{spec.name}")
-            for c, spec in zip(consumers, specs, strict=True)
+            asyncio.create_task(self._keep_running(c, stopping, services.timing)) for c in consumers
         ]
         stop_wait = asyncio.create_task(stop.wait())
         ready_wait = asyncio.create_task(self._all_subscribed(consumers))
@@ -117,6 +124,48 @@ class Supervisor:
         if errors:
             raise errors[0]
         _log.info("%s stopped gracefully", name)
+
+    async def _keep_running(
+        self, consumer: Consumer, stopping: asyncio.Event, timing: Timing
+    ) -> None:
+        """Run ``consumer`` until stopping; restart it whenever it dies unexpectedly."""
+        spec = consumer.spec
+        deaths = 0
+        while True:
+            task = asyncio.create_task(consumer.run(), name=f"eventwire:{spec.topic}:{spec.name}")
+            try:
+                await task  # cancelling this coroutine cancels the consumer too
+            except (ClosedError, ConfigurationError):
+                raise
+            except asyncio.CancelledError as exc:
+                me = asyncio.current_task()
+                if me is None or me.cancelling():
+                    raise
+                error: BaseException = exc  # the consumer's own task was cancelled from inside
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    raise
+                error = exc
+            else:
+                return  # stopped, or the broker ended the subscription
+            if stopping.is_set():
+                return
+            consumer.subscribed.clear()  # not ready until it is subscribed again
+            consumer.processor.counters.restarts += 1
+            deaths += 1
+            delay = RESUBSCRIBE.delay_for(deaths, timing.rng)
+            _log.error(
+                "consumer of %s (group=%s) died (%s: %s); restarting it in %.2f s",
+                spec.topic,
+                spec.group,
+                type(error).__name__,
+                error,
+                delay,
+                exc_info=error,
+            )
+            await timing.sleep_unless(delay, stopping)
+            if stopping.is_set():
+                return
 
     async def _all_subscribed(self, consumers: list[Consumer]) -> None:
         for consumer in consumers:

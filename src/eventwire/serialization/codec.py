@@ -14,6 +14,14 @@ The decoder is chosen once per handler from its first parameter's annotation:
 Failures raise ``DecodeError`` (the body is not what it claims: bad JSON, bad UTF-8) or its
 subclass ``ValidationError`` (well-formed but not a valid instance); the runtime dead-letters
 both at once with ``reason`` taken from the exception class.
+
+The message's content type is checked first. JSON and typed decoders read JSON
+(``application/json``, ``*/*+json``), text (``text/*``: JSON is text) and bodies whose producer
+named no type (``application/octet-stream``, the envelope default, or none); ``str`` reads the
+same; ``bytes`` and ``Message`` take anything. Any other type (``application/x-pickle``...) is
+refused with ``UnsupportedContentTypeError`` (reason ``unsupported content type``) unless a
+codec was registered for it with ``register_content_type``: then its ``loads`` turns the body
+into the Python value the handler's type is validated from.
 """
 
 from __future__ import annotations
@@ -32,10 +40,61 @@ TEXT_CONTENT_TYPE: Final = "text/plain; charset=utf-8"
 JSON_CONTENT_TYPE: Final = json.JSON_CONTENT_TYPE
 
 Decoder: TypeAlias = Callable[[Message], Any]
+Loads: TypeAlias = Callable[[bytes], Any]
 # What a schema codec's ``decoder_for`` returns; ``inspect.iscoroutinefunction`` tells them apart.
 AsyncDecoder: TypeAlias = Callable[[Message], Awaitable[Any]]
 
 _NO_ANNOTATION: Final = object()
+
+
+class UnsupportedContentTypeError(DecodeError):
+    """The message's content type is one no decoder of its handler (nor a registered codec)
+    can read: decoding it as JSON anyway would hand the handler nonsense."""
+
+    reason = "unsupported content type"
+
+
+# Exact content types seen on nearly every message, answered without parsing.
+_READABLE_FAST: Final = frozenset(
+    {"", DEFAULT_CONTENT_TYPE, JSON_CONTENT_TYPE, "application/json", TEXT_CONTENT_TYPE}
+)
+_CODECS: dict[str, Loads] = {}
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def register_content_type(content_type: str, loads: Loads) -> None:
+    """Let JSON and typed handlers read bodies of ``content_type`` (its parameters ignored):
+    ``loads(body)`` returns the value (dict, list...) the handler's type is validated from."""
+    _CODECS[_media_type(content_type)] = loads
+
+
+def _readable_as_text(content_type: str) -> bool:
+    if content_type in _READABLE_FAST:
+        return True
+    media = _media_type(content_type)
+    return (
+        media in ("", DEFAULT_CONTENT_TYPE, "application/json")
+        or media.endswith("+json")
+        or media.startswith("text/")
+    )
+
+
+def _foreign_loads(message: Message) -> Loads | None:
+    """None when the body is read as JSON text, else the registered codec of its type;
+    ``UnsupportedContentTypeError`` when it has none."""
+    content_type = message.content_type
+    if _readable_as_text(content_type):
+        return None
+    loads = _CODECS.get(_media_type(content_type))
+    if loads is None:
+        raise UnsupportedContentTypeError(
+            f"no codec reads content type {content_type[:100]!r} (register one with "
+            "eventwire.serialization.codec.register_content_type)"
+        )
+    return loads
 
 
 def encode_payload(payload: object) -> tuple[bytes, str]:
@@ -98,6 +157,10 @@ def _decode_bytes(message: Message) -> bytes:
 
 
 def _decode_text(message: Message) -> str:
+    if not _readable_as_text(message.content_type):
+        raise UnsupportedContentTypeError(
+            f"a str handler reads text, not content type {message.content_type[:100]!r}"
+        )
     try:
         return message.body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -105,12 +168,13 @@ def _decode_text(message: Message) -> str:
 
 
 def _decode_json_any(message: Message) -> Any:
-    return json.loads(message.body)
+    loads = _foreign_loads(message)
+    return json.loads(message.body) if loads is None else loads(message.body)
 
 
 def _json_of_type(expected: type) -> Decoder:
     def decode(message: Message) -> Any:
-        value = json.loads(message.body)
+        value = _decode_json_any(message)
         if not isinstance(value, expected):
             raise ValidationError(
                 f"expected a JSON {'object' if expected is dict else 'array'}, "
@@ -138,9 +202,17 @@ _FIXED: Final[tuple[tuple[tuple[object, ...], Decoder], ...]] = (
 
 
 def _model_decoder(model: type[pydantic.BaseModel]) -> Decoder:
+    # The validator itself (what model_validate_json calls): this runs for every message.
+    validate_json = model.__pydantic_validator__.validate_json
+
     def decode(message: Message) -> Any:
         try:
-            return model.model_validate_json(message.body)
+            if message.content_type in _READABLE_FAST:
+                return validate_json(message.body)
+            loads = _foreign_loads(message)
+            if loads is None:
+                return validate_json(message.body)
+            return model.model_validate(loads(message.body))
         except pydantic.ValidationError as exc:
             raise _translate(exc) from exc
 
@@ -154,8 +226,11 @@ def _adapter_decoder(annotation: object) -> Decoder:
         raise ConfigurationError(f"cannot decode messages into {annotation!r}: {exc}") from exc
 
     def decode(message: Message) -> Any:
+        loads = _foreign_loads(message)
         try:
-            return adapter.validate_json(message.body)
+            if loads is None:
+                return adapter.validate_json(message.body)
+            return adapter.validate_python(loads(message.body))
         except pydantic.ValidationError as exc:
             raise _translate(exc) from exc
 
