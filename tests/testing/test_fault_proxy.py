@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator
 
@@ -118,3 +120,66 @@ async def test_upstream_down_means_refused(echo: tuple[str, int]) -> None:
 async def test_wait_for_port_times_out_on_closed_port() -> None:
     with pytest.raises(TimeoutError):
         await wait_for_port("127.0.0.1", free_port(), 0.3)
+
+
+async def _one_shot_upstream(
+    action: str,
+) -> tuple[asyncio.Server, tuple[str, int]]:
+    """An upstream that answers once, then closes (FIN) or resets (RST) the connection."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(2)
+        writer.write(b"ok")
+        await writer.drain()
+        if action == "reset":
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+        else:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, ("127.0.0.1", int(server.sockets[0].getsockname()[1]))
+
+
+@pytest.mark.parametrize("action", ["close", "reset"])
+async def test_upstream_end_reaches_an_idle_client(action: str) -> None:
+    # The half-open bug: an upstream reset left the client side open until the client sent.
+    server, address = await _one_shot_upstream(action)
+    async with server, FaultProxy(*address) as proxy:
+        reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+        writer.write(b"hi")
+        assert await reader.readexactly(2) == b"ok"
+        # The client sends nothing more; the end of the upstream must reach it by itself.
+        with contextlib.suppress(ConnectionError):
+            assert await asyncio.wait_for(reader.read(1), 5) == b""
+        deadline = time.monotonic() + 5
+        while proxy.open_connections:
+            assert time.monotonic() < deadline, "the link outlived both of its sides"
+            await asyncio.sleep(0.01)
+        writer.close()
+
+
+async def test_close_ends_every_client_connection_also_those_still_connecting() -> None:
+    # Handlers still connecting upstream when the proxy closed kept their accepted socket,
+    # which was left to the garbage collector and warned (ResourceWarning) in a later test.
+    upstream = socket.socket()
+    upstream.bind(("127.0.0.1", 0))
+    upstream.listen(0)  # never accepted: once the queue is full, further connects hang
+    clients: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        async with FaultProxy(*upstream.getsockname()) as proxy:
+            for _ in range(5):
+                clients.append(await asyncio.open_connection(proxy.host, proxy.port))  # noqa: PERF401
+            deadline = time.monotonic() + 5
+            while proxy.open_connections + len(proxy._handlers) < 5:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            assert proxy._handlers, "some handlers must still be connecting upstream"
+        for reader, _ in clients:
+            with contextlib.suppress(ConnectionError):
+                assert await asyncio.wait_for(reader.read(1), 5) == b""
+    finally:
+        for _, writer in clients:
+            writer.close()
+        upstream.close()

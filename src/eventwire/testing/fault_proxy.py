@@ -40,6 +40,11 @@ class _Link:
         for writer in (self.client, self.upstream):
             _rst(writer)
 
+    def close(self) -> None:
+        """End both sides cleanly (FIN after what is still buffered)."""
+        for writer in (self.client, self.upstream):
+            writer.close()
+
 
 def _rst(writer: asyncio.StreamWriter) -> None:
     """Close with a TCP RST (SO_LINGER 0), like a crashed peer or a middlebox reset."""
@@ -67,6 +72,7 @@ class FaultProxy:
         self.accepted = 0  # connections accepted since start (reconnects show up here)
         self.cuts = 0
         self._links: set[_Link] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._blackhole = False
         self._refuse = False
@@ -90,6 +96,12 @@ class FaultProxy:
         if server is not None:
             server.close()
         await self.cut()
+        # Handlers still connecting upstream hold an accepted socket of their own: cancel
+        # them and wait, so each one closes it (a socket left to the GC warns in a later test).
+        handlers = list(self._handlers)
+        for handler in handlers:
+            handler.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
         if server is not None:
             with contextlib.suppress(OSError):
                 await server.wait_closed()
@@ -151,25 +163,44 @@ class FaultProxy:
     # -- plumbing ------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._refuse:
-            _rst(writer)
-            return
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        link: _Link | None = None
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            _rst(writer)
-            return
-        self.accepted += 1
-        link = _Link(writer, up_writer, blackholed=self._blackhole)
-        self._links.add(link)
-        link.tasks = [
-            asyncio.create_task(self._pump(link, reader, up_writer)),
-            asyncio.create_task(self._pump(link, up_reader, writer)),
-        ]
-        await asyncio.gather(*link.tasks, return_exceptions=True)
-        if link in self._links:
-            self._links.discard(link)
-            link.abort()
+            if self._refuse:
+                return
+            try:
+                up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+            except OSError:
+                return
+            self.accepted += 1
+            link = _Link(writer, up_writer, blackholed=self._blackhole)
+            self._links.add(link)
+            link.tasks = [
+                asyncio.create_task(self._pump(link, reader, up_writer)),
+                asyncio.create_task(self._pump(link, up_reader, writer)),
+            ]
+            # One direction ending ends the connection: a peer that closed or reset must be
+            # seen by the other side at once, not when that side next sends (half-open).
+            await asyncio.wait(link.tasks, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # Only aclose() cancels a handler. Ending normally matters: asyncio 3.11's stream
+            # server calls task.exception() on its handler and logs the CancelledError.
+            pass
+        finally:
+            self._handlers.discard(handler)
+            if link is None:
+                _rst(writer)
+            else:
+                for task in link.tasks:
+                    task.cancel()
+                await asyncio.gather(*link.tasks, return_exceptions=True)
+                if link in self._links:
+                    self._links.discard(link)
+                    link.close()
+                else:
+                    link.abort()  # cut or reset: idempotent, makes sure both sockets are gone
 
     async def _pump(
         self, link: _Link, source: asyncio.StreamReader, sink: asyncio.StreamWriter
@@ -187,18 +218,21 @@ class FaultProxy:
                 if self._reset_budget is not None:
                     link.moved += len(data)
                     if link.moved > self._reset_budget:
-                        self._links.discard(link)
-                        link.abort()
+                        self._reset(link)
                         return
                 queue.put_nowait((time.monotonic() + self._latency, data))
             queue.put_nowait(None)
-            await writer
+            await writer  # the bytes read before the end still reach the other side
         except OSError:
-            return
+            self._reset(link)  # a reset on one side is a reset on the other
         finally:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, OSError):
                 await writer
+
+    def _reset(self, link: _Link) -> None:
+        self._links.discard(link)
+        link.abort()
 
     async def _drain(
         self,
@@ -214,4 +248,5 @@ class FaultProxy:
             if not link.blackholed:
                 sink.write(data)
                 await sink.drain()
-        sink.write_eof()
+        if sink.can_write_eof():
+            sink.write_eof()
