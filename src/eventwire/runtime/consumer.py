@@ -105,10 +105,13 @@ class Consumer:
                 prefetch,
                 spec.name,
             )
+            counters = self._processor.counters
+            counters.oldest = self._dispatcher.oldest_ages  # what /metrics reads of the lanes
             try:
                 await self._loop(it)
             finally:
                 await self._dispatcher.drain(self._shutdown_timeout)
+                counters.oldest = None
 
     def _new_dispatcher(self) -> Dispatcher:
         counters = self._processor.counters
