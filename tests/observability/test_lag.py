@@ -28,6 +28,14 @@ async def test_lag_is_what_the_group_has_not_acknowledged(kind: str, tmp_path: P
         await publish_consume_stop(worker, 500)
         assert worker.app.stats.processed == 200
         await wait_for_lag(worker.counters, 300)
+        backlog = worker.counters.backlog
+        assert backlog is not None
+        if kind == "kafka":  # per partition, main topic and retry topics
+            assert backlog.unacked is None
+            assert sum(backlog.partitions.values()) == 300
+            assert "0" in backlog.partitions
+        elif kind != "rabbitmq":  # AMQP tells the ready count only
+            assert backlog.unacked is not None
         text = worker.app.metrics.exposition()[0].decode()
         lines = [
             line
