@@ -56,6 +56,6 @@ class JetStreamLagReader:
 
 def open_reader(broker: Broker) -> LagReader | None:
     """A reader for JetStream; None for core NATS (no backlog to read)."""
-    if not isinstance(broker, JetStreamBroker):
+    if broker.profile.name != "nats-jetstream" or not isinstance(broker, JetStreamBroker):
         return None
     return JetStreamLagReader(broker.url, broker.options)

@@ -68,6 +68,7 @@ def _text(value: object) -> str:
 
 def open_reader(broker: Broker) -> LagReader | None:
     """A reader for Redis Streams; None for Redis Pub/Sub (no backlog to read)."""
-    if not isinstance(broker, RedisStreamsBroker):
+    # By profile: the Pub/Sub broker is a subclass of the Streams one.
+    if broker.profile.name != "redis-streams" or not isinstance(broker, RedisStreamsBroker):
         return None
     return RedisLagReader(broker.url, broker.options)
