@@ -13,7 +13,6 @@ Broadcast subscribers (no group) have no backlog on any broker and are not read.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from eventwire.core.errors import ConfigurationError
 from eventwire.core.lag import LagReader
 from eventwire.observability.counters import SubscriberMetrics
 from eventwire.observability.logs import get_logger
+from eventwire.observability.periodic import Periodic
 
 _log = get_logger("observability")
 
@@ -72,7 +72,7 @@ class LagWatch:
         self._reader = reader
         self._subscribers = subscribers
         self._policy = policy or LagPolicy()
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(self.read_once, self._policy.every, "eventwire-lag")
         self._failing: set[tuple[str, str]] = set()
         self.rounds = 0  # completed reading rounds (tests wait on it)
 
@@ -102,21 +102,12 @@ class LagWatch:
                     _log.info("reading the lag of group %s on %s again", sub.group, sub.topic)
         self.rounds += 1
 
-    async def _run(self) -> None:
-        while True:
-            await self.read_once()
-            await asyncio.sleep(self._policy.every)
-
     async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._run(), name="eventwire-lag")
+        self._periodic.start()
         return self
 
     async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._periodic.aclose()
         for sub in self._subscribers():
             sub.backlog = None
         try:

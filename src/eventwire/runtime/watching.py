@@ -12,7 +12,6 @@ at the next check.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -23,6 +22,7 @@ from eventwire.core.errors import ConfigurationError
 from eventwire.observability.counters import SubscriberMetrics
 from eventwire.observability.lag import LagPolicy, LagWatch, open_lag_reader
 from eventwire.observability.logs import get_logger
+from eventwire.observability.periodic import Periodic
 
 _log = get_logger("runtime")
 
@@ -50,7 +50,7 @@ class HealthWatch:
     def __init__(self, broker: Broker, policy: WatchPolicy) -> None:
         self._broker = broker
         self._policy = policy
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(self.check, policy.health_every, "eventwire-health")
         self.healthy = True  # just connected; the first check runs at once
         self.detail = ""
         self.checks = 0
@@ -74,13 +74,8 @@ class HealthWatch:
         self.checks += 1
         return ok
 
-    async def _run(self) -> None:
-        while True:
-            await self.check()
-            await asyncio.sleep(self._policy.health_every)
-
     async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._run(), name="eventwire-health")
+        self._periodic.start()
         return self
 
     async def __aexit__(
@@ -89,11 +84,7 @@ class HealthWatch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._periodic.aclose()
 
 
 async def watch_lag(

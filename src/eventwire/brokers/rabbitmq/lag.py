@@ -9,11 +9,11 @@ never creates the queue: a group that never subscribed answers 404, read as "no 
 
 from __future__ import annotations
 
-import aio_pika
 import aio_pika.abc
 import aiormq.exceptions as amqp
 
 from eventwire.brokers.rabbitmq.broker import RabbitMQBroker
+from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
 from eventwire.brokers.rabbitmq.errors import translate
 from eventwire.brokers.rabbitmq.settings import RabbitMQSettings, group_queue
 from eventwire.core.contract import Broker
@@ -47,18 +47,9 @@ class RabbitMQLagReader:
 
     async def _open_channel(self) -> aio_pika.abc.AbstractChannel:
         if self._conn is None or self._conn.is_closed:
-            s = self._settings
-            self._conn = await aio_pika.connect(
-                host=s.host,
-                port=s.port,
-                login=s.login,
-                password=s.password,
-                virtualhost=s.virtualhost,
-                ssl=s.ssl,
-                timeout=s.connect_timeout,
-                client_properties={"connection_name": "eventwire-lag"},
-                heartbeat=s.heartbeat,
-            )
+            # Dialled the adapter's way (credentials as arguments), without its supervisor:
+            # a failed read just dials again next round.
+            self._conn = await RabbitMQConnection(self._settings, self._where)._dial()
             self._channel = None
         if self._channel is None or self._channel.is_closed:
             self._channel = await self._conn.channel(publisher_confirms=False)
