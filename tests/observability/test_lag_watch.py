@@ -1,6 +1,7 @@
 """Observability tests: ``LagWatch`` with a scripted reader: each group subscriber is read,
 broadcast ones are not, a failed or hung read is counted and drops the stale figure, and it
-is logged once per outage; ``open_lag_reader`` finds no reader for brokers without backlog."""
+is logged once per outage (from the second failure in a row); ``open_lag_reader`` finds no
+reader for brokers without backlog."""
 
 from __future__ import annotations
 
@@ -93,3 +94,16 @@ def test_brokers_without_backlog_have_no_reader(url: str, has_reader: bool) -> N
 def test_policy_refuses_nonsense() -> None:
     with pytest.raises(ConfigurationError, match="every > 0"):
         LagPolicy(every=0)
+
+
+async def test_one_failed_read_is_counted_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    counters = AppCounters()
+    sub = counters.subscriber("t", "g", "h")
+    reader = ScriptedReader([BrokerError("blip"), Backlog(waiting=1)])
+    watch = LagWatch(reader, lambda: [sub], LagPolicy(every=3600))
+    with caplog.at_level(logging.INFO, logger="eventwire.observability"):
+        await watch.read_once()
+        await watch.read_once()
+    assert (sub.lag_read_failures, sub.backlog) == (1, Backlog(waiting=1))
+    assert not caplog.records
+    await watch.aclose()

@@ -5,8 +5,9 @@
 found next to the adapter named by the profile's factory, over a connection of its own) for
 each group subscriber's backlog, one read after the other, each bounded by ``timeout``. The
 figures land in the subscriber's counters, which ``/metrics`` renders; the consume path never
-waits for any of it. A failed read is counted and logged once per outage, and the last
-figure is dropped (a stale lag would look like a healthy one).
+waits for any of it. A failed read is counted at once, logged once per outage (from the
+second failed read in a row), and the last figure is dropped (a stale lag would look like a
+healthy one).
 Broadcast subscribers (no group) have no backlog on any broker and are not read.
 """
 
@@ -27,6 +28,9 @@ from eventwire.observability.logs import get_logger
 from eventwire.observability.periodic import Periodic
 
 _log = get_logger("observability")
+# A single failed read is usually a blip (a Kafka leader moving, a reconnect under way): it is
+# counted at once but logged only when the next read fails too, then once per outage.
+_WARN_AFTER = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,7 +77,7 @@ class LagWatch:
         self._subscribers = subscribers
         self._policy = policy or LagPolicy()
         self._periodic = Periodic(self.read_once, self._policy.every, "eventwire-lag")
-        self._failing: set[tuple[str, str]] = set()
+        self._failing: dict[tuple[str, str], int] = {}  # failed reads in a row
         self.rounds = 0  # completed reading rounds (tests wait on it)
 
     async def read_once(self) -> None:
@@ -88,8 +92,8 @@ class LagWatch:
             except Exception as exc:  # noqa: BLE001 - a failed read never stops the watch
                 sub.backlog = None
                 sub.lag_read_failures += 1
-                if where not in self._failing:
-                    self._failing.add(where)
+                in_a_row = self._failing[where] = self._failing.get(where, 0) + 1
+                if in_a_row == _WARN_AFTER:
                     _log.warning(
                         "cannot read the lag of group %s on %s: %s",
                         sub.group,
@@ -97,8 +101,7 @@ class LagWatch:
                         exc or type(exc).__name__,
                     )
             else:
-                if where in self._failing:
-                    self._failing.discard(where)
+                if self._failing.pop(where, 0) >= _WARN_AFTER:
                     _log.info("reading the lag of group %s on %s again", sub.group, sub.topic)
         self.rounds += 1
 
@@ -111,7 +114,8 @@ class LagWatch:
         for sub in self._subscribers():
             sub.backlog = None
         try:
-            await self._reader.aclose()
+            async with asyncio.timeout(self._policy.timeout):
+                await self._reader.aclose()
         except Exception:  # noqa: BLE001 - closing must not fail the app's shutdown
             _log.warning("closing the lag reader failed", exc_info=True)
 
