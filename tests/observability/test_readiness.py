@@ -42,6 +42,7 @@ async def seconds_until(port: int, status: int, deadline: float) -> float:
         pytest.param(
             5672, "amqp://guest:guest@{host}:{port}/", marks=pytest.mark.rabbitmq, id="rabbitmq"
         ),
+        pytest.param(4222, "nats://{host}:{port}", marks=pytest.mark.nats, id="nats-jetstream"),
     ],
 )
 async def test_readiness_follows_the_broker(upstream: int, url: str) -> None:
