@@ -162,7 +162,7 @@ class App:
         health = self._health
         if health is not None and not health.healthy:
             return f"broker unhealthy: {health.detail}"
-        return "subscriptions not established or a circuit breaker is open"
+        return self._supervisor.not_ready_reason()
 
     def asgi(self) -> ASGIApp:
         """``/metrics``, ``/healthz`` and ``/readyz`` as an ASGI application, to mount in a
