@@ -19,7 +19,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aio_pika
+
 from eventwire import App
+from eventwire.brokers.kafka.broker import KafkaBroker
+from eventwire.brokers.nats.jetstream import JetStreamBroker
+from eventwire.brokers.rabbitmq.broker import RabbitMQBroker
+from eventwire.brokers.redis.streams import RedisStreamsBroker
+from eventwire.core.message import dead_letter_topic
 from eventwire.observability.lag import LagPolicy, open_lag_reader
 from eventwire.runtime.watching import WatchPolicy
 
@@ -69,7 +76,30 @@ async def consume_rate(
                 reads.append((time.perf_counter() - begun) * 1000)
             await reader.aclose()
             read_ms = sorted(reads)[len(reads) // 2]
+        await remove(app, url, topic, group)
     return rate, cpu_us, read_ms
+
+
+async def remove(app: App, url: str, topic: str, group: str) -> None:
+    """Delete the benchmark's topic from a shared broker (its queues, streams, keys)."""
+    broker, dlq = app.broker, dead_letter_topic(topic)
+    if isinstance(broker, KafkaBroker):
+        await broker.delete_topics(broker.created_topics)
+    elif isinstance(broker, RedisStreamsBroker):
+        await broker.client.delete(
+            broker.stream_key(topic), broker.stream_key(dlq), broker.schedule_key(topic, group)
+        )
+    elif isinstance(broker, JetStreamBroker):
+        js = broker.client.jetstream()
+        for name in (topic, dlq):
+            await js.delete_stream(broker.options.stream(name))
+    elif isinstance(broker, RabbitMQBroker):
+        connection = await aio_pika.connect(url)
+        async with connection:
+            channel = await connection.channel()
+            for queue in broker.declared_queues:
+                if topic in queue:
+                    await channel.queue_delete(queue)
 
 
 async def main() -> None:

@@ -117,10 +117,17 @@ async def wait_for_lag(sub: SubscriberMetrics, expected: int, *, deadline: float
 @contextlib.asynccontextmanager
 async def cleaned(kind: str, worker: Worker) -> AsyncIterator[None]:
     """Delete what the test made on a shared broker (topics, queues, streams, keys)."""
+    async with removed(kind, worker.topic, worker.group):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def removed(kind: str, topic: str, group: str = "workers") -> AsyncIterator[None]:
+    """Delete ``topic`` (and ``group``'s queue) from the shared ``kind`` broker afterwards."""
     try:
         yield
     finally:
-        await _clean(kind, worker.topic, worker.group)
+        await _clean(kind, topic, group)
 
 
 async def _clean(kind: str, topic: str, group: str) -> None:

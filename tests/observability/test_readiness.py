@@ -15,6 +15,7 @@ from eventwire.observability.lag import LagPolicy
 from eventwire.runtime.watching import WatchPolicy
 from eventwire.testing.fault_proxy import FaultProxy
 
+from .lag_rig import removed
 from .probes import http_get, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.reconnect, pytest.mark.slow]
@@ -36,17 +37,29 @@ async def seconds_until(port: int, status: int, deadline: float) -> float:
 
 
 @pytest.mark.parametrize(
-    ("upstream", "url"),
+    ("kind", "upstream", "url"),
     [
-        pytest.param(6379, "redis://{host}:{port}/0", marks=pytest.mark.redis, id="redis"),
         pytest.param(
-            5672, "amqp://guest:guest@{host}:{port}/", marks=pytest.mark.rabbitmq, id="rabbitmq"
+            "redis-streams", 6379, "redis://{host}:{port}/0", marks=pytest.mark.redis, id="redis"
         ),
-        pytest.param(4222, "nats://{host}:{port}", marks=pytest.mark.nats, id="nats-jetstream"),
+        pytest.param(
+            "rabbitmq",
+            5672,
+            "amqp://guest:guest@{host}:{port}/",
+            marks=pytest.mark.rabbitmq,
+            id="rabbitmq",
+        ),
+        pytest.param(
+            "nats-jetstream",
+            4222,
+            "nats://{host}:{port}",
+            marks=pytest.mark.nats,
+            id="nats-jetstream",
+        ),
     ],
 )
-async def test_readiness_follows_the_broker(upstream: int, url: str) -> None:
-    async with FaultProxy("127.0.0.1", upstream) as proxy:
+async def test_readiness_follows_the_broker(kind: str, upstream: int, url: str) -> None:
+    async with FaultProxy("127.0.0.1", upstream) as proxy, removed(kind, f"ready.t{proxy.port}"):
         # Default health checks (every 5 s, 5 s timeout); lag read every second.
         watch = WatchPolicy(lag=LagPolicy(every=1.0, timeout=2.0))
         app = App(url.format(host=proxy.host, port=proxy.port), name="ready", watch=watch)

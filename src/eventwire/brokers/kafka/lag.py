@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
+from typing import Final
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
@@ -27,6 +30,8 @@ from eventwire.brokers.kafka.topics import RETRY_INFIX, retry_group, retry_topic
 from eventwire.core.contract import Broker
 from eventwire.core.lag import Backlog, LagReader
 
+_METADATA_TTL: Final = 30.0  # seconds a topic's partition list is reused
+
 
 class KafkaLagReader:
     """Per-group metadata consumers, created on the first read of each group."""
@@ -35,6 +40,7 @@ class KafkaLagReader:
         self._options = options
         self._where = where
         self._consumers: dict[str, Consumer] = {}
+        self._metadata: dict[str, tuple[float, list[TopicPartition]]] = {}
         self._lock = threading.Lock()  # reads run in worker threads
 
     async def read(self, topic: str, group: str) -> Backlog | None:
@@ -53,31 +59,57 @@ class KafkaLagReader:
 
     def _read(self, topic: str, group: str) -> dict[str, int] | None:
         with self._lock:
-            lags = self._topic_lag(topic, group, "")
-            if lags is None:
+            main = self._partitions(group, topic)
+            if not main:
                 return None  # no such topic yet
-            for retry in retry_topics(topic):
-                label = "retry." + retry.removeprefix(topic + RETRY_INFIX) + ":"
-                lags.update(self._topic_lag(retry, retry_group(group), label) or {})
+            retries = [tp for name in retry_topics(topic) for tp in self._partitions(group, name)]
+            lags = self._lags(group, main, lambda tp: str(tp.partition))
+            if retries:
+                prefix = len(topic) + len(RETRY_INFIX)
+
+                def label(tp: TopicPartition) -> str:
+                    return f"retry.{tp.topic[prefix:]}:{tp.partition}"
+
+                lags.update(self._lags(retry_group(group), retries, label))
             return lags
 
-    def _topic_lag(self, topic: str, group: str, label: str) -> dict[str, int] | None:
-        timeout = self._options.socket_timeout
+    def _consumer(self, group: str) -> Consumer:
         consumer = self._consumers.get(group)
         if consumer is None:
             config = self._options.consumer_config(group, from_earliest=True)
             consumer = self._consumers[group] = Consumer(config)
-        described = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if described is None or described.error is not None:
-            return None
-        wanted = [TopicPartition(topic, p) for p in sorted(described.partitions)]
+        return consumer
+
+    def _partitions(self, group: str, topic: str) -> list[TopicPartition]:
+        """``topic``'s partitions (none if it does not exist), from metadata at most
+        ``_METADATA_TTL`` seconds old once found: partitions are rarely added, and reads come
+        every few seconds."""
+        now = time.monotonic()
+        known = self._metadata.get(topic)
+        if known is not None and now - known[0] < _METADATA_TTL:
+            return known[1]
+        consumer = self._consumer(group)
+        described = consumer.list_topics(topic, timeout=self._options.socket_timeout)
+        found = described.topics.get(topic)
+        if found is None or found.error is not None:
+            return []  # not remembered: it may be created any moment
+        partitions = [TopicPartition(topic, p) for p in sorted(found.partitions)]
+        self._metadata[topic] = (now, partitions)
+        return partitions
+
+    def _lags(
+        self, group: str, partitions: list[TopicPartition], label: Callable[[TopicPartition], str]
+    ) -> dict[str, int]:
+        """``group``'s lag on each of ``partitions``: one committed-offsets request for all of
+        them, then each partition's watermarks."""
+        consumer, timeout = self._consumer(group), self._options.socket_timeout
         lags: dict[str, int] = {}
-        for tp in consumer.committed(wanted, timeout=timeout):
+        for tp in consumer.committed(partitions, timeout=timeout):
             low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, tp.partition), timeout=timeout, cached=False
+                TopicPartition(tp.topic, tp.partition), timeout=timeout, cached=False
             )
             start = tp.offset if tp.offset >= 0 else low
-            lags[f"{label}{tp.partition}"] = max(high - start, 0)
+            lags[label(tp)] = max(high - start, 0)
         return lags
 
     async def aclose(self) -> None:
