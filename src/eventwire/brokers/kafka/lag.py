@@ -28,6 +28,7 @@ from eventwire.brokers.kafka.errors import translate
 from eventwire.brokers.kafka.options import KafkaOptions
 from eventwire.brokers.kafka.topics import RETRY_INFIX, retry_group, retry_topics
 from eventwire.core.contract import Broker
+from eventwire.core.errors import ConnectionLostError
 from eventwire.core.lag import Backlog, LagReader
 
 _METADATA_TTL: Final = 30.0  # seconds a topic's partition list is reused
@@ -44,6 +45,13 @@ class KafkaLagReader:
         self._lock = threading.Lock()  # reads run in worker threads
 
     async def read(self, topic: str, group: str) -> Backlog | None:
+        # A read the caller gave up on (timeout) still runs in its thread until librdkafka's
+        # own timeouts end it; starting more behind it would only pile up blocked threads.
+        if self._lock.locked():
+            raise ConnectionLostError(
+                f"reading the lag of {group!r} on {topic!r} on kafka at {self._where}: "
+                "the previous read has not returned yet"
+            )
         try:
             partitions = await asyncio.to_thread(self._read, topic, group)
         except KafkaException as exc:
@@ -113,8 +121,11 @@ class KafkaLagReader:
         return lags
 
     async def aclose(self) -> None:
-        with self._lock:
+        await asyncio.to_thread(self._lock.acquire)  # a read under way finishes first
+        try:
             consumers, self._consumers = list(self._consumers.values()), {}
+        finally:
+            self._lock.release()
         for consumer in consumers:
             await asyncio.to_thread(consumer.close)
 
