@@ -83,14 +83,15 @@ class Context:
 
     @property
     def logger(self) -> BoundLogger:
-        """A logger bound to this message's correlation id, message id and topic; made on
-        first use (most handlers never log, and binding costs more than the rest of a
-        context)."""
+        """A logger bound to this message's correlation, causation and message ids and its
+        topic; made on first use (most handlers never log, and binding costs more than the
+        rest of a context)."""
         if self._logger is None:
             message = self.message
             self._logger = bind(
                 _log,
                 correlation_id=message.correlation_id or message.id,
+                causation_id=message.causation_id,
                 message_id=message.id,
                 topic=self.topic,
             )
