@@ -18,6 +18,7 @@ from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import IO, Any, Literal, TypeAlias
 
+from eventwire.core.message import Message
 from eventwire.observability.tracing import current_trace_ids
 
 LOGGER_NAME = "eventwire"
@@ -78,6 +79,18 @@ def bind(
         bound["message_id"] = message_id
     bound.update(fields)
     return BoundLogger(logger or get_logger(), bound)
+
+
+def bind_message(logger: logging.Logger, message: Message, topic: str) -> BoundLogger:
+    """``logger`` bound to ``message``'s ids (its own id when it has no correlation id: it
+    starts the chain) and ``topic``: how the runtime and ``ctx.logger`` log about a message."""
+    return bind(
+        logger,
+        correlation_id=message.correlation_id or message.id,
+        causation_id=message.causation_id,
+        message_id=message.id,
+        topic=topic,
+    )
 
 
 # Attributes every LogRecord has; anything else on a record came from ``extra`` (bound ids).

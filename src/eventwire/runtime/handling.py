@@ -33,7 +33,7 @@ from eventwire.core.errors import DecodeError, EventwireError, PermanentError
 from eventwire.core.message import Delivery
 from eventwire.observability import tracing
 from eventwire.observability.counters import SubscriberMetrics
-from eventwire.observability.logs import BoundLogger, bind, get_logger
+from eventwire.observability.logs import BoundLogger, bind_message, get_logger
 from eventwire.reliability import dead_letter as dl
 from eventwire.reliability.idempotency import IdempotencyStore
 from eventwire.runtime.breaking import BreakerGate
@@ -418,14 +418,7 @@ class Processor:
         self.counters.dead_lettered(reason)
 
     def _logger(self, delivery: Delivery) -> BoundLogger:
-        message = delivery.message
-        return bind(
-            _log,
-            correlation_id=message.correlation_id or message.id,
-            causation_id=message.causation_id,
-            message_id=message.id,
-            topic=delivery.topic,
-        )
+        return bind_message(_log, delivery.message, delivery.topic)
 
 
 def _decoder_failed(exc: Exception) -> DecodeError:
