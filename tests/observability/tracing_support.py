@@ -13,14 +13,18 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry import baggage, context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from eventwire.brokers.catalog import profile_for
 from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
+from eventwire.core.url import BrokerURL
 from eventwire.observability import tracing
 from eventwire.observability.logs import JsonFormatter
 from eventwire.reliability.retry import RetryPolicy
@@ -29,8 +33,39 @@ from eventwire.runtime.context import Context
 from eventwire.testing.services import service_url
 from runtime.helpers import running, wait_until
 
-BROKERS = ("memory", "rabbitmq", "kafka")
-SYSTEM = {"memory": "memory", "rabbitmq": "rabbitmq", "kafka": "kafka"}
+# Catalog profile -> the shared service it runs on (None: embedded) and its URL scheme.
+PROFILES: dict[str, tuple[str | None, str]] = {
+    "memory": (None, "memory"),
+    "sqlite": (None, "sqlite"),
+    "rabbitmq": ("rabbitmq", "amqp"),
+    "kafka": ("kafka", "kafka"),
+    "redis-streams": ("redis", "redis"),
+    "redis-pubsub": ("redis", "redis+pubsub"),
+    "nats-jetstream": ("nats", "nats"),
+    "nats-core": ("nats", "nats+core"),
+}
+SYSTEM = {
+    "memory": "memory",
+    "sqlite": "sqlite",
+    "rabbitmq": "rabbitmq",
+    "kafka": "kafka",
+    "redis-streams": "redis",
+    "redis-pubsub": "redis",
+    "nats-jetstream": "nats",
+    "nats-core": "nats",
+}
+
+
+def on_profiles(*names: str) -> pytest.MarkDecorator:
+    """Parametrize ``profile`` over ``names``, each marked with the service it needs."""
+    params = []
+    for name in names:
+        service = PROFILES[name][0]
+        marks = [] if service is None else [pytest.mark.integration, getattr(pytest.mark, service)]
+        params.append(pytest.param(name, marks=marks, id=name))
+    return pytest.mark.parametrize("profile", params)
+
+
 FAST_RETRY = RetryPolicy(max_attempts=2, initial_delay=0.05, max_delay=0.05, jitter=0.0)
 
 
@@ -78,23 +113,28 @@ def json_lines(level: int = logging.INFO) -> Iterator[list[dict[str, Any]]]:
         logger.setLevel(old_level)
 
 
-def url_of(broker: str, token: str) -> str:
-    return f"memory://{token}" if broker == "memory" else service_url(broker)
+def url_of(profile: str, token: str, tmp_path: Path) -> str:
+    service, scheme = PROFILES[profile]
+    if service is None:
+        return f"memory://{token}" if scheme == "memory" else f"sqlite:///{tmp_path}/b.db?poll=0.02"
+    return scheme + service_url(service)[service_url(service).index("://") :]
 
 
-def new_token(broker: str) -> str:
-    return f"e2e_trace_{broker}{uuid.uuid4().hex[:8]}"  # the shared-server purge naming rule
+def new_token(profile: str) -> str:
+    # e2e_ and the profile: the shared-server purge naming rule (tests/setup/setup_helpers)
+    return f"e2e_trace_{profile.replace('-', '_')}{uuid.uuid4().hex[:8]}"
 
 
 @asynccontextmanager
-async def cleaned(broker: str, url: str, token: str) -> AsyncIterator[set[str]]:
-    """Run the body, then delete what it created on a shared server: the RabbitMQ queues
-    whose name carries ``token``, and the Kafka topics put in the yielded set."""
+async def cleaned(profile: str, url: str, token: str) -> AsyncIterator[set[str]]:
+    """Run the body, then delete what it created on a shared server: the RabbitMQ queues,
+    Redis keys and JetStream streams whose name carries ``token``, and the Kafka topics put
+    in the yielded set."""
     created: set[str] = set()
     try:
         yield created
     finally:
-        await asyncio.wait_for(_delete(broker, url, token, created), 60)
+        await asyncio.wait_for(_delete(PROFILES[profile][0], url, token, created), 60)
 
 
 @asynccontextmanager
@@ -113,12 +153,17 @@ async def serving(created: set[str], *apps: App) -> AsyncIterator[None]:
                 created.update(getattr(app.broker, "created_topics", ()))
 
 
-async def _delete(broker: str, url: str, token: str, topics: set[str]) -> None:
-    if broker == "rabbitmq":
-        from setup.setup_helpers import purge_rabbitmq, rabbitmq_listed_queues
+async def _delete(service: str | None, url: str, token: str, topics: set[str]) -> None:
+    from setup.setup_helpers import purge_nats, purge_rabbitmq, purge_redis, rabbitmq_listed_queues
 
-        await purge_rabbitmq(url, rabbitmq_listed_queues(re.compile(re.escape(token))))
-    elif broker == "kafka" and topics:
+    match = re.compile(re.escape(token))
+    if service == "rabbitmq":
+        await purge_rabbitmq(url, rabbitmq_listed_queues(match))
+    elif service == "redis":
+        await purge_redis(service_url("redis"), match)
+    elif service == "nats":
+        await purge_nats(service_url("nats"), match)
+    elif service == "kafka" and topics:
         from eventwire.brokers.catalog import open_broker
         from eventwire.brokers.kafka.broker import KafkaBroker
 
@@ -140,6 +185,11 @@ class Chain:
     attempts_in_b: list[int] = field(default_factory=list)
 
 
+def group_of(url: str, name: str) -> str | None:
+    """``name``, or None (broadcast) on a profile without consumer groups."""
+    return name if profile_for(BrokerURL.parse(url)).capabilities.consumer_groups else None
+
+
 async def run_chain(url: str, token: str, created: set[str]) -> Chain:
     """A takes a request (topic 0) and publishes an order (topic 1); B fails its first
     attempt, then bills it and publishes an invoice (topic 2); C handles that. A sets
@@ -149,13 +199,13 @@ async def run_chain(url: str, token: str, created: set[str]) -> Chain:
     a, b, c = (App(url, name=f"{token}-{n}") for n in "abc")
     done = asyncio.Event()
 
-    @a.subscriber(topics[0], group=f"{token}-a")
+    @a.subscriber(topics[0], group=group_of(url, f"{token}-a"))
     async def accept(request: dict[str, Any], ctx: Context) -> None:
         chain.messages.append(ctx.message)
         ctx.logger.info("order accepted")
         await ctx.publish(topics[1], {"order_id": request["order_id"], "amount": 42})
 
-    @b.subscriber(topics[1], group=f"{token}-b", retry=FAST_RETRY)
+    @b.subscriber(topics[1], group=group_of(url, f"{token}-b"), retry=FAST_RETRY)
     async def bill(order: dict[str, Any], ctx: Context) -> None:
         chain.attempts_in_b.append(ctx.attempt)
         if ctx.attempt == 1:
@@ -164,7 +214,7 @@ async def run_chain(url: str, token: str, created: set[str]) -> Chain:
         ctx.logger.info("order billed")
         await ctx.publish(topics[2], {"order_id": order["order_id"], "invoice": "i-1"})
 
-    @c.subscriber(topics[2], group=f"{token}-c")
+    @c.subscriber(topics[2], group=group_of(url, f"{token}-c"))
     async def notify(invoice: dict[str, Any], ctx: Context) -> None:
         chain.messages.append(ctx.message)
         chain.baggage_in_c = baggage.get_baggage("tenant")
@@ -190,7 +240,7 @@ async def run_dead_letter(url: str, token: str, created: set[str], *, in_place: 
 
     @app.subscriber(
         topic,
-        group=f"{token}-pay",
+        group=group_of(url, f"{token}-pay"),
         retry=FAST_RETRY,
         ordered_by="account" if in_place else None,
     )

@@ -188,8 +188,10 @@ class MessageTracer:
 
         return traced
 
-    def retried(self, attempt: int, error: BaseException, delay: float) -> None:
-        """On the current handling span: attempt ``attempt`` failed; retried after ``delay`` s."""
+    def retried(self, attempt: int, error: BaseException, delay: float, *, in_place: bool) -> None:
+        """On the current handling span: attempt ``attempt`` failed; retried after ``delay`` s,
+        ``in_place`` (within this handling, whose outcome is still open) or by redelivery
+        (this handling ends failed)."""
         span = self._trace.get_current_span()
         span.record_exception(error, attributes={"eventwire.delivery.attempt": attempt})
         span.add_event(
@@ -199,8 +201,9 @@ class MessageTracer:
                 "eventwire.retry.delay_s": delay,
             },
         )
-        span.set_attribute("error.type", type(error).__name__)
-        span.set_status(self._error, f"attempt {attempt} failed: {type(error).__name__}")
+        if not in_place:
+            span.set_attribute("error.type", type(error).__name__)
+            span.set_status(self._error, f"attempt {attempt} failed: {type(error).__name__}")
 
     def dead_lettered(
         self, topic: str, reason: str, error: BaseException | None, attempt: int

@@ -225,7 +225,7 @@ class Processor:
             delay = self.spec.retry.delay_for(attempt, self._timing.rng)
             counters.retries += 1
             if self._tracer is not None:
-                self._tracer.retried(attempt, error, delay)
+                self._tracer.retried(attempt, error, delay, in_place=self._in_place)
             self._logger(delivery).warning(
                 "attempt %d failed (%s: %s); retrying in %.3f s",
                 attempt,
