@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -115,11 +116,7 @@ class MessageTracer:
     ) -> Message:
         """``publish(topic, payload, headers=..., **options)`` in a PRODUCER span whose
         context travels in the message headers."""
-        with self._tracer.start_as_current_span(
-            f"publish {topic}",
-            kind=self._trace.SpanKind.PRODUCER,
-            attributes=_destination(messaging_system(profile), topic, "send", "publish"),
-        ) as span:
+        with self._producer_span(topic, profile) as span:
             carrier = self._carrier()
             sent = await publish(
                 topic,
@@ -140,11 +137,7 @@ class MessageTracer:
         **options: Any,
     ) -> list[Message]:
         """``publish_batch`` in one PRODUCER span, its context in every message."""
-        with self._tracer.start_as_current_span(
-            f"publish {topic}",
-            kind=self._trace.SpanKind.PRODUCER,
-            attributes=_destination(messaging_system(profile), topic, "send", "publish"),
-        ) as span:
+        with self._producer_span(topic, profile) as span:
             carrier = self._carrier()
             sent = await publish_batch(
                 topic,
@@ -231,6 +224,13 @@ class MessageTracer:
         span.set_status(self._error, f"handler failed: {type(error).__name__}")
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _producer_span(self, topic: str, profile: str) -> AbstractContextManager[Span]:
+        return self._tracer.start_as_current_span(
+            f"publish {topic}",
+            kind=self._trace.SpanKind.PRODUCER,
+            attributes=_destination(messaging_system(profile), topic, "send", "publish"),
+        )
 
     def _carrier(self) -> dict[str, str]:
         carrier: dict[str, str] = {}
