@@ -208,3 +208,38 @@ async def test_instrument_without_a_provider_follows_the_global_one() -> None:
         assert "traceparent" not in sent.headers  # nothing recorded: no context to inject
     finally:
         tracing.uninstrument()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"traceparent": "garbage"},
+        {"traceparent": "00-" + "0" * 32 + "-" + "0" * 16 + "-01"},  # the invalid all-zero ids
+        {"traceparent": "ff-" + "a" * 32 + "-" + "b" * 16 + "-01", "baggage": "=" * 9000},
+    ],
+    ids=["garbage", "zero-ids", "bad-version-huge-baggage"],
+)
+async def test_a_foreign_trace_header_that_is_not_valid_starts_a_new_trace(
+    headers: dict[str, str],
+) -> None:
+    # A hostile or broken producer's headers never fail the handling: a root span instead.
+    name = token()
+    app = App(f"memory://{name}", name="foreign")
+    seen: list[Message] = []
+
+    @app.subscriber(f"{name}.t", group="g")
+    async def handle(payload: dict[str, Any], ctx: Context) -> None:
+        seen.append(ctx.message)
+
+    with traced() as exporter:
+        async with app, running(app):
+            await app.broker.publish(
+                f"{name}.t",
+                Message(body=b'{"n": 1}', content_type="application/json", headers=headers),
+            )
+            await wait_until(lambda: bool(seen))
+    (handling,) = by_name(exporter.get_finished_spans(), name)["process t"]
+    assert handling.parent is None
+    assert handling.links == ()
+    assert handling.attributes is not None
+    assert handling.attributes["eventwire.settlement"] == "ack"

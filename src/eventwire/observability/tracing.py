@@ -124,7 +124,7 @@ class MessageTracer:
                 headers={**(headers or {}), **carrier},
                 **options,
             )
-            _message_attributes(span, sent)
+            span.set_attributes(_message_attributes(sent))
             return sent
 
     async def traced_publish_batch(
@@ -169,10 +169,13 @@ class MessageTracer:
                 with start_span(
                     name,
                     kind=kind,
-                    attributes={**base, "eventwire.delivery.attempt": delivery.attempt},
+                    attributes={
+                        **base,
+                        **_message_attributes(message),
+                        "eventwire.delivery.attempt": delivery.attempt,
+                    },
                     links=[trace.Link(producer)] if producer.is_valid else None,
                 ) as span:
-                    _message_attributes(span, message)
                     await step(delivery, value)
                     if delivery.settled is not None:
                         span.set_attribute("eventwire.settlement", delivery.settled)
@@ -256,13 +259,16 @@ def _destination(system: str, topic: str, operation_type: str, operation: str) -
     }
 
 
-def _message_attributes(span: Span, message: Message) -> None:
-    span.set_attribute("messaging.message.id", message.id)
+def _message_attributes(message: Message) -> dict[str, str | int]:
+    attributes: dict[str, str | int] = {
+        "messaging.message.id": message.id,
+        "messaging.message.body.size": len(message.body),
+    }
     if message.correlation_id is not None:
-        span.set_attribute("messaging.message.conversation_id", message.correlation_id)
-    span.set_attribute("messaging.message.body.size", len(message.body))
+        attributes["messaging.message.conversation_id"] = message.correlation_id
     if message.key is not None:
-        span.set_attribute("eventwire.message.key", message.key)
+        attributes["eventwire.message.key"] = message.key
+    return attributes
 
 
 def current_trace_ids() -> tuple[str, str] | None:
