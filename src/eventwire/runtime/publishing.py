@@ -124,6 +124,7 @@ class Publisher:
         correlation_id: str | None,
         causation_id: str | None,
     ) -> Message:
+        """``publish`` without tracing: build the message, send it coalesced, once confirmed."""
         message = build_message(
             payload,
             key=key,
@@ -165,6 +166,7 @@ class Publisher:
         key: Callable[[Any], str | None] | None,
         headers: Mapping[str, str] | None,
     ) -> list[Message]:
+        """``publish_batch`` without tracing; ``headers`` (the trace context) on every one."""
         messages = [
             build_message(
                 p,
