@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
+from eventwire.brokers.catalog import open_broker
+from eventwire.core.message import Delivery, Message
 from eventwire.observability.logs import JsonFormatter, bind, formatter_for, get_logger
 from eventwire.reliability.retry import RetryPolicy
+from eventwire.runtime import lanes
 from eventwire.runtime.app import App
 from eventwire.runtime.context import Context
 from runtime.helpers import running, wait_until
@@ -188,3 +191,29 @@ def test_eventwire_run_refuses_an_unknown_log_format_in_one_line() -> None:
     assert done.returncode == 2
     assert "'yaml' is not one of 'text', 'json'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_a_processing_bug_line_carries_the_message_ids(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lanes, "FAILURE_DELAY", 0.0)
+    async with open_broker("memory://logs-bug") as broker:
+        sent = Message(body=b"{}", correlation_id="req-bug", causation_id="m-0")
+        await broker.publish("t", sent)
+        async with broker.subscribe("t", group="g") as deliveries:
+            delivery = await anext(deliveries)
+
+            async def buggy(delivery: Delivery, value: object) -> None:
+                raise RuntimeError("a bug in a step")
+
+            dispatcher = lanes.Dispatcher(1)
+            with caplog.at_level(logging.WARNING, logger="eventwire"):
+                dispatcher.submit(None, buggy, delivery, None)
+                await wait_until(lambda: delivery.settled is not None)
+                await dispatcher.drain(1.0)
+    (record,) = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+    assert (record.correlation_id, record.causation_id, record.message_id) == (  # type: ignore[attr-defined]
+        "req-bug",
+        "m-0",
+        sent.id,
+    )
