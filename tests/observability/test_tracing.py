@@ -243,3 +243,41 @@ async def test_a_foreign_trace_header_that_is_not_valid_starts_a_new_trace(
     assert handling.links == ()
     assert handling.attributes is not None
     assert handling.attributes["eventwire.settlement"] == "ack"
+
+
+async def test_a_foreign_producers_w3c_context_and_tracestate_are_continued() -> None:
+    # A producer that is not eventwire (any W3C-propagating client) sets the headers itself.
+    trace_id, parent_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    name = token()
+    app = App(f"memory://{name}", name="interop")
+    forwarded: list[Message] = []
+
+    @app.subscriber(f"{name}.in", group="g")
+    async def forward(payload: dict[str, Any], ctx: Context) -> None:
+        await ctx.publish(f"{name}.out", payload)
+
+    @app.subscriber(f"{name}.out", group="g")
+    async def land(payload: dict[str, Any], ctx: Context) -> None:
+        forwarded.append(ctx.message)
+
+    headers = {
+        "traceparent": f"00-{trace_id}-{parent_span}-01",
+        "tracestate": "vendor=abc,other=x1",
+        "baggage": "tenant=acme",
+    }
+    with traced() as exporter:
+        async with app, running(app):
+            await app.broker.publish(
+                f"{name}.in",
+                Message(body=b'{"n": 1}', content_type="application/json", headers=headers),
+            )
+            await wait_until(lambda: bool(forwarded))
+    (handling,) = by_name(exporter.get_finished_spans(), name)["process in"]
+    assert handling.parent is not None
+    assert f"{handling.parent.span_id:016x}" == parent_span
+    assert handling.context is not None
+    assert f"{handling.context.trace_id:032x}" == trace_id
+    out = forwarded[0].headers
+    assert out["traceparent"].split("-")[1] == trace_id
+    assert out["tracestate"] == "vendor=abc,other=x1"
+    assert out["baggage"] == "tenant=acme"
