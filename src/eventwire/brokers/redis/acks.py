@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from redis import exceptions as rex
 
-from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
+from eventwire.brokers.redis.connection import TRANSIENT, describe, retry_streak
 from eventwire.brokers.redis.subscription import log
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class AckBatcher:
 
     async def run(self, closed: Callable[[], bool]) -> None:
         """Flush whenever ids are queued, until ``closed()``; failures are retried."""
-        backoff = Backoff(cap=self._broker.options.backoff_cap)
+        backoff = retry_streak(self._broker.options.backoff_cap)
         while not closed():
             await self._wake.wait()
             self._wake.clear()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, cast
 from redis import exceptions as rex
 
 from eventwire.brokers._support.envelope import EnvelopeError
-from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
+from eventwire.brokers.redis.connection import TRANSIENT, describe, retry_streak
 from eventwire.brokers.redis.envelope import from_fields, stream_entries
 from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
 from eventwire.core.message import Message
@@ -45,7 +45,7 @@ class BroadcastSubscription(Subscription):
 
     async def _read_loop(self) -> None:
         client = self._broker.client
-        backoff = Backoff(cap=self._broker.options.backoff_cap)
+        backoff = retry_streak(self._broker.options.backoff_cap)
         block_ms = int(self._broker.options.block * 1000)
         while not self.closed:
             await self.wait_room()

@@ -11,10 +11,11 @@ from redis import exceptions as rex
 
 from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers.redis.acks import AckBatcher
-from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
+from eventwire.brokers.redis.connection import TRANSIENT, describe, retry_streak
 from eventwire.brokers.redis.envelope import as_fields, from_fields
 from eventwire.brokers.redis.pending import PendingWork, consumer_name
 from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
+from eventwire.core.backoff import BackoffStreak
 from eventwire.core.errors import EventwireError
 from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
 
@@ -87,7 +88,7 @@ class GroupSubscription(Subscription):
 
     async def _read_loop(self) -> None:
         client = self._broker.client
-        backoff = Backoff(cap=self._broker.options.backoff_cap)
+        backoff = retry_streak(self._broker.options.backoff_cap)
         while not self.closed:
             await self.wait_room()
             if self.closed:
@@ -130,7 +131,7 @@ class GroupSubscription(Subscription):
         await self._dead_letter_foreign()
         self._replies_lost = False
 
-    async def _on_refusal(self, exc: rex.ResponseError, backoff: Backoff, doing: str) -> None:
+    async def _on_refusal(self, exc: rex.ResponseError, backoff: BackoffStreak, doing: str) -> None:
         """Redis refused a command. NOGROUP: the server lost the group (a restart without
         persistence), so create it again. Anything else is logged loudly and retried after
         a backoff: the loops never give up while the app runs."""
@@ -143,7 +144,7 @@ class GroupSubscription(Subscription):
         )
         await backoff.wait()
 
-    async def _recover(self, backoff: Backoff) -> None:
+    async def _recover(self, backoff: BackoffStreak) -> None:
         try:
             await self.ensure_groups()
         except RECOVERABLE as exc:
@@ -201,7 +202,7 @@ class GroupSubscription(Subscription):
     async def _poll_loop(self) -> None:
         """Move due retries back, reclaim dead members' entries, keep ours alive."""
         broker = self._broker
-        backoff = Backoff(cap=broker.options.backoff_cap)
+        backoff = retry_streak(broker.options.backoff_cap)
         every = broker.options.poll_interval
         maintain_every = max(every, broker.options.claim_idle / 3)
         next_maintain = 0.0
@@ -276,7 +277,7 @@ class GroupSubscription(Subscription):
         """Flush acks, then hand every entry this consumer still holds back to the group."""
         broker = self._broker
         deadline = time.monotonic() + min(5.0, broker.options.publish_timeout)
-        backoff = Backoff(cap=0.5)
+        backoff = retry_streak(0.5)
         while time.monotonic() < deadline:
             try:
                 await self._acks.flush()

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from eventwire.brokers.redis.connection import (
     REDIS_ERRORS,
-    Backoff,
     describe,
     is_transient,
+    retry_streak,
     translate,
 )
 from eventwire.brokers.redis.subscription import log
@@ -109,7 +109,7 @@ class PublishQueue:
             self._queue.clear()
 
     async def _send_forever(self) -> None:
-        backoff = Backoff(cap=self._broker.options.backoff_cap)
+        backoff = retry_streak(self._broker.options.backoff_cap)
         while True:
             await self._wake.wait()
             self._wake.clear()

@@ -14,7 +14,7 @@ from redis import exceptions as rex
 from redis.asyncio.client import Pipeline, PubSub
 
 from eventwire.brokers._support.envelope import EnvelopeError
-from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
+from eventwire.brokers.redis.connection import TRANSIENT, describe, retry_streak
 from eventwire.brokers.redis.envelope import from_payload, to_payload
 from eventwire.brokers.redis.group import GroupSubscription
 from eventwire.brokers.redis.streams import RedisStreamsBroker, _Opening
@@ -127,7 +127,7 @@ class ChannelSubscription(Subscription):
 
     async def _read_loop(self) -> None:
         options = self._broker.options
-        backoff = Backoff(cap=options.backoff_cap)
+        backoff = retry_streak(options.backoff_cap)
         # A quiet Pub/Sub connection may be dead (half-open): PING it when quiet for a while
         # and give up on it when even the PONG does not come back within socket_timeout.
         ping_after = max(options.block, 1.0)
