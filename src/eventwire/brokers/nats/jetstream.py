@@ -45,7 +45,6 @@ from eventwire.core.url import BrokerURL
 
 log = logging.getLogger("eventwire.brokers.nats")
 
-_DLQ = "x-eventwire-dlq-"
 _STREAM_IN_USE = 10058  # "stream name already in use with a different configuration"
 _PERMANENT = (nats.js.errors.BadRequestError, nats.errors.MaxPayloadError)
 # Pauses between publish rounds: 0.1 s doubling up to 1 s, anywhere below that ("full
@@ -299,7 +298,7 @@ class JetStreamBroker(NatsBrokerBase):
             reason = dead.headers.get(h.DLQ_REASON, "dead-letter")
             dead, _ = raw_dead_letter(
                 dead.body,
-                {k: v for k, v in dead.headers.items() if not k.startswith(_DLQ)},
+                {k: v for k, v in dead.headers.items() if not k.startswith(h.DLQ_PREFIX)},
                 why=f"{reason}; the message could not be sent on as it is: {exc}",
                 topic=topic,
                 group=group,
