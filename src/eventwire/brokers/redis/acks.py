@@ -7,9 +7,8 @@ from collections.abc import Callable
 
 from redis import exceptions as rex
 
-from eventwire.brokers.redis.connection import TRANSIENT, describe, retry_streak
+from eventwire.brokers.redis.connection import TRANSIENT, describe, log, retry_streak
 from eventwire.brokers.redis.link import RedisLink
-from eventwire.brokers.redis.subscription import log
 
 
 class AckBatcher:

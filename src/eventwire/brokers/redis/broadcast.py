@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from logging import ERROR
 from typing import cast
 
 from redis import exceptions as rex
 
 from eventwire.brokers._support.envelope import EnvelopeError
-from eventwire.brokers.redis.connection import TRANSIENT, describe, retry_streak
+from eventwire.brokers.redis.connection import TRANSIENT, log, retry_streak
 from eventwire.brokers.redis.envelope import from_fields, stream_entries
 from eventwire.brokers.redis.link import RedisLink
-from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
+from eventwire.brokers.redis.subscription import OnClose, RedisDelivery, Subscription
 from eventwire.core.message import Message
 
 
@@ -24,17 +24,8 @@ class BroadcastSubscription(Subscription):
     by id, so a reconnect resumes exactly where reading stopped (unless trimmed meanwhile).
     """
 
-    def __init__(
-        self,
-        link: RedisLink,
-        topic: str,
-        prefetch: int,
-        *,
-        on_close: Callable[[Subscription], None],
-    ) -> None:
-        super().__init__(topic=topic, group=None, prefetch=prefetch, on_close=on_close)
-        self._link = link
-        self._key = link.stream_key(topic)
+    def __init__(self, link: RedisLink, topic: str, prefetch: int, on_close: OnClose) -> None:
+        super().__init__(link, topic=topic, group=None, prefetch=prefetch, on_close=on_close)
         self._last: bytes | str = "0-0"
         self._timers: set[asyncio.TimerHandle] = set()
 
@@ -64,20 +55,10 @@ class BroadcastSubscription(Subscription):
                 )
                 backoff.reset()
             except rex.ResponseError as exc:  # e.g. the key is not a stream: loud, retried
-                log.error(
-                    "redis refused the read on %r: %s",
-                    self.topic,
-                    describe(exc, self._link.url),
-                )
-                await backoff.wait()
+                await self.back_off(backoff, exc, "redis refused the read on %r: %s", ERROR)
                 continue
             except TRANSIENT as exc:
-                log.warning(
-                    "redis read on %r failed (%s); reconnecting",
-                    self.topic,
-                    describe(exc, self._link.url),
-                )
-                await backoff.wait()
+                await self.back_off(backoff, exc, "redis read on %r failed (%s); reconnecting")
                 continue
             for entry_id, fields in stream_entries(reply):
                 self._last = entry_id

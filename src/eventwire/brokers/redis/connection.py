@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ from eventwire.core.errors import (
 from eventwire.core.url import BrokerURL, redact
 
 T = TypeVar("T")
+log = logging.getLogger("eventwire.brokers.redis")
 HIREDIS: bool = bool(HIREDIS_AVAILABLE)
 
 # Errors after which the same command may succeed once the connection is back.

@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from logging import ERROR
 from typing import Any
 
 from redis import exceptions as rex
 
 from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers.redis.acks import AckBatcher
-from eventwire.brokers.redis.connection import TRANSIENT, describe, retry_streak
+from eventwire.brokers.redis.connection import TRANSIENT, describe, log, retry_streak
 from eventwire.brokers.redis.envelope import as_fields, from_fields
 from eventwire.brokers.redis.link import RedisLink
 from eventwire.brokers.redis.pending import PendingWork, consumer_name
-from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
+from eventwire.brokers.redis.subscription import OnClose, RedisDelivery, Subscription
 from eventwire.core.backoff import BackoffStreak
 from eventwire.core.errors import EventwireError
 from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
@@ -40,18 +40,10 @@ class GroupSubscription(Subscription):
     """
 
     def __init__(
-        self,
-        link: RedisLink,
-        topic: str,
-        group: str,
-        prefetch: int,
-        *,
-        on_close: Callable[[Subscription], None],
+        self, link: RedisLink, topic: str, group: str, prefetch: int, on_close: OnClose
     ) -> None:
-        super().__init__(topic=topic, group=group, prefetch=prefetch, on_close=on_close)
-        self._link = link
+        super().__init__(link, topic=topic, group=group, prefetch=prefetch, on_close=on_close)
         self._group = group
-        self._key = link.stream_key(topic)
         self._consumer = consumer_name()
         self._pel = PendingWork(
             link,
@@ -117,13 +109,8 @@ class GroupSubscription(Subscription):
                 await self._on_refusal(exc, backoff, "read")
                 continue
             except TRANSIENT as exc:
-                log.warning(
-                    "redis read on %r failed (%s); reconnecting",
-                    self.topic,
-                    describe(exc, self._link.url),
-                )
                 self._replies_lost = True
-                await backoff.wait()
+                await self.back_off(backoff, exc, "redis read on %r failed (%s); reconnecting")
                 continue
             self._admit_new(reply)
             if self._foreign:
@@ -145,21 +132,13 @@ class GroupSubscription(Subscription):
             log.warning("redis group %r on %r vanished; re-creating it", self._group, self.topic)
             await self._recover(backoff)
             return
-        log.error(
-            "redis refused the %s on %r: %s", doing, self.topic, describe(exc, self._link.url)
-        )
-        await backoff.wait()
+        await self.back_off(backoff, exc, f"redis refused the {doing} on %r: %s", ERROR)
 
     async def _recover(self, backoff: BackoffStreak) -> None:
         try:
             await self.ensure_groups()
         except RECOVERABLE as exc:
-            log.warning(
-                "redis group re-creation on %r failed: %s",
-                self.topic,
-                describe(exc, self._link.url),
-            )
-            await backoff.wait()
+            await self.back_off(backoff, exc, "redis group re-creation on %r failed: %s")
 
     def _admit_new(self, reply: object) -> None:
         """First deliveries of an XREADGROUP reply: ``stream_entries``, ``_admit`` and

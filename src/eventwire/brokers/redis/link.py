@@ -19,7 +19,7 @@ from redis.commands.core import AsyncScript
 from eventwire.brokers._support.envelope import unreadable
 from eventwire.brokers._support.retention import dropped_unread
 from eventwire.brokers.redis import scripts
-from eventwire.brokers.redis.connection import bounded, retry_until
+from eventwire.brokers.redis.connection import bounded, log, retry_until
 from eventwire.brokers.redis.envelope import (
     F_ID,
     RAW_ENTRY_FORMAT,
@@ -28,7 +28,6 @@ from eventwire.brokers.redis.envelope import (
     to_fields,
 )
 from eventwire.brokers.redis.options import RedisOptions
-from eventwire.brokers.redis.subscription import log
 from eventwire.core.errors import BrokerError
 from eventwire.core.message import Message, dead_letter_topic
 from eventwire.core.url import BrokerURL

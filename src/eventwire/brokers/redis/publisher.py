@@ -15,11 +15,11 @@ from eventwire.brokers.redis.connection import (
     REDIS_ERRORS,
     describe,
     is_transient,
+    log,
     retry_streak,
     translate,
 )
 from eventwire.brokers.redis.link import RedisLink
-from eventwire.brokers.redis.subscription import log
 from eventwire.core.errors import ClosedError, PublishError
 from eventwire.core.message import Message
 

@@ -6,20 +6,21 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from logging import ERROR
 from typing import Any
 
 from redis import exceptions as rex
 from redis.asyncio.client import Pipeline, PubSub
 
 from eventwire.brokers._support.envelope import EnvelopeError
-from eventwire.brokers.redis.connection import TRANSIENT, describe, retry_streak
+from eventwire.brokers.redis.connection import TRANSIENT, log, retry_streak
 from eventwire.brokers.redis.envelope import from_payload, to_payload
 from eventwire.brokers.redis.group import GroupSubscription
 from eventwire.brokers.redis.link import RedisLink
 from eventwire.brokers.redis.streams import RedisStreamsBroker, _Opening
-from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
+from eventwire.brokers.redis.subscription import OnClose, RedisDelivery, Subscription
 from eventwire.core.errors import ClosedError, ConfigurationError, EventwireError
 from eventwire.core.message import (
     DEAD_LETTER_GROUP,
@@ -64,31 +65,22 @@ class RedisPubSubBroker(RedisStreamsBroker):
         if self._closed:
             raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
         if group == DEAD_LETTER_GROUP and topic.endswith(DEAD_LETTER_SUFFIX):
-            dlq = GroupSubscription(self.link, topic, group, prefetch, on_close=self.forget)
+            dlq = GroupSubscription(self.link, topic, group, prefetch, self.forget)
             return _Opening(self, dlq)
         if group is not None:
             raise ConfigurationError(
                 f"redis-pubsub has no consumer groups (asked for {group!r}): subscribe without "
                 "a group to get every message, or use a redis:// (Streams) URL for groups"
             )
-        return _Opening(self, ChannelSubscription(self.link, topic, prefetch, on_close=self.forget))
+        return _Opening(self, ChannelSubscription(self.link, topic, prefetch, self.forget))
 
 
 class ChannelSubscription(Subscription):
     """One SUBSCRIBE on its own connection; re-subscribes after a cut (messages sent
     meanwhile are lost: at-most-once)."""
 
-    def __init__(
-        self,
-        link: RedisLink,
-        topic: str,
-        prefetch: int,
-        *,
-        on_close: Callable[[Subscription], None],
-    ) -> None:
-        super().__init__(topic=topic, group=None, prefetch=prefetch, on_close=on_close)
-        self._link = link
-        self._channel = link.stream_key(topic)
+    def __init__(self, link: RedisLink, topic: str, prefetch: int, on_close: OnClose) -> None:
+        super().__init__(link, topic=topic, group=None, prefetch=prefetch, on_close=on_close)
         self._pubsub: PubSub | None = None
         self._ids = itertools.count(1)
         self._raw: set[asyncio.Task[None]] = set()  # raw dead letters being written
@@ -119,7 +111,7 @@ class ChannelSubscription(Subscription):
         pubsub = self._link.client.pubsub()
         self._pubsub = pubsub
         timeout = self._link.options.socket_timeout
-        await self._link.bounded(pubsub.subscribe(self._channel), timeout)
+        await self._link.bounded(pubsub.subscribe(self._key), timeout)
         while True:
             reply = await pubsub.get_message(timeout=timeout)
             if reply is None:
@@ -162,22 +154,13 @@ class ChannelSubscription(Subscription):
             except rex.ResponseError as exc:
                 # Refused (e.g. an ACL that no longer allows the channel): loud, and retried
                 # with backoff; raising would end this subscriber for good.
-                log.error(
-                    "redis refused the subscription to %r: %s; retrying",
-                    self.topic,
-                    describe(exc, self._link.url),
-                )
                 await self._drop()
-                await backoff.wait()
+                refused = "redis refused the subscription to %r: %s; retrying"
+                await self.back_off(backoff, exc, refused, ERROR)
                 continue
             except TRANSIENT as exc:
-                log.warning(
-                    "redis pubsub on %r failed (%s); re-subscribing",
-                    self.topic,
-                    describe(exc, self._link.url),
-                )
                 await self._drop()
-                await backoff.wait()
+                await self.back_off(backoff, exc, "redis pubsub on %r failed (%s); re-subscribing")
                 continue
             if reply is None:
                 continue

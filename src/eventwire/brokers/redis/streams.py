@@ -98,7 +98,7 @@ class RedisStreamsBroker(BrokerBase):
         sub: Subscription = (
             BroadcastSubscription(self.link, topic, prefetch, on_close=self.forget)
             if group is None
-            else GroupSubscription(self.link, topic, group, prefetch, on_close=self.forget)
+            else GroupSubscription(self.link, topic, group, prefetch, self.forget)
         )
         return _Opening(self, sub)
 

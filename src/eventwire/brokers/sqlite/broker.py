@@ -170,14 +170,8 @@ class SQLiteBroker(BrokerBase):
     ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
         if self.closed:
             raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
-        return SQLiteSubscription(
-            self._worker,
-            connect=self.connect,
-            live=self._subscriptions,
-            topic=topic,
-            group=group,
-            prefetch=prefetch,
-        )
+        live, connect = self._subscriptions, self.connect
+        return SQLiteSubscription(self._worker, topic, group, prefetch, live, connect)
 
     # -- retention ---------------------------------------------------------------------------
 

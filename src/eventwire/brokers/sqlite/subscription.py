@@ -9,7 +9,6 @@ import socket
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from types import TracebackType
 
 from eventwire.brokers.sqlite.store import Claimed, Settle
 from eventwire.brokers.sqlite.worker import StoreWorker
@@ -17,6 +16,10 @@ from eventwire.core.errors import EventwireError
 from eventwire.core.message import Delivery, Message
 
 log = logging.getLogger("eventwire.brokers.sqlite")
+
+# The broker's set of open subscriptions, and its (lazy) connect.
+Live = set["SQLiteSubscription"]
+Connect = Callable[[], Awaitable[None]]
 
 # One claim transaction takes at most this many: short write locks, few bound parameters.
 _MAX_CLAIM = 500
@@ -69,19 +72,17 @@ class SQLiteSubscription:
     on entering and leaves on ``stop`` (the broker stops those still in it when it closes).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - subscribe()'s three values and three links
         self,
         worker: StoreWorker,
-        *,
-        connect: Callable[[], Awaitable[None]],
-        live: set[SQLiteSubscription],
         topic: str,
         group: str | None,
         prefetch: int,
+        live: Live,
+        connect: Connect,
     ) -> None:
         self.worker = worker
-        self._connect = connect
-        self._live = live
+        self._live, self._connect = live, connect
         self.topic = topic
         self.group = group
         self.prefetch = prefetch
@@ -110,12 +111,7 @@ class SQLiteSubscription:
         self._heartbeat = asyncio.create_task(self._beat(), name=f"eventwire-sqlite-{self.topic}")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
     def __aiter__(self) -> SQLiteSubscription:
