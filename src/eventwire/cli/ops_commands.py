@@ -13,6 +13,8 @@ import typer
 
 from eventwire.cli import resolve
 from eventwire.cli.errors import CLIError
+from eventwire.core.errors import ConfigurationError
+from eventwire.runtime.loops import LoopName, loop_factory
 
 BROKER_HELP = (
     f"Broker URL; default ${resolve.BROKER_URL_ENV}, else {resolve.DEFAULT_BROKER_URL} "
@@ -30,6 +32,8 @@ class _Servable(Protocol):
         install_signal_handlers: bool = True,
         http_port: int | None = None,
         http_host: str = ...,
+        *,
+        loop: LoopName = ...,
     ) -> int: ...
 
 
@@ -117,10 +121,19 @@ def run(
             help="Seconds to keep trying a broker that is not up yet (0: try once).",
         ),
     ] = 60.0,
+    loop: Annotated[
+        LoopName,
+        typer.Option(
+            "--loop",
+            envvar="EVENTWIRE_LOOP",
+            help="Event loop: asyncio (the default) or uvloop (the uvloop extra).",
+        ),
+    ] = "asyncio",
 ) -> None:
     """Run an App's subscribers until SIGTERM or Ctrl-C, then shut down gracefully."""
     _configure_logging()
     resolved = resolve.broker_url(broker)
+    _check_loop(loop)
     if http_port:
         _check_bindable(http_host, http_port)
     app = resolve.load_app(target)
@@ -138,8 +151,17 @@ def run(
         install_signal_handlers=True,
         http_port=http_port,
         http_host=http_host,
+        loop=loop,
     )
     raise typer.Exit(code)
+
+
+def _check_loop(loop: str) -> None:
+    # uvloop asked for and not installed: one line before the app is imported or connected.
+    try:
+        loop_factory(loop)
+    except ConfigurationError as exc:
+        raise CLIError(f"--loop {loop}: {exc}") from None
 
 
 def _check_bindable(host: str, port: int) -> None:
