@@ -53,9 +53,7 @@ class RawDriver:
         consuming = await self._conn.channel()
         await consuming.set_qos(prefetch_count=PREFETCH)
         args: Any = group_queue_arguments(self._settings, self._topic, "raw")
-        self._queue = await consuming.declare_queue(
-            self._queue_name, durable=True, arguments=args
-        )
+        self._queue = await consuming.declare_queue(self._queue_name, durable=True, arguments=args)
         await self._queue.bind(self._exchange, self._topic)
 
     async def publish(self, body: bytes) -> None:
