@@ -239,6 +239,7 @@ def register(app: typer.Typer) -> None:
     app.callback()(root)
     app.command("run")(run)
     app.command("publish")(publish)
-    from eventwire.cli import inspect_commands  # health and dlq: commands on a live broker
+    from eventwire.cli import dlq_commands, inspect_commands  # commands on a live broker
 
     inspect_commands.register(app)
+    dlq_commands.register(app)

@@ -61,6 +61,8 @@ class ReplayResult:
     by_group: Mapping[str, int] = field(default_factory=dict)
     # Letters this run's own replays produced again (the handler still fails): left in place.
     failed_again: int = 0
+    # Letters read that the filter did not select: left in place.
+    skipped: int = 0
 
 
 def original(message: Message) -> Message:
@@ -141,13 +143,19 @@ async def list_dead_letters(
 
 
 async def replay_dead_letters(
-    broker: Broker, topic: str, *, limit: int, wait: float
+    broker: Broker,
+    topic: str,
+    *,
+    limit: int,
+    wait: float,
+    matches: Callable[[Message], bool] | None = None,
 ) -> ReplayResult:
-    """Replay up to ``limit`` dead letters of ``topic``, each once, each to its own group;
-    ends when none arrived for ``wait`` seconds."""
+    """Replay up to ``limit`` dead letters of ``topic`` (those ``matches`` selects; the others
+    stay), each once, each to its own group; ends when none arrived for ``wait`` seconds."""
     run = new_message_id()
     replayed = 0
     failed_again = 0
+    skipped = 0
     by_group: Counter[str] = Counter()
     send = _sender(broker)
     async with broker.subscribe(
@@ -162,13 +170,57 @@ async def replay_dead_letters(
                 # Left unsettled: it returns to the DLQ when the subscription closes.
                 failed_again += 1
                 continue
+            if matches is not None and not matches(letter):
+                skipped += 1  # left unsettled: it returns to the DLQ when the subscription closes
+                continue
             group = group_of(letter)
             again = original(letter).with_headers(**{h.REPLAY_RUN: run})
             await send(topic, again, group)
             await delivery.ack()
             replayed += 1
             by_group[group or ""] += 1
-    return ReplayResult(replayed=replayed, by_group=dict(by_group), failed_again=failed_again)
+    return ReplayResult(
+        replayed=replayed, by_group=dict(by_group), failed_again=failed_again, skipped=skipped
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurgeResult:
+    """What one purge did: letters removed, and letters read but left (not selected)."""
+
+    removed: int = 0
+    kept: int = 0
+
+
+async def purge_dead_letters(
+    broker: Broker,
+    topic: str,
+    *,
+    limit: int,
+    wait: float,
+    matches: Callable[[Message], bool],
+) -> PurgeResult:
+    """Acknowledge (remove for good) up to ``limit`` dead letters of ``topic`` that
+    ``matches`` selects; every other letter read is left unsettled and returns to the DLQ
+    when the subscription closes. Ends when none arrived for ``wait`` seconds.
+
+    On a broker that commits offsets rather than single messages (Kafka), a selected letter
+    behind a kept one cannot be removed alone: it stays, it is never lost."""
+    removed = 0
+    kept = 0
+    async with broker.subscribe(
+        dead_letter_topic(topic), group=DEAD_LETTER_GROUP, prefetch=min(limit, 1000)
+    ) as deliveries:
+        while removed < limit:
+            delivery = await next_within(deliveries, wait)
+            if delivery is None:
+                break
+            if not matches(delivery.message):
+                kept += 1
+                continue
+            await delivery.ack()
+            removed += 1
+    return PurgeResult(removed=removed, kept=kept)
 
 
 def _sender(broker: Broker) -> Callable[[str, Message, str | None], Awaitable[None]]:
