@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from eventwire.core.message import Delivery, Message
 
 DLQ_PREFIX = "x-eventwire-dlq-"
+READ_AHEAD = 1000  # letters a filtered replay or a purge may hold unsettled while reading
 _REPLAY_MARKS = (h.REPLAY_GROUP, h.REPLAY_RUN)
 
 
@@ -158,8 +159,10 @@ async def replay_dead_letters(
     skipped = 0
     by_group: Counter[str] = Counter()
     send = _sender(broker)
+    # Letters the filter leaves unsettled hold their prefetch slot: read further ahead then.
+    prefetch = min(limit, 100) if matches is None else READ_AHEAD
     async with broker.subscribe(
-        dead_letter_topic(topic), group=DEAD_LETTER_GROUP, prefetch=min(limit, 100)
+        dead_letter_topic(topic), group=DEAD_LETTER_GROUP, prefetch=prefetch
     ) as deliveries:
         while replayed < limit:
             delivery = await next_within(deliveries, wait)
@@ -208,8 +211,9 @@ async def purge_dead_letters(
     behind a kept one cannot be removed alone: it stays, it is never lost."""
     removed = 0
     kept = 0
+    # Letters left unsettled hold their prefetch slot: read far enough ahead to pass them.
     async with broker.subscribe(
-        dead_letter_topic(topic), group=DEAD_LETTER_GROUP, prefetch=min(limit, 1000)
+        dead_letter_topic(topic), group=DEAD_LETTER_GROUP, prefetch=READ_AHEAD
     ) as deliveries:
         while removed < limit:
             delivery = await next_within(deliveries, wait)
