@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -91,6 +92,23 @@ async def next_within(deliveries: AsyncIterator[Delivery], wait: float) -> Deliv
         return None
 
 
+@asynccontextmanager
+async def dead_letter_deliveries(
+    broker: Broker, topic: str, *, prefetch: int, wait: float
+) -> AsyncIterator[AsyncIterator[Delivery]]:
+    """The deliveries of ``topic``'s DLQ to the ``eventwire-dlq`` group, ending once none came
+    for ``wait`` seconds; leaving the ``async with`` hands back every unsettled one."""
+    async with broker.subscribe(
+        dead_letter_topic(topic), group=DEAD_LETTER_GROUP, prefetch=prefetch
+    ) as deliveries:
+
+        async def until_quiet() -> AsyncIterator[Delivery]:
+            while (delivery := await next_within(deliveries, wait)) is not None:
+                yield delivery
+
+        yield until_quiet()
+
+
 async def read_dead_letters(
     broker: Broker,
     topic: str,
@@ -102,17 +120,16 @@ async def read_dead_letters(
     """Call ``each`` on up to ``limit`` dead letters of ``topic`` as they arrive, settling none
     (leaving the subscription hands them back); returns how many were read."""
     read = 0
-    async with broker.subscribe(
-        dead_letter_topic(topic), group=DEAD_LETTER_GROUP, prefetch=min(limit, 1000)
+    async with dead_letter_deliveries(
+        broker, topic, prefetch=min(limit, 1000), wait=wait
     ) as deliveries:
-        while read < limit:
-            delivery = await next_within(deliveries, wait)
-            if delivery is None:
-                break
+        async for delivery in deliveries:
             read += 1
             outcome = each(delivery.message)
             if outcome is not None:
                 await outcome
+            if read == limit:
+                break
     return read
 
 
@@ -161,13 +178,8 @@ async def replay_dead_letters(
     send = _sender(broker)
     # Letters the filter leaves unsettled hold their prefetch slot: read further ahead then.
     prefetch = min(limit, 100) if matches is None else READ_AHEAD
-    async with broker.subscribe(
-        dead_letter_topic(topic), group=DEAD_LETTER_GROUP, prefetch=prefetch
-    ) as deliveries:
-        while replayed < limit:
-            delivery = await next_within(deliveries, wait)
-            if delivery is None:
-                break
+    async with dead_letter_deliveries(broker, topic, prefetch=prefetch, wait=wait) as deliveries:
+        async for delivery in deliveries:
             letter = delivery.message
             if letter.headers.get(h.REPLAY_RUN) == run:
                 # Left unsettled: it returns to the DLQ when the subscription closes.
@@ -182,6 +194,8 @@ async def replay_dead_letters(
             await delivery.ack()
             replayed += 1
             by_group[group or ""] += 1
+            if replayed == limit:
+                break
     return ReplayResult(
         replayed=replayed, by_group=dict(by_group), failed_again=failed_again, skipped=skipped
     )
@@ -212,18 +226,15 @@ async def purge_dead_letters(
     removed = 0
     kept = 0
     # Letters left unsettled hold their prefetch slot: read far enough ahead to pass them.
-    async with broker.subscribe(
-        dead_letter_topic(topic), group=DEAD_LETTER_GROUP, prefetch=READ_AHEAD
-    ) as deliveries:
-        while removed < limit:
-            delivery = await next_within(deliveries, wait)
-            if delivery is None:
-                break
+    async with dead_letter_deliveries(broker, topic, prefetch=READ_AHEAD, wait=wait) as deliveries:
+        async for delivery in deliveries:
             if not matches(delivery.message):
                 kept += 1
                 continue
             await delivery.ack()
             removed += 1
+            if removed == limit:
+                break
     return PurgeResult(removed=removed, kept=kept)
 
 
