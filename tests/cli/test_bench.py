@@ -51,6 +51,8 @@ def run_json(url: str) -> dict[str, Any]:
 def check_side(side: dict[str, Any]) -> None:
     assert side["publish_per_s"] > 0
     assert side["consume_per_s"] > 0
+    assert side["publish_cpu_us"] > 0
+    assert side["consume_cpu_us"] > 0
     for name in ("publish_latency", "end_to_end"):
         latency = side[name]
         assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["p999_ms"]

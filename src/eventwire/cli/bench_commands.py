@@ -206,6 +206,8 @@ def _print(report: dict[str, Any]) -> None:
     rows = [
         ("publish-confirmed msg/s", ("publish_per_s",), True),
         ("consume-with-ack msg/s", ("consume_per_s",), True),
+        ("publish CPU µs/msg", ("publish_cpu_us",), False),
+        ("consume CPU µs/msg", ("consume_cpu_us",), False),
         *(
             (f"publish latency {q} ms", ("publish_latency", key), False)
             for q, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("p99.9", "p999_ms"))

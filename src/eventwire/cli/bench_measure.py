@@ -60,8 +60,10 @@ class SideFigures:
     """What one side (the App, or the raw client) achieved."""
 
     publish_per_s: float
+    publish_cpu_us: float  # CPU time of this process per message (all threads), publishing
     publish_latency: Latency
     consume_per_s: float
+    consume_cpu_us: float  # ... and consuming: steadier than msg/s on a shared machine
     end_to_end: Latency
 
 
@@ -113,6 +115,8 @@ class Recorder:
         self._seen = 0
         self._first = 0.0
         self._last = 0.0
+        self._first_cpu = 0.0
+        self._last_cpu = 0.0
         self._done = asyncio.Event()
         self.latencies: list[float] = []
         self.timing = False
@@ -125,10 +129,10 @@ class Recorder:
             self._done.set()
 
     def handled(self, sent_ns: int) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if self._seen == 0:
-            self._first = now
-        self._last = now
+            self._first, self._first_cpu = now, cpu
+        self._last, self._last_cpu = now, cpu
         if self.timing:
             self.latencies.append((time.perf_counter_ns() - sent_ns) / 1e6)
         self._seen += 1
@@ -149,11 +153,16 @@ class Recorder:
         span = self._last - self._first
         return (self._seen - 1) / span if self._seen > 1 and span > 0 else 0.0
 
+    def cpu_us(self) -> float:
+        """CPU µs per message between the first message handled and the last."""
+        return (self._last_cpu - self._first_cpu) / max(1, self._seen - 1) * 1e6
+
 
 async def publish_phase(
     plan: BenchPlan, send: Callable[[int], Awaitable[None]], progress: Progress
-) -> tuple[float, Latency]:
-    """``plan.messages`` calls of ``send(i)``, ``plan.concurrency`` in flight: (msg/s, latency).
+) -> tuple[float, float, Latency]:
+    """``plan.messages`` calls of ``send(i)``, ``plan.concurrency`` in flight: (msg/s, CPU µs
+    per message, latency).
 
     One warm-up message goes first, untimed: a client's first publish to a topic fetches its
     metadata or opens its channel, a one-off cost neither side should be measured on."""
@@ -168,10 +177,10 @@ async def publish_phase(
             latencies.append((time.perf_counter_ns() - started) / 1e6)
             progress(1)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(min(plan.concurrency, plan.messages))))
-    elapsed = time.perf_counter() - started
-    return plan.messages / elapsed, percentiles(latencies)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return plan.messages / elapsed, cpu / plan.messages * 1e6, percentiles(latencies)
 
 
 async def paced(plan: BenchPlan, send: Callable[[int], Awaitable[None]]) -> None:
@@ -223,13 +232,13 @@ async def measure_app(
         async def send(i: int) -> None:
             await app.publish(topic, body(i, plan.size))
 
-        publish_rate, publish_latency = await publish_phase(plan, send, progress)
+        publish_rate, publish_cpu, publish_latency = await publish_phase(plan, send, progress)
         record.expect(plan.messages + 1, timing=False)
         stop = asyncio.Event()
         runner = asyncio.create_task(app.run(stop))
         try:
             await _unless_stopped(record.wait(phase_timeout(plan.messages + 1)), runner)
-            consume_rate = record.rate()
+            consume_rate, consume_cpu = record.rate(), record.cpu_us()
             record.expect(plan.latency_messages, timing=True)
             await _unless_stopped(paced(plan, send), runner)
             await _unless_stopped(record.wait(phase_timeout(plan.latency_messages)), runner)
@@ -238,8 +247,10 @@ async def measure_app(
             await runner
     return SideFigures(
         publish_per_s=publish_rate,
+        publish_cpu_us=publish_cpu,
         publish_latency=publish_latency,
         consume_per_s=consume_rate,
+        consume_cpu_us=consume_cpu,
         end_to_end=percentiles(record.latencies),
     )
 
@@ -272,11 +283,11 @@ async def measure_raw(driver: RawDriver, plan: BenchPlan, progress: Progress) ->
         async def send(i: int) -> None:
             await driver.publish(encode(body(i, plan.size)))
 
-        publish_rate, publish_latency = await publish_phase(plan, send, progress)
+        publish_rate, publish_cpu, publish_latency = await publish_phase(plan, send, progress)
         record.expect(plan.messages + 1, timing=False)
         async with asyncio.timeout(phase_timeout(plan.messages + 1)):
             await driver.consume(plan.messages + 1, each)
-        consume_rate = record.rate()
+        consume_rate, consume_cpu = record.rate(), record.cpu_us()
         record.expect(plan.latency_messages, timing=True)
         consumer = asyncio.create_task(driver.consume(plan.latency_messages, each))
         try:
@@ -289,7 +300,9 @@ async def measure_raw(driver: RawDriver, plan: BenchPlan, progress: Progress) ->
         await driver.aclose()
     return SideFigures(
         publish_per_s=publish_rate,
+        publish_cpu_us=publish_cpu,
         publish_latency=publish_latency,
         consume_per_s=consume_rate,
+        consume_cpu_us=consume_cpu,
         end_to_end=percentiles(record.latencies),
     )
