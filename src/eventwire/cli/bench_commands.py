@@ -21,6 +21,7 @@ import typer
 from eventwire.cli import resolve
 from eventwire.cli.bench_measure import MIN_SIZE, BenchPlan, Progress, SideFigures
 from eventwire.cli.errors import CLIError, scrub
+from eventwire.core.errors import EventwireError
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -71,8 +72,7 @@ def bench(
     resolved = resolve.broker_url(broker)
     from eventwire.brokers.catalog import profile_for
 
-    profile = profile_for(resolved.url)
-    _check_benchable(profile)
+    _check_benchable(profile_for(resolved.url))  # before any connection
     plan = BenchPlan(
         messages=messages,
         size=size,
@@ -83,13 +83,13 @@ def bench(
     from eventwire.cli.inspect_commands import quiet_client_logs
 
     with quiet_client_logs(), _progress(enabled=not as_json) as progress:
-        report = asyncio.run(_bench(resolved, profile, plan, progress))
+        report = asyncio.run(measure(resolved, plan, progress))
     if as_json:
         import orjson
 
         typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     else:
-        _print(report)
+        print_report(report)
 
 
 def _check_benchable(profile: BrokerProfile) -> None:
@@ -109,12 +109,16 @@ def _raw_module(profile: BrokerProfile) -> ModuleType | None:
     return importlib.import_module(name) if name else None
 
 
-async def _bench(
-    resolved: resolve.ResolvedBroker,
-    profile: BrokerProfile,
-    plan: BenchPlan,
-    progress: _Bars,
+async def measure(
+    resolved: resolve.ResolvedBroker, plan: BenchPlan, progress: _Bars | None = None
 ) -> dict[str, Any]:
+    """One bench run on ``resolved`` (App, then raw client), cleaned up afterwards: the
+    report ``--json`` prints. ``benchmarks/bench_app.py`` calls it too."""
+    from eventwire.brokers.catalog import profile_for
+
+    profile = profile_for(resolved.url)
+    _check_benchable(profile)
+    progress = progress or _Bars(None)
     from eventwire.cli.bench_measure import measure_app, measure_raw
     from eventwire.cli.broker_wait import wait_until_reachable
 
@@ -144,9 +148,15 @@ async def _bench(
         ) from None
     except TimeoutError as exc:
         raise CLIError(f"bench on {resolved.url} stalled: {exc}", exit_code=1) from None
+    except EventwireError:
+        raise  # written for users already: the root command prints it in one line
+    except Exception as exc:  # noqa: BLE001 - a client library's own error: one line, not a traceback
+        raise CLIError(
+            f"bench on {resolved.url} failed: {type(exc).__name__}: {exc}", exit_code=1
+        ) from None
     finally:
         if module is not None:
-            await module.remove_run(resolved.url, topic, group, used)
+            await _remove(module, resolved, topic, group, used)
     return _report(
         topic=topic,
         group=group,
@@ -157,6 +167,25 @@ async def _bench(
         raw=raw_figures,
         client=client,
     )
+
+
+async def _remove(
+    module: ModuleType,
+    resolved: resolve.ResolvedBroker,
+    topic: str,
+    group: str,
+    used: list[Broker],
+) -> None:
+    try:
+        await module.remove_run(resolved.url, topic, group, used)
+    except Exception as exc:  # noqa: BLE001 - said in one line; the figures still count
+        typer.echo(
+            scrub(
+                f"eventwire: warning: could not delete the bench topic {topic} and group "
+                f"{group} on {resolved.url}: {type(exc).__name__}: {exc}"
+            ),
+            err=True,
+        )
 
 
 def _report(
@@ -194,7 +223,8 @@ def _report(
     }
 
 
-def _print(report: dict[str, Any]) -> None:
+def print_report(report: dict[str, Any]) -> None:
+    """The report as a table: one row per figure, the App, the raw client, App/raw."""
     ew, raw = report["eventwire"], report["raw"]
     typer.echo(
         f"{report['profile']} at {report['broker']}: {report['messages']:,} messages of "

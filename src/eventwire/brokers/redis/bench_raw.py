@@ -22,6 +22,7 @@ from eventwire.core.url import BrokerURL
 
 CLIENT = f"redis-py {version('redis')}"
 PREFETCH = 100
+POOL = 64  # connections for concurrent publishes
 _GROUP = "raw"
 
 
@@ -29,8 +30,13 @@ class RawDriver:
     """redis-py on one stream and one consumer group."""
 
     def __init__(self, url: BrokerURL, topic: str) -> None:
-        self._client = aioredis.Redis.from_url(url.secret().partition("?")[0])
-        self._key = f"{RedisOptions.from_url(url).prefix}raw:{topic}"
+        # Concurrent commands each take a pooled connection: a bounded pool that makes callers
+        # wait (redis-py's advice for many concurrent tasks) instead of failing past its size.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url.secret().partition("?")[0], max_connections=POOL
+        )
+        self._client = aioredis.Redis(connection_pool=pool)
+        self._key = f"{RedisOptions.from_url(url).prefix}{topic}:raw"  # remove_run matches it too
 
     async def open(self) -> None:
         await self._client.xgroup_create(self._key, _GROUP, id="0", mkstream=True)
@@ -58,6 +64,7 @@ class RawDriver:
             await self._client.delete(self._key)
         finally:
             await self._client.aclose()
+            await self._client.connection_pool.disconnect()
 
 
 async def remove_run(url: BrokerURL, topic: str, group: str, brokers: list[Broker]) -> None:
