@@ -343,3 +343,34 @@ def test_purge_on_closed_stdin_is_refused() -> None:
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
     assert "--yes" in done.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.kafka
+def test_kafka_purge_says_what_it_removed_and_loses_nothing() -> None:
+    """Kafka acknowledges by offset: a selected letter behind a kept one in its partition
+    cannot go alone. Whatever the partitions hold, the purge's count is what left the DLQ."""
+    from confluent_kafka.admin import AdminClient
+
+    url = service_url("kafka")
+    topic = f"dlqcli.{uuid.uuid4().hex[:10]}"
+    try:
+        ids = asyncio.run(make_letters(url, topic))
+        wait = ["--wait", "8"]  # a new consumer group's join takes seconds
+        purged = invoke("dlq", "purge", topic, "-b", url, *wait, "-w", "tenant=b", "--yes")
+        assert purged.exit_code == 0, purged.stderr
+        first = purged.stdout.splitlines()[0]
+        assert first.startswith("removed ")
+        removed = int(first.split()[1])
+        still = 2 - removed
+        if still:
+            assert f"{still} acknowledged letter(s) still show" in purged.stdout
+        left = listed(url, topic, *wait)
+        assert len(left) == 4 - removed
+        assert {ids["permanent-1"], ids["permanent-3"]} <= set(left)  # never touched
+    finally:
+        admin = AdminClient({"bootstrap.servers": url.removeprefix("kafka://")})
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(topic)]
+        if names:
+            for future in admin.delete_topics(names, operation_timeout=30).values():
+                future.result()

@@ -322,7 +322,17 @@ def dlq_purge(
 
     with quiet_client_logs():
         result = asyncio.run(_open(resolved, work, connect=True))
-    typer.echo(f"removed {result.removed} dead letter(s){which} from {topic}.dlq")
+    # Checked, not assumed: a broker that acknowledges by offset (Kafka) keeps a letter that
+    # sits behind a kept one, and the DLQ must not be said to be rid of it.
+    after = asyncio.run(_read(resolved, topic, limit=limit, wait=wait, chosen=confirmed)) or []
+    still = min(len(after), result.removed)
+    typer.echo(f"removed {result.removed - still} dead letter(s){which} from {topic}.dlq")
+    if still:
+        typer.echo(
+            f"{still} acknowledged letter(s) still show in {topic}.dlq: this broker acknowledges "
+            "up to the first kept letter (Kafka offsets, the JetStream ack floor), so a letter "
+            "behind a kept one stays; it is kept, not lost"
+        )
     if result.removed < len(found):
         typer.echo(
             f"{len(found) - result.removed} of those counted were not removed (gone meanwhile, "
