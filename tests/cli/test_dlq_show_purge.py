@@ -133,6 +133,7 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
 async def drop_rabbitmq(exchange: str, topic: str) -> None:
     import aio_pika
 
+    from eventwire.brokers.rabbitmq.delays import deliver_exchange
     from eventwire.brokers.rabbitmq.settings import group_queue
     from eventwire.core.message import DEAD_LETTER_GROUP
 
@@ -142,6 +143,7 @@ async def drop_rabbitmq(exchange: str, topic: str) -> None:
         await channel.queue_delete(group_queue(exchange, topic, "workers"))
         await channel.queue_delete(group_queue(exchange, f"{topic}.dlq", DEAD_LETTER_GROUP))
         await channel.exchange_delete(exchange)
+        await channel.exchange_delete(deliver_exchange(exchange))  # declared at connect
     finally:
         await conn.close()
 
