@@ -80,7 +80,15 @@ class RawDriver(Protocol):
 
     async def open(self) -> None: ...
     async def publish(self, body: bytes) -> None: ...
-    async def consume(self, count: int, each: Callable[[object], None]) -> None: ...
+    async def start_live(self) -> None:
+        """Get ready for the latency phase (called before its first publish)."""
+
+    async def consume(
+        self, count: int, each: Callable[[object], None], *, live: bool = False
+    ) -> None:
+        """Handle and ack ``count`` messages; ``live``: in the latency phase, where they
+        arrive one by one (a driver may read them another way than a backlog)."""
+
     async def aclose(self) -> None: ...
 
 
@@ -289,7 +297,8 @@ async def measure_raw(driver: RawDriver, plan: BenchPlan, progress: Progress) ->
             await driver.consume(plan.messages + 1, each)
         consume_rate, consume_cpu = record.rate(), record.cpu_us()
         record.expect(plan.latency_messages, timing=True)
-        consumer = asyncio.create_task(driver.consume(plan.latency_messages, each))
+        await driver.start_live()
+        consumer = asyncio.create_task(driver.consume(plan.latency_messages, each, live=True))
         try:
             await paced(plan, send)
             async with asyncio.timeout(phase_timeout(plan.latency_messages)):

@@ -68,7 +68,12 @@ class RawDriver:
         self._producer.produce(self._topic, value=body, on_delivery=report)
         await done
 
-    async def consume(self, count: int, each: Callable[[object], None]) -> None:
+    async def start_live(self) -> None:
+        """Nothing to prepare: the same consumer reads the latency phase."""
+
+    async def consume(
+        self, count: int, each: Callable[[object], None], *, live: bool = False
+    ) -> None:
         seen = 0
         while seen < count:
             batch = await asyncio.to_thread(self._fetch)

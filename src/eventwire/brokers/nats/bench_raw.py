@@ -1,8 +1,10 @@
 """Broker layer: raw nats-py JetStream doing what ``eventwire bench`` measures, and clean-up.
 
 A file-backed stream with a duplicate window (as the adapter makes), ``js.publish`` with a
-``Nats-Msg-Id`` per message (the PubAck is the confirmation), a durable pull consumer with
-explicit acks fetched 100 at a time, ``json.loads`` of each body and an ack per message.
+``Nats-Msg-Id`` per message (the PubAck is the confirmation), ``json.loads`` of each body and
+an explicit ack per message: a backlog is read by a durable pull consumer 100 at a time; the
+latency phase by a push consumer (nats-py's lowest-latency way: a pull of 100 would hold
+each trickling message until its batch fills).
 Loaded by the bench command through its module name, so the CLI never imports nats itself.
 """
 
@@ -13,6 +15,7 @@ import json
 import uuid
 from collections.abc import Callable
 from importlib.metadata import version
+from typing import Any
 
 import nats
 import nats.errors
@@ -37,6 +40,7 @@ class RawDriver:
 
     def __init__(self, url: BrokerURL, topic: str) -> None:
         self._url = url
+        self._live: Any = None
         options = NatsOptions.from_url(url)
         self._subject = f"raw-{options.subject(topic)}"
         self._stream = f"RAW_{options.stream(topic)}"
@@ -57,7 +61,28 @@ class RawDriver:
     async def publish(self, body: bytes) -> None:
         await self._js.publish(self._subject, body, headers={"Nats-Msg-Id": uuid.uuid4().hex})
 
-    async def consume(self, count: int, each: Callable[[object], None]) -> None:
+    async def start_live(self) -> None:
+        """Before the latency phase: a push consumer from the next stream sequence on."""
+        info = await self._js.stream_info(self._stream)
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=int(info.state.last_seq or 0) + 1,
+            max_ack_pending=20_000,
+        )
+        self._live = await self._js.subscribe(
+            self._subject, durable="raw-live", stream=self._stream, manual_ack=True, config=config
+        )
+
+    async def consume(
+        self, count: int, each: Callable[[object], None], *, live: bool = False
+    ) -> None:
+        if live:
+            for _ in range(count):
+                msg = await self._live.next_msg(timeout=30)
+                each(json.loads(msg.data))
+                await msg.ack()
+            return
         done = 0
         while done < count:
             try:

@@ -65,7 +65,12 @@ class RawDriver:
         )
         await self._exchange.publish(message, self._topic)
 
-    async def consume(self, count: int, each: Callable[[object], None]) -> None:
+    async def start_live(self) -> None:
+        """Nothing to prepare: the same consumer reads the latency phase."""
+
+    async def consume(
+        self, count: int, each: Callable[[object], None], *, live: bool = False
+    ) -> None:
         seen = 0
         async with self._queue.iterator() as messages:
             async for message in messages:

@@ -44,7 +44,12 @@ class RawDriver:
     async def publish(self, body: bytes) -> None:
         await self._client.xadd(self._key, {"id": uuid.uuid4().hex, "body": body})
 
-    async def consume(self, count: int, each: Callable[[object], None]) -> None:
+    async def start_live(self) -> None:
+        """Nothing to prepare: the same consumer reads the latency phase."""
+
+    async def consume(
+        self, count: int, each: Callable[[object], None], *, live: bool = False
+    ) -> None:
         done = 0
         while done < count:
             reply: Any = await self._client.xreadgroup(
