@@ -14,6 +14,7 @@ import typer
 from eventwire.cli import resolve
 from eventwire.cli.errors import CLIError
 from eventwire.core.errors import ConfigurationError
+from eventwire.observability.logs import LogFormat, configure_logging
 from eventwire.runtime.loops import LoopName, loop_factory
 
 BROKER_HELP = (
@@ -129,9 +130,17 @@ def run(
             help="Event loop: asyncio (the default) or uvloop (the uvloop extra).",
         ),
     ] = "asyncio",
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            envvar="EVENTWIRE_LOG_FORMAT",
+            help="Log lines as text, or as one JSON object each (ids as fields).",
+        ),
+    ] = "text",
 ) -> None:
     """Run an App's subscribers until SIGTERM or Ctrl-C, then shut down gracefully."""
-    _configure_logging()
+    configure_logging(log_format)
     resolved = resolve.broker_url(broker)
     _check_loop(loop)
     if http_port:
