@@ -311,3 +311,29 @@ def test_the_summary_names_the_format_and_the_registry(tmp_path: Path) -> None:
     assert "make proto" in out
     assert "the schema registry the worker uses" in out
     assert (tmp_path / "svc" / "svc" / "messaging" / "schemas" / "task.proto").is_file()
+
+
+def test_make_schema_check_refuses_an_incompatible_avro_change(tmp_path: Path) -> None:
+    root = tmp_path / "svc"
+    init = ("init", "svc", "--broker", "rabbitmq", "--pattern", "work-queue", "--dir", str(root))
+    assert invoke(*init, "--format", "avro")[0] == 0
+    schema = root / "svc" / "messaging" / "schemas" / "task.avsc"
+    registry = f"file://{tmp_path / 'schemas.json'}"
+    make = [
+        "make", "-s", "schema-check", f"SCHEMA_REGISTRY_URL={registry}",
+        f"EVENTWIRE={Path(sys.executable).with_name('eventwire')}",
+    ]  # fmt: skip
+    code, out, err = invoke(
+        "schema", "register", "svc.tasks-value", str(schema), "--registry", registry
+    )
+    assert code == 0, out + err
+    original = json.loads(schema.read_text())
+    added = {"name": "priority", "type": "int"}  # required: old tasks cannot fill it
+    schema.write_text(json.dumps({**original, "fields": [*original["fields"], added]}))
+    done = subprocess.run(make, cwd=root, capture_output=True, text=True, check=False)
+    assert done.returncode != 0
+    assert "field 'Task.priority' was added without a default" in done.stdout + done.stderr
+    with_default = {**added, "default": 0}  # BACKWARD-compatible
+    schema.write_text(json.dumps({**original, "fields": [*original["fields"], with_default]}))
+    done = subprocess.run(make, cwd=root, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
