@@ -1,7 +1,7 @@
 """Setup tests: a generated Avro / Protobuf / JSON Schema service on a real broker and the real
 Apicurio registry, through the service's own integration tests and its production worker.
 
-Per format: `eventwire init --format X` for RabbitMQ (and Redis Streams), `make proto` for
+Per format: `eventwire init --format X` for RabbitMQ (and Redis Streams, Kafka), `make proto` for
 Protobuf, then the generated `tests/*_integration.py` against the machine's broker with
 EVENTWIRE_TEST_SCHEMA_REGISTRY_URL at Apicurio (messages round-trip; the suite checks the
 subject too); then the worker process and the publisher command with
@@ -78,12 +78,30 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]
             cwd=plan.target, capture_output=True, text=True, check=False, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
-    url = service_url("rabbitmq" if broker == "rabbitmq" else "redis")
+    url = service_url(broker)
     yield Service(fmt=fmt, root=plan.target, package=plan.package, url=url)
     registry = service_url("registry")
     _delete_subject(registry, f"{plan.package}.tasks-value")
+    if broker == "kafka":
+        _purge_kafka(url, plan.package)
+        return
     queues = rabbitmq_queue_names(plan.target, plan.package) if broker == "rabbitmq" else set()
-    asyncio.run(purge(broker.split("-")[0], url, re.compile(re.escape(plan.package)), queues))
+    asyncio.run(purge(broker, url, re.compile(re.escape(plan.package)), queues))
+
+
+def _purge_kafka(url: str, package: str) -> None:
+    """Delete the service's topics (its retry and dead-letter ones too) and its groups."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": url.removeprefix("kafka://")})
+    topics = [t for t in admin.list_topics(timeout=10).topics if package in t]
+    listed = admin.list_consumer_groups(request_timeout=10).result(timeout=30).valid
+    groups = [g.group_id for g in listed if package in g.group_id]
+    for future in admin.delete_topics(topics).values() if topics else ():
+        future.result(timeout=30)
+    for future in admin.delete_consumer_groups(groups).values() if groups else ():
+        with contextlib.suppress(Exception):  # a group still settling is removed by Kafka later
+            future.result(timeout=30)
 
 
 def _env(url: str, **extra: str) -> dict[str, str]:
@@ -107,6 +125,7 @@ CASES = [
         ("json-schema", "rabbitmq"), marks=pytest.mark.rabbitmq, id="json-schema-rabbitmq"
     ),
     pytest.param(("avro", "redis"), marks=pytest.mark.redis, id="avro-redis"),
+    pytest.param(("protobuf", "kafka"), marks=pytest.mark.kafka, id="protobuf-kafka"),
 ]
 
 
