@@ -299,6 +299,20 @@ def test_a_format_change_on_update_needs_switch(tmp_path: Path) -> None:
     codecs = (root / "svc" / "messaging" / "codecs.py").read_text()
     assert "JSONSchemaCodec" in codecs
     assert (root / "svc" / "messaging" / "schemas" / "task.schema.json").is_file()
+    listed = {line.split(" (")[0]: line for line in out.splitlines() if line.startswith("- ")}
+    assert listed["- svc/messaging/schemas/task.avsc"].endswith("[kept (no longer generated)]")
+    # Back to JSON: the codec and its test go (they would fail without a registry setting).
+    code, out, err = invoke(*base, "--update", "--switch", "--format", "json")
+    assert code == 0, out + err
+    listed = {line.split(" (")[0]: line for line in out.splitlines() if line.startswith("- ")}
+    assert listed["- svc/messaging/codecs.py"].endswith("[removed (no longer generated)]")
+    assert not (root / "svc" / "messaging" / "codecs.py").exists()
+    assert not (root / "tests" / "test_svc_schema.py").exists()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=root, env=clean_env(), capture_output=True, text=True, check=False, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 
 def test_the_summary_names_the_format_and_the_registry(tmp_path: Path) -> None:
