@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import sys
+import venv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,34 @@ def test_a_wrong_format_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
         assert_one_line_error(*result, f"unknown format {value!r}")
         assert "json, avro, protobuf, json-schema" in result[2]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["json", *FORMATS])
+def test_every_make_target_runs_what_it_says(tmp_path: Path, fmt: str) -> None:
+    """`make -n` of each target: the command it runs (a protobuf build first where needed)."""
+    root = tmp_path / "svc"
+    init = ("init", "svc", "--broker", "nats", "--pattern", "work-queue", "--format", fmt)
+    assert invoke(*init, "--dir", str(root))[0] == 0
+    expected = {
+        "test": "python -m pytest",
+        "lint": "python -m ruff check .",
+        "typecheck": "python -m mypy svc tests",
+        "worker": "python -m svc.messaging.consumer",
+        "publish": "python -m svc.messaging.publisher --count 100",
+        "dlq": "python -m svc.messaging.dead_letters",
+    }
+    if fmt != "json":
+        expected["schema-check"] = "eventwire schema check svc.tasks-value"
+    for target, command in expected.items():
+        done = subprocess.run(
+            ["make", "-n", target, "PYTHON=python"],
+            cwd=root, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"make {target}: {done.stderr}"
+        lines = done.stdout.splitlines()
+        assert any(line.startswith(command) for line in lines), (target, lines)
+        builds = any("grpc_tools.protoc" in line for line in lines)
+        assert builds == (fmt == "protobuf" and target != "schema-check"), (target, lines)
 
 
 def test_json_stays_the_default_and_needs_no_registry(tmp_path: Path) -> None:
@@ -351,3 +380,31 @@ def test_make_schema_check_refuses_an_incompatible_avro_change(tmp_path: Path) -
     schema.write_text(json.dumps({**original, "fields": [*original["fields"], with_default]}))
     done = subprocess.run(make, cwd=root, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["protobuf", "avro"])
+def test_a_fresh_venv_installs_builds_and_passes_by_the_readme_alone(
+    tmp_path: Path, fmt: str
+) -> None:
+    """pip install -e '.[dev]', (make proto,) make test: the declared dependencies suffice."""
+    root = tmp_path / "fresh"
+    code, out, err = invoke(
+        "init", "fresh", "--broker", "redis", "--pattern", "work-queue", "--format", fmt,
+        "--dir", str(root),
+    )  # fmt: skip
+    assert code == 0, out + err
+    venv.EnvBuilder(with_pip=True, clear=True).create(tmp_path / "venv")
+    python = tmp_path / "venv" / "bin" / "python"
+    env = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(Path.home())}
+    steps = [[str(python), "-m", "pip", "install", "-q", "-e", ".[dev]"]]
+    if fmt == "protobuf":
+        steps.append(["make", "-s", "proto", f"PYTHON={python}"])
+    steps.append(["make", "-s", "test", f"PYTHON={python}"])
+    for step in steps:
+        done = subprocess.run(
+            step, cwd=root, env=env, capture_output=True, text=True, check=False, timeout=600
+        )
+        assert done.returncode == 0, f"{step}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert " passed" in done.stdout
+    assert "failed" not in done.stdout
