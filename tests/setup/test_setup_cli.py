@@ -210,7 +210,7 @@ def test_init_bad_requirements_write_nothing(tmp_path: Path, yaml_text: str, fra
         (("--broker", "oracle", "--pattern", "pub-sub"), "unknown broker 'oracle'"),
         (("--broker", "nats", "--pattern", "telepathy"), "unknown pattern 'telepathy'"),
         (("--broker", "nats"), "--broker and --pattern"),
-        (("--broker", "kafka", "--pattern", "pub-sub", "--format", "avro"), "format 'avro'"),
+        (("--broker", "kafka", "--pattern", "pub-sub", "--format", "xml"), "unknown format 'xml'"),
     ],
 )
 def test_init_bad_options_write_nothing(

@@ -79,7 +79,7 @@ def test_compose_follows_current_practice(
         assert len(env["KAFKA_ADVERTISED_LISTENERS"].split(",")) == 2
         assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 1
         assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == 1
-        assert "schema-registry" in services
+        assert "schema-registry" not in services  # JSON: no registry that nothing would use
         assert "kafka-exporter" in monitoring
         readme = (root / "README.md").read_text()
         assert "memory://" in readme

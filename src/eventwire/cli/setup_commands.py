@@ -162,9 +162,18 @@ def init(
     ] = False,
     switch: Annotated[
         bool,
-        typer.Option("--switch", help="With --update: allow changing the broker or the pattern."),
+        typer.Option(
+            "--switch", help="With --update: allow changing the broker, pattern or format."
+        ),
     ] = False,
-    fmt: Annotated[str | None, typer.Option("--format", help="Message format (json).")] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="Message format: json (default), avro, protobuf or json-schema (these three "
+            "with a schema registry).",
+        ),
+    ] = None,
     monitoring: Annotated[
         bool | None,
         typer.Option("--monitoring/--no-monitoring", help="Prometheus + Grafana in compose."),

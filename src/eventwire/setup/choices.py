@@ -150,8 +150,6 @@ _USE_CASE_PATTERN = {
     UseCase.STREAMING: Pattern.EVENT_STREAMING,
 }
 
-FORMATS = ("json",)  # avro and protobuf arrive with the Kafka adapter and schema registry
-
 
 def broker_named(value: str) -> BrokerChoice:
     """The choice for ``value``: a profile name (redis-pubsub, nats-core, ...) or a server

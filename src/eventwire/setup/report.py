@@ -8,6 +8,7 @@ from pathlib import Path
 from eventwire.brokers.catalog import profile_named
 from eventwire.core.capabilities import Capabilities, Support
 from eventwire.core.errors import ConfigurationError
+from eventwire.setup import formats
 from eventwire.setup.choices import Pattern
 from eventwire.setup.defaults import SERVICE_DEFAULTS
 from eventwire.setup.plan import ServicePlan
@@ -51,7 +52,7 @@ def _features(plan: ServicePlan) -> list[str]:
     features += [
         retries,
         dead + "; inspect with make dlq",
-        "Typed messages (pydantic); invalid bodies are dead-lettered, never retried",
+        _message_feature(plan),
         (
             "Idempotent handling shared by every worker: a redelivery to any worker or after "
             f"a restart is acknowledged without reprocessing ({store} store, "
@@ -92,7 +93,9 @@ def _features(plan: ServicePlan) -> list[str]:
     ]
     compose = f"Dockerfile; docker-compose.yml: {b.server}, the worker with a /readyz check"
     if b.key.value == "kafka":
-        compose += " (KRaft, no ZooKeeper) and a schema registry"
+        compose += " (KRaft, no ZooKeeper)"
+    if formats.format_named(plan.message_format).uses_registry:
+        compose += ", the schema registry the worker uses"
     if plan.monitoring:
         compose += (
             "; Prometheus with alert rules, Grafana with a dashboard and the broker exporter "
@@ -102,6 +105,18 @@ def _features(plan: ServicePlan) -> list[str]:
     return features
 
 
+def _message_feature(plan: ServicePlan) -> str:
+    fmt = formats.format_named(plan.message_format)
+    if not fmt.uses_registry:
+        return "Typed messages (pydantic); invalid bodies are dead-lettered, never retried"
+    typed = "Protobuf classes" if fmt.name == "protobuf" else "pydantic models"
+    return (
+        f"{fmt.display} messages ({typed}) in the Confluent wire format, the schema in "
+        "a schema registry (EVENTWIRE_SCHEMA_REGISTRY_URL; a local file by default): "
+        "undecodable bodies and unknown schema ids are dead-lettered, a registry outage waited out"
+    )
+
+
 def _next_steps(plan: ServicePlan) -> list[str]:
     b = plan.broker
     where = os.path.relpath(plan.target) if plan.target.is_relative_to(Path.cwd()) else plan.target
@@ -109,8 +124,11 @@ def _next_steps(plan: ServicePlan) -> list[str]:
     steps.append("Install (eventwire comes from wheels/): python -m pip install -e '.[dev]'")
     steps.append("Run the tests (in-memory broker): make test")
     steps.append("Try it with no Docker on the embedded SQLite broker: make demo")
-    server = b.server + (" and the schema registry" if b.key.value == "kafka" else "")
-    if b.key.value != "redis":
+    fmt = formats.format_named(plan.message_format)
+    if fmt.name == "protobuf":
+        steps.append("Build the Protobuf module from the .proto file: make proto")
+    server = b.server + (" and the schema registry" if fmt.uses_registry else "")
+    if b.key.value != "redis" or fmt.uses_registry:
         server += " and PostgreSQL"
     steps.append(f"Start {server}: make up  (then make test-integration)")
     steps.append("Copy the settings and adjust the broker URL: cp .env.example .env")

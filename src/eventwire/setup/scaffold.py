@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 
 from eventwire.core.errors import ConfigurationError
-from eventwire.setup import advisor, choices, facts, summary, wheel, writer
+from eventwire.setup import advisor, choices, facts, formats, summary, wheel, writer
 from eventwire.setup.choices import BrokerChoice, Pattern
 from eventwire.setup.defaults import SERVICE_DEFAULTS
 from eventwire.setup.manifest import MANIFEST_NAME, Manifest, Owner
@@ -109,13 +109,10 @@ def plan_service(  # noqa: PLR0912 (one decision per option, in order; splitting
         raise ConfigurationError(
             f"{target} holds the service {existing.name!r}: use that name, or another --dir"
         )
-    message_format = message_format or (existing.message_format if existing else "json")
-    if message_format not in choices.FORMATS:
-        raise ConfigurationError(
-            f"format {message_format!r} is not available yet: use "
-            + ", ".join(choices.FORMATS)
-            + " (avro and protobuf arrive with the Kafka adapter)"
-        )
+    old_format = existing.message_format if existing else formats.DEFAULT_FORMAT
+    message_format = formats.format_named(
+        old_format if message_format is None else message_format
+    ).name
     if monitoring is None:
         monitoring = existing.monitoring if existing else True
     if requirements_file is not None:
@@ -139,6 +136,8 @@ def plan_service(  # noqa: PLR0912 (one decision per option, in order; splitting
             changes.append(f"the broker from {old_broker.profile} to {wanted_broker.profile}")
         if wanted_pattern != old_pattern:
             changes.append(f"the pattern from {old_pattern} to {wanted_pattern}")
+        if message_format != old_format:  # the handlers' message types may change with it
+            changes.append(f"the format from {old_format} to {message_format}")
         if changes and not switch:
             raise ConfigurationError(
                 f"--update keeps what {existing.name} was made with; it would change "
@@ -244,6 +243,9 @@ def template_context(plan: ServicePlan) -> dict[str, object]:
     traits = traits_of(plan.broker)
     uses_postgres = plan.broker.key.value != "redis"
     extras = [plan.broker.extra, "metrics", *(["postgres"] if uses_postgres else [])]
+    fmt = formats.format_named(plan.message_format)
+    if fmt.extra is not None:
+        extras.append(fmt.extra)
     topic = f"{base}.{_TOPIC_SUFFIX[plan.pattern]}"
     partitioned = plan.pattern is Pattern.EVENT_STREAMING and not traits.ordered_across_members
     return {
@@ -271,7 +273,63 @@ def template_context(plan: ServicePlan) -> dict[str, object]:
         "extras": ",".join(sorted(extras)),
         "wheel": wheel.wheel_name(),
         "generator_version": GENERATOR_VERSION,
+        **_format_context(plan, fmt),
     }
+
+
+# The message each pattern carries, and the file stem of its schema.
+_RECORDS = {
+    Pattern.WORK_QUEUE: ("Task", "task"),
+    Pattern.PUB_SUB: ("Notification", "notification"),
+    Pattern.EVENT_STREAMING: ("DomainEvent", "domain_event"),
+}
+
+
+def _registry_urls(plan: ServicePlan) -> tuple[str, str]:
+    """The compose schema registry's URL from the host and from the worker container.
+
+    Kafka services get Confluent's registry (it keeps schemas in Kafka, which they have);
+    the others Apicurio with its Confluent-compatible API, its schemas in PostgreSQL.
+    """
+    if plan.broker.key.value == "kafka":
+        return "http://localhost:8081", "http://schema-registry:8081"
+    path = "/apis/ccompat/v7"
+    return f"http://localhost:8081{path}", f"http://schema-registry:8080{path}"
+
+
+def _format_context(plan: ServicePlan, fmt: formats.FormatChoice) -> dict[str, object]:
+    """What the templates need to wire the message format (codec, schema file, registry)."""
+    record, stem = _RECORDS[plan.pattern]
+    host_registry, container_registry = _registry_urls(plan)
+    return {
+        "fmt": fmt,
+        "schema_format": fmt.uses_registry,
+        "record": record,
+        "schema_stem": stem,
+        "schema_file": f"{stem}{fmt.schema_suffix}",
+        "local_registry_url": formats.LOCAL_REGISTRY_URL,
+        "registry_url": host_registry,
+        "container_registry_url": container_registry,
+        # Apicurio keeps its schemas in PostgreSQL: a Redis service gets one for it.
+        "compose_postgres": plan.broker.key.value != "redis"
+        or (fmt.uses_registry and plan.broker.key.value != "kafka"),
+    }
+
+
+def _format_files(plan: ServicePlan) -> tuple[tuple[str, str, Owner], ...]:
+    """The codec module and the schema file of a service whose messages carry a schema id."""
+    fmt = formats.format_named(plan.message_format)
+    if not fmt.uses_registry:
+        return ()
+    stem = _RECORDS[plan.pattern][1]
+    schema = (
+        f"schema_{fmt.codec_module}.j2",
+        f"{{package}}/messaging/schemas/{stem}{fmt.schema_suffix}",
+        Owner.USER,  # the schema evolves with the service: yours, checked by its tests
+    )
+    codec = ("codecs.py.j2", "{package}/messaging/codecs.py", Owner.GENERATOR)
+    schema_test = ("test_schema.py.j2", "tests/test_{package}_schema.py", Owner.GENERATOR)
+    return (codec, schema, schema_test)
 
 
 _TOPIC_SUFFIX = {
@@ -285,7 +343,7 @@ def render(plan: ServicePlan) -> dict[str, tuple[bytes, Owner]]:
     """Every file of the service: relative path -> (content, owner)."""
     env = _environment()
     context = template_context(plan)
-    specs = _FILES + (_MONITORING_FILES if plan.monitoring else ())
+    specs = _FILES + _format_files(plan) + (_MONITORING_FILES if plan.monitoring else ())
     if plan.monitoring and plan.broker.key.value == "rabbitmq":
         # rabbitmq_prometheus is not enabled by default in every image tag; say so explicitly.
         specs += (_RABBITMQ_PLUGINS,)

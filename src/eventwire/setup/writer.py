@@ -19,7 +19,7 @@ class FileOutcome:
 
     path: str
     status: str  # created, recreated (was deleted), updated, unchanged, kept (user-changed),
-    # kept (user-owned)
+    # kept (user-owned), removed (no longer generated), kept (no longer generated)
     lines: int
 
 
@@ -117,6 +117,32 @@ def _decide(
     return "kept (user-changed)", None, previous[1] if previous else new_hash
 
 
+def _drop_stale(
+    target: Path,
+    old: Manifest,
+    files: dict[str, tuple[bytes, Owner]],
+    hashes: dict[str, tuple[Owner, str]],
+) -> list[FileOutcome]:
+    """Files the last run generated and this one does not (a switch of format, say): a
+    generated one the user never changed is removed, anything else is kept and said so."""
+    outcomes = []
+    for rel, (owner, recorded) in sorted(old.files.items()):
+        path = target / rel
+        if rel in files or not path.is_file():
+            continue
+        if owner is Owner.GENERATOR and digest(path.read_bytes()) == recorded:
+            path.unlink()
+            outcomes.append(FileOutcome(path=rel, status="removed (no longer generated)", lines=0))
+            continue
+        hashes[rel] = (owner, recorded)  # still tracked: a later run may generate it again
+        outcomes.append(
+            FileOutcome(
+                path=rel, status="kept (no longer generated)", lines=_lines(path.read_bytes())
+            )
+        )
+    return outcomes
+
+
 def update_tree(
     target: Path,
     files: dict[str, tuple[bytes, Owner]],
@@ -154,6 +180,7 @@ def update_tree(
                 _write_atomic(path, to_write)
             hashes[rel] = (owner, recorded)
             outcomes.append(FileOutcome(path=rel, status=status, lines=_lines(path.read_bytes())))
+        outcomes += _drop_stale(target, old, files, hashes)
         _write_atomic(
             target / MANIFEST_NAME, replace(manifest, files=hashes).to_json().encode("utf-8")
         )
