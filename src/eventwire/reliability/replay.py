@@ -144,7 +144,10 @@ async def replay_dead_letters(
     broker: Broker, topic: str, *, limit: int, wait: float
 ) -> ReplayResult:
     """Replay up to ``limit`` dead letters of ``topic``, each once, each to its own group;
-    ends when none arrived for ``wait`` seconds."""
+    ends when none arrived for ``wait`` seconds. A topic without a DLQ (a typo) is answered
+    by a passive read where the broker has one: nothing is created for it."""
+    if isinstance(broker, DeadLetterBrowser) and await broker.browse_dead_letters(topic, 1) is None:
+        return ReplayResult()
     run = new_message_id()
     replayed = 0
     failed_again = 0

@@ -43,7 +43,9 @@ class Running:
 
 @asynccontextmanager
 async def running(app: App, within: float = 60.0) -> AsyncIterator[Running]:
-    """Run ``app`` in the background until it has subscribed; stop it gracefully on exit."""
+    """Run ``app`` (connected: ``async with app``) in the background until it has
+    subscribed; stop it gracefully on exit."""
+    app.broker  # noqa: B018 - ClosedError unless connected: wait_ready binds on connect
     stop = asyncio.Event()
     task = asyncio.create_task(app.run(stop))
     ready = asyncio.create_task(app.wait_ready())

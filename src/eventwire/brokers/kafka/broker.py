@@ -15,7 +15,7 @@ from eventwire.brokers.kafka.subscription import KafkaSubscription
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
 from eventwire.core.errors import ClosedError
-from eventwire.core.message import Delivery, Message
+from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 from eventwire.core.url import BrokerURL
 
 
@@ -47,6 +47,12 @@ class KafkaBroker(BrokerBase):
         """Per partition of ``topic``: ``group``'s committed offset, the high watermark, lag."""
         await self.connect()
         return await self._conn.lag(topic, group)
+
+    async def browse_dead_letters(self, topic: str, limit: int) -> list[Message] | None:
+        """Dead letters of ``topic`` the ``eventwire-dlq`` group has not committed, read
+        without joining the group or creating anything; None if ``<topic>.dlq`` is missing."""
+        await self.connect()
+        return await self._conn.browse(dead_letter_topic(topic), DEAD_LETTER_GROUP, limit)
 
     async def _connect(self) -> None:
         await self._conn.open()
