@@ -150,7 +150,7 @@ _USE_CASE_PATTERN = {
     UseCase.STREAMING: Pattern.EVENT_STREAMING,
 }
 
-FORMATS = ("json",)  # avro and protobuf arrive with the Kafka adapter and schema registry
+FORMATS = ("json",)  # avro and protobuf codecs exist (serialization/), not yet scaffolded
 
 
 def broker_named(value: str) -> BrokerChoice:

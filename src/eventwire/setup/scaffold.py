@@ -30,7 +30,7 @@ _DISTRIBUTION_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 # Top-level modules a generated service imports: a package of that name would hide them.
 _TAKEN = frozenset(
     {"eventwire", "pydantic", "pydantic_settings", "typer", "orjson", "yaml", "jinja2",
-     "redis", "nats", "aio_pika", "aiormq", "aiokafka", "psycopg", "prometheus_client",
+     "redis", "nats", "aio_pika", "aiormq", "confluent_kafka", "psycopg", "prometheus_client",
      "tests", "test"}
 )  # fmt: skip
 
@@ -114,7 +114,7 @@ def plan_service(  # noqa: PLR0912 (one decision per option, in order; splitting
         raise ConfigurationError(
             f"format {message_format!r} is not available yet: use "
             + ", ".join(choices.FORMATS)
-            + " (avro and protobuf arrive with the Kafka adapter)"
+            + " (init does not scaffold avro or protobuf services yet)"
         )
     if monitoring is None:
         monitoring = existing.monitoring if existing else True
