@@ -5,7 +5,7 @@ messages plus one poison message, and the figures come from the workers' own /me
 every message processed exactly once across the workers, 0 lost, 0 wrongly dead-lettered,
 the poison one in the dead-letter destination; event streams with 0 retries (per-entity order
 held across the workers). On the embedded SQLite broker always; on RabbitMQ, Redis and NATS
-(the machine's services) under the integration markers. COUNT is small by default
+and Kafka (the machine's services) under the integration markers. COUNT is small by default
 (EVENTWIRE_TEST_SCALE=full: 1,000).
 """
 
@@ -41,6 +41,7 @@ URLS = {
     "rabbitmq": os.environ.get("EVENTWIRE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     "redis": os.environ.get("EVENTWIRE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
     "nats": os.environ.get("EVENTWIRE_TEST_NATS_URL", "nats://127.0.0.1:4222"),
+    "kafka": os.environ.get("EVENTWIRE_TEST_KAFKA_URL", "kafka://127.0.0.1:9092"),
 }
 POSTGRES_URL = os.environ.get(
     "EVENTWIRE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -300,6 +301,13 @@ def test_two_workers_on_nats_jetstream(pattern: str, tmp_path: Path, cleanup: Cl
 def test_two_workers_on_nats_core(pattern: str, tmp_path: Path, cleanup: Cleanup) -> None:
     url = URLS["nats"].replace("nats://", "nats+core://", 1)
     check("nats-core", pattern, url, marks=POSTGRES_URL, tmp_path=tmp_path, cleanup=cleanup)
+
+
+@pytest.mark.integration
+@pytest.mark.kafka
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_two_workers_on_kafka(pattern: str, tmp_path: Path, cleanup: Cleanup) -> None:
+    check("kafka", pattern, URLS["kafka"], marks=POSTGRES_URL, tmp_path=tmp_path, cleanup=cleanup)
 
 
 def test_readme_flow_script(tmp_path: Path) -> None:
