@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
+from eventwire.brokers.catalog import open_broker
+from eventwire.brokers.kafka.broker import KafkaBroker
 from eventwire.core.contract import Broker
 from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
 from eventwire.runtime.app import App
@@ -17,6 +20,17 @@ FULL = os.environ.get("EVENTWIRE_TEST_SCALE", "").lower() == "full"
 
 def scale(quick: int, full: int) -> int:
     return full if FULL else quick
+
+
+def topic_name(what: str) -> str:
+    return f"ewt.kafka.{what}.{uuid.uuid4().hex[:8]}"
+
+
+async def open_kafka(url: str) -> KafkaBroker:
+    broker = open_broker(url)
+    assert isinstance(broker, KafkaBroker)
+    await broker.connect()
+    return broker
 
 
 async def wait_until(predicate: Callable[[], bool], deadline: float, what: str) -> None:

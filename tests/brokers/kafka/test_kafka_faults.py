@@ -17,11 +17,18 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from kafka_support import order_breaks, read_dead_letters, running, scale, wait_until
+from kafka_support import (
+    open_kafka,
+    order_breaks,
+    read_dead_letters,
+    running,
+    scale,
+    topic_name,
+    wait_until,
+)
 from pydantic import BaseModel
 
 from eventwire import App, Context, RetryPolicy
-from eventwire.brokers.catalog import open_broker
 from eventwire.brokers.kafka.broker import KafkaBroker
 from eventwire.core import headers as h
 from eventwire.core.errors import PublishError
@@ -47,17 +54,6 @@ class Entry(BaseModel):
 
 def entries(count: int) -> list[Entry]:
     return [Entry(account=f"acct-{seq % KEYS}", seq=seq) for seq in range(count)]
-
-
-def topic_name(what: str) -> str:
-    return f"ewt.kafka.{what}.{uuid.uuid4().hex[:8]}"
-
-
-async def open_kafka(url: str) -> KafkaBroker:
-    broker = open_broker(url)
-    assert isinstance(broker, KafkaBroker)
-    await broker.connect()
-    return broker
 
 
 async def test_broker_sigkilled_mid_stream_loses_no_confirmed_publish(
