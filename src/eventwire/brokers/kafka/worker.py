@@ -147,6 +147,8 @@ class ConsumerWorker:
         """The consumer's group metadata and the partition's commit point once ``item`` is
         finished, read on the consumer thread (for ``send_offsets_to_transaction``); the
         point is None when the partition is no longer this member's."""
+        if self._done.done():
+            return None, None  # the thread has ended: nobody would answer
         answer: concurrent.futures.Future[tuple[object, int | None]] = concurrent.futures.Future()
         self._commands.put(("transaction_point", item.tp, item.epoch, item.offset, answer))
         return await asyncio.wrap_future(answer)
