@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventwire.brokers._support.envelope import EnvelopeError, unreadable
-from eventwire.brokers.nats._envelope import RAW_HEADERS, from_nats, raw_dead_letter
+from eventwire.brokers.nats._envelope import from_nats, raw_dead_letter
 from eventwire.brokers.redis.envelope import (
     fields_of_raw_entry,
     from_fields,
@@ -140,5 +140,5 @@ def test_a_raw_nats_dead_letter_keeps_body_and_headers(
     if headers:
         import base64
 
-        assert dict(json.loads(base64.b64decode(dead.headers[RAW_HEADERS]))) == headers
+        assert dict(json.loads(base64.b64decode(dead.headers[h.DLQ_RAW_HEADERS]))) == headers
     assert from_nats(body, wire).headers[h.DLQ_REASON].startswith("unreadable envelope")
