@@ -246,6 +246,28 @@ def purge_kafka(url: str, match: re.Pattern[str]) -> int:
     return len(topics) + len(groups)
 
 
+def kafka_groups_settled(url: str, root: Path, package: str, members: int) -> bool:
+    """Whether each of the service's consumer groups is stable with ``members`` members that
+    all hold partitions: publishing earlier would run into the workers' first rebalance,
+    whose in-flight messages are redelivered (Kafka's at-least-once window, not a loss)."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    _topics, names = _generated_names(root, package)
+    groups = [n for n in names if n.startswith(f"{package}-")]  # not the "<package>.worker" log
+    assert groups, f"no consumer group names found for {package}"
+    bootstrap = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    described = admin.describe_consumer_groups(groups, request_timeout=10)
+    for future in described.values():
+        group = future.result()
+        if group.state != ConsumerGroupState.STABLE or len(group.members) != members:
+            return False
+        if not all(m.assignment.topic_partitions for m in group.members):
+            return False
+    return True
+
+
 def purge_postgres_marks(url: str, package: str) -> int:
     """Delete the idempotency marks of one service's groups (they carry its package name)."""
     import psycopg

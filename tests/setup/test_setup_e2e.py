@@ -28,7 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from setup_helpers import purge, purge_postgres_marks, rabbitmq_queue_names
+from setup_helpers import (
+    kafka_groups_settled,
+    purge,
+    purge_postgres_marks,
+    rabbitmq_queue_names,
+)
 
 from eventwire.setup import scaffold
 from eventwire.setup.choices import broker_named
@@ -140,6 +145,12 @@ def run_workers(root: Path, package: str, url: str, marks: str, copies: int) -> 
             return all(_get(f"http://127.0.0.1:{p}/readyz")[0] == 200 for p in ports)
 
         _until(ready, 60, "both workers ready")
+        if url.startswith("kafka"):
+            _until(
+                lambda: kafka_groups_settled(url, root, package, WORKERS),
+                60,
+                "the Kafka consumer groups settled on both workers",
+            )
         started = time.perf_counter()
         published = subprocess.run(
             [sys.executable, "-m", f"{package}.messaging.publisher", "--count", str(COUNT),
