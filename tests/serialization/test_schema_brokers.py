@@ -1,6 +1,6 @@
 """Avro, Protobuf and JSON Schema messages through the registry wire format on the network
-brokers (RabbitMQ, Redis Streams, NATS JetStream) through the public App API, with the
-shared Apicurio registry; every queue, key and stream made is deleted afterwards."""
+brokers (RabbitMQ, Redis Streams, NATS JetStream, Kafka) through the public App API, with the
+shared Apicurio registry; every queue, key, stream and topic made is deleted afterwards."""
 
 # No ``from __future__ import annotations``: handler annotations name test-local codecs.
 import asyncio
@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import pytest
 
+from eventwire.core.contract import Broker
 from eventwire.core.message import DEAD_LETTER_GROUP, dead_letter_topic
 from eventwire.runtime.app import App
 from eventwire.serialization.registry_http import HTTPSchemaRegistry
@@ -35,6 +36,22 @@ def rabbitmq_queues(topics: list[str], group: str) -> set[str]:
     }
 
 
+async def delete_kafka_topics(url: str, used: Broker | None) -> None:
+    """Delete the topics the App's Kafka client created (the shared Kafka never auto-creates)."""
+    from eventwire.brokers.catalog import open_broker
+    from eventwire.brokers.kafka.broker import KafkaBroker
+
+    if used is None:
+        return
+    assert isinstance(used, KafkaBroker)
+    admin = open_broker(url)
+    assert isinstance(admin, KafkaBroker)
+    try:
+        await asyncio.wait_for(admin.delete_topics(used.created_topics), 30)
+    finally:
+        await admin.aclose()
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "broker",
@@ -42,6 +59,7 @@ def rabbitmq_queues(topics: list[str], group: str) -> set[str]:
         pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
         pytest.param("redis", marks=pytest.mark.redis),
         pytest.param("nats", marks=pytest.mark.nats),
+        pytest.param("kafka", marks=pytest.mark.kafka),
     ],
 )
 @pytest.mark.registry
@@ -54,6 +72,7 @@ async def test_every_codec_round_trips_on_the_broker(
     url = service_url(broker)
     got: dict[str, list[Any]] = {kind: [] for kind in KINDS}
     app = App(url, name=token)
+    opened: Broker | None = None
     codecs = {}
     for kind in KINDS:
         codec, target = make_codec(kind, registry)
@@ -69,6 +88,7 @@ async def test_every_codec_round_trips_on_the_broker(
         app.subscriber(topics[kind], group=group)(handler(kind, target, codec))
     try:
         async with app, running(app):
+            opened = app.broker
             for kind in KINDS:
                 for n in range(COUNT):
                     message = await codecs[kind].message(payload(kind, n), topic=topics[kind])
@@ -80,5 +100,9 @@ async def test_every_codec_round_trips_on_the_broker(
             ]
         assert app.stats.dead_lettered == 0
     finally:
-        queues = rabbitmq_queues(list(topics.values()), group) if broker == "rabbitmq" else set()
-        await asyncio.wait_for(purge(broker, url, re.compile(re.escape(token)), queues), 30)
+        if broker == "kafka":
+            await delete_kafka_topics(url, opened)
+        else:
+            rabbit = broker == "rabbitmq"
+            queues = rabbitmq_queues(list(topics.values()), group) if rabbit else set()
+            await asyncio.wait_for(purge(broker, url, re.compile(re.escape(token)), queues), 30)

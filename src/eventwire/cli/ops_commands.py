@@ -13,6 +13,7 @@ import typer
 
 from eventwire.cli import resolve
 from eventwire.cli.errors import CLIError
+from eventwire.observability.logs import LogFormat, configure_logging
 
 BROKER_HELP = (
     f"Broker URL; default ${resolve.BROKER_URL_ENV}, else {resolve.DEFAULT_BROKER_URL} "
@@ -117,9 +118,17 @@ def run(
             help="Seconds to keep trying a broker that is not up yet (0: try once).",
         ),
     ] = 60.0,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            envvar="EVENTWIRE_LOG_FORMAT",
+            help="Log lines as text, or as one JSON object each (ids as fields).",
+        ),
+    ] = "text",
 ) -> None:
     """Run an App's subscribers until SIGTERM or Ctrl-C, then shut down gracefully."""
-    _configure_logging()
+    configure_logging(log_format)
     resolved = resolve.broker_url(broker)
     if http_port:
         _check_bindable(http_host, http_port)

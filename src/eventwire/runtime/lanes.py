@@ -22,14 +22,14 @@ Abandoning is ``Delivery.nack()``, a no-op for an already settled delivery.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
 from eventwire.core.message import Delivery
+from eventwire.observability.logs import bind_message, get_logger
 
-_log = logging.getLogger("eventwire.runtime")
+_log = get_logger("runtime")
 
 FAILURE_DELAY = 5.0  # seconds before a delivery whose processing itself failed comes back
 _CANCEL_GRACE = 5.0  # seconds a cancelled handler gets to unwind before shutdown moves on
@@ -44,7 +44,9 @@ async def abandon(delivery: Delivery, delay: float | None = None) -> None:
     try:
         await delivery.nack(delay=delay)
     except Exception:  # noqa: BLE001 - connection gone: the broker redelivers it anyway
-        _log.warning("could not return %r to the broker", delivery, exc_info=True)
+        bind_message(_log, delivery.message, delivery.topic).warning(
+            "could not return %r to the broker", delivery, exc_info=True
+        )
 
 
 class Dispatcher:
@@ -118,7 +120,9 @@ class Dispatcher:
             try:
                 await step(delivery, value)
             except Exception:  # noqa: BLE001 - a processing bug must not kill the worker
-                _log.exception("processing %r failed unexpectedly; returning it", delivery)
+                bind_message(_log, delivery.message, delivery.topic).exception(
+                    "processing %r failed unexpectedly; returning it", delivery
+                )
                 # Delayed: when settling itself fails (a DLQ refusing the message, say),
                 # returning it at once would spin redelivering it as fast as the broker can.
                 await abandon(delivery, FAILURE_DELAY)
@@ -126,7 +130,9 @@ class Dispatcher:
                 if me.cancelling():
                     raise  # drain cancelling this worker
                 # Raised from inside (the step awaited something cancelled elsewhere).
-                _log.error("processing %r was cancelled from inside; returning it", delivery)
+                bind_message(_log, delivery.message, delivery.topic).error(
+                    "processing %r was cancelled from inside; returning it", delivery
+                )
                 await abandon(delivery, FAILURE_DELAY)
             if isinstance(unit, str):
                 lane = lanes[unit]

@@ -93,6 +93,7 @@ class Supervisor:
                     in_place_retries=in_place,
                     timing=services.timing,
                     counters=services.counters.subscriber(spec.topic, spec.group, spec.name),
+                    profile=broker.profile.name,
                 ),
                 broker=broker,
                 concurrency=concurrency or spec.concurrency,
