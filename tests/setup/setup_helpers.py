@@ -137,7 +137,7 @@ def clean_env() -> dict[str, str]:
 # Every name a generated e2e service makes on a broker contains its package name (topics are
 # "<package>.<suffix>", groups "<package>-<role>"), which holds a fresh hex token per test, so
 # matching on that token deletes exactly one test's objects and nobody else's.
-LEFTOVER = re.compile(r"e2e_(?:rabbitmq|redis|nats)_")  # any e2e service, past or present
+LEFTOVER = re.compile(r"e2e_(?:rabbitmq|redis|nats|kafka)_")  # any e2e service, past or present
 
 
 def _generated_names(root: Path, package: str) -> tuple[list[str], list[str]]:
@@ -228,6 +228,46 @@ async def purge_nats(url: str, match: re.Pattern[str]) -> int:
     return len(doomed)
 
 
+def purge_kafka(url: str, match: re.Pattern[str]) -> int:
+    """Delete matching topics (retry and dead-letter topics included) and consumer groups."""
+    from confluent_kafka.admin import AdminClient
+
+    bootstrap = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    topics = [t for t in admin.list_topics(timeout=10).topics if match.search(t)]
+    if topics:
+        for future in admin.delete_topics(topics, operation_timeout=30).values():
+            future.result()
+    listed = admin.list_consumer_groups(request_timeout=10).result()
+    groups = [g.group_id for g in listed.valid if match.search(g.group_id)]
+    if groups:
+        for future in admin.delete_consumer_groups(groups, request_timeout=10).values():
+            future.result()
+    return len(topics) + len(groups)
+
+
+def kafka_groups_settled(url: str, root: Path, package: str, members: int) -> bool:
+    """Whether each of the service's consumer groups is stable with ``members`` members that
+    all hold partitions: publishing earlier would run into the workers' first rebalance,
+    whose in-flight messages are redelivered (Kafka's at-least-once window, not a loss)."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    _topics, names = _generated_names(root, package)
+    groups = [n for n in names if n.startswith(f"{package}-")]  # not the "<package>.worker" log
+    assert groups, f"no consumer group names found for {package}"
+    bootstrap = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    described = admin.describe_consumer_groups(groups, request_timeout=10)
+    for future in described.values():
+        group = future.result()
+        if group.state != ConsumerGroupState.STABLE or len(group.members) != members:
+            return False
+        if not all(m.assignment.topic_partitions for m in group.members):
+            return False
+    return True
+
+
 def purge_postgres_marks(url: str, package: str) -> int:
     """Delete the idempotency marks of one service's groups (they carry its package name)."""
     import psycopg
@@ -250,4 +290,6 @@ async def purge(broker: str, url: str, match: re.Pattern[str], queues: set[str])
         return await purge_redis(url, match)
     if broker == "nats":
         return await purge_nats(url, match)
+    if broker == "kafka":
+        return purge_kafka(url, match)
     return 0  # the embedded brokers live in the test's tmp_path

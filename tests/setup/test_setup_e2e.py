@@ -5,7 +5,7 @@ messages plus one poison message, and the figures come from the workers' own /me
 every message processed exactly once across the workers, 0 lost, 0 wrongly dead-lettered,
 the poison one in the dead-letter destination; event streams with 0 retries (per-entity order
 held across the workers). On the embedded SQLite broker always; on RabbitMQ, Redis and NATS
-(the machine's services) under the integration markers. COUNT is small by default
+and Kafka (the machine's services) under the integration markers. COUNT is small by default
 (EVENTWIRE_TEST_SCALE=full: 1,000).
 """
 
@@ -28,7 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from setup_helpers import purge, purge_postgres_marks, rabbitmq_queue_names
+from setup_helpers import (
+    kafka_groups_settled,
+    purge,
+    purge_postgres_marks,
+    rabbitmq_queue_names,
+)
 
 from eventwire.setup import scaffold
 from eventwire.setup.choices import broker_named
@@ -41,6 +46,7 @@ URLS = {
     "rabbitmq": os.environ.get("EVENTWIRE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     "redis": os.environ.get("EVENTWIRE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
     "nats": os.environ.get("EVENTWIRE_TEST_NATS_URL", "nats://127.0.0.1:4222"),
+    "kafka": os.environ.get("EVENTWIRE_TEST_KAFKA_URL", "kafka://127.0.0.1:9092"),
 }
 POSTGRES_URL = os.environ.get(
     "EVENTWIRE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -139,6 +145,12 @@ def run_workers(root: Path, package: str, url: str, marks: str, copies: int) -> 
             return all(_get(f"http://127.0.0.1:{p}/readyz")[0] == 200 for p in ports)
 
         _until(ready, 60, "both workers ready")
+        if url.startswith("kafka"):
+            _until(
+                lambda: kafka_groups_settled(url, root, package, WORKERS),
+                60,
+                "the Kafka consumer groups settled on both workers",
+            )
         started = time.perf_counter()
         published = subprocess.run(
             [sys.executable, "-m", f"{package}.messaging.publisher", "--count", str(COUNT),
@@ -300,6 +312,13 @@ def test_two_workers_on_nats_jetstream(pattern: str, tmp_path: Path, cleanup: Cl
 def test_two_workers_on_nats_core(pattern: str, tmp_path: Path, cleanup: Cleanup) -> None:
     url = URLS["nats"].replace("nats://", "nats+core://", 1)
     check("nats-core", pattern, url, marks=POSTGRES_URL, tmp_path=tmp_path, cleanup=cleanup)
+
+
+@pytest.mark.integration
+@pytest.mark.kafka
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_two_workers_on_kafka(pattern: str, tmp_path: Path, cleanup: Cleanup) -> None:
+    check("kafka", pattern, URLS["kafka"], marks=POSTGRES_URL, tmp_path=tmp_path, cleanup=cleanup)
 
 
 def test_readme_flow_script(tmp_path: Path) -> None:

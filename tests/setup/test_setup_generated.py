@@ -83,11 +83,10 @@ def test_compose_follows_current_practice(
         assert "kafka-exporter" in monitoring
         readme = (root / "README.md").read_text()
         assert "memory://" in readme
-        from eventwire.setup.choices import broker_named
-        from eventwire.setup.traits import traits_of
-
-        if not traits_of(broker_named("kafka")).adapter_ready:
-            assert "Kafka adapter pending" in readme
+        assert "adapter pending" not in readme
+        assert "confluent-kafka underneath" in readme
+        env_example = (root / ".env.example").read_text()
+        assert "EVENTWIRE_BROKER_URL=kafka://localhost:9092" in env_example.splitlines()
     elif broker == "rabbitmq":
         rabbit = services["rabbitmq"]
         assert rabbit["image"].startswith("rabbitmq:4.")

@@ -168,7 +168,11 @@ async def replay_dead_letters(
     matches: Callable[[Message], bool] | None = None,
 ) -> ReplayResult:
     """Replay up to ``limit`` dead letters of ``topic`` (those ``matches`` selects; the others
-    stay), each once, each to its own group; ends when none arrived for ``wait`` seconds."""
+    stay), each once, each to its own group; ends when none arrived for ``wait`` seconds. A
+    topic without a DLQ (a typo) is answered by a passive read where the broker has one:
+    nothing is created for it."""
+    if isinstance(broker, DeadLetterBrowser) and await broker.browse_dead_letters(topic, 1) is None:
+        return ReplayResult()
     run = new_message_id()
     replayed = 0
     failed_again = 0

@@ -3,9 +3,8 @@
 Claims the conformance suite proves (guarantee, persistence, replay, ordering, dead letters,
 deduplication, body limit) are read from the catalog profile and never restated here; this
 module keeps only what the catalog cannot know (retention, routing, latency, rate, operations
-weight, ...). A candidate whose adapter is not in this install (Kafka, until it ships) keeps
-its documented claims in ``UNBUILT_CLAIMS``, replaced by the catalog's as soon as the profile
-exists.
+weight, ...). Every candidate has a catalog profile; one without (an adapter missing from
+this install) is left out of the ranking rather than ranked on claims nobody proved.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ from dataclasses import dataclass, fields
 
 from eventwire.core.capabilities import BrokerProfile, Guarantee, Support
 from eventwire.setup.requirements import Broker, UseCase
-
-_MB = 1024 * 1024
 
 
 # No slots on the two halves: BrokerFacts inherits both, and two slotted bases cannot mix.
@@ -172,21 +169,6 @@ DOCUMENTED: tuple[Documented, ...] = (
 
 
 # Claims of candidates with no adapter in this install, from the broker's documentation.
-UNBUILT_CLAIMS: Mapping[str, Claims] = {
-    "kafka": Claims(
-        guarantee=Guarantee.AT_LEAST_ONCE,
-        persistent=True,
-        replay=True,
-        ordered_per_key=True,
-        ordered_across_members=True,  # a key maps to one partition, one member
-        dead_letter=Support.EMULATED,  # dead-letter topic written by the consumer
-        delayed_redelivery=Support.EMULATED,  # retry topics
-        publish_dedup=True,  # idempotent producer
-        max_body_bytes=1 * _MB,  # message.max.bytes default
-    ),
-}
-
-
 # (points, reason) per use case and candidate; documented strengths, not benchmarks.
 USE_CASE_FIT: Mapping[UseCase, Mapping[str, tuple[int, str]]] = {
     UseCase.WORK_QUEUE: {
@@ -236,7 +218,7 @@ USE_CASE_FIT: Mapping[UseCase, Mapping[str, tuple[int, str]]] = {
 def merge(
     documented: Iterable[Documented], profiles: Iterable[BrokerProfile]
 ) -> tuple[BrokerFacts, ...]:
-    """Each documented candidate with its claims: the catalog profile's, else unbuilt ones."""
+    """Each documented candidate with its catalog profile's claims (none: left out)."""
     by_name = {p.name: p for p in profiles}
     by_scheme = {scheme: p for p in by_name.values() for scheme in p.schemes}
     claim_names = [f.name for f in fields(Claims)]
@@ -250,12 +232,8 @@ def merge(
             caps = profile.capabilities
             claims = {name: getattr(caps, name) for name in claim_names}
             source = f"catalog profile {profile.name!r} + documented facts"
-        elif facts.name in UNBUILT_CLAIMS:
-            unbuilt = UNBUILT_CLAIMS[facts.name]
-            claims = {name: getattr(unbuilt, name) for name in claim_names}
-            source = "documented facts"
         else:
-            continue  # neither built nor documented: nothing to claim
+            continue  # no adapter in this install: no proven claims to rank it on
         merged.append(BrokerFacts(**base, **claims, source=source))
     return tuple(merged)
 

@@ -132,15 +132,7 @@ def _next_steps(plan: ServicePlan) -> list[str]:
         server += " and PostgreSQL"
     steps.append(f"Start {server}: make up  (then make test-integration)")
     steps.append("Copy the settings and adjust the broker URL: cp .env.example .env")
-    if traits_of(b).adapter_ready:
-        steps.append(
-            "Start a worker: make worker  (publish samples from another shell: make publish)"
-        )
-    else:
-        steps.append(
-            "Until eventwire's Kafka adapter is installed, run on SQLite: "
-            "EVENTWIRE_BROKER_URL=sqlite:///.eventwire/broker.db make worker"
-        )
+    steps.append("Start a worker: make worker  (publish samples from another shell: make publish)")
     steps.append(f"Put your business logic in {plan.package}/messaging/handlers.py")
     if plan.monitoring:
         steps.append("Optional dashboards and alerts: make monitoring")
@@ -150,11 +142,6 @@ def _next_steps(plan: ServicePlan) -> list[str]:
 def build_summary(plan: ServicePlan, outcomes: list[FileOutcome], *, updated: bool) -> SetupSummary:
     """The summary for ``plan`` after the writer produced ``outcomes``."""
     notes = []
-    if not traits_of(plan.broker).adapter_ready:
-        notes.append(
-            f"eventwire's {plan.broker.display} adapter is not built yet: the service's tests "
-            "run on memory:// and the README says how to run it on SQLite meanwhile"
-        )
     changed = [o.path for o in outcomes if o.status == "kept (user-changed)"]
     if changed:
         notes.append("kept your changes (not overwritten): " + ", ".join(changed))

@@ -30,7 +30,7 @@ _DISTRIBUTION_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 # Top-level modules a generated service imports: a package of that name would hide them.
 _TAKEN = frozenset(
     {"eventwire", "pydantic", "pydantic_settings", "typer", "orjson", "yaml", "jinja2",
-     "redis", "nats", "aio_pika", "aiormq", "aiokafka", "psycopg", "prometheus_client",
+     "redis", "nats", "aio_pika", "aiormq", "confluent_kafka", "psycopg", "prometheus_client",
      "tests", "test"}
 )  # fmt: skip
 

@@ -46,11 +46,6 @@ def render_advice(req: Requirements, advice: Advice) -> str:
         w = advice.winner
         ahead = "" if w.margin is None else f", {w.margin} point(s) ahead of the next"
         lines.append(f"Recommended: {w.display} (score {w.score:+d}{ahead})")
-        if w.source == "documented facts":  # no catalog profile: no eventwire adapter yet
-            lines.append(
-                f"Note: eventwire has no {w.display} adapter yet; `eventwire init` still "
-                "scaffolds the service, which runs on SQLite or memory:// until it ships."
-            )
     else:
         lines.append(f"No recommendation: {advice.why_none}")
     if advice.caveats:

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 from eventwire.brokers.catalog import profile_named
 from eventwire.core.capabilities import Guarantee
-from eventwire.core.errors import ConfigurationError
-from eventwire.setup import facts
 from eventwire.setup.choices import BrokerChoice
 
 PARTITIONS = 8  # partition topics of a partitioned stream (messages.PARTITIONS in the service)
@@ -15,36 +13,23 @@ PARTITIONS = 8  # partition topics of a partitioned stream (messages.PARTITIONS 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Traits:
-    """What the generated code must know of the profile: from the catalog, else documented."""
+    """What the generated code must know of the profile, from the catalog."""
 
     consumer_groups: bool  # members of a group compete (False: every worker gets everything)
     ordered_across_members: bool  # a key's order holds across a group's members
     dead_letters_kept: bool  # dead letters are stored where `make dlq` can read them
     at_most_once: bool
-    adapter_ready: bool  # this install has the adapter (the catalog knows the profile)
     client: str  # the client library under the adapter (the catalog's, once it has one)
 
 
 def traits_of(choice: BrokerChoice) -> Traits:
-    """The profile's traits; the catalog's proven claims when it has the profile."""
-    try:
-        profile = profile_named(choice.profile)
-    except ConfigurationError:  # no adapter in this install (Kafka): the documented facts
-        known = facts.by_name(choice.profile)
-        return Traits(
-            consumer_groups=True,
-            ordered_across_members=known.ordered_across_members,
-            dead_letters_kept=bool(known.dead_letter),
-            at_most_once=known.guarantee is Guarantee.AT_MOST_ONCE,
-            adapter_ready=False,
-            client=choice.client,
-        )
+    """The profile's proven traits, from the catalog (every choice init offers has one)."""
+    profile = profile_named(choice.profile)
     caps = profile.capabilities
     return Traits(
         consumer_groups=caps.consumer_groups,
         ordered_across_members=caps.ordered_across_members,
         dead_letters_kept=bool(caps.dead_letter),
         at_most_once=caps.guarantee is Guarantee.AT_MOST_ONCE,
-        adapter_ready=True,
         client=profile.client_library or choice.client,
     )

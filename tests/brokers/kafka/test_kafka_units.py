@@ -31,6 +31,18 @@ def test_commit_point_never_passes_an_unfinished_offset() -> None:
     assert progress.commit_point() == 20  # everything done: one past the last
 
 
+def test_transaction_point_counts_the_delivery_as_finished_but_no_other() -> None:
+    progress = PartitionProgress(epoch=1)
+    for offset in (5, 6, 7):
+        progress.handed(offset, 1)
+    assert progress.point_after(5) == 6  # 6 still open: commit up to it
+    assert progress.point_after(6) == 5  # 5 still open: 6 cannot be committed yet
+    progress.finished(5)
+    progress.finished(6)
+    assert progress.point_after(7) == 8
+    assert progress.commit_point() == 7  # nothing changed by asking
+
+
 @given(st.permutations(list(range(40))), st.integers(min_value=0, max_value=40))
 def test_random_completion_order_commit_point_is_lowest_unfinished(
     order: list[int], done: int

@@ -18,6 +18,9 @@ How the contract maps onto Kafka:
   partition and offset; the body is byte-identical.
 * Leaving a subscription commits the lowest unsettled offset with each unsettled offset's
   attempt in the commit metadata: the next member redelivers them with attempt + 1.
+* ``browse_dead_letters`` (``eventwire dlq list``) reads ``<topic>.dlq`` from the
+  ``eventwire-dlq`` group's committed offsets with an assigned consumer that never joins the
+  group or commits: listing changes nothing, and a missing DLQ topic is reported, not made.
 * Topics are created on demand with ``partitions``/``replication`` from the URL, or with
   ``create_topics=false`` a missing one is a ``ConfigurationError``.
 

@@ -12,10 +12,11 @@ from eventwire.brokers.kafka.connection import KafkaConnection, PartitionLag
 from eventwire.brokers.kafka.options import KafkaOptions
 from eventwire.brokers.kafka.publisher import KafkaPublisher
 from eventwire.brokers.kafka.subscription import KafkaSubscription
+from eventwire.brokers.kafka.transactions import KafkaTransactions, Transaction
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
 from eventwire.core.errors import ClosedError
-from eventwire.core.message import Delivery, Message
+from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 from eventwire.core.url import BrokerURL
 
 
@@ -28,6 +29,7 @@ class KafkaBroker(BrokerBase):
         self._conn = KafkaConnection(self._options, str(url))
         self._publisher = KafkaPublisher(self._conn)
         self._subs: set[KafkaSubscription] = set()
+        self._transactions = KafkaTransactions(self._conn)
 
     @property
     def options(self) -> KafkaOptions:
@@ -47,6 +49,17 @@ class KafkaBroker(BrokerBase):
         """Per partition of ``topic``: ``group``'s committed offset, the high watermark, lag."""
         await self.connect()
         return await self._conn.lag(topic, group)
+
+    def transaction(self, delivery: Delivery) -> AbstractAsyncContextManager[Transaction]:
+        """Consume-transform-produce in one Kafka transaction: ``tx.publish`` outputs and
+        ``delivery``'s offset commit together or not at all (``transactions.py``)."""
+        return self._transactions.transaction(delivery)
+
+    async def browse_dead_letters(self, topic: str, limit: int) -> list[Message] | None:
+        """Dead letters of ``topic`` the ``eventwire-dlq`` group has not committed, read
+        without joining the group or creating anything; None if ``<topic>.dlq`` is missing."""
+        await self.connect()
+        return await self._conn.browse(dead_letter_topic(topic), DEAD_LETTER_GROUP, limit)
 
     async def _connect(self) -> None:
         await self._conn.open()
@@ -69,6 +82,7 @@ class KafkaBroker(BrokerBase):
         await self._publisher.drain()
         for sub in list(self._subs):
             await sub.aclose()
+        await self._transactions.aclose()
         await self._conn.aclose()
 
     async def _health(self) -> Health:

@@ -18,9 +18,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from eventwire.brokers.kafka import envelope
+from eventwire.brokers.kafka.browse import browse
 from eventwire.brokers.kafka.errors import error_of, reason, translate
 from eventwire.brokers.kafka.options import KafkaOptions
 from eventwire.core.errors import ConfigurationError
+from eventwire.core.message import Message
 
 log = logging.getLogger("eventwire.kafka")
 _POLL_SECONDS = 0.1
@@ -202,6 +205,24 @@ class KafkaConnection:
             return await asyncio.to_thread(_read_lag, config, topic, self.options.socket_timeout)
         except KafkaException as exc:
             raise translate(exc, f"reading the lag of {group!r}", self.where, self.secret) from exc
+
+    async def browse(self, topic: str, group: str, limit: int) -> list[Message] | None:
+        """Up to ``limit`` messages of ``topic`` after ``group``'s committed offsets, read
+        passively (``browse.py``); None when the topic does not exist."""
+        config = self.client_config(self.options.consumer_config(group, from_earliest=True))
+        timeout = self.options.socket_timeout
+        try:
+            records = await asyncio.to_thread(browse, config, topic, limit, timeout)
+        except (KafkaException, TimeoutError) as exc:
+            raise translate(exc, f"reading {topic!r}", self.where, self.secret) from exc
+        if records is None:
+            return None
+        return [
+            envelope.decode(
+                r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp_ms
+            ).message
+            for r in records
+        ]
 
     async def aclose(self) -> None:
         """Flush what the producer still holds (bounded by publish_timeout), stop the thread."""

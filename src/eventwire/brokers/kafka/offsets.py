@@ -73,6 +73,13 @@ class PartitionProgress:
             return min(self._open)
         return self._next
 
+    def point_after(self, offset: int) -> int | None:
+        """The commit point once ``offset`` is finished too (a transaction commits it)."""
+        rest = [o for o in self._open if o != offset]
+        if rest:
+            return min(rest)
+        return self._next
+
     def metadata(self) -> str:
         entries = sorted((o, a) for o, a in self._open.items() if a > 0)
         return ",".join(f"{o}:{a}" for o, a in entries[:_MAX_METADATA_ENTRIES])

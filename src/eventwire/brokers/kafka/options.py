@@ -26,6 +26,9 @@ Query options (all optional):
   the connection down (notices a half-open connection).
 * ``join_timeout`` (seconds, default 10): how long ``subscribe`` waits for the group to hand
   this member its first partitions before it returns anyway.
+* ``transactional_id`` (default: a random one per broker object) and ``transaction_timeout``
+  (seconds, default 60) for ``KafkaBroker.transaction`` (``transactions.py``): a stable id
+  lets a restarted process fence its killed predecessor and abort its open transaction.
 * ``sasl_mechanism``, ``ssl_cafile``, ``ssl_certfile``, ``ssl_keyfile``.
 """
 
@@ -69,6 +72,8 @@ class KafkaOptions:
     commit_interval: float = 1.0
     socket_timeout: float = 10.0
     join_timeout: float = 10.0
+    transactional_id: str | None = None
+    transaction_timeout: float = 60.0
 
     def __repr__(self) -> str:
         return f"KafkaOptions(bootstrap={self.bootstrap!r}, tls={self.tls})"
@@ -119,6 +124,7 @@ class KafkaOptions:
         numbers = (
             self.partitions, self.replication, self.publish_buffer, self.publish_timeout,
             self.session_timeout, self.heartbeat, self.commit_interval, self.socket_timeout,
+            self.transaction_timeout,
         )  # fmt: skip
         if min(numbers) <= 0 or self.linger_ms < 0 or self.join_timeout < 0:
             raise ConfigurationError(f"Kafka URL options in {url} must be positive")

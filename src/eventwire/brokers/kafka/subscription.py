@@ -25,7 +25,7 @@ from eventwire.brokers.kafka.errors import translate
 from eventwire.brokers.kafka.publisher import KafkaPublisher
 from eventwire.brokers.kafka.worker import ConsumerWorker, Fetched, InFlight, WorkerSpec
 from eventwire.core import headers as h
-from eventwire.core.errors import BrokerError
+from eventwire.core.errors import BrokerError, ConfigurationError
 from eventwire.core.message import Delivery, Message, dead_letter_topic
 
 log = logging.getLogger("eventwire.kafka")
@@ -44,6 +44,8 @@ class Settler(Protocol):
     ) -> None: ...
 
     async def dead_letter(self, item: Fetched, dead: Message) -> None: ...
+
+    async def transaction_point(self, item: Fetched) -> tuple[str, int, object, int | None]: ...
 
 
 class KafkaDelivery(Delivery):
@@ -65,6 +67,10 @@ class KafkaDelivery(Delivery):
 
     async def _dead_letter(self, dead: Message) -> None:
         await self._sub.dead_letter(self._item, dead)
+
+    async def transaction_point(self) -> tuple[str, int, object, int | None]:
+        """(topic, partition, group metadata, offset to commit) for a transaction."""
+        return await self._sub.transaction_point(self._item)
 
 
 class KafkaSubscription:
@@ -239,6 +245,25 @@ class KafkaSubscription:
         record = envelope.encode(marked)
         await self._publisher.publish(dead_letter_topic(self.topic), [record], [dead.id])
         self.ack(item)
+
+    async def transaction_point(self, item: Fetched) -> tuple[str, int, object, int | None]:
+        """What ``send_offsets_to_transaction`` needs to commit ``item`` (None: revoked)."""
+        topic, partition = item.tp
+        worker = self._owner(item)
+        if worker is None or self.group is None or not self._current(item):
+            if self.group is None:
+                raise ConfigurationError(
+                    f"a transaction needs a group: {self.topic!r} is read with group=None"
+                )
+            return topic, partition, None, None
+        metadata, point = await worker.transaction_point(item)
+        if point is not None and point <= item.offset:
+            raise ConfigurationError(
+                f"offset {item.offset} of {topic}[{partition}] cannot be committed in a "
+                f"transaction while offset {point} is unfinished: handle one delivery at a "
+                "time per partition (prefetch=1, or ordered_by)"
+            )
+        return topic, partition, metadata, point
 
     # -- closing ---------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ synchronously on revoke and on close; nothing is committed for partitions that w
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import queue
@@ -141,6 +142,16 @@ class ConsumerWorker:
 
     def unhanded(self, items: list[Fetched]) -> None:
         self._commands.put(("unhanded", items))
+
+    async def transaction_point(self, item: Fetched) -> tuple[object, int | None]:
+        """The consumer's group metadata and the partition's commit point once ``item`` is
+        finished, read on the consumer thread (for ``send_offsets_to_transaction``); the
+        point is None when the partition is no longer this member's."""
+        if self._done.done():
+            return None, None  # the thread has ended: nobody would answer
+        answer: concurrent.futures.Future[tuple[object, int | None]] = concurrent.futures.Future()
+        self._commands.put(("transaction_point", item.tp, item.epoch, item.offset, answer))
+        return await asyncio.wrap_future(answer)
 
     def is_current(self, item: Fetched) -> bool:
         return self.epochs.get(item.tp) == item.epoch
@@ -271,8 +282,18 @@ class ConsumerWorker:
                 return
             self._command(consumer, command)
 
-    def _command(self, _consumer: Consumer, command: tuple[Any, ...]) -> None:
+    def _command(self, consumer: Consumer, command: tuple[Any, ...]) -> None:
         kind = command[0]
+        if kind == "transaction_point":
+            _, tp, epoch, offset, answer = command
+            progress = self._progress.get(tp)
+            current = progress is not None and progress.epoch == epoch
+            point = progress.point_after(offset) if progress is not None and current else None
+            try:
+                answer.set_result((consumer.consumer_group_metadata(), point))
+            except KafkaException as exc:
+                answer.set_exception(exc)
+            return
         if kind == "settled":
             _, tp, epoch, offset = command
             progress = self._progress.get(tp)
