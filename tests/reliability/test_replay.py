@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from eventwire.brokers.memory.broker import forget_hub
 from eventwire.core import headers as h
 from eventwire.core.message import DEAD_LETTER_GROUP, Message
 from eventwire.reliability.replay import list_dead_letters, replay_dead_letters
+from eventwire.testing.app_runs import listed_dead_letters, serving, wait_until
 
 BROKERS = ["memory", "sqlite", "redis", "nats", "rabbitmq"]
 WAIT = 1.0  # seconds a replay or a listing waits for the next dead letter
@@ -77,30 +78,8 @@ async def _delete_rabbitmq(exchange: str) -> None:
         await connection.close()
 
 
-@contextlib.asynccontextmanager
-async def running(app: App) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    async with app:
-        task = asyncio.create_task(app.run(stop))
-        async with asyncio.timeout(30):
-            await app.wait_ready()
-        try:
-            yield
-        finally:
-            stop.set()
-            await task
-
-
-async def until(predicate: Callable[[], bool], within: float = 30.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
 async def dead_letters(url: str, topic: str) -> list[Message]:
-    found: list[Message] = []
-    await list_dead_letters(open_broker(url), topic, limit=100, wait=WAIT, each=found.append)
-    return found
+    return await listed_dead_letters(url, topic, wait=WAIT)
 
 
 async def test_a_replay_on_a_still_failing_worker_sends_each_letter_once(url: str) -> None:
@@ -114,12 +93,12 @@ async def test_a_replay_on_a_still_failing_worker_sends_each_letter_once(url: st
         calls[ctx.message.id] += 1
         raise PermanentError("still broken")
 
-    async with running(app):
+    async with serving(app):
         sent = await app.publish(topic, {"n": 1})
-        await until(lambda: app.stats.dead_lettered == 1)
+        await wait_until(lambda: app.stats.dead_lettered == 1, within=30)
         async with open_broker(url) as broker:
             result = await replay_dead_letters(broker, topic, limit=50, wait=WAIT)
-        await until(lambda: app.stats.dead_lettered == 2)
+        await wait_until(lambda: app.stats.dead_lettered == 2, within=30)
     assert result.replayed == 1
     assert result.by_group == {"workers": 1}
     assert calls == {sent.id: 2}
@@ -147,10 +126,10 @@ async def test_replay_goes_only_to_the_group_that_failed_it_with_its_id(url: str
     # X fails only in b; Z (a pub-sub poison message) fails in both: two dead letters.
     app.subscriber(topic, group="a")(handler("a", {"Z"}))
     app.subscriber(topic, group="b")(handler("b", {"X", "Z"}))
-    async with running(app):
+    async with serving(app):
         x = await app.publish(topic, {"name": "X"})
         z = await app.publish(topic, {"name": "Z"})
-        await until(lambda: app.stats.dead_lettered == 3)
+        await wait_until(lambda: app.stats.dead_lettered == 3, within=30)
 
         letters = await dead_letters(url, topic)
         assert sorted((m.id, m.headers[h.DLQ_GROUP]) for m in letters) == sorted(
@@ -165,7 +144,9 @@ async def test_replay_goes_only_to_the_group_that_failed_it_with_its_id(url: str
         # A marker published after the replay: once each group has seen it, every replay
         # addressed to it (or wrongly to it) has been handed out before (one handler each).
         marker = await app.publish(topic, {"name": "marker"})
-        await until(lambda: all(marker.id in {m.id for m in seen[g]} for g in ("a", "b")))
+        await wait_until(
+            lambda: all(marker.id in {m.id for m in seen[g]} for g in ("a", "b")), within=30
+        )
 
     ids = {g: Counter(m.id for m in seen[g]) for g in seen}
     assert ids["a"] == {x.id: 1, z.id: 2, marker.id: 1}
@@ -238,9 +219,9 @@ async def test_listing_dead_letters_changes_nothing(url: str) -> None:
     async def handle(payload: dict[str, Any]) -> None:
         raise PermanentError("no")
 
-    async with running(app):
+    async with serving(app):
         sent = await app.publish(topic, {"n": 1})
-        await until(lambda: app.stats.dead_lettered == 1)
+        await wait_until(lambda: app.stats.dead_lettered == 1, within=30)
     before = await _footprint(url, topic)
     for _ in range(3):
         assert [m.id for m in await dead_letters(url, topic)] == [sent.id]

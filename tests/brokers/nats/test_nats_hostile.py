@@ -15,7 +15,7 @@ from eventwire import App, Context, PermanentError, RetryPolicy
 from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h
 from eventwire.core.message import Message
-from eventwire.reliability.replay import list_dead_letters
+from eventwire.testing.app_runs import listed_dead_letters, serving, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats]
 
@@ -71,11 +71,7 @@ async def test_hostile_jetstream_messages_are_dead_lettered_and_harm_nothing(pre
             raise PermanentError("a hostile message with a valid body reached the handler")
         handled[job.n] += 1
 
-    stop = asyncio.Event()
-    async with app:
-        task = asyncio.create_task(app.run(stop))
-        async with asyncio.timeout(30):
-            await app.wait_ready()
+    async with serving(app):
         subject = app.broker.options.subject(topic)  # type: ignore[attr-defined]
         frames: list[tuple[bytes, bytes]] = []
         n = 0
@@ -87,19 +83,9 @@ async def test_hostile_jetstream_messages_are_dead_lettered_and_harm_nothing(pre
                 n += 1
             frames.append(hostile)
         await _hpub(subject, frames)
-        async with asyncio.timeout(60):
-            while len(handled) < n:
-                await asyncio.sleep(0.05)
-        letters: list[Message] = []
-        async with asyncio.timeout(60):
-            while len(letters) < len(HOSTILE):
-                letters.clear()
-                await list_dead_letters(
-                    open_broker(url), topic, limit=100, wait=1.0, each=letters.append
-                )
+        await wait_until(lambda: len(handled) >= n, within=60)
+        letters = await listed_dead_letters(url, topic, at_least=len(HOSTILE), within=60)
         assert app.ready
-        stop.set()
-        await task
     figures = {
         "hostile cases injected": len(HOSTILE),
         "good processed/sent": f"{sum(1 for g in range(n) if handled[g] == 1)}/{n}",
@@ -130,8 +116,7 @@ async def test_dead_letters_sharing_a_message_id_are_each_kept(prefix: str) -> N
         await _hpub(broker.options.subject(topic), [(_block(b"x-eventwire-id: same-id"), b"two")])  # type: ignore[attr-defined]
         delivery = await asyncio.wait_for(anext(sub), 10)
         await delivery.dead_letter("permanent-error")
-    letters: list[Message] = []
-    await list_dead_letters(open_broker(url), topic, limit=10, wait=1.0, each=letters.append)
+    letters = await listed_dead_letters(url, topic)
     assert sorted(m.body for m in letters) == [b"one", b"two"]
     assert {m.id for m in letters} == {"same-id"}
 

@@ -4,13 +4,11 @@ messages, consumed by a typed handler (concurrency 4, max_attempts 3). Prints th
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -18,9 +16,8 @@ from pydantic import BaseModel
 from redis_support import FAST, SHARED
 
 from eventwire import App, Context, RetryPolicy
-from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h
-from eventwire.reliability.replay import list_dead_letters
+from eventwire.testing.app_runs import listed_dead_letters, serving, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
@@ -69,22 +66,8 @@ async def worker(
         calls[ctx.message.id] += 1
         handled[job.n] += 1
 
-    stop = asyncio.Event()
-    async with app:
-        task = asyncio.create_task(app.run(stop))
-        async with asyncio.timeout(30):
-            await app.wait_ready()
-        try:
-            yield app
-        finally:
-            stop.set()
-            await task
-
-
-async def _until(predicate: Any, within: float = 30.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():
-            await asyncio.sleep(0.02)
+    async with serving(app):
+        yield app
 
 
 async def test_hostile_stream_entries_are_dead_lettered_raw_and_harm_nothing(
@@ -101,19 +84,13 @@ async def test_hostile_stream_entries_are_dead_lettered_raw_and_harm_nothing(
                 await raw.xadd(key, _entry(n))
                 n += 1
             await raw.xadd(key, entry)
-        await _until(lambda: len(handled) >= n and app.stats.dead_lettered >= 2)
+        await wait_until(lambda: len(handled) >= n and app.stats.dead_lettered >= 2, within=30)
         assert app.ready, "a consumer task died: the worker is not ready"
         # Still consuming afterwards: nothing stalled the group.
         await raw.xadd(key, _entry(n))
-        await _until(lambda: n in handled)
+        await wait_until(lambda: n in handled, within=30)
         good_sent = n + 1
-        letters: list[Any] = []
-        async with asyncio.timeout(30):
-            while len(letters) < len(HOSTILE_ENTRIES):
-                letters.clear()
-                await list_dead_letters(
-                    open_broker(url), topic, limit=100, wait=1.0, each=letters.append
-                )
+        letters = await listed_dead_letters(url, topic, at_least=len(HOSTILE_ENTRIES))
     reasons = Counter(m.headers[h.DLQ_REASON].split(":")[0] for m in letters)
     figures = {
         "hostile cases injected": len(HOSTILE_ENTRIES),
@@ -155,11 +132,7 @@ async def test_hostile_pubsub_payloads_never_stop_the_subscription(
     async def handle(job: Job) -> None:
         handled[job.n] += 1
 
-    stop = asyncio.Event()
-    async with app:
-        task = asyncio.create_task(app.run(stop))
-        async with asyncio.timeout(30):
-            await app.wait_ready()
+    async with serving(app):
         channel = f"ew:{topic}"
         n = 0
         for payload in hostile:
@@ -168,16 +141,8 @@ async def test_hostile_pubsub_payloads_never_stop_the_subscription(
             await raw.publish(channel, payload)
         await app.publish(topic, {"n": n})
         n += 1
-        await _until(lambda: len(handled) >= n)
-        letters: list[Any] = []
-        async with asyncio.timeout(30):
-            while len(letters) < len(hostile):
-                letters.clear()
-                await list_dead_letters(
-                    open_broker(url), topic, limit=100, wait=1.0, each=letters.append
-                )
-        stop.set()
-        await task
+        await wait_until(lambda: len(handled) >= n, within=30)
+        letters = await listed_dead_letters(url, topic, at_least=len(hostile))
     print(
         "redis-pubsub hostile figures:",
         {
