@@ -4,13 +4,18 @@ another exception; a raw dead letter always keeps the original bytes."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
+import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventwire.brokers._support.envelope import EnvelopeError, unreadable
+from eventwire.brokers.kafka import envelope as kafka_envelope
 from eventwire.brokers.nats._envelope import RAW_HEADERS, from_nats, raw_dead_letter
+from eventwire.brokers.nats._frames import UNPARSED_HEADERS, TolerantClient
 from eventwire.brokers.redis.envelope import (
     fields_of_raw_entry,
     from_fields,
@@ -138,7 +143,59 @@ def test_a_raw_nats_dead_letter_keeps_body_and_headers(
     )
     assert dead.body == body
     if headers:
-        import base64
-
         assert dict(json.loads(base64.b64decode(dead.headers[RAW_HEADERS]))) == headers
     assert from_nats(body, wire).headers[h.DLQ_REASON].startswith("unreadable envelope")
+
+
+KAFKA_HEADER_NAMES = st.sampled_from(
+    [h.MESSAGE_ID, h.TIMESTAMP, h.ATTEMPT, h.CONTENT_TYPE, h.KEY, "x-eventwire-due", "x"]
+)
+KAFKA_HEADER_VALUES = st.none() | HOSTILE_VALUE | st.text(max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.none() | st.binary(max_size=50),
+    st.none() | st.binary(max_size=300),
+    st.none()
+    | st.lists(st.tuples(KAFKA_HEADER_NAMES | TEXT, KAFKA_HEADER_VALUES), max_size=8)
+    | st.dictionaries(KAFKA_HEADER_NAMES | TEXT, KAFKA_HEADER_VALUES, max_size=8),
+    st.integers(-(2**63), 2**63 - 1),
+)
+def test_kafka_record_decoder_is_total_with_a_bounded_attempt(
+    key: bytes | None, value: bytes | None, headers: object, stamp: int
+) -> None:
+    # On main a forged ``x-eventwire-attempt: inf`` (or nan, 1e400) raised in the worker's
+    # dispatch loop, and a ``nan`` timestamp reached the handler.
+    try:
+        decoded = kafka_envelope.decode("t", 0, 7, key, value, headers, stamp)  # type: ignore[arg-type]
+    except EnvelopeError:
+        return
+    assert isinstance(decoded.message, Message)
+    assert 1 <= decoded.attempt <= kafka_envelope.MAX_ATTEMPT
+    assert math.isfinite(decoded.message.timestamp)
+    assert decoded.due is None or math.isfinite(decoded.due)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.binary(max_size=100).map(lambda b: b"NATS/1.0" + b),
+        st.binary(max_size=60).map(lambda b: b"NATS/1.0 " + b + b"\r\n\r\n"),
+        st.lists(st.binary(max_size=30), max_size=5).map(
+            lambda lines: b"NATS/1.0\r\n" + b"".join(x + b"\r\n" for x in lines) + b"\r\n"
+        ),
+    ),
+    st.binary(max_size=20),
+)
+def test_nats_client_reads_any_header_block_and_reply_subject(block: bytes, reply: bytes) -> None:
+    # nats-py's own parser raised IndexError/UnicodeDecodeError here, ending its read loop.
+    client = TolerantClient()
+    headers = asyncio.run(client._process_headers(block))
+    assert headers is None or isinstance(headers, dict)
+    msg = client._build_message(1, b"ew.t", reply, b"body", headers)
+    assert msg.data == b"body"
+    if headers and UNPARSED_HEADERS in headers:
+        assert base64.b64decode(headers[UNPARSED_HEADERS]) == block  # every byte kept
+        _message_or_envelope_error(from_nats, b"body", headers)

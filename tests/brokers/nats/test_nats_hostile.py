@@ -8,7 +8,7 @@ import json
 from collections import Counter
 
 import pytest
-from nats_support import SHARED, url_for
+from nats_support import SHARED, header_block, raw_publish, url_for
 from pydantic import BaseModel
 
 from eventwire import App, Context, PermanentError, RetryPolicy
@@ -24,35 +24,17 @@ class Job(BaseModel):
     n: int
 
 
-def _block(*lines: bytes, status: bytes = b"NATS/1.0") -> bytes:
-    return status + b"\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
-
-
 GOOD_BODY = b'{"n": -1}'
 HOSTILE: dict[str, tuple[bytes, bytes]] = {
-    "NUL in a header": (_block(b"x-a: v\x00w"), GOOD_BODY),
-    "header block over 16 KiB": (_block(b"x-big: " + b"y" * 20_000), GOOD_BODY),
-    "trailing U+00A0 in a header value": (_block("x-nb: v\u00a0".encode()), GOOD_BODY),
-    "status-line header block": (_block(b"x-s: 1", status=b"NATS/1.0 503"), GOOD_BODY),
-    "1,000,000-byte body": (_block(b"x-e: 1"), b"z" * 1_000_000),
+    "NUL in a header": (header_block(b"x-a: v\x00w"), GOOD_BODY),
+    "header block over 16 KiB": (header_block(b"x-big: " + b"y" * 20_000), GOOD_BODY),
+    "trailing U+00A0 in a header value": (header_block("x-nb: v\u00a0".encode()), GOOD_BODY),
+    "status-line header block": (header_block(b"x-s: 1", status=b"NATS/1.0 503"), GOOD_BODY),
+    "1,000,000-byte body": (header_block(b"x-e: 1"), b"z" * 1_000_000),
+    # These two ended nats-py's read loop at every redelivery (brokers/nats/_frames.py).
+    "header block of just NATS/1.0": (b"NATS/1.0", GOOD_BODY),
+    "status line not UTF-8": (b"NATS/1.0 503 \xff\xfe\r\n\r\n", GOOD_BODY),
 }
-
-
-async def _hpub(subject: str, frames: list[tuple[bytes, bytes]]) -> None:
-    host, port = SHARED.split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    await reader.readline()  # INFO
-    writer.write(b'CONNECT {"verbose":false,"headers":true}\r\n')
-    for headers, body in frames:
-        size = len(headers) + len(body)
-        writer.write(
-            f"HPUB {subject} {len(headers)} {size}\r\n".encode() + headers + body + b"\r\n"
-        )
-    writer.write(b"PING\r\n")
-    await writer.drain()
-    while b"PONG" not in await reader.readline():
-        pass
-    writer.close()
 
 
 async def test_hostile_jetstream_messages_are_dead_lettered_and_harm_nothing(prefix: str) -> None:
@@ -78,11 +60,14 @@ async def test_hostile_jetstream_messages_are_dead_lettered_and_harm_nothing(pre
         for hostile in HOSTILE.values():
             for _ in range(10):
                 frames.append(
-                    (_block(b"Nats-Msg-Id: g" + str(n).encode()), json.dumps({"n": n}).encode())
+                    (
+                        header_block(b"Nats-Msg-Id: g" + str(n).encode()),
+                        json.dumps({"n": n}).encode(),
+                    )
                 )
                 n += 1
             frames.append(hostile)
-        await _hpub(subject, frames)
+        await raw_publish(SHARED, subject, frames)
         await wait_until(lambda: len(handled) >= n, within=60)
         letters = await listed_dead_letters(url, topic, at_least=len(HOSTILE), within=60)
         assert app.ready
@@ -113,7 +98,11 @@ async def test_dead_letters_sharing_a_message_id_are_each_kept(prefix: str) -> N
         delivery = await asyncio.wait_for(anext(sub), 10)
         await delivery.dead_letter("permanent-error")
         # Another producer reuses the id after the publish dedup window let it in.
-        await _hpub(broker.options.subject(topic), [(_block(b"x-eventwire-id: same-id"), b"two")])  # type: ignore[attr-defined]
+        await raw_publish(
+            SHARED,
+            broker.options.subject(topic),  # type: ignore[attr-defined]
+            [(header_block(b"x-eventwire-id: same-id"), b"two")],
+        )
         delivery = await asyncio.wait_for(anext(sub), 10)
         await delivery.dead_letter("permanent-error")
     letters = await listed_dead_letters(url, topic)
@@ -126,7 +115,7 @@ async def test_a_message_without_an_id_keeps_one_id_across_redeliveries(prefix: 
     topic = "hostile.noid"
     async with open_broker(url) as broker, broker.subscribe(topic, group="g") as sub:
         subject = broker.options.subject(topic)  # type: ignore[attr-defined]
-        await _hpub(subject, [(_block(b"x-a: 1"), b"anon")])
+        await raw_publish(SHARED, subject, [(header_block(b"x-a: 1"), b"anon")])
         one = await asyncio.wait_for(anext(sub), 10)
         await one.nack()
         two = await asyncio.wait_for(anext(sub), 10)
