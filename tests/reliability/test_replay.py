@@ -4,7 +4,6 @@ its id kept; on every broker with dead letters (the shared services, one topic p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -17,7 +16,7 @@ from eventwire import App, Context, PermanentError
 from eventwire.brokers.catalog import open_broker
 from eventwire.brokers.memory.broker import forget_hub
 from eventwire.core import headers as h
-from eventwire.core.message import DEAD_LETTER_GROUP, Message
+from eventwire.core.message import Message
 from eventwire.reliability.replay import list_dead_letters, replay_dead_letters
 from eventwire.testing.app_runs import listed_dead_letters, serving, wait_until
 
@@ -44,9 +43,10 @@ async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[s
         yield f"nats://127.0.0.1:4222?stream_prefix=EWR{tag}_&prefix=ewr{tag}"
         await _delete_nats_streams(f"EWR{tag}_")
     else:
-        exchange = f"ewr-{tag}"
-        yield f"amqp://guest:guest@127.0.0.1:5672/?exchange={exchange}"
-        await _delete_rabbitmq(exchange)
+        from brokers.rabbitmq.rabbitmq_support import topology_removed
+
+        async with topology_removed(f"ewr-{tag}"):  # delay levels included
+            yield f"amqp://guest:guest@127.0.0.1:5672/?exchange=ewr-{tag}"
 
 
 async def _delete_nats_streams(prefix: str) -> None:
@@ -60,22 +60,6 @@ async def _delete_nats_streams(prefix: str) -> None:
                 await js.delete_stream(info.config.name)
     finally:
         await nc.close()
-
-
-async def _delete_rabbitmq(exchange: str) -> None:
-    import aio_pika
-
-    connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
-    try:
-        channel = await connection.channel()
-        raw = await channel.get_underlay_channel()
-        for topic in ("orders", "orders.dlq"):
-            for group in ("a", "b", "workers", DEAD_LETTER_GROUP):
-                with contextlib.suppress(Exception):
-                    await raw.queue_delete(f"{exchange}:{topic}:{group}")
-        await raw.exchange_delete(exchange)
-    finally:
-        await connection.close()
 
 
 async def dead_letters(url: str, topic: str) -> list[Message]:
