@@ -242,7 +242,7 @@ start_apicurio() {
   java=$(java21) || { log "Apicurio Registry needs Java 21 or newer: set APICURIO_JAVA to its java binary"; return 1; }
   # In-memory storage (the default): the registry is empty at every start, as tests expect.
   spawn apicurio "$java" -Xms128m -Xmx512m -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port=8081 \
-    -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port=8091 -jar "$apicurio_home/quarkus-run.jar"
+    -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port=8091 -Dapicurio.ccompat.max-subjects=100000 -jar "$apicurio_home/quarkus-run.jar"
 }
 
 up() {

@@ -160,3 +160,30 @@ def test_one_line_errors(files: dict[str, Path], tmp_path: Path) -> None:
     nothing = schema("show", "nope", "-r", f"file://{tmp_path}/r.json")
     assert nothing.exit_code == 2
     assert "subject 'nope' not found" in nothing.output
+
+
+def test_a_list_as_long_as_the_usual_server_cap_says_it_may_be_cut_short(tmp_path: Path) -> None:
+    from eventwire.serialization.registry import SUBJECT_LIST_CAP, Schema
+
+    path = tmp_path / "many.json"
+
+    async def seed() -> None:
+        async with FileSchemaRegistry(str(path)) as client:
+            await client.register("s0000", Schema(schema='"string"'))
+
+    def subjects(count: int) -> None:  # copies of the one registered subject, written at once
+        data = json.loads(path.read_text())
+        data["subjects"] = {f"s{n:04d}": data["subjects"]["s0000"] for n in range(count)}
+        path.write_text(json.dumps(data))
+
+    asyncio.run(seed())
+    subjects(SUBJECT_LIST_CAP - 1)
+    below = schema("list", "--json", "-r", f"file://{path}")
+    assert below.exit_code == 0, below.output
+    assert json.loads(below.stdout)["possibly_capped"] is False
+    assert "warning" not in below.stderr
+    subjects(SUBJECT_LIST_CAP)
+    at_cap = schema("list", "-r", f"file://{path}")
+    assert at_cap.exit_code == 0
+    assert len(at_cap.stdout.split()) == SUBJECT_LIST_CAP
+    assert "there may be more" in at_cap.stderr

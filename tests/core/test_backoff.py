@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventwire.core.backoff import Backoff
+from eventwire.core.backoff import Backoff, BackoffStreak
 from eventwire.core.errors import ConfigurationError
 
 policies = st.builds(
@@ -70,3 +70,22 @@ def test_full_jitter_reaches_down_to_zero() -> None:
 def test_bad_settings_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigurationError):
         Backoff(**kwargs)
+
+
+def test_a_streak_grows_per_failure_and_starts_over_after_reset() -> None:
+    streak = BackoffStreak(Backoff(initial=0.1, cap=1.0, jitter=0))
+    assert [streak.next_delay() for _ in range(6)] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
+    streak.reset()
+    assert streak.next_delay() == pytest.approx(0.1)
+
+
+async def test_a_streak_sleeps_the_delay_it_counts() -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    streak = BackoffStreak(Backoff(initial=0.5, cap=2.0, jitter=0), sleep=sleep)
+    await streak.wait()
+    await streak.wait()
+    assert slept == [0.5, 1.0]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import eventwire
 from eventwire.core.capabilities import Support
 from eventwire.core.errors import InvalidHeaderError, MessageError
 from eventwire.core.headers import MAX_HEADER_VALUE, PREFIX, validate_headers
@@ -70,3 +74,36 @@ def test_reserved_prefix_and_support_truthiness() -> None:
     assert not Support.NONE
     assert Support.NATIVE
     assert Support.EMULATED
+
+
+# Header names still spelled out elsewhere, each with its reason.
+_LITERALS_ALLOWED = {
+    "core/headers.py",  # the one home of every name
+    "brokers/kafka/envelope.py",  # Kafka-only names; the kafka adapter is rewritten apart
+}
+
+
+def test_reserved_header_names_are_spelled_only_in_core_headers() -> None:
+    src = Path(eventwire.__file__).parent
+    spelled = []
+    for path in sorted(src.rglob("*.py")):
+        where = path.relative_to(src).as_posix()
+        if where in _LITERALS_ALLOWED:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        spelled += [
+            f"{where}:{node.lineno} {node.value!r}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and PREFIX in node.value
+            and id(node) not in docstrings
+        ]
+    assert not spelled, "use the eventwire.core.headers constants: " + "; ".join(spelled)

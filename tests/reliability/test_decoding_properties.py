@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from eventwire.brokers._support.envelope import EnvelopeError, unreadable
 from eventwire.brokers.kafka import envelope as kafka_envelope
-from eventwire.brokers.nats._envelope import RAW_HEADERS, from_nats, raw_dead_letter
+from eventwire.brokers.nats._envelope import from_nats, raw_dead_letter
 from eventwire.brokers.nats._frames import UNPARSED_HEADERS, TolerantClient
 from eventwire.brokers.redis.envelope import (
     fields_of_raw_entry,
@@ -143,7 +143,7 @@ def test_a_raw_nats_dead_letter_keeps_body_and_headers(
     )
     assert dead.body == body
     if headers:
-        assert dict(json.loads(base64.b64decode(dead.headers[RAW_HEADERS]))) == headers
+        assert dict(json.loads(base64.b64decode(dead.headers[h.DLQ_RAW_HEADERS]))) == headers
     assert from_nats(body, wire).headers[h.DLQ_REASON].startswith("unreadable envelope")
 
 

@@ -135,7 +135,18 @@ def list_subjects(
 
     result = _with_registry(registry, go)
     if subject is None:
+        from eventwire.serialization.registry import possibly_capped
+
+        capped = possibly_capped(result["subjects"])
+        if as_json:
+            result["possibly_capped"] = capped
         _print(as_json, result, "\n".join(result["subjects"]) or "(no subjects)")
+        if capped:
+            typer.echo(
+                f"warning: the registry listed {len(result['subjects'])} subjects, the usual"
+                " server cap: there may be more (Apicurio: raise apicurio.ccompat.max-subjects)",
+                err=True,
+            )
     else:
         _print(as_json, result, " ".join(str(v) for v in result["versions"]))
 

@@ -10,8 +10,10 @@ overflows a float: a loop that has failed ten thousand times waits ``cap``, it d
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from eventwire.core.errors import ConfigurationError
@@ -55,3 +57,34 @@ class Backoff:
             return ceiling
         fraction = (rng or random).random()  # [0, 1)
         return ceiling * (1 - self.jitter * fraction)
+
+
+class BackoffStreak:
+    """A loop's run of consecutive failures, paced by ``backoff``: each ``wait`` sleeps the
+    delay after one more failure; ``reset`` after a success starts the run again from
+    ``initial``. For loops that never give up (reads, acks, publishes riding out an outage)."""
+
+    __slots__ = ("_backoff", "_failures", "_rng", "_sleep")
+
+    def __init__(
+        self,
+        backoff: Backoff,
+        *,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._backoff = backoff
+        self._rng = rng
+        self._sleep = sleep
+        self._failures = 0
+
+    def reset(self) -> None:
+        self._failures = 0
+
+    def next_delay(self) -> float:
+        """Count one more failure and return the wait after it."""
+        self._failures += 1
+        return self._backoff.delay(self._failures, self._rng)
+
+    async def wait(self) -> None:
+        await self._sleep(self.next_delay())

@@ -10,12 +10,16 @@
     │   ├── PublishError          the broker did not confirm a publish (nothing reported as sent)
     │   └── ClosedError           the publisher/subscriber was closed
     ├── DecodeError               a body that is not what its content type says
-    │   └── ValidationError       decodable, but not a valid instance of the handler's model
-    └── HandlerError
-        └── PermanentError        raised by a handler: retrying will not help, dead-letter now
+    │   ├── ValidationError       decodable, but not a valid instance of the handler's model
+    │   └── EnvelopeError         (brokers._support.envelope) a broker's bytes are no envelope
+    ├── HandlerError
+    │   └── PermanentError        raised by a handler: retrying will not help, dead-letter now
+    └── EffectEndedTransactionError  (reliability.idempotency) a transactional effect
+                                     committed or rolled back the store's transaction itself
 
 Adapters translate their client's exceptions at the boundary into this tree and keep the
-original as ``__cause__``; no foreign exception escapes a public call.
+original as ``__cause__``; no foreign exception escapes a public call. Every public
+exception class eventwire defines sits in this tree (``tests/core/test_errors.py``).
 """
 
 from __future__ import annotations

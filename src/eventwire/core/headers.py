@@ -18,7 +18,8 @@ CAUSATION_ID = "x-eventwire-causation-id"
 TIMESTAMP = "x-eventwire-timestamp"
 ATTEMPT = "x-eventwire-attempt"
 
-# Written on a dead letter, next to the original headers.
+# Written on a dead letter, next to the original headers; replay strips every DLQ_PREFIX one.
+DLQ_PREFIX = "x-eventwire-dlq-"
 DLQ_REASON = "x-eventwire-dlq-reason"
 DLQ_DETAIL = "x-eventwire-dlq-detail"
 DLQ_EXCEPTION_TYPE = "x-eventwire-dlq-exception-type"
@@ -28,6 +29,10 @@ DLQ_ORIGINAL_TOPIC = "x-eventwire-dlq-original-topic"
 DLQ_GROUP = "x-eventwire-dlq-group"
 DLQ_FIRST_FAILURE = "x-eventwire-dlq-first-failure"
 DLQ_LAST_FAILURE = "x-eventwire-dlq-last-failure"
+# On a raw dead letter (bytes eventwire could not read): how its body is laid out, and on
+# NATS the original headers (base64 of a JSON list of [name, value]) when they fit.
+DLQ_RAW_FORMAT = "x-eventwire-dlq-raw-format"
+DLQ_RAW_HEADERS = "x-eventwire-dlq-raw-headers"
 
 # Carried across delayed redeliveries so the first failure time survives retries.
 FIRST_FAILURE = "x-eventwire-first-failure"

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from eventwire.brokers._support.sqlite_wal import enable_wal
-from eventwire.core.errors import ConfigurationError
+from eventwire.core.errors import ConfigurationError, EventwireError
 
 DEFAULT_TTL = 24 * 3600.0
 _T = TypeVar("_T")
@@ -75,8 +75,9 @@ class TransactionalIdempotencyStore(IdempotencyStore, Protocol[_Conn_co]):
     ) -> _T | Duplicate: ...
 
 
-class EffectEndedTransactionError(RuntimeError):
-    """The effect committed or rolled back the store's transaction itself."""
+class EffectEndedTransactionError(EventwireError, RuntimeError):
+    """The effect committed or rolled back the store's transaction itself (a bug in the
+    effect; still a ``RuntimeError`` for code that caught it as one before)."""
 
 
 class StoreThread:

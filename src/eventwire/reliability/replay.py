@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from eventwire.core.contract import Broker
     from eventwire.core.message import Delivery, Message
 
-DLQ_PREFIX = "x-eventwire-dlq-"
 _REPLAY_MARKS = (h.REPLAY_GROUP, h.REPLAY_RUN)
 
 
@@ -69,7 +68,7 @@ def original(message: Message) -> Message:
     kept = {
         k: v
         for k, v in message.headers.items()
-        if not k.startswith(DLQ_PREFIX) and k not in _REPLAY_MARKS
+        if not k.startswith(h.DLQ_PREFIX) and k not in _REPLAY_MARKS
     }
     return replace(message, headers=kept)
 

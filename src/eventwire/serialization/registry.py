@@ -131,6 +131,17 @@ class SchemaRegistry(Protocol):
     async def aclose(self) -> None: ...
 
 
+# Registries cap ``GET /subjects`` without saying so: Apicurio at ``apicurio.ccompat.max-subjects``
+# (default 1,000; it also ignores ``subjectPrefix``). The API has no paging, so a list this
+# long is reported as possibly cut short rather than passed on as complete.
+SUBJECT_LIST_CAP: Final = 1000
+
+
+def possibly_capped(subjects: list[str]) -> bool:
+    """Whether a subject list is as long as a registry's usual silent cap (may be cut short)."""
+    return len(subjects) >= SUBJECT_LIST_CAP
+
+
 def check_level(level: str) -> str:
     """``level`` upper-cased if it is a compatibility level, else ``ConfigurationError``."""
     upper = level.upper()

@@ -153,6 +153,7 @@ class HTTPSchemaRegistry:
         return found
 
     async def subjects(self) -> list[str]:
+        """Every subject the registry lists; see ``possibly_capped`` for long lists."""
         return [str(s) for s in await self._call("GET", "/subjects")]
 
     async def versions(self, subject: str) -> list[int]:

@@ -24,7 +24,11 @@ def new_prefix() -> str:
 
 
 def url_for(hostport: str, prefix: str, scheme: str = "nats", **options: object) -> str:
-    query = "&".join(f"{k}={v}" for k, v in {"stream_prefix": prefix, **options}.items())
+    # The subjects get the test's own prefix too: two runs of one test at once on the shared
+    # server (other worktrees) would otherwise bind the same subject ("ew.rel.poison") to two
+    # streams, which JetStream refuses ("subjects overlap with an existing stream").
+    own = {"stream_prefix": prefix, "prefix": prefix.rstrip("_").lower(), **options}
+    query = "&".join(f"{k}={v}" for k, v in own.items())
     return f"{scheme}://{hostport}?{query}"
 
 

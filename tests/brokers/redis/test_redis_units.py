@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis import exceptions as rex
 
-from eventwire.brokers.redis.connection import Backoff, is_transient, translate
+from eventwire.brokers.redis.connection import is_transient, retry_streak, translate
 from eventwire.brokers.redis.envelope import (
     EnvelopeError,
     as_fields,
@@ -105,7 +105,7 @@ def test_reply_shapes() -> None:
 
 
 def test_backoff_is_capped_jittered_and_resets() -> None:
-    backoff = Backoff(base=0.1, cap=2.0)
+    backoff = retry_streak(2.0)
     delays = [backoff.next_delay() for _ in range(50)]
     assert all(0 < d <= 2.0 for d in delays)
     assert max(delays[-10:]) >= 1.0, "grows up to the cap"

@@ -25,7 +25,6 @@ MAX_ID: Final = 1024  # characters of a message, correlation or causation id / k
 # Seconds since the epoch a producer's timestamp may claim: year 1970 to 5138.
 MAX_TIMESTAMP: Final = 1e11
 REASON_PREFIX: Final = "unreadable envelope: "
-RAW_FORMAT: Final = "x-eventwire-dlq-raw-format"  # how the raw dead letter's body is laid out
 
 
 class EnvelopeError(DecodeError):
@@ -108,7 +107,7 @@ def unreadable(
         h.DLQ_DETAIL: detail,
         h.DLQ_ORIGINAL_TOPIC: topic,
         h.DLQ_ATTEMPTS: str(max(1, attempt)),
-        RAW_FORMAT: raw_format,
+        h.DLQ_RAW_FORMAT: raw_format,
     }
     if group:
         headers[h.DLQ_GROUP] = group

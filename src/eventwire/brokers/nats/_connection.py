@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ from nats.aio.client import Client
 
 from eventwire.brokers.nats._frames import TolerantClient
 from eventwire.brokers.nats._options import NatsOptions
+from eventwire.core.backoff import Backoff
 from eventwire.core.errors import (
     BrokerError,
     ConnectionLostError,
@@ -51,16 +51,14 @@ def translate(exc: BaseException, url: BrokerURL, doing: str) -> EventwireError:
 
 
 def backoff_handler(options: NatsOptions) -> Callable[..., tuple[Any, float]]:
-    """A nats-py reconnect hook: capped exponential backoff with full jitter per server."""
+    """A nats-py reconnect hook: per server, ``reconnect_min`` doubling up to ``reconnect_max``
+    by its failed tries, each wait x0.5-1 (``core.backoff``, which never overflows: a raising
+    hook makes nats-py retry the hook at once, forever, without yielding)."""
+    backoff = Backoff(initial=options.reconnect_min, cap=options.reconnect_max, jitter=0.5)
 
     def choose(servers: list[Any], _info: dict[str, Any]) -> tuple[Any, float]:
         server = min(servers, key=lambda s: s.reconnects)
-        # The exponent is capped: 2**1024 overflows a float, and a raising hook makes nats-py
-        # retry the hook at once, forever, without yielding (a frozen event loop).
-        ceiling = min(
-            options.reconnect_max, options.reconnect_min * 2 ** min(server.reconnects, 30)
-        )
-        return server, random.uniform(options.reconnect_min / 2, ceiling)
+        return server, backoff.delay(server.reconnects + 1)
 
     return choose
 

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from nats.aio.msg import Msg
 
 from eventwire.core.message import Delivery, Message
 
-if TYPE_CHECKING:
-    from eventwire.brokers.nats._pull import PullConsumer
+# Stores a dead letter; the int is the original's stream sequence (None if unknown).
+DeadLetterSink = Callable[[Message, int | None], Awaitable[None]]
+
+
+class Settler(Protocol):
+    """What a delivery needs from the consumer it came from (``_pull.PullConsumer``)."""
+
+    topic: str
+    group: str | None
+    dead_letter_sink: DeadLetterSink
+
+    async def settle(
+        self, delivery: JetStreamDelivery, send: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run ``send`` (ack, nak or term) unless ``delivery`` was already given back."""
 
 
 class JetStreamDelivery(Delivery):
@@ -18,7 +32,7 @@ class JetStreamDelivery(Delivery):
     __slots__ = ("_msg", "_pull", "_since")
 
     def __init__(
-        self, *, msg: Msg, pull: PullConsumer, message: Message, attempt: int, now: float
+        self, *, msg: Msg, pull: Settler, message: Message, attempt: int, now: float
     ) -> None:
         super().__init__(message=message, topic=pull.topic, attempt=attempt, group=pull.group)
         self._msg = msg

@@ -137,7 +137,7 @@ def raw_dead_letter(
         packed = base64.b64encode(
             json.dumps(list(dict(headers).items()), ensure_ascii=True).encode()
         ).decode()
-        with_headers = dead.with_headers(**{RAW_HEADERS: packed})
+        with_headers = dead.with_headers(**{h.DLQ_RAW_HEADERS: packed})
         if len(packed) <= MAX_HEADER_VALUE and _fits(with_headers, max_payload):
             dead = with_headers
         else:
@@ -147,8 +147,7 @@ def raw_dead_letter(
     return dead, to_headers(dead)
 
 
-RAW_FORMAT_NATS = "nats-message"  # body unchanged; original headers in RAW_HEADERS
-RAW_HEADERS = "x-eventwire-dlq-raw-headers"  # base64 of a JSON list of [name, value]
+RAW_FORMAT_NATS = "nats-message"  # body unchanged; original headers in DLQ_RAW_HEADERS
 
 
 def _fits(message: Message, max_payload: int) -> bool:

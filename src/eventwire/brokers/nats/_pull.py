@@ -17,19 +17,17 @@ from nats.aio.subscription import Subscription
 
 from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers.nats._connection import translate
-from eventwire.brokers.nats._delivery import JetStreamDelivery, attempt_and_seq
+from eventwire.brokers.nats._delivery import DeadLetterSink, JetStreamDelivery, attempt_and_seq
 from eventwire.brokers.nats._envelope import from_nats, raw_dead_letter
 from eventwire.brokers.nats._options import NatsOptions
 from eventwire.core import headers as h
-from eventwire.core.message import DEAD_LETTER_SUFFIX, Delivery, Message
+from eventwire.core.message import DEAD_LETTER_SUFFIX, Delivery
 from eventwire.core.url import BrokerURL
 
 log = logging.getLogger("eventwire.brokers.nats")
 
 # Makes sure the durable/ephemeral consumer exists; returns the pull subject to ask on.
 EnsureConsumer = Callable[[int | None], Awaitable[str]]
-# Stores a dead letter; the int is the original's stream sequence (None if unknown).
-DeadLetterSink = Callable[[Message, int | None], Awaitable[None]]
 MAX_DELIVERIES = "max-deliveries"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -31,6 +30,7 @@ from eventwire.brokers.nats._envelope import check_size, from_nats, raw_dead_let
 from eventwire.brokers.nats._options import safe_name
 from eventwire.brokers.nats._pull import PullConsumer
 from eventwire.core import headers as h
+from eventwire.core.backoff import Backoff
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.errors import BrokerError, MessageError, PublishError
 from eventwire.core.message import (
@@ -45,9 +45,11 @@ from eventwire.core.url import BrokerURL
 
 log = logging.getLogger("eventwire.brokers.nats")
 
-_DLQ = "x-eventwire-dlq-"
 _STREAM_IN_USE = 10058  # "stream name already in use with a different configuration"
 _PERMANENT = (nats.js.errors.BadRequestError, nats.errors.MaxPayloadError)
+# Pauses between publish rounds: 0.1 s doubling up to 1 s, anywhere below that ("full
+# jitter": re-sends are deduplicated by Nats-Msg-Id, so bunching costs nothing but load).
+_RESEND_BACKOFF = Backoff(initial=0.1, cap=1.0, jitter=1.0)
 
 
 def _seq(position: SequenceInfo | None) -> int:
@@ -296,7 +298,7 @@ class JetStreamBroker(NatsBrokerBase):
             reason = dead.headers.get(h.DLQ_REASON, "dead-letter")
             dead, _ = raw_dead_letter(
                 dead.body,
-                {k: v for k, v in dead.headers.items() if not k.startswith(_DLQ)},
+                {k: v for k, v in dead.headers.items() if not k.startswith(h.DLQ_PREFIX)},
                 why=f"{reason}; the message could not be sent on as it is: {exc}",
                 topic=topic,
                 group=group,
@@ -337,7 +339,7 @@ class JetStreamBroker(NatsBrokerBase):
                 with contextlib.suppress(BrokerError):
                     await self.ensure_stream(topic, fresh=True)
             attempt += 1
-            pause = random.uniform(0, min(1.0, 0.05 * 2 ** min(attempt, 5)))  # no float overflow
+            pause = _RESEND_BACKOFF.delay(attempt)
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             # Sending again while reconnecting would only pile copies into the reconnect
             # buffer (the last copy is there and goes out on reconnect): wait for the link.

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from redis import exceptions as rex
 
-from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
-from eventwire.brokers.redis.subscription import log
-
-if TYPE_CHECKING:
-    from eventwire.brokers.redis.streams import RedisStreamsBroker
+from eventwire.brokers.redis.connection import TRANSIENT, describe, log, retry_streak
+from eventwire.brokers.redis.link import RedisLink
 
 
 class AckBatcher:
@@ -22,12 +18,12 @@ class AckBatcher:
     simply redelivered (at-least-once).
     """
 
-    def __init__(self, broker: RedisStreamsBroker, *, key: str, group: str, topic: str) -> None:
-        self._broker = broker
+    def __init__(self, link: RedisLink, *, key: str, group: str, topic: str) -> None:
+        self._link = link
         self._key = key
         self._group = group
         self._topic = topic
-        self._limit = broker.options.socket_timeout
+        self._limit = link.options.socket_timeout
         self._queued: list[bytes] = []
         self._sending: set[bytes] = set()  # in the XACK on the wire right now
         self._wake = asyncio.Event()
@@ -44,7 +40,7 @@ class AckBatcher:
 
     async def run(self, closed: Callable[[], bool]) -> None:
         """Flush whenever ids are queued, until ``closed()``; failures are retried."""
-        backoff = Backoff(cap=self._broker.options.backoff_cap)
+        backoff = retry_streak(self._link.options.backoff_cap)
         while not closed():
             await self._wake.wait()
             self._wake.clear()
@@ -52,16 +48,14 @@ class AckBatcher:
                 await self.flush()
                 backoff.reset()
             except TRANSIENT as exc:
-                log.debug(
-                    "redis XACK on %r failed: %s", self._topic, describe(exc, self._broker.url)
-                )
+                log.debug("redis XACK on %r failed: %s", self._topic, describe(exc, self._link.url))
                 self._wake.set()
                 await backoff.wait()
             except rex.ResponseError as exc:
                 # NOGROUP after a restart without persistence: nothing left to ack. Other
                 # refusals drop the batch: those entries come back later (at-least-once).
                 log.warning(
-                    "redis refused XACK on %r: %s", self._topic, describe(exc, self._broker.url)
+                    "redis refused XACK on %r: %s", self._topic, describe(exc, self._link.url)
                 )
                 self._queued.clear()
 
@@ -71,8 +65,8 @@ class AckBatcher:
             batch, self._queued = self._queued, []
             self._sending.update(batch)
             try:
-                await self._broker.bounded(
-                    self._broker.client.xack(self._key, self._group, *batch), self._limit
+                await self._link.bounded(
+                    self._link.client.xack(self._key, self._group, *batch), self._limit
                 )
             except BaseException:
                 self._queued[:0] = batch  # keep them for the next try

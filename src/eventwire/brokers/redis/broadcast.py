@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
+from logging import ERROR
+from typing import cast
 
 from redis import exceptions as rex
 
 from eventwire.brokers._support.envelope import EnvelopeError
-from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
+from eventwire.brokers.redis.connection import TRANSIENT, log, retry_streak
 from eventwire.brokers.redis.envelope import from_fields, stream_entries
-from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
+from eventwire.brokers.redis.link import RedisLink
+from eventwire.brokers.redis.subscription import OnClose, RedisDelivery, Subscription
 from eventwire.core.message import Message
-
-if TYPE_CHECKING:
-    from eventwire.brokers.redis.streams import RedisStreamsBroker
 
 
 class BroadcastSubscription(Subscription):
@@ -25,53 +24,41 @@ class BroadcastSubscription(Subscription):
     by id, so a reconnect resumes exactly where reading stopped (unless trimmed meanwhile).
     """
 
-    def __init__(self, broker: RedisStreamsBroker, topic: str, prefetch: int) -> None:
-        super().__init__(topic=topic, group=None, prefetch=prefetch, on_close=broker.forget)
-        self._broker = broker
-        self._key = broker.stream_key(topic)
+    def __init__(self, link: RedisLink, topic: str, prefetch: int, on_close: OnClose) -> None:
+        super().__init__(link, topic=topic, group=None, prefetch=prefetch, on_close=on_close)
         self._last: bytes | str = "0-0"
         self._timers: set[asyncio.TimerHandle] = set()
 
     async def start(self) -> None:
         async def last_id() -> None:
-            newest = await self._broker.bounded(
-                self._broker.client.xrevrange(self._key, count=1), limit
+            newest = await self._link.bounded(
+                self._link.client.xrevrange(self._key, count=1), limit
             )
             self._last = cast("bytes", newest[0][0]) if newest else "0-0"
 
-        limit = self._broker.options.socket_timeout
-        await self._broker.call(last_id, f"subscribing to {self.topic!r}")
+        limit = self._link.options.socket_timeout
+        await self._link.call(last_id, f"subscribing to {self.topic!r}")
         self.spawn(self._read_loop, "broadcast")
 
     async def _read_loop(self) -> None:
-        client = self._broker.client
-        backoff = Backoff(cap=self._broker.options.backoff_cap)
-        block_ms = int(self._broker.options.block * 1000)
+        client = self._link.client
+        backoff = retry_streak(self._link.options.backoff_cap)
+        block_ms = int(self._link.options.block * 1000)
         while not self.closed:
             await self.wait_room()
             if self.closed:
                 return
             try:
-                reply = await self._broker.bounded(
+                reply = await self._link.bounded(
                     client.xread({self._key: self._last}, count=self.room, block=block_ms),
-                    self._broker.read_limit,
+                    self._link.read_limit,
                 )
                 backoff.reset()
             except rex.ResponseError as exc:  # e.g. the key is not a stream: loud, retried
-                log.error(
-                    "redis refused the read on %r: %s",
-                    self.topic,
-                    describe(exc, self._broker.url),
-                )
-                await backoff.wait()
+                await self.back_off(backoff, exc, "redis refused the read on %r: %s", ERROR)
                 continue
             except TRANSIENT as exc:
-                log.warning(
-                    "redis read on %r failed (%s); reconnecting",
-                    self.topic,
-                    describe(exc, self._broker.url),
-                )
-                await backoff.wait()
+                await self.back_off(backoff, exc, "redis read on %r failed (%s); reconnecting")
                 continue
             for entry_id, fields in stream_entries(reply):
                 self._last = entry_id
@@ -111,7 +98,7 @@ class BroadcastSubscription(Subscription):
     async def settle_dead_letter(self, delivery: RedisDelivery, dead: Message) -> None:
         # Even after the subscription closed: nothing on the server would bring this entry
         # back to a group-less reader, so skipping the write would lose the dead letter.
-        await self._broker.move_to_dead_letter(self.topic, None, delivery.entry_id, dead)
+        await self._link.move_to_dead_letter(self.topic, None, delivery.entry_id, dead)
         self.forget(delivery)
 
     async def release(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import random
+import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +17,7 @@ from redis.connection import HiredisRespSerializer
 from redis.utils import HIREDIS_AVAILABLE
 
 from eventwire.brokers.redis.options import RedisOptions
+from eventwire.core.backoff import Backoff, BackoffStreak
 from eventwire.core.errors import (
     BrokerError,
     ConfigurationError,
@@ -27,6 +28,7 @@ from eventwire.core.errors import (
 from eventwire.core.url import BrokerURL, redact
 
 T = TypeVar("T")
+log = logging.getLogger("eventwire.brokers.redis")
 HIREDIS: bool = bool(HIREDIS_AVAILABLE)
 
 # Errors after which the same command may succeed once the connection is back.
@@ -141,24 +143,10 @@ async def bounded(
         raise
 
 
-class Backoff:
-    """Capped exponential backoff with full jitter that never gives up (reset on success)."""
-
-    def __init__(self, *, base: float = 0.05, cap: float = 2.0) -> None:
-        self._base = base
-        self._cap = cap
-        self._failures = 0
-
-    def reset(self) -> None:
-        self._failures = 0
-
-    def next_delay(self) -> float:
-        self._failures += 1
-        ceiling = min(self._cap, self._base * 2 ** min(self._failures, 30))
-        return random.uniform(ceiling / 2, ceiling)
-
-    async def wait(self) -> None:
-        await asyncio.sleep(self.next_delay())
+def retry_streak(cap: float) -> BackoffStreak:
+    """A fresh run of failures for one never-giving-up loop: waits from 0.1 s doubling up to
+    ``cap``, each x0.5-1 (``core.backoff``; "equal jitter": never a hot loop near zero)."""
+    return BackoffStreak(Backoff(initial=min(0.1, cap), cap=cap, jitter=0.5))
 
 
 def describe(exc: BaseException, url: BrokerURL) -> str:
@@ -191,7 +179,7 @@ async def retry_until(
 ) -> T:
     """Run ``action`` until it succeeds, retrying transient failures with backoff until the
     monotonic ``deadline``; then raise ``error``. Non-transient failures raise at once."""
-    backoff = Backoff(cap=cap)
+    backoff = retry_streak(cap)
     while True:
         try:
             return await action()

@@ -5,22 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from logging import ERROR
+from typing import Any
 
 from redis import exceptions as rex
 
 from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers.redis.acks import AckBatcher
-from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
+from eventwire.brokers.redis.connection import TRANSIENT, describe, log, retry_streak
 from eventwire.brokers.redis.envelope import as_fields, from_fields
+from eventwire.brokers.redis.link import RedisLink
 from eventwire.brokers.redis.pending import PendingWork, consumer_name
-from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
+from eventwire.brokers.redis.subscription import OnClose, RedisDelivery, Subscription
+from eventwire.core.backoff import BackoffStreak
 from eventwire.core.errors import EventwireError
 from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
-
-if TYPE_CHECKING:
-    from eventwire.brokers.redis.streams import RedisStreamsBroker
-
 
 RECOVERABLE: tuple[type[BaseException], ...] = (rex.ResponseError, *TRANSIENT)
 
@@ -40,43 +39,43 @@ class GroupSubscription(Subscription):
       the XADD succeeded).
     """
 
-    def __init__(self, broker: RedisStreamsBroker, topic: str, group: str, prefetch: int) -> None:
-        super().__init__(topic=topic, group=group, prefetch=prefetch, on_close=broker.forget)
-        self._broker = broker
+    def __init__(
+        self, link: RedisLink, topic: str, group: str, prefetch: int, on_close: OnClose
+    ) -> None:
+        super().__init__(link, topic=topic, group=group, prefetch=prefetch, on_close=on_close)
         self._group = group
-        self._key = broker.stream_key(topic)
         self._consumer = consumer_name()
         self._pel = PendingWork(
-            broker,
+            link,
             key=self._key,
-            schedule=broker.schedule_key(topic, group),
+            schedule=link.schedule_key(topic, group),
             group=group,
             consumer=self._consumer,
         )
-        self._acks = AckBatcher(broker, key=self._key, group=group, topic=topic)
+        self._acks = AckBatcher(link, key=self._key, group=group, topic=topic)
         # Unreadable entries waiting for the dead-letter stream, by id (taken back twice by a
         # reclaim or recovery while waiting, they are still dead-lettered once).
         self._foreign: dict[bytes, tuple[dict[bytes, bytes], str]] = {}
         self._scheduling: set[bytes] = set()  # nacked, ZADD on the wire right now
         self._replies_lost = False  # a call failed: its reply may have carried entries
         self._poll_wake = asyncio.Event()
-        opts = broker.options
+        opts = link.options
         self._block_ms = int(opts.block * 1000)
         self._limit = opts.socket_timeout
 
     async def start(self) -> None:
-        await self._broker.call(self.ensure_groups, "creating the consumer group")
+        await self._link.call(self.ensure_groups, "creating the consumer group")
         self.spawn(self._read_loop, "read")
         self.spawn(self._poll_loop, "poll")
         self.spawn(lambda: self._acks.run(lambda: self.closed), "ack")
 
     async def ensure_groups(self) -> None:
         """Create the group at id 0 (reads retained history) and the dead-letter group."""
-        client = self._broker.client
-        dlq = self._broker.stream_key(dead_letter_topic(self.topic))
+        client = self._link.client
+        dlq = self._link.stream_key(dead_letter_topic(self.topic))
         for key, group in ((self._key, self._group), (dlq, DEAD_LETTER_GROUP)):
             try:
-                await self._broker.bounded(
+                await self._link.bounded(
                     client.xgroup_create(key, group, id="0", mkstream=True), self._limit
                 )
             except rex.ResponseError as exc:
@@ -86,8 +85,8 @@ class GroupSubscription(Subscription):
     # -- background loops -----------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        client = self._broker.client
-        backoff = Backoff(cap=self._broker.options.backoff_cap)
+        client = self._link.client
+        backoff = retry_streak(self._link.options.backoff_cap)
         while not self.closed:
             await self.wait_room()
             if self.closed:
@@ -95,7 +94,7 @@ class GroupSubscription(Subscription):
             try:
                 if self._replies_lost:
                     await self._recover_own()
-                reply = await self._broker.bounded(
+                reply = await self._link.bounded(
                     client.xreadgroup(
                         self._group,
                         self._consumer,
@@ -103,20 +102,15 @@ class GroupSubscription(Subscription):
                         count=self.room,
                         block=self._block_ms,
                     ),
-                    self._broker.read_limit,
+                    self._link.read_limit,
                 )
                 backoff.reset()
             except rex.ResponseError as exc:
                 await self._on_refusal(exc, backoff, "read")
                 continue
             except TRANSIENT as exc:
-                log.warning(
-                    "redis read on %r failed (%s); reconnecting",
-                    self.topic,
-                    describe(exc, self._broker.url),
-                )
                 self._replies_lost = True
-                await backoff.wait()
+                await self.back_off(backoff, exc, "redis read on %r failed (%s); reconnecting")
                 continue
             self._admit_new(reply)
             if self._foreign:
@@ -130,7 +124,7 @@ class GroupSubscription(Subscription):
         await self._dead_letter_foreign()
         self._replies_lost = False
 
-    async def _on_refusal(self, exc: rex.ResponseError, backoff: Backoff, doing: str) -> None:
+    async def _on_refusal(self, exc: rex.ResponseError, backoff: BackoffStreak, doing: str) -> None:
         """Redis refused a command. NOGROUP: the server lost the group (a restart without
         persistence), so create it again. Anything else is logged loudly and retried after
         a backoff: the loops never give up while the app runs."""
@@ -138,21 +132,13 @@ class GroupSubscription(Subscription):
             log.warning("redis group %r on %r vanished; re-creating it", self._group, self.topic)
             await self._recover(backoff)
             return
-        log.error(
-            "redis refused the %s on %r: %s", doing, self.topic, describe(exc, self._broker.url)
-        )
-        await backoff.wait()
+        await self.back_off(backoff, exc, f"redis refused the {doing} on %r: %s", ERROR)
 
-    async def _recover(self, backoff: Backoff) -> None:
+    async def _recover(self, backoff: BackoffStreak) -> None:
         try:
             await self.ensure_groups()
         except RECOVERABLE as exc:
-            log.warning(
-                "redis group re-creation on %r failed: %s",
-                self.topic,
-                describe(exc, self._broker.url),
-            )
-            await backoff.wait()
+            await self.back_off(backoff, exc, "redis group re-creation on %r failed: %s")
 
     def _admit_new(self, reply: object) -> None:
         """First deliveries of an XREADGROUP reply: ``stream_entries``, ``_admit`` and
@@ -192,7 +178,7 @@ class GroupSubscription(Subscription):
         while self._foreign:
             entry_id, (fields, why) = next(iter(self._foreign.items()))
             try:
-                await self._broker.dead_letter_raw(self.topic, self._group, entry_id, fields, why)
+                await self._link.dead_letter_raw(self.topic, self._group, entry_id, fields, why)
             except EventwireError as exc:
                 log.error("redis entry %r on %r not dead-lettered: %s", entry_id, self.topic, exc)
                 return
@@ -200,10 +186,10 @@ class GroupSubscription(Subscription):
 
     async def _poll_loop(self) -> None:
         """Move due retries back, reclaim dead members' entries, keep ours alive."""
-        broker = self._broker
-        backoff = Backoff(cap=broker.options.backoff_cap)
-        every = broker.options.poll_interval
-        maintain_every = max(every, broker.options.claim_idle / 3)
+        link = self._link
+        backoff = retry_streak(link.options.backoff_cap)
+        every = link.options.poll_interval
+        maintain_every = max(every, link.options.claim_idle / 3)
         next_maintain = 0.0
         while not self.closed:
             try:
@@ -216,7 +202,7 @@ class GroupSubscription(Subscription):
             except rex.ResponseError as exc:
                 await self._on_refusal(exc, backoff, "poll")
             except TRANSIENT as exc:
-                log.debug("redis poll on %r failed: %s", self.topic, describe(exc, broker.url))
+                log.debug("redis poll on %r failed: %s", self.topic, describe(exc, link.url))
                 self._replies_lost = True
                 await backoff.wait()
                 continue
@@ -236,7 +222,7 @@ class GroupSubscription(Subscription):
                 self._admit(entry_id, fields, count)
             await self._dead_letter_foreign()
         await self._pel.sweep()
-        await self._broker.trim(self.topic)
+        await self._link.trim(self.topic)
 
     # -- settling -------------------------------------------------------------------------
 
@@ -260,7 +246,7 @@ class GroupSubscription(Subscription):
         self.forget(delivery)
         self._scheduling.add(delivery.entry_id)
         try:
-            await self._broker.call(schedule, f"scheduling a retry on {self.topic!r}")
+            await self._link.call(schedule, f"scheduling a retry on {self.topic!r}")
         finally:
             self._scheduling.discard(delivery.entry_id)
         if not delay:
@@ -269,14 +255,14 @@ class GroupSubscription(Subscription):
     async def settle_dead_letter(self, delivery: RedisDelivery, dead: Message) -> None:
         if self.closed or delivery.entry_id not in self.held:
             return
-        await self._broker.move_to_dead_letter(self.topic, self._group, delivery.entry_id, dead)
+        await self._link.move_to_dead_letter(self.topic, self._group, delivery.entry_id, dead)
         self.forget(delivery)
 
     async def release(self) -> None:
         """Flush acks, then hand every entry this consumer still holds back to the group."""
-        broker = self._broker
-        deadline = time.monotonic() + min(5.0, broker.options.publish_timeout)
-        backoff = Backoff(cap=0.5)
+        link = self._link
+        deadline = time.monotonic() + min(5.0, link.options.publish_timeout)
+        backoff = retry_streak(0.5)
         while time.monotonic() < deadline:
             try:
                 await self._acks.flush()
@@ -287,7 +273,7 @@ class GroupSubscription(Subscription):
                     return  # the group is gone, and with it everything it held
                 raise
             except TRANSIENT as exc:
-                log.debug("redis release on %r failed: %s", self.topic, describe(exc, broker.url))
+                log.debug("redis release on %r failed: %s", self.topic, describe(exc, link.url))
                 await backoff.wait()
         log.warning(
             "redis unreachable while closing %r: %d unsettled entries return after claim_idle",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from eventwire.core.errors import ConfigurationError
@@ -72,6 +73,8 @@ class RedisOptions:
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigurationError(f"Redis URL option {name} must be positive, got {value}")
+        if not math.isfinite(self.backoff_cap):
+            raise ConfigurationError("Redis URL option backoff_cap must be finite")
         if self.maxlen < 0 or self.db < 0:
             raise ConfigurationError("Redis maxlen and database number must not be negative")
         if self.socket_timeout <= self.block:

@@ -7,10 +7,9 @@ import socket
 import time
 import uuid
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-if TYPE_CHECKING:
-    from eventwire.brokers.redis.streams import RedisStreamsBroker
+from eventwire.brokers.redis.link import RedisLink
 
 # (entry id, fields as returned, delivery count): what the subscription admits.
 Claimed = tuple[bytes, Any, int]
@@ -30,22 +29,22 @@ class PendingWork:
     """
 
     def __init__(
-        self, broker: RedisStreamsBroker, *, key: str, schedule: str, group: str, consumer: str
+        self, link: RedisLink, *, key: str, schedule: str, group: str, consumer: str
     ) -> None:
-        self._broker = broker
+        self._link = link
         self._key = key
         self._schedule = schedule
         self._group = group
         self._consumer = consumer
-        self._claim_idle_ms = max(1, int(broker.options.claim_idle * 1000))
+        self._claim_idle_ms = max(1, int(link.options.claim_idle * 1000))
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return await self._broker.bounded(self._broker.scripts[name](keys=keys, args=args))
+        return await self._link.bounded(self._link.scripts[name](keys=keys, args=args))
 
     async def schedule(self, entry_id: bytes, delay: float | None) -> None:
         """Park ``entry_id`` (still pending here) until ``delay`` seconds from now."""
         due_ms = int((time.time() + (delay or 0.0)) * 1000)
-        await self._broker.bounded(self._broker.client.zadd(self._schedule, {entry_id: due_ms}))
+        await self._link.bounded(self._link.client.zadd(self._schedule, {entry_id: due_ms}))
 
     async def move_due(self, room: int) -> list[Claimed]:
         """Retries whose time has come, XCLAIMed to this consumer (count + 1)."""
@@ -58,8 +57,8 @@ class PendingWork:
     async def touch(self, ids: Collection[bytes]) -> None:
         """Reset the idle time of entries we hold, so live members never reclaim them."""
         if ids:
-            await self._broker.bounded(
-                self._broker.client.xclaim(
+            await self._link.bounded(
+                self._link.client.xclaim(
                     self._key, self._group, self._consumer, 0, list(ids), justid=True
                 )
             )
@@ -91,13 +90,13 @@ class PendingWork:
         """Entries Redis handed to this consumer in a reply a dead connection swallowed: they
         sit in its PEL unseen. Take them back now (count + 1) instead of after claim_idle;
         ids in ``busy`` (held, being acked or scheduled) and parked retries are left alone."""
-        client = self._broker.client
+        client = self._link.client
         out: list[Claimed] = []
         start = "-"
         for _ in range(100):  # bounded: 50,000 pending entries per recovery at most
             rows = cast(
                 "list[dict[str, Any]]",
-                await self._broker.bounded(
+                await self._link.bounded(
                     client.xpending_range(
                         self._key,
                         self._group,
@@ -115,12 +114,12 @@ class PendingWork:
             }
             lost: list[Any] = list(counts)[: max(0, room - len(out))]
             if lost:
-                scores = await self._broker.bounded(client.zmscore(self._schedule, lost))
+                scores = await self._link.bounded(client.zmscore(self._schedule, lost))
                 lost = [i for i, score in zip(lost, scores, strict=True) if score is None]
             if lost:
                 claimed = cast(
                     "list[tuple[bytes, Any]]",
-                    await self._broker.bounded(
+                    await self._link.bounded(
                         client.xclaim(self._key, self._group, self._consumer, 0, lost)
                     ),
                 )

@@ -5,22 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from redis.asyncio.client import Pipeline
 
 from eventwire.brokers.redis.connection import (
     REDIS_ERRORS,
-    Backoff,
     describe,
     is_transient,
+    log,
+    retry_streak,
     translate,
 )
-from eventwire.brokers.redis.subscription import log
+from eventwire.brokers.redis.link import RedisLink
 from eventwire.core.errors import ClosedError, PublishError
 from eventwire.core.message import Message
-
-if TYPE_CHECKING:
-    from eventwire.brokers.redis.streams import RedisStreamsBroker
 
 _MAX_COMMANDS = 1000  # per pipeline; one publish call is never split
 
@@ -53,8 +54,19 @@ class PublishQueue:
     before the connection dropped is sent again: duplicates, never losses (at-least-once).
     """
 
-    def __init__(self, broker: RedisStreamsBroker) -> None:
-        self._broker = broker
+    def __init__(
+        self,
+        link: RedisLink,
+        *,
+        encode: Callable[[tuple[Message, ...]], list[Any]],
+        queue_publish: Callable[[Pipeline, str, list[Any]], None],
+    ) -> None:
+        # ``encode`` turns messages into wire form once (a retried publish is not encoded
+        # again); ``queue_publish`` adds one call's commands to a pipeline (XADD on Streams,
+        # PUBLISH on Pub/Sub).
+        self._link = link
+        self._encode = encode
+        self._queue_publish = queue_publish
         self._queue: list[_Call] = []
         self._waiting = 0  # messages in calls not yet answered
         self._wake = asyncio.Event()
@@ -64,13 +76,13 @@ class PublishQueue:
         self._inflight: list[_Call] = []
 
     async def publish(self, topic: str, messages: tuple[Message, ...]) -> None:
-        opts = self._broker.options
+        opts = self._link.options
         if self._waiting and self._waiting + len(messages) > opts.max_buffered:
             raise PublishError(
                 f"publish to {topic!r} refused: {self._waiting} messages already wait for "
-                f"Redis at {self._broker.url} (max_buffered={opts.max_buffered})"
+                f"Redis at {self._link.url} (max_buffered={opts.max_buffered})"
             )
-        call = _Call(topic, self._broker.encode(messages), time.monotonic() + opts.publish_timeout)
+        call = _Call(topic, self._encode(messages), time.monotonic() + opts.publish_timeout)
         self._queue.append(call)
         self._waiting += len(call.encoded)
         self._idle.clear()
@@ -109,7 +121,7 @@ class PublishQueue:
             self._queue.clear()
 
     async def _send_forever(self) -> None:
-        backoff = Backoff(cap=self._broker.options.backoff_cap)
+        backoff = retry_streak(self._link.options.backoff_cap)
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -123,7 +135,7 @@ class PublishQueue:
                         await backoff.wait()
                         continue
                     # Not transient: these calls fail, others go on.
-                    error = translate(exc, self._broker.url, "publishing")
+                    error = translate(exc, self._link.url, "publishing")
                     for call in batch:
                         _fail(call, PublishError(str(error)), exc)
                     continue
@@ -143,18 +155,18 @@ class PublishQueue:
         return batch
 
     async def _send(self, batch: list[_Call]) -> list[Any]:
-        pipe = self._broker.client.pipeline(transaction=False)
+        pipe = self._link.client.pipeline(transaction=False)
         size = 0
         for call in batch:
-            self._broker.queue_publish(pipe, call.topic, call.encoded)
+            self._queue_publish(pipe, call.topic, call.encoded)
             size += len(call.encoded)
         # Big batches take longer: 1 s per 10,000 commands on top of the reply timeout. Never
         # past the soonest caller's deadline, or a dead connection would keep that caller
         # waiting up to socket_timeout beyond its publish_timeout.
-        limit = self._broker.options.socket_timeout + size / 10_000
+        limit = self._link.options.socket_timeout + size / 10_000
         soonest = min(call.deadline for call in batch) - time.monotonic()
         limit = min(limit, max(soonest, 0.05))
-        return await self._broker.bounded(pipe.execute(raise_on_error=False), limit)
+        return await self._link.bounded(pipe.execute(raise_on_error=False), limit)
 
     def _expired(self, call: _Call, exc: BaseException) -> bool:
         if time.monotonic() < call.deadline:
@@ -162,9 +174,9 @@ class PublishQueue:
         _fail(
             call,
             PublishError(
-                f"Redis at {self._broker.url} did not come back within "
-                f"{self._broker.options.publish_timeout} s while publishing to {call.topic!r}: "
-                f"{describe(exc, self._broker.url)}"
+                f"Redis at {self._link.url} did not come back within "
+                f"{self._link.options.publish_timeout} s while publishing to {call.topic!r}: "
+                f"{describe(exc, self._link.url)}"
             ),
             exc,
         )
@@ -187,7 +199,7 @@ class PublishQueue:
                 if not self._expired(call, failed):
                     again.append(call)
             else:
-                error = translate(failed, self._broker.url, f"publishing to {call.topic!r}")
+                error = translate(failed, self._link.url, f"publishing to {call.topic!r}")
                 _fail(call, PublishError(str(error)), failed)
         self._queue[:0] = again
         return bool(again)

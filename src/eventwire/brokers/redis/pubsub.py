@@ -8,17 +8,19 @@ import itertools
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from logging import ERROR
 from typing import Any
 
 from redis import exceptions as rex
 from redis.asyncio.client import Pipeline, PubSub
 
 from eventwire.brokers._support.envelope import EnvelopeError
-from eventwire.brokers.redis.connection import TRANSIENT, Backoff, describe
+from eventwire.brokers.redis.connection import TRANSIENT, log, retry_streak
 from eventwire.brokers.redis.envelope import from_payload, to_payload
 from eventwire.brokers.redis.group import GroupSubscription
+from eventwire.brokers.redis.link import RedisLink
 from eventwire.brokers.redis.streams import RedisStreamsBroker, _Opening
-from eventwire.brokers.redis.subscription import RedisDelivery, Subscription, log
+from eventwire.brokers.redis.subscription import OnClose, RedisDelivery, Subscription
 from eventwire.core.errors import ClosedError, ConfigurationError, EventwireError
 from eventwire.core.message import (
     DEAD_LETTER_GROUP,
@@ -53,7 +55,7 @@ class RedisPubSubBroker(RedisStreamsBroker):
         return [to_payload(m) for m in messages]
 
     def queue_publish(self, pipe: Pipeline, topic: str, encoded: list[Any]) -> None:
-        channel = self.stream_key(topic)
+        channel = self.link.stream_key(topic)
         for payload in encoded:
             pipe.publish(channel, payload)
 
@@ -63,42 +65,41 @@ class RedisPubSubBroker(RedisStreamsBroker):
         if self._closed:
             raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
         if group == DEAD_LETTER_GROUP and topic.endswith(DEAD_LETTER_SUFFIX):
-            return _Opening(self, GroupSubscription(self, topic, group, prefetch))
+            dlq = GroupSubscription(self.link, topic, group, prefetch, self.forget)
+            return _Opening(self, dlq)
         if group is not None:
             raise ConfigurationError(
                 f"redis-pubsub has no consumer groups (asked for {group!r}): subscribe without "
                 "a group to get every message, or use a redis:// (Streams) URL for groups"
             )
-        return _Opening(self, ChannelSubscription(self, topic, prefetch))
+        return _Opening(self, ChannelSubscription(self.link, topic, prefetch, self.forget))
 
 
 class ChannelSubscription(Subscription):
     """One SUBSCRIBE on its own connection; re-subscribes after a cut (messages sent
     meanwhile are lost: at-most-once)."""
 
-    def __init__(self, broker: RedisPubSubBroker, topic: str, prefetch: int) -> None:
-        super().__init__(topic=topic, group=None, prefetch=prefetch, on_close=broker.forget)
-        self._broker = broker
-        self._channel = broker.stream_key(topic)
+    def __init__(self, link: RedisLink, topic: str, prefetch: int, on_close: OnClose) -> None:
+        super().__init__(link, topic=topic, group=None, prefetch=prefetch, on_close=on_close)
         self._pubsub: PubSub | None = None
         self._ids = itertools.count(1)
         self._raw: set[asyncio.Task[None]] = set()  # raw dead letters being written
 
     async def start(self) -> None:
-        dlq = self._broker.stream_key(dead_letter_topic(self.topic))
+        dlq = self._link.stream_key(dead_letter_topic(self.topic))
 
         async def prepare() -> None:
             await self._ensure_dlq_group(dlq)
             await self._connect()
 
-        await self._broker.call(prepare, f"subscribing to {self.topic!r}")
+        await self._link.call(prepare, f"subscribing to {self.topic!r}")
         self.spawn(self._read_loop, "pubsub")
 
     async def _ensure_dlq_group(self, key: str) -> None:
         try:
-            await self._broker.bounded(
-                self._broker.client.xgroup_create(key, DEAD_LETTER_GROUP, id="0", mkstream=True),
-                self._broker.options.socket_timeout,
+            await self._link.bounded(
+                self._link.client.xgroup_create(key, DEAD_LETTER_GROUP, id="0", mkstream=True),
+                self._link.options.socket_timeout,
             )
         except rex.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
@@ -107,10 +108,10 @@ class ChannelSubscription(Subscription):
     async def _connect(self) -> None:
         """SUBSCRIBE and wait for Redis's confirmation: from then on publishes reach us."""
         await self._drop()
-        pubsub = self._broker.client.pubsub()
+        pubsub = self._link.client.pubsub()
         self._pubsub = pubsub
-        timeout = self._broker.options.socket_timeout
-        await self._broker.bounded(pubsub.subscribe(self._channel), timeout)
+        timeout = self._link.options.socket_timeout
+        await self._link.bounded(pubsub.subscribe(self._key), timeout)
         while True:
             reply = await pubsub.get_message(timeout=timeout)
             if reply is None:
@@ -126,8 +127,8 @@ class ChannelSubscription(Subscription):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _read_loop(self) -> None:
-        options = self._broker.options
-        backoff = Backoff(cap=options.backoff_cap)
+        options = self._link.options
+        backoff = retry_streak(options.backoff_cap)
         # A quiet Pub/Sub connection may be dead (half-open): PING it when quiet for a while
         # and give up on it when even the PONG does not come back within socket_timeout.
         ping_after = max(options.block, 1.0)
@@ -153,22 +154,13 @@ class ChannelSubscription(Subscription):
             except rex.ResponseError as exc:
                 # Refused (e.g. an ACL that no longer allows the channel): loud, and retried
                 # with backoff; raising would end this subscriber for good.
-                log.error(
-                    "redis refused the subscription to %r: %s; retrying",
-                    self.topic,
-                    describe(exc, self._broker.url),
-                )
                 await self._drop()
-                await backoff.wait()
+                refused = "redis refused the subscription to %r: %s; retrying"
+                await self.back_off(backoff, exc, refused, ERROR)
                 continue
             except TRANSIENT as exc:
-                log.warning(
-                    "redis pubsub on %r failed (%s); re-subscribing",
-                    self.topic,
-                    describe(exc, self._broker.url),
-                )
                 await self._drop()
-                await backoff.wait()
+                await self.back_off(backoff, exc, "redis pubsub on %r failed (%s); re-subscribing")
                 continue
             if reply is None:
                 continue
@@ -190,7 +182,7 @@ class ChannelSubscription(Subscription):
 
     async def _dead_letter_raw(self, payload: bytes, why: str) -> None:
         try:
-            await self._broker.dead_letter_payload(self.topic, payload, why)
+            await self._link.dead_letter_payload(self.topic, payload, why)
         except EventwireError as exc:
             log.error("redis pubsub message on %r lost: not dead-lettered: %s", self.topic, exc)
 
@@ -203,7 +195,7 @@ class ChannelSubscription(Subscription):
     async def settle_dead_letter(self, delivery: RedisDelivery, dead: Message) -> None:
         # Even after the subscription closed: Pub/Sub cannot redeliver, so skipping the
         # write would lose the dead letter (the broker's pool is still open).
-        await self._broker.move_to_dead_letter(self.topic, None, delivery.entry_id, dead)
+        await self._link.move_to_dead_letter(self.topic, None, delivery.entry_id, dead)
         self.forget(delivery)
 
     async def release(self) -> None:

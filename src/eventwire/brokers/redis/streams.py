@@ -3,40 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from redis import exceptions as rex
 from redis.asyncio.client import Pipeline
-from redis.commands.core import AsyncScript
 
 from eventwire.brokers._support.envelope import EnvelopeError, unreadable
 from eventwire.brokers._support.lifecycle import BrokerBase
-from eventwire.brokers._support.retention import dropped_unread
-from eventwire.brokers.redis import scripts
 from eventwire.brokers.redis.broadcast import BroadcastSubscription
-from eventwire.brokers.redis.connection import bounded, make_client, retry_until, translate
-from eventwire.brokers.redis.envelope import (
-    F_ID,
-    RAW_ENTRY_FORMAT,
-    RAW_PAYLOAD_FORMAT,
-    from_fields,
-    raw_entry,
-    to_fields,
-)
+from eventwire.brokers.redis.connection import make_client, translate
+from eventwire.brokers.redis.envelope import RAW_ENTRY_FORMAT, from_fields, raw_entry, to_fields
 from eventwire.brokers.redis.group import GroupSubscription
+from eventwire.brokers.redis.link import RedisLink
 from eventwire.brokers.redis.options import RedisOptions
 from eventwire.brokers.redis.publisher import PublishQueue
-from eventwire.brokers.redis.subscription import Subscription, log
+from eventwire.brokers.redis.subscription import Subscription
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
-from eventwire.core.errors import BrokerError, ClosedError
+from eventwire.core.errors import ClosedError
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 from eventwire.core.url import BrokerURL
-
-T = TypeVar("T")
 
 
 class RedisStreamsBroker(BrokerBase):
@@ -68,49 +56,18 @@ class RedisStreamsBroker(BrokerBase):
         super().__init__(url, profile)
         self.options = RedisOptions.from_url(url)
         self.client = make_client(url, self.options)
-        self.scripts: dict[str, AsyncScript] = {
-            "move_due": self.client.register_script(scripts.MOVE_DUE),
-            "reclaim": self.client.register_script(scripts.RECLAIM),
-            "release": self.client.register_script(scripts.RELEASE),
-            "sweep": self.client.register_script(scripts.SWEEP),
-            "dead_letter": self.client.register_script(scripts.DEAD_LETTER),
-            "trim": self.client.register_script(scripts.TRIM),
-        }
+        # What the children (subscriptions, publish queue) get instead of the broker.
+        self.link = RedisLink(
+            client=self.client, url=url, options=self.options, profile=profile.name
+        )
         self._subs: set[Subscription] = set()
-        self._publisher = PublishQueue(self)
-
-    async def bounded(self, awaitable: Awaitable[T], seconds: float | None = None) -> T:
-        """``awaitable`` within ``seconds`` (default ``socket_timeout``), else TimeoutError
-        and the pool's idle connections are dropped (see ``connection.bounded``)."""
-        limit = self.options.socket_timeout if seconds is None else seconds
-        return await bounded(awaitable, limit, self.client.connection_pool)
-
-    @property
-    def read_limit(self) -> float:
-        """Deadline of a blocking read: the block time plus the dead-connection timeout."""
-        return self.options.block + self.options.socket_timeout
-
-    def stream_key(self, topic: str) -> str:
-        return self.options.prefix + topic
-
-    def schedule_key(self, topic: str, group: str) -> str:
-        # ':' is not allowed in topic names, so this never collides with a stream key.
-        return f"{self.options.prefix}{topic}:retry:{group}"
-
-    async def call(self, action: Callable[[], Awaitable[T]], doing: str) -> T:
-        """Run ``action``, riding out an outage up to ``publish_timeout``; errors translated."""
-        return await retry_until(
-            action,
-            deadline=time.monotonic() + self.options.publish_timeout,
-            url=self.url,
-            doing=doing,
-            cap=self.options.backoff_cap,
-            error=BrokerError,
+        self._publisher = PublishQueue(
+            self.link, encode=self.encode, queue_publish=self.queue_publish
         )
 
     async def _connect(self) -> None:
         try:
-            await self.bounded(
+            await self.link.bounded(
                 self.client.ping(), self.options.connect_timeout + self.options.socket_timeout
             )
         except (rex.RedisError, OSError) as exc:
@@ -125,22 +82,13 @@ class RedisStreamsBroker(BrokerBase):
 
     def queue_publish(self, pipe: Pipeline, topic: str, encoded: list[Any]) -> None:
         # No MAXLEN here: trimming at XADD cannot tell read entries from unread ones.
-        key = self.stream_key(topic)
+        key = self.link.stream_key(topic)
         for fields in encoded:
             pipe.xadd(key, fields)
 
     async def trim(self, topic: str) -> int:
-        """Trim ``topic``'s stream (and its dead-letter stream) to what every group has
-        acknowledged; with a user-set ``maxlen`` also to that length, reporting unread
-        entries it dropped. Returns how many entries went."""
-        total = 0
-        for name, maxlen in ((topic, self.options.maxlen), (dead_letter_topic(topic), 0)):
-            trimmed, dropped = await self.bounded(
-                self.scripts["trim"](keys=[self.stream_key(name)], args=[maxlen])
-            )
-            dropped_unread(self.profile.name, name, int(dropped), limit=f"maxlen={maxlen}")
-            total += int(trimmed) + int(dropped)
-        return total
+        """See ``RedisLink.trim`` (group members call it every ``claim_idle / 3`` seconds)."""
+        return await self.link.trim(topic)
 
     def _subscribe(
         self, topic: str, group: str | None, prefetch: int
@@ -148,57 +96,14 @@ class RedisStreamsBroker(BrokerBase):
         if self._closed:
             raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
         sub: Subscription = (
-            BroadcastSubscription(self, topic, prefetch)
+            BroadcastSubscription(self.link, topic, prefetch, on_close=self.forget)
             if group is None
-            else GroupSubscription(self, topic, group, prefetch)
+            else GroupSubscription(self.link, topic, group, prefetch, self.forget)
         )
         return _Opening(self, sub)
 
     def forget(self, sub: Subscription) -> None:
         self._subs.discard(sub)
-
-    async def move_to_dead_letter(
-        self, topic: str, group: str | None, entry_id: bytes, dead: Message
-    ) -> None:
-        """XADD ``dead`` to the dead-letter stream, then XACK the original (one script: the
-        XACK runs only if the XADD succeeded, see ``scripts.DEAD_LETTER``)."""
-        keys = [self.stream_key(dead_letter_topic(topic)), self.stream_key(topic)]
-        args: list[Any] = [group or "", entry_id, 0]  # dead letters are never cut by maxlen
-        for name, value in to_fields(dead).items():
-            args += [name, value]
-
-        async def move() -> None:
-            await self.bounded(self.scripts["dead_letter"](keys=keys, args=args))
-
-        await self.call(move, f"dead-lettering a message of {topic!r}")
-
-    async def dead_letter_raw(
-        self, topic: str, group: str, entry_id: bytes, fields: dict[bytes, bytes], why: str
-    ) -> None:
-        """An entry eventwire cannot read: all its fields, byte for byte, go to the DLQ as the
-        body of a raw dead letter (``envelope.raw_entry``), reason ``unreadable envelope``."""
-        log.warning(
-            "redis entry %r on %r is not an eventwire message; dead-lettering it: %s",
-            entry_id,
-            topic,
-            why,
-        )
-        raw_id = fields.get(F_ID)
-        dead = unreadable(
-            raw_entry(fields),
-            why=why,
-            topic=topic,
-            group=group,
-            raw_format=RAW_ENTRY_FORMAT,
-            message_id=raw_id.decode("utf-8", "replace") if isinstance(raw_id, bytes) else None,
-        )
-        await self.move_to_dead_letter(topic, group, entry_id, dead)
-
-    async def dead_letter_payload(self, topic: str, payload: bytes, why: str) -> None:
-        """A Pub/Sub payload eventwire cannot read: its bytes, unchanged, as a raw dead letter."""
-        log.warning("redis pubsub message on %r is unreadable; dead-lettering it: %s", topic, why)
-        dead = unreadable(payload, why=why, topic=topic, group=None, raw_format=RAW_PAYLOAD_FORMAT)
-        await self.move_to_dead_letter(topic, None, b"", dead)
 
     async def browse_dead_letters(self, topic: str, limit: int) -> list[Message] | None:
         """Dead letters of ``topic`` the ``eventwire-dlq`` group has not acknowledged (pending
@@ -206,7 +111,7 @@ class RedisStreamsBroker(BrokerBase):
         group or consumer is created. None if the topic has no dead-letter stream."""
         await self.connect()
         client = self.client
-        key = self.stream_key(dead_letter_topic(topic))
+        key = self.link.stream_key(dead_letter_topic(topic))
 
         async def read() -> list[Message] | None:
             if not await client.exists(key):
@@ -240,8 +145,8 @@ class RedisStreamsBroker(BrokerBase):
                     )
             return out
 
-        return await self.call(
-            lambda: self.bounded(read()), f"reading the dead letters of {topic!r}"
+        return await self.link.call(
+            lambda: self.link.bounded(read()), f"reading the dead letters of {topic!r}"
         )
 
     async def _aclose(self) -> None:

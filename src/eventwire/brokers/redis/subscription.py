@@ -7,12 +7,15 @@ import logging
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from types import TracebackType
 from typing import Self
 
+from eventwire.brokers.redis.connection import describe, log
+from eventwire.brokers.redis.link import RedisLink
+from eventwire.core.backoff import BackoffStreak
 from eventwire.core.message import Delivery, Message
 
-log = logging.getLogger("eventwire.brokers.redis")
+# What a subscription calls once it has closed (the broker forgets it).
+OnClose = Callable[["Subscription"], None]
 
 
 class RedisDelivery(Delivery):
@@ -75,17 +78,15 @@ class Subscription(ABC):
     """Feeds deliveries to ``async for`` and keeps at most ``prefetch`` of them unsettled.
 
     Background tasks admit deliveries while there is room; closing stops the iterator
-    (``StopAsyncIteration``, never an error) and hands unsettled deliveries back.
+    (``StopAsyncIteration``, never an error) and hands unsettled deliveries back. Redis is
+    reached through ``link`` (the broker's ``RedisLink``), the topic's key is ``_key``.
     """
 
     def __init__(
-        self,
-        *,
-        topic: str,
-        group: str | None,
-        prefetch: int,
-        on_close: Callable[[Subscription], None],
+        self, link: RedisLink, *, topic: str, group: str | None, prefetch: int, on_close: OnClose
     ) -> None:
+        self._link = link
+        self._key = link.stream_key(topic)
         self.topic = topic
         self.group = group
         self.prefetch = prefetch
@@ -132,13 +133,21 @@ class Subscription(ABC):
             self._room.set()
         return not self.closed
 
+    async def back_off(
+        self, backoff: BackoffStreak, exc: BaseException, message: str, level: int = logging.WARNING
+    ) -> None:
+        """Log ``message`` (its ``%r`` is the topic, its ``%s`` the redacted error), then wait
+        out the next backoff delay: the loops retry forever rather than end the subscription."""
+        log.log(level, message, self.topic, describe(exc, self._link.url))
+        await backoff.wait()
+
     def spawn(self, coro: Callable[[], Awaitable[None]], name: str) -> None:
         async def guarded() -> None:
             try:
                 await coro()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bug must not silently stop delivery: log it loudly
+            except Exception:  # noqa: BLE001 - a bug must not silently stop delivery: logged loudly
                 log.exception("redis subscription task %s on %r stopped", name, self.topic)
 
         self._tasks.append(asyncio.create_task(guarded(), name=f"eventwire-redis-{name}"))
@@ -165,12 +174,7 @@ class Subscription(ABC):
                 self._waiter = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._waiter)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def close(self) -> None:

@@ -1,9 +1,9 @@
 """Broker layer: ``SQLiteBroker``, the durable embedded broker in one SQLite file.
 
-All database work runs in one dedicated worker thread per broker object (stdlib ``sqlite3``
-is blocking), in submission order, so the event loop never blocks and an ack queued before a
-release is always committed before it. See ``settings`` for the URL, ``schema`` for the
-tables and ``retention`` for what is deleted when.
+All database work runs on the broker's ``worker.StoreWorker`` (one thread, in submission
+order); the broker adds publishing (group commit), the retention sweeps and the lifecycle.
+See ``settings`` for the URL, ``schema`` for the tables and ``retention`` for what is
+deleted when.
 """
 
 from __future__ import annotations
@@ -12,28 +12,24 @@ import asyncio
 import functools
 import logging
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
 from eventwire.brokers._support.lifecycle import BrokerBase
 from eventwire.brokers.sqlite import browse, retention
 from eventwire.brokers.sqlite.settings import SQLiteSettings
-from eventwire.brokers.sqlite.store import Claimed, Settle, SQLiteStore
+from eventwire.brokers.sqlite.store import SQLiteStore
 from eventwire.brokers.sqlite.subscription import SQLiteSubscription
+from eventwire.brokers.sqlite.worker import StoreWorker
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
 from eventwire.core.errors import BrokerError, ClosedError, EventwireError, PublishError
-from eventwire.core.message import Delivery, Message, dead_letter_topic
+from eventwire.core.message import Delivery, Message
 from eventwire.core.url import BrokerURL
 
 T = TypeVar("T")
 log = logging.getLogger("eventwire.brokers.sqlite")
-
-_ACK_WINDOW = 0.002  # seconds acks wait to share one transaction
-_ACK_RETRY = 0.5  # seconds before a failed ack batch is tried again
 
 
 class SQLiteBroker(BrokerBase):
@@ -42,13 +38,8 @@ class SQLiteBroker(BrokerBase):
     def __init__(self, url: BrokerURL, profile: BrokerProfile) -> None:
         super().__init__(url, profile)
         self.settings = SQLiteSettings.from_url(url)  # a bad URL fails here, before any I/O
-        self.closing = False
-        self._executor: ThreadPoolExecutor | None = None
-        self._store: SQLiteStore | None = None
-        self._subscriptions: dict[str, set[SQLiteSubscription]] = {}
-        self._acks: list[Settle] = []
-        self._ack_timer: asyncio.TimerHandle | None = None
-        self._ack_batches: set[asyncio.Future[None]] = set()
+        self._worker = StoreWorker(self.settings, url)
+        self._subscriptions: set[SQLiteSubscription] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._outbox: list[tuple[str, tuple[Message, ...], asyncio.Future[None]]] = []
         self._drainer: asyncio.Task[None] | None = None
@@ -98,44 +89,20 @@ class SQLiteBroker(BrokerBase):
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="eventwire-sqlite")
-        try:
-            future = self._executor.submit(SQLiteStore.open, self.settings)
-            self._store = await asyncio.wrap_future(future)
-        except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
-            raise
+        await self._worker.open()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="eventwire-sqlite-sweep")
 
     async def _aclose(self) -> None:
-        self.closing = True
         try:
             if self._drainer is not None:  # publishes already accepted are committed first
                 await asyncio.wait([self._drainer])
-            for subs in list(self._subscriptions.values()):
-                for sub in list(subs):
-                    await sub.stop()
+            for sub in list(self._subscriptions):
+                await sub.stop()
             if self._sweeper is not None:
                 self._sweeper.cancel()
                 await asyncio.wait([self._sweeper])
-            for _ in range(2):  # the second round retries a batch that failed (lock held)
-                self._submit_acks()
-                if self._ack_batches:
-                    await asyncio.wait(list(self._ack_batches))
-            if self._acks:
-                log.warning("%d sqlite acks not committed: redelivered later", len(self._acks))
-            if self._ack_timer is not None:
-                self._ack_timer.cancel()
-                self._ack_timer = None
-            store, executor = self._store, self._executor
-            if store is not None and executor is not None:
-                await asyncio.wrap_future(executor.submit(store.close))
         finally:
-            self.closing = False
-            if self._executor is not None:
-                self._executor.shutdown(wait=False)
-            self._store = None
+            await self._worker.close()  # acks still queued are committed, then the thread ends
 
     async def _health(self) -> Health:
         try:
@@ -144,58 +111,10 @@ class SQLiteBroker(BrokerBase):
             return Health(ok=False, detail=str(exc))
         return Health(ok=True, detail=f"sqlite file {self.settings.path}")
 
-    # -- running work in the worker thread ---------------------------------------------------
-
     async def _run(
         self, work: Callable[[SQLiteStore], T], error: type[BrokerError] = BrokerError
     ) -> T:
-        store, executor = self._store, self._executor
-        if store is None or executor is None or (self.closed and not self.closing):
-            raise ClosedError(f"sqlite broker at {self.url} is closed")
-        self._submit_acks()  # earlier acks commit first: the executor runs in order
-        try:
-            return await asyncio.wrap_future(executor.submit(work, store))
-        except sqlite3.Error as exc:
-            hint = (
-                f" (another process held the write lock over busy_timeout="
-                f"{self.settings.busy_timeout_ms} ms)"
-                if _is_busy(exc)
-                else ""
-            )
-            raise error(f"sqlite broker file {str(self.settings.path)!r}: {exc}{hint}") from exc
-
-    def enqueue_ack(self, settle: Settle) -> None:
-        self._acks.append(settle)
-        if self._ack_timer is None:
-            loop = asyncio.get_running_loop()
-            self._ack_timer = loop.call_later(_ACK_WINDOW, self._submit_acks)
-
-    def _submit_acks(self) -> None:
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
-        if not self._acks or self._store is None or self._executor is None:
-            return
-        batch, self._acks = self._acks, []
-        future = asyncio.wrap_future(self._executor.submit(self._store.ack, batch))
-        self._ack_batches.add(future)
-        future.add_done_callback(functools.partial(self._ack_done, batch))
-
-    def _ack_done(self, batch: list[Settle], future: asyncio.Future[None]) -> None:
-        self._ack_batches.discard(future)
-        exc = None if future.cancelled() else future.exception()
-        if exc is None:
-            return
-        if self.closed and not self.closing:
-            log.warning("sqlite ack batch failed, messages will be redelivered: %s", exc)
-            return
-        # Tried again rather than dropped: a dropped ack leaves the claim held (heartbeats
-        # keep renewing it) until the subscription ends, then the message comes back.
-        log.warning("sqlite ack batch failed (%s); trying again", exc)
-        self._acks[:0] = batch
-        if self._ack_timer is None:
-            loop = asyncio.get_running_loop()
-            self._ack_timer = loop.call_later(_ACK_RETRY, self._submit_acks)
+        return await self._worker.run(work, error)
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -242,8 +161,7 @@ class SQLiteBroker(BrokerBase):
             self._outbox = []
 
     def _wake(self, topic: str) -> None:
-        for sub in self._subscriptions.get(topic, ()):
-            sub.wake()
+        self._worker.wake(topic)
 
     # -- subscribing -------------------------------------------------------------------------
 
@@ -252,49 +170,8 @@ class SQLiteBroker(BrokerBase):
     ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
         if self.closed:
             raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
-        return SQLiteSubscription(self, topic, group, prefetch)
-
-    def register(self, sub: SQLiteSubscription) -> None:
-        self._subscriptions.setdefault(sub.topic, set()).add(sub)
-
-    def unregister(self, sub: SQLiteSubscription) -> None:
-        self._subscriptions.get(sub.topic, set()).discard(sub)
-
-    def ephemeral_until(self) -> float:
-        return time.time() + 3 * self.settings.lease
-
-    async def join(self, topic: str, group: str, *, ephemeral_until: float | None) -> None:
-        await self._run(lambda s: s.join(topic, group, ephemeral_until=ephemeral_until))
-
-    async def claim(self, topic: str, group: str, consumer: str, limit: int) -> list[Claimed]:
-        try:
-            return await self._run(lambda s: s.claim(topic, group, consumer, limit))
-        except BrokerError as exc:
-            if not _is_busy(exc.__cause__):
-                raise
-            # Other processes held the write lock past busy_timeout: poll again later
-            # instead of failing the consumer over contention.
-            log.info("sqlite claim on %s postponed: %s", topic, exc)
-            return []
-
-    async def nack(self, settle: Settle, delay: float) -> None:
-        await self._run(lambda s: s.nack(settle, delay))
-        if delay <= 0:
-            self._wake(settle.topic)
-        else:
-            loop = asyncio.get_running_loop()
-            loop.call_later(delay, functools.partial(self._wake, settle.topic))
-
-    async def dead_letter(self, settle: Settle, dead: Message) -> None:
-        await self._run(lambda s: s.dead_letter(settle, dead))
-        self._wake(dead_letter_topic(settle.topic))
-
-    async def heartbeat(self, topic: str, group: str, consumer: str, *, ephemeral: bool) -> None:
-        await self._run(lambda s: s.heartbeat(topic, group, consumer, ephemeral))
-
-    async def release(self, topic: str, group: str, consumer: str, *, leave: bool) -> None:
-        await self._run(lambda s: s.release(topic, group, consumer, leave=leave))
-        self._wake(topic)
+        live, connect = self._subscriptions, self.connect
+        return SQLiteSubscription(self._worker, topic, group, prefetch, live, connect)
 
     # -- retention ---------------------------------------------------------------------------
 
@@ -340,9 +217,3 @@ def _settle_all(
                 done.set_result(None)
             else:
                 done.set_exception(exc)
-
-
-def _is_busy(exc: BaseException | None) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and (
-        "locked" in str(exc) or "busy" in str(exc)
-    )

@@ -8,18 +8,18 @@ import os
 import socket
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from eventwire.brokers.sqlite.store import Claimed, Settle
+from eventwire.brokers.sqlite.worker import StoreWorker
 from eventwire.core.errors import EventwireError
 from eventwire.core.message import Delivery, Message
 
-if TYPE_CHECKING:
-    from eventwire.brokers.sqlite.broker import SQLiteBroker
-
 log = logging.getLogger("eventwire.brokers.sqlite")
+
+# The broker's set of open subscriptions, and its (lazy) connect.
+Live = set["SQLiteSubscription"]
+Connect = Callable[[], Awaitable[None]]
 
 # One claim transaction takes at most this many: short write locks, few bound parameters.
 _MAX_CLAIM = 500
@@ -50,25 +50,39 @@ class SQLiteDelivery(Delivery):
         if self._subscription.holds(self):
             # Acks are batched over a few ms; the at-least-once cost of losing a batch to a
             # crash is a redelivery, as on any broker whose acks are not confirmed.
-            self._subscription.broker.enqueue_ack(self._settle_key)
+            self._subscription.worker.enqueue_ack(self._settle_key)
             self._subscription.forget(self)
 
     async def _nack(self, delay: float | None) -> None:
         if self._subscription.holds(self):
-            await self._subscription.broker.nack(self._settle_key, delay or 0.0)
+            await self._subscription.worker.nack(self._settle_key, delay or 0.0)
             self._subscription.forget(self)  # only now: a failed nack may be retried
 
     async def _dead_letter(self, dead: Message) -> None:
         if self._subscription.holds(self):
-            await self._subscription.broker.dead_letter(self._settle_key, dead)
+            await self._subscription.worker.dead_letter(self._settle_key, dead)
             self._subscription.forget(self)
 
 
 class SQLiteSubscription:
-    """``async with`` joins the group; iterating claims batches of up to ``prefetch``."""
+    """``async with`` joins the group; iterating claims batches of up to ``prefetch``.
 
-    def __init__(self, broker: SQLiteBroker, topic: str, group: str | None, prefetch: int) -> None:
-        self.broker = broker
+    It works through the broker's ``StoreWorker``; ``connect`` is the broker's (lazy) connect,
+    awaited on entering, and ``live`` the broker's set of open subscriptions, which it joins
+    on entering and leaves on ``stop`` (the broker stops those still in it when it closes).
+    """
+
+    def __init__(  # noqa: PLR0917 - subscribe()'s three values and three links
+        self,
+        worker: StoreWorker,
+        topic: str,
+        group: str | None,
+        prefetch: int,
+        live: Live,
+        connect: Connect,
+    ) -> None:
+        self.worker = worker
+        self._live, self._connect = live, connect
         self.topic = topic
         self.group = group
         self.prefetch = prefetch
@@ -88,27 +102,23 @@ class SQLiteSubscription:
         return self.group is None
 
     async def __aenter__(self) -> AsyncIterator[Delivery]:
-        await self.broker.connect()
-        until = self.broker.ephemeral_until() if self.ephemeral else None
-        await self.broker.join(self.topic, self.store_group, ephemeral_until=until)
+        await self._connect()
+        until = self.worker.ephemeral_until() if self.ephemeral else None
+        await self.worker.join(self.topic, self.store_group, ephemeral_until=until)
         self._entered = True
-        self.broker.register(self)
+        self._live.add(self)
+        self.worker.listen(self.topic, self.wake)
         self._heartbeat = asyncio.create_task(self._beat(), name=f"eventwire-sqlite-{self.topic}")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
     def __aiter__(self) -> SQLiteSubscription:
         return self
 
     async def __anext__(self) -> Delivery:
-        interval = self.broker.settings.min_poll
+        interval = self.worker.settings.min_poll
         while True:
             if self._stopped:
                 raise StopAsyncIteration
@@ -118,7 +128,7 @@ class SQLiteSubscription:
             if len(self._unsettled) < self.prefetch:
                 want = min(self.prefetch - len(self._unsettled), _MAX_CLAIM)
                 try:
-                    claimed = await self.broker.claim(
+                    claimed = await self.worker.claim(
                         self.topic, self.store_group, self.consumer, want
                     )
                 except EventwireError:
@@ -132,10 +142,10 @@ class SQLiteSubscription:
                         delivery = SQLiteDelivery(self, item)
                         self._unsettled.add(delivery)
                         self._buffer.append(delivery)
-                    interval = self.broker.settings.min_poll
+                    interval = self.worker.settings.min_poll
                     continue
                 # Other processes' publishes are only seen by polling: back off while idle.
-                interval = min(interval * 2, self.broker.settings.max_poll)
+                interval = min(interval * 2, self.worker.settings.max_poll)
             try:
                 async with asyncio.timeout(interval):
                     await self._wake.wait()
@@ -165,11 +175,12 @@ class SQLiteSubscription:
             self._heartbeat.cancel()
         if not self._entered:
             return
-        self.broker.unregister(self)
-        if self.broker.closed and not self.broker.closing:
+        self._live.discard(self)
+        self.worker.unlisten(self.topic, self.wake)
+        if not self.worker.running:  # the broker closed: its leases run out instead
             return
         try:
-            await self.broker.release(
+            await self.worker.release(
                 self.topic, self.store_group, self.consumer, leave=self.ephemeral
             )
         except EventwireError as exc:
@@ -177,13 +188,13 @@ class SQLiteSubscription:
             log.warning("could not return claims of %s to the broker: %s", self.topic, exc)
 
     async def _beat(self) -> None:
-        period = self.broker.settings.lease / 3
+        period = self.worker.settings.lease / 3
         while not self._stopped:
             await asyncio.sleep(period)
             if not self._unsettled and not self.ephemeral:
                 continue  # no claims to keep: spare the write lock
             try:
-                await self.broker.heartbeat(
+                await self.worker.heartbeat(
                     self.topic, self.store_group, self.consumer, ephemeral=self.ephemeral
                 )
             except EventwireError as exc:
