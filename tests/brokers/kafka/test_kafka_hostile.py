@@ -66,6 +66,13 @@ HOSTILE: dict[str, Hostile] = {
         _job(9007), [("x-a", b"\xff\xfe")], "processed", key=b"\xff"
     ),
     "no value (tombstone)": Hostile(None, [], "dead"),
+    "NUL in a header, body not JSON": Hostile(b"\x01 not json", [("x-a", b"v\x00w")], "dead"),
+    "header of 20,000 bytes, body not a Job": Hostile(
+        b'{"n": "x"}', [("x-big", b"y" * 20_000)], "dead"
+    ),
+    "NUL in the id, always failing": Hostile(
+        _job(9008, fail=True), [(h.MESSAGE_ID, b"id\x00x")], "dead"
+    ),
     "body not JSON": Hostile(b"\x00\xff not json", [], "dead"),
     "body nested 100,000 deep": Hostile(b"[" * 100_000, [], "dead"),
 }
