@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import math
+import tempfile
+from pathlib import Path
+from typing import Any
 
-from hypothesis import given, settings
+import pydantic
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventwire.brokers._support.envelope import EnvelopeError, unreadable
@@ -26,7 +31,13 @@ from eventwire.brokers.redis.envelope import (
 )
 from eventwire.brokers.sqlite import codec
 from eventwire.core import headers as h
+from eventwire.core.errors import DecodeError
 from eventwire.core.message import Message
+from eventwire.serialization import codec as plain_codec
+from eventwire.serialization.avro import AvroCodec
+from eventwire.serialization.json_schema import JSONSchemaCodec
+from eventwire.serialization.registry_file import FileSchemaRegistry
+from eventwire.serialization.schema_choice import ByContentType
 
 NAMES = st.sampled_from([b"id", b"body", b"key", b"ct", b"cid", b"caid", b"ts", b"h", b"x"])
 JSONISH = st.recursive(
@@ -199,3 +210,65 @@ def test_nats_client_reads_any_header_block_and_reply_subject(block: bytes, repl
     if headers and UNPARSED_HEADERS in headers:
         assert base64.b64decode(headers[UNPARSED_HEADERS]) == block  # every byte kept
         _message_or_envelope_error(from_nats, b"body", headers)
+
+
+class _Order(pydantic.BaseModel):
+    order_id: str
+    amount: int
+
+
+CONTENT_TYPES = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            "application/json",
+            "application/json; charset=latin-1",
+            "application/vnd.x+json",
+            "text/plain; charset=utf-8",
+            "text/csv",
+            "application/octet-stream",
+            "application/x-pickle",
+            "application/avro",
+            "application/vnd.schemaregistry.v1+json",
+            ";;;",
+            "application/json; charset",
+        ]
+    ),
+    st.text(max_size=30),
+)
+BODIES = st.one_of(
+    st.binary(max_size=200),
+    JSONISH,
+    st.just(b"[" * 100_000),
+    st.just(b'{"order_id": "o", "amount": ' + b"9" * 400 + b"}"),
+    st.just(b"\x00\x00\x00\x00\x01" + b"\x02o\x02"),  # a registry frame with a made-up id
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(BODIES, CONTENT_TYPES)
+def test_every_plain_decoder_gives_a_value_or_a_decode_error(
+    body: bytes, content_type: str
+) -> None:
+    message = Message(body=body, content_type=content_type)
+    for annotation in (_Order, dict, list, Any, str, bytes, Message, list[int], dict[str, int]):
+        with contextlib.suppress(DecodeError):
+            plain_codec.decoder_for(annotation)(message)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(BODIES, CONTENT_TYPES)
+def test_by_content_type_gives_a_value_or_a_decode_error(body: bytes, content_type: str) -> None:
+    # Any content type (a codec's, JSON, none, a foreign one) and any body, a registry frame
+    # naming an unknown schema id included: the chosen codec's value or a DecodeError.
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = FileSchemaRegistry(Path(tmp) / "registry.json")
+        avro, json_schema = AvroCodec(_Order, registry), JSONSchemaCodec(_Order, registry)
+
+        async def check() -> None:
+            await avro.encode(_Order(order_id="o", amount=1), topic="fuzz")  # schema id 1 exists
+            decode = ByContentType(avro, json_schema).decoder_for(_Order)
+            with contextlib.suppress(DecodeError):
+                await decode(Message(body=body, content_type=content_type))
+
+        asyncio.run(check())
