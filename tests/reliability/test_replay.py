@@ -40,26 +40,15 @@ async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[s
         async with scrubbed_keys("redis://127.0.0.1:6379/0", f"ewr{tag}:*"):
             yield f"redis://127.0.0.1:6379/0?prefix=ewr{tag}:&claim_idle=2&block=0.5"
     elif kind == "nats":
+        from brokers.nats.nats_support import delete_streams
+
         yield f"nats://127.0.0.1:4222?stream_prefix=EWR{tag}_&prefix=ewr{tag}"
-        await _delete_nats_streams(f"EWR{tag}_")
+        await delete_streams("127.0.0.1:4222", f"EWR{tag}_")
     else:
         from brokers.rabbitmq.rabbitmq_support import topology_removed
 
         async with topology_removed(f"ewr-{tag}"):  # delay levels included
             yield f"amqp://guest:guest@127.0.0.1:5672/?exchange=ewr-{tag}"
-
-
-async def _delete_nats_streams(prefix: str) -> None:
-    import nats
-
-    nc = await nats.connect("nats://127.0.0.1:4222", max_reconnect_attempts=1)
-    try:
-        js = nc.jetstream()
-        for info in await js.streams_info():
-            if info.config.name and info.config.name.startswith(prefix):
-                await js.delete_stream(info.config.name)
-    finally:
-        await nc.close()
 
 
 async def dead_letters(url: str, topic: str) -> list[Message]:

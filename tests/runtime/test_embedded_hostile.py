@@ -20,30 +20,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pydantic
-
 from eventwire.brokers._support.envelope import REASON_PREFIX
 from eventwire.brokers.memory.broker import forget_hub
 from eventwire.brokers.memory.state import hub_for
 from eventwire.core import headers as h
 from eventwire.core.message import Message
-from eventwire.reliability.retry import RetryPolicy
 from eventwire.runtime.app import App
-from eventwire.runtime.context import Context
 from eventwire.testing.app_runs import listed_dead_letters, serving, wait_until
+from eventwire.testing.hostile import HostileRun, interleave
+from eventwire.testing.hostile import job_body as _job
 
-MAX_ATTEMPTS = 3
-GOOD_BETWEEN = 4
 TOPIC = "hostile.jobs"
-
-
-class Job(pydantic.BaseModel):
-    n: int
-    fail: bool = False
-
-
-def _job(n: int, *, fail: bool = False) -> bytes:
-    return json.dumps({"n": n, "fail": fail}).encode()
+JSON = "application/json"
 
 
 @dataclass(frozen=True)
@@ -126,33 +114,6 @@ def _insert_rows(db: Path, rows: list[tuple[str, bytes, dict[str, object]]]) -> 
         conn.close()
 
 
-@dataclass
-class Run:
-    """What the worker did: handler calls and completions by job number."""
-
-    calls: Counter[int] = field(default_factory=Counter)
-    handled: Counter[int] = field(default_factory=Counter)
-
-
-def _worker(url: str, run: Run) -> App:
-    app = App(url, name="hostile-embedded")
-
-    @app.subscriber(
-        TOPIC,
-        group="workers",
-        concurrency=4,
-        retry=RetryPolicy(max_attempts=MAX_ATTEMPTS, initial_delay=0.01),
-    )
-    async def handle(job: Job, ctx: Context) -> None:
-        run.calls[job.n] += 1
-        if job.fail:
-            raise ValueError("always fails")
-        assert not -100 < job.n < 0, "a message with a hostile envelope reached the handler"
-        run.handled[job.n] += 1
-
-    return app
-
-
 async def _scenario(
     kind: str,
     url: str,
@@ -162,19 +123,16 @@ async def _scenario(
 ) -> None:
     """Run the worker over ``cases`` between good messages; ``unsettled()`` counts, once the
     worker has stopped, what the group still holds (returned, delayed, unread)."""
-    run = Run()
-    app = _worker(url, run)
+    run = HostileRun()
+    app = run.typed_worker(url, TOPIC, name="hostile-embedded")
     async with serving(app) as task:
-        sequence: list[Message] = []
-        n = 0
-        for case in cases.values():
-            for _ in range(GOOD_BETWEEN):
-                sequence.append(
-                    Message(body=_job(n), id=f"good-{n}", content_type="application/json")
-                )
-                n += 1
-            fields: dict[str, object] = {"content_type": "application/json"} | case.message
-            sequence.append(Message(body=case.body, id=f"hostile-{len(sequence)}", **fields))  # type: ignore[arg-type]
+        sequence, n = interleave(
+            (
+                Message(body=c.body, id=f"hostile-{i}", **({"content_type": JSON} | c.message))  # type: ignore[arg-type]
+                for i, c in enumerate(cases.values())
+            ),
+            lambda g: Message(body=_job(g), id=f"good-{g}", content_type=JSON),
+        )
         outcome = inject(app, sequence)
         if outcome is not None:
             await outcome  # type: ignore[misc]
@@ -191,22 +149,12 @@ async def _scenario(
     left = unsettled()
     bodies = Counter(m.body for m in letters)
     unreadable = sum(1 for m in letters if m.headers[h.DLQ_REASON].startswith(REASON_PREFIX))
-    figures = {
-        "hostile cases injected": len(cases),
-        "good processed/sent": f"{sum(1 for g in range(good_sent) if run.handled[g] == 1)}"
-        f"/{good_sent}",
-        "good dead-lettered unhandled": sum(1 for m in letters if m.id.startswith("good-")),
-        "unsettled": left,
-        "lost": good_sent - sum(1 for g in range(good_sent) if run.handled[g]),
-        "consumer task deaths": int(task.exception() is not None),
-        "handler calls above max_attempts": sum(1 for c in run.calls.values() if c > MAX_ATTEMPTS),
-        "dead letters": len(letters),
-        "of which unreadable envelope": unreadable,
-    }
+    figures = run.figures(cases=len(cases), good_sent=good_sent, letters=letters)
+    figures["unsettled"] = left
+    figures["consumer task deaths"] = int(task.exception() is not None)
+    figures["of which unreadable envelope"] = unreadable
     print(f"{kind} hostile figures:", figures)
-    assert all(run.handled[g] == 1 for g in range(good_sent))
-    assert figures["good dead-lettered unhandled"] == 0
-    assert figures["handler calls above max_attempts"] == 0
+    run.check(figures, good_sent=good_sent)
     assert left == 0
     for name, case in cases.items():
         if case.expect == "processed":

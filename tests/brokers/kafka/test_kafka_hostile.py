@@ -10,34 +10,22 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 from confluent_kafka import Producer
-from pydantic import BaseModel
 
-from eventwire import App, Context, RetryPolicy
 from eventwire.brokers.catalog import open_broker
 from eventwire.brokers.kafka.broker import KafkaBroker
 from eventwire.core import headers as h
 from eventwire.testing.app_runs import listed_dead_letters, serving, wait_until
+from eventwire.testing.hostile import MAX_ATTEMPTS, HostileRun, interleave
+from eventwire.testing.hostile import job_body as _job
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 
 SHARED = "kafka://127.0.0.1:9092"
-MAX_ATTEMPTS = 3
-GOOD_BETWEEN = 4
-
-
-class Job(BaseModel):
-    n: int
-    fail: bool = False
-
-
-def _job(n: int, *, fail: bool = False) -> bytes:
-    return json.dumps({"n": n, "fail": fail}).encode()
 
 
 @dataclass(frozen=True)
@@ -113,54 +101,29 @@ def _produce(topic: str, records: list[Hostile]) -> None:
 async def test_hostile_kafka_records_harm_nothing_else(created: list[KafkaBroker]) -> None:
     topic = f"ewt.kafka.hostile.{uuid.uuid4().hex[:8]}"
     url = f"{SHARED}?partitions=1"
-    handled: Counter[int] = Counter()
-    calls: Counter[int] = Counter()
-    app = App(url, name="hostile-kafka")
-
-    @app.subscriber(
-        topic,
-        group="workers",
-        concurrency=4,
-        retry=RetryPolicy(max_attempts=MAX_ATTEMPTS, initial_delay=0.05),
-    )
-    async def handle(job: Job, ctx: Context) -> None:
-        calls[job.n] += 1
-        if job.fail:
-            raise ValueError("always fails")
-        handled[job.n] += 1
+    run = HostileRun()
+    app = run.typed_worker(url, topic, name="hostile-kafka")
 
     async with serving(app) as task:
-        records: list[Hostile] = []
-        n = 0
-        for case in HOSTILE.values():
-            for _ in range(GOOD_BETWEEN):
-                records.append(Hostile(_job(n), [(h.MESSAGE_ID, b"good-%d" % n)], "processed"))
-                n += 1
-            records.append(case)
+        records, n = interleave(
+            HOSTILE.values(),
+            lambda g: Hostile(_job(g), [(h.MESSAGE_ID, b"good-%d" % g)], "processed"),
+        )
         await asyncio.to_thread(_produce, topic, records)
-        await wait_until(lambda: len(handled) >= n, within=90)
+        await wait_until(lambda: len(run.handled) >= n, within=90)
         await app.publish(topic, {"n": n})  # still consuming afterwards
-        await wait_until(lambda: n in handled, within=60)
+        await wait_until(lambda: n in run.handled, within=60)
         good_sent = n + 1
         dead = [c for c in HOSTILE.values() if c.expect == "dead"]
         letters = await listed_dead_letters(url, topic, at_least=len(dead), within=90)
         assert not task.done(), "the worker's run task ended"
         assert app.ready
-    figures = {
-        "hostile cases injected": len(HOSTILE),
-        "good processed/sent": f"{sum(1 for g in range(good_sent) if handled[g] == 1)}/{good_sent}",
-        "good dead-lettered unhandled": sum(1 for m in letters if m.id.startswith("good-")),
-        "lost": good_sent - sum(1 for g in range(good_sent) if handled[g]),
-        "handler calls above max_attempts": sum(1 for c in calls.values() if c > MAX_ATTEMPTS),
-        "dead letters": len(letters),
-    }
+    figures = run.figures(cases=len(HOSTILE), good_sent=good_sent, letters=letters)
     print("kafka hostile figures:", figures)
-    assert all(handled[g] == 1 for g in range(good_sent))
-    assert figures["good dead-lettered unhandled"] == 0
-    assert figures["handler calls above max_attempts"] == 0
-    assert calls[9003] == MAX_ATTEMPTS, "a forged attempt cut the retries short"
+    run.check(figures, good_sent=good_sent)
+    assert run.calls[9003] == MAX_ATTEMPTS, "a forged attempt cut the retries short"
     for name, case in HOSTILE.items():
         if case.expect == "processed":
             assert case.value is not None
-            assert handled[json.loads(case.value)["n"]] == 1, name
+            assert run.handled[json.loads(case.value)["n"]] == 1, name
     assert sorted(m.body for m in letters) == sorted(c.value or b"" for c in dead)

@@ -19,24 +19,18 @@ from dataclasses import dataclass
 
 import pytest
 from nats_support import SHARED, header_block, raw_publish
-from pydantic import BaseModel
 
-from eventwire import App, Context, PermanentError, RetryPolicy
 from eventwire.brokers._support.envelope import REASON_PREFIX
 from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h
 from eventwire.core.message import Message, dead_letter_topic
 from eventwire.testing.app_runs import serving, wait_until
+from eventwire.testing.hostile import MAX_ATTEMPTS, HostileRun, interleave
+from eventwire.testing.hostile import job_body as _job
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats]
 
 URL = f"nats+core://{SHARED}"
-MAX_ATTEMPTS = 3
-
-
-class Job(BaseModel):
-    n: int
-    fail: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,10 +38,6 @@ class Hostile:
     headers: bytes
     body: bytes
     expect: str  # "unreadable", "decode" (dead-lettered by the handler path), "processed"
-
-
-def _job(n: int, *, fail: bool = False) -> bytes:
-    return json.dumps({"n": n, "fail": fail}).encode()
 
 
 HOSTILE: dict[str, Hostile] = {
@@ -92,29 +82,13 @@ HOSTILE: dict[str, Hostile] = {
         header_block(b"x-\xff: \xfe"), _job(9004), "processed"
     ),
 }
-GOOD_BETWEEN = 4  # good messages before each hostile one
 
 
 async def test_hostile_core_nats_messages_harm_nothing_else() -> None:
     topic = f"hostile.core.{uuid.uuid4().hex[:8]}"
-    handled: Counter[int] = Counter()
-    calls: Counter[int] = Counter()
+    run = HostileRun()
     letters: list[Message] = []
-    app = App(URL, name="hostile-core")
-
-    @app.subscriber(
-        topic,
-        group="workers",
-        concurrency=4,
-        retry=RetryPolicy(max_attempts=MAX_ATTEMPTS, initial_delay=0.01),
-    )
-    async def handle(job: Job, ctx: Context) -> None:
-        calls[job.n] += 1
-        if job.fail:
-            raise ValueError("always fails")
-        if -100 < job.n < 0:
-            raise PermanentError("a message with a hostile envelope reached the handler")
-        handled[job.n] += 1
+    app = run.typed_worker(URL, topic, name="hostile-core")
 
     # A live reader of the DLQ subject: the only place core NATS dead letters reach.
     watcher = open_broker(URL)
@@ -127,19 +101,16 @@ async def test_hostile_core_nats_messages_harm_nothing_else() -> None:
 
         collector = asyncio.create_task(collect())
         subject = app.broker.options.subject(topic)  # type: ignore[attr-defined]
-        frames: list[tuple[bytes, bytes]] = []
-        n = 0
-        for case in HOSTILE.values():
-            for _ in range(GOOD_BETWEEN):
-                frames.append((header_block(b"x-eventwire-id: good-%d" % n), _job(n)))
-                n += 1
-            frames.append((case.headers, case.body))
+        frames, n = interleave(
+            ((case.headers, case.body) for case in HOSTILE.values()),
+            lambda g: (header_block(b"x-eventwire-id: good-%d" % g), _job(g)),
+        )
         await raw_publish(SHARED, subject, frames)
         dead_expected = sum(1 for c in HOSTILE.values() if c.expect != "processed")
-        await wait_until(lambda: len(handled) >= n and len(letters) >= dead_expected, 60)
+        await wait_until(lambda: len(run.handled) >= n and len(letters) >= dead_expected, 60)
         # Still consuming afterwards: nothing stopped the subscription or the connection.
         await app.publish(topic, {"n": n})
-        await wait_until(lambda: n in handled, 30)
+        await wait_until(lambda: n in run.handled, 30)
         good_sent = n + 1
         assert not task.done(), "the worker's run task ended"
         assert app.ready
@@ -149,24 +120,15 @@ async def test_hostile_core_nats_messages_harm_nothing_else() -> None:
 
     bodies = Counter(m.body for m in letters)
     unreadable = [m for m in letters if m.headers[h.DLQ_REASON].startswith(REASON_PREFIX)]
-    figures = {
-        "hostile cases injected": len(HOSTILE),
-        "good processed/sent": f"{sum(1 for g in range(good_sent) if handled[g] == 1)}/{good_sent}",
-        "good dead-lettered unhandled": sum(1 for m in letters if m.id.startswith("good-")),
-        "lost": good_sent - sum(1 for g in range(good_sent) if handled[g]),
-        "consumer task deaths": int(task.done() and task.exception() is not None),
-        "handler calls above max_attempts": sum(1 for c in calls.values() if c > MAX_ATTEMPTS),
-        "dead letters (on the DLQ subject)": len(letters),
-        "of which unreadable envelope": len(unreadable),
-    }
-    print("nats-core hostile figures:", figures)
-    assert all(handled[g] == 1 for g in range(good_sent))
-    assert figures["good dead-lettered unhandled"] == 0
-    assert figures["handler calls above max_attempts"] == 0
-    assert calls[9003] == MAX_ATTEMPTS
+    figures = run.figures(cases=len(HOSTILE), good_sent=good_sent, letters=letters)
+    figures["consumer task deaths"] = int(task.exception() is not None)
+    figures["of which unreadable envelope"] = len(unreadable)
+    print("nats-core hostile figures (dead letters as seen on the DLQ subject):", figures)
+    run.check(figures, good_sent=good_sent)
+    assert run.calls[9003] == MAX_ATTEMPTS
     for name, case in HOSTILE.items():
         if case.expect == "processed":
-            assert handled[json.loads(case.body)["n"]] == 1, name
+            assert run.handled[json.loads(case.body)["n"]] == 1, name
         else:
             assert bodies[case.body] == 1, f"{name}: not on the DLQ subject with its bytes"
     reasons = sorted(f"{m.body[:12]!r} {m.headers[h.DLQ_REASON][:70]}" for m in letters)

@@ -4,27 +4,19 @@ good messages, consumed by a typed handler (concurrency 4, max_attempts 3). Prin
 from __future__ import annotations
 
 import asyncio
-import json
-from collections import Counter
 
 import pytest
 from nats_support import SHARED, header_block, raw_publish, url_for
-from pydantic import BaseModel
 
-from eventwire import App, Context, PermanentError, RetryPolicy
 from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h
 from eventwire.core.message import Message
 from eventwire.testing.app_runs import listed_dead_letters, serving, wait_until
+from eventwire.testing.hostile import HostileRun, interleave, job_body
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats]
 
-
-class Job(BaseModel):
-    n: int
-
-
-GOOD_BODY = b'{"n": -1}'
+GOOD_BODY = job_body(-1)  # a valid Job, but a hostile envelope: it must not be handled
 HOSTILE: dict[str, tuple[bytes, bytes]] = {
     "NUL in a header": (header_block(b"x-a: v\x00w"), GOOD_BODY),
     "header block over 16 KiB": (header_block(b"x-big: " + b"y" * 20_000), GOOD_BODY),
@@ -40,51 +32,22 @@ HOSTILE: dict[str, tuple[bytes, bytes]] = {
 async def test_hostile_jetstream_messages_are_dead_lettered_and_harm_nothing(prefix: str) -> None:
     url = url_for(SHARED, prefix, ack_wait=5)
     topic = "hostile.jobs"
-    handled: Counter[int] = Counter()
-    calls: Counter[str] = Counter()
-    app = App(url, name="hostile-js")
-
-    @app.subscriber(
-        topic, group="workers", concurrency=4, retry=RetryPolicy(max_attempts=3, initial_delay=0.05)
-    )
-    async def handle(job: Job, ctx: Context) -> None:
-        calls[ctx.message.id] += 1
-        if job.n == -1:
-            raise PermanentError("a hostile message with a valid body reached the handler")
-        handled[job.n] += 1
-
+    run = HostileRun()
+    app = run.typed_worker(url, topic, name="hostile-js")
     async with serving(app):
         subject = app.broker.options.subject(topic)  # type: ignore[attr-defined]
-        frames: list[tuple[bytes, bytes]] = []
-        n = 0
-        for hostile in HOSTILE.values():
-            for _ in range(10):
-                frames.append(
-                    (
-                        header_block(b"Nats-Msg-Id: g" + str(n).encode()),
-                        json.dumps({"n": n}).encode(),
-                    )
-                )
-                n += 1
-            frames.append(hostile)
+        frames, n = interleave(
+            HOSTILE.values(),
+            lambda g: (header_block(b"Nats-Msg-Id: good-%d" % g), job_body(g)),
+            per=10,
+        )
         await raw_publish(SHARED, subject, frames)
-        await wait_until(lambda: len(handled) >= n, within=60)
+        await wait_until(lambda: len(run.handled) >= n, within=60)
         letters = await listed_dead_letters(url, topic, at_least=len(HOSTILE), within=60)
         assert app.ready
-    figures = {
-        "hostile cases injected": len(HOSTILE),
-        "good processed/sent": f"{sum(1 for g in range(n) if handled[g] == 1)}/{n}",
-        "good dead-lettered unhandled": sum(
-            1 for m in letters if m.body != GOOD_BODY and len(m.body) < 1_000_000
-        ),
-        "lost": n - len(handled),
-        "handler calls above max_attempts": sum(1 for c in calls.values() if c > 3),
-        "dead letters": len(letters),
-    }
+    figures = run.figures(cases=len(HOSTILE), good_sent=n, letters=letters)
     print("nats-jetstream hostile figures:", figures)
-    assert all(handled[g] == 1 for g in range(n))
-    assert figures["good dead-lettered unhandled"] == 0
-    assert figures["handler calls above max_attempts"] == 0
+    run.check(figures, good_sent=n)
     assert len(letters) == len(HOSTILE)
     assert sorted(len(m.body) for m in letters) == sorted(len(b) for _, b in HOSTILE.values())
 

@@ -7,17 +7,16 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 from redis_support import FAST, SHARED
 
-from eventwire import App, Context, RetryPolicy
+from eventwire import App
 from eventwire.core import headers as h
 from eventwire.testing.app_runs import listed_dead_letters, serving, wait_until
+from eventwire.testing.hostile import GOOD_PREFIX, HostileRun, interleave
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
@@ -30,7 +29,7 @@ class Job(BaseModel):
 
 def _entry(n: int, **broken: bytes | None) -> dict[bytes, bytes]:
     fields: dict[bytes, bytes | None] = {
-        b"id": f"id-{n}".encode(),
+        b"id": (f"{GOOD_PREFIX}{n}" if n >= 0 else f"hostile{n}").encode(),
         b"body": json.dumps({"n": n}).encode(),
         b"ts": repr(time.time()).encode(),
         b"ct": b"application/json",
@@ -53,62 +52,31 @@ HOSTILE_ENTRIES: dict[str, dict[bytes, bytes]] = {
 }
 
 
-@asynccontextmanager
-async def worker(
-    url: str, topic: str, calls: Counter[str], handled: Counter[int]
-) -> AsyncIterator[App]:
-    app = App(url, name="hostile")
-
-    @app.subscriber(
-        topic, group="workers", concurrency=4, retry=RetryPolicy(max_attempts=3, initial_delay=0.05)
-    )
-    async def handle(job: Job, ctx: Context) -> None:
-        calls[ctx.message.id] += 1
-        handled[job.n] += 1
-
-    async with serving(app):
-        yield app
-
-
 async def test_hostile_stream_entries_are_dead_lettered_raw_and_harm_nothing(
     topic: str, raw: aioredis.Redis
 ) -> None:
     url = f"{SHARED}?{FAST}"
     key = f"ew:{topic}"
-    calls: Counter[str] = Counter()
-    handled: Counter[int] = Counter()
-    async with worker(url, topic, calls, handled) as app:
-        n = 0
-        for entry in HOSTILE_ENTRIES.values():
-            for _ in range(GOOD // len(HOSTILE_ENTRIES)):
-                await raw.xadd(key, _entry(n))
-                n += 1
+    run = HostileRun()
+    app = run.typed_worker(url, topic)
+    async with serving(app):
+        entries, n = interleave(HOSTILE_ENTRIES.values(), _entry, per=GOOD // len(HOSTILE_ENTRIES))
+        for entry in entries:
             await raw.xadd(key, entry)
-        await wait_until(lambda: len(handled) >= n and app.stats.dead_lettered >= 2, within=30)
+        await wait_until(lambda: len(run.handled) >= n and app.stats.dead_lettered >= 2, 30)
         assert app.ready, "a consumer task died: the worker is not ready"
         # Still consuming afterwards: nothing stalled the group.
         await raw.xadd(key, _entry(n))
-        await wait_until(lambda: n in handled, within=30)
+        await wait_until(lambda: n in run.handled, within=30)
         good_sent = n + 1
         letters = await listed_dead_letters(url, topic, at_least=len(HOSTILE_ENTRIES))
     reasons = Counter(m.headers[h.DLQ_REASON].split(":")[0] for m in letters)
-    figures = {
-        "hostile cases injected": len(HOSTILE_ENTRIES),
-        "good processed/sent": f"{sum(1 for g in range(good_sent) if handled[g] == 1)}/{good_sent}",
-        "good dead-lettered unhandled": sum(
-            1 for m in letters if m.id.startswith("id-") and not m.id.startswith("id--")
-        ),
-        "unsettled": int((await raw.xpending(key, "workers"))["pending"]),
-        "lost": good_sent - len([g for g in range(good_sent) if handled[g]]),
-        "handler calls above max_attempts": sum(1 for c in calls.values() if c > 3),
-        "dead letters by reason": dict(reasons),
-    }
+    figures = run.figures(cases=len(HOSTILE_ENTRIES), good_sent=good_sent, letters=letters)
+    figures["unsettled"] = int((await raw.xpending(key, "workers"))["pending"])
+    figures["dead letters by reason"] = dict(reasons)
     print("redis-streams hostile figures:", figures)
-    assert all(handled[g] == 1 for g in range(good_sent))
-    assert figures["good dead-lettered unhandled"] == 0
+    run.check(figures, good_sent=good_sent)
     assert figures["unsettled"] == 0
-    assert figures["lost"] == 0
-    assert figures["handler calls above max_attempts"] == 0
     assert len(letters) == len(HOSTILE_ENTRIES)
     assert reasons["unreadable envelope"] == 8  # envelope broken
     assert reasons["validation-error"] + reasons["decode-error"] == 2  # body broken only
