@@ -10,9 +10,11 @@ unsettled, no consumer task death, no handler called more than max_attempts time
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import sqlite3
+import sys
 import time
 import uuid
 from collections import Counter
@@ -194,6 +196,18 @@ async def test_hostile_sqlite_rows_harm_nothing_else(tmp_path: Path) -> None:
         return int(claimed) + int(unread)
 
     await _scenario("sqlite", url, SQLITE_CASES, inject, unsettled)
+    # What an operator sees: `eventwire dlq list` shows every raw dead letter with its reason.
+    listing = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "eventwire.cli", "dlq", "list", TOPIC, "-b", url, "--wait", "1",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(listing.communicate(), 60)
+    assert listing.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    rejected = sum(1 for c in SQLITE_CASES.values() if c.expect != "processed")
+    assert lines[-1].startswith(f"{rejected} dead letter(s)"), lines
+    unreadable = sum(1 for c in SQLITE_CASES.values() if c.expect == "unreadable")
+    assert sum(f"reason={REASON_PREFIX}" in line for line in lines) == unreadable, lines
 
 
 async def test_hostile_memory_messages_harm_nothing_else() -> None:
