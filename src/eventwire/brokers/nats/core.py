@@ -22,7 +22,6 @@ from eventwire.core.message import Delivery, Message, dead_letter_topic
 from eventwire.core.url import BrokerURL
 
 log = logging.getLogger("eventwire.brokers.nats")
-_DLQ = "x-eventwire-dlq-"  # the dead-letter headers; the raw form sets its own
 
 
 class CoreDelivery(Delivery):
@@ -59,7 +58,7 @@ class CoreDelivery(Delivery):
             # It arrived but cannot be sent on as it is (a body over the profile's limit, which
             # leaves room for headers, or a header NATS would strip): its raw form, as JetStream.
             reason = dead.headers.get(h.DLQ_REASON, "dead-letter")
-            original = {k: v for k, v in dead.headers.items() if not k.startswith(_DLQ)}
+            original = {k: v for k, v in dead.headers.items() if not k.startswith(h.DLQ_PREFIX)}
             await self._broker.send_raw_dead_letter(
                 self.topic,
                 self.group,
