@@ -20,7 +20,15 @@ Each figure is the best of ``--rounds`` (noise on a shared machine only slows ro
 the CPU cost per message of this process (µs, ``time.process_time``): it moves far less
 with the machine's load than wall-clock throughput does.
 
+``--broker URL`` (repeatable; RabbitMQ, NATS JetStream, Kafka, Redis, any at-least-once URL)
+runs the measurement ``eventwire bench`` makes, from the library (``eventwire.cli.bench_*``
+and each broker's ``bench_raw`` driver): ``1,000`` concurrent ``app.publish()`` calls
+against the raw client's 1,000 concurrent confirmed publishes, the App consuming a backlog
+with a pydantic handler against the raw client's consume-and-ack loop, and end-to-end
+latency at ``--rate``; each figure the median of ``--rounds``, with App/raw ratios.
+
     .venv/bin/python benchmarks/bench_app.py [--messages 20000] [--rounds 3] [--loop uvloop]
+    .venv/bin/python benchmarks/bench_app.py --skip-memory --broker kafka://127.0.0.1:9092
 """
 
 from __future__ import annotations
@@ -340,9 +348,57 @@ async def redis_latencies(url: str, run: str, count: int, rate: float) -> bench.
     return raw, await app_latency(url, f"bench-app-lat.{run}", count, rate)
 
 
+async def broker_run(url: str, args: argparse.Namespace) -> None:
+    """``eventwire bench``'s measurement on ``url``, ``--rounds`` times: medians, ratios."""
+    import statistics
+
+    from eventwire.cli import resolve
+    from eventwire.cli.bench_commands import measure, print_report
+    from eventwire.cli.bench_measure import BenchPlan
+
+    plan = BenchPlan(
+        messages=args.broker_messages,
+        size=200,
+        concurrency=BATCH,
+        latency_messages=args.latency_messages or 1,
+        rate=args.rate,
+    )
+    reports = [await measure(resolve.broker_url(url), plan) for _ in range(args.rounds)]
+
+    def median_of(side: str, path: tuple[str, ...]) -> float:
+        values = []
+        for report in reports:
+            value = report[side]
+            for key in path:
+                value = value[key]
+            values.append(value)
+        return float(statistics.median(values))
+
+    merged = dict(reports[0])
+    for side in ("eventwire", "raw"):
+        if merged[side] is None:
+            continue
+        merged[side] = {
+            "publish_per_s": median_of(side, ("publish_per_s",)),
+            "publish_cpu_us": median_of(side, ("publish_cpu_us",)),
+            "consume_per_s": median_of(side, ("consume_per_s",)),
+            "consume_cpu_us": median_of(side, ("consume_cpu_us",)),
+            **{
+                name: {q: median_of(side, (name, q)) for q in ("p50_ms", "p99_ms", "p999_ms")}
+                for name in ("publish_latency", "end_to_end")
+            },
+        }
+    print(f"median of {args.rounds} rounds:")
+    print_report(merged)
+
+
 async def main(args: argparse.Namespace) -> None:
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(f"event loop: {loop}")
+    for url in args.broker:
+        await broker_run(url, args)
+    if args.skip_memory:
+        return
     await memory_run(args.messages, args.rounds, args.concurrency)
     if args.redis:
         await redis_run(
@@ -364,5 +420,10 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=1_000.0)
     parser.add_argument("--redis", default=None, help="a Redis URL, e.g. redis://127.0.0.1:6379/0")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument(
+        "--broker", action="append", default=[], help="also measure this broker (repeatable)"
+    )
+    parser.add_argument("--broker-messages", type=int, default=10_000)
+    parser.add_argument("--skip-memory", action="store_true", help="only the --broker runs")
     arguments = parser.parse_args()
     run_with_loop(main(arguments), loop=arguments.loop)

@@ -7,7 +7,7 @@ import inspect
 import eventwire
 
 EXPECTED = {
-    "App", "AppStats", "Broker", "BrokerError", "BrokerProfile", "Capabilities",
+    "App", "AppStats", "BreakerPolicy", "Broker", "BrokerError", "BrokerProfile", "Capabilities",
     "ConfigurationError", "Context", "DEAD_LETTER_GROUP", "DecodeError", "Delivery",
     "Duplicate", "EventwireError", "Guarantee", "Health", "IdempotencyStore",
     "MemoryIdempotencyStore", "Message", "MessageError", "PermanentError", "Publisher",

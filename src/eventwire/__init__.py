@@ -14,6 +14,7 @@ from eventwire.core.errors import (
     ValidationError,
 )
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
+from eventwire.reliability.circuit_breaker import BreakerPolicy
 from eventwire.reliability.idempotency import (
     Duplicate,
     IdempotencyStore,
@@ -33,6 +34,7 @@ __all__ = [
     "DEAD_LETTER_GROUP",
     "App",
     "AppStats",
+    "BreakerPolicy",
     "Broker",
     "BrokerError",
     "BrokerProfile",

@@ -75,7 +75,7 @@ def test_publish_defaults_to_embedded_sqlite_and_says_so(
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "sqlite:///./.eventwire/broker.db" in done.stderr
+    assert "sqlite:///.eventwire/broker.db" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert (tmp_path / ".eventwire" / "broker.db").exists()
 

@@ -210,7 +210,7 @@ def test_dlq_list_without_a_url_says_which_file_it_reads(
     monkeypatch.delenv("EVENTWIRE_BROKER_URL", raising=False)
     listing = invoke("dlq", "list", "orders")
     assert listing.exit_code == 0, listing.output
-    assert "reading the embedded SQLite broker sqlite:///./.eventwire/broker.db" in listing.stderr
+    assert "reading the embedded SQLite broker sqlite:///.eventwire/broker.db" in listing.stderr
     assert not (tmp_path / ".eventwire").exists()
 
 

@@ -134,7 +134,8 @@ def test_file_registry_from_the_environment(
     monkeypatch.setenv("EVENTWIRE_SCHEMA_REGISTRY_URL", f"file://{tmp_path / 'env.json'}")
     assert schema("register", "a-value", str(files["v1"])).exit_code == 0
     assert schema("list").output.split() == ["a-value"]
-    assert json.loads(schema("list", "--json").output) == {"subjects": ["a-value"]}
+    listed = json.loads(schema("list", "--json").output)
+    assert listed == {"subjects": ["a-value"], "possibly_capped": False}
     assert "no difference" in schema("diff", "a-value", str(files["v1"])).output
 
 

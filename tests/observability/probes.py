@@ -13,11 +13,14 @@ from eventwire.testing.app_runs import running, wait_until
 __all__ = ["broker_url", "free_port", "http_get", "running", "wait_until"]
 
 
-async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, str, bytes]:
+async def http_get(
+    port: int, path: str, method: str = "GET", *, accept: str | None = None
+) -> tuple[int, str, bytes]:
     """``(status, content type, body)`` of one request over a real TCP socket."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    extra = f"Accept: {accept}\r\n" if accept else ""
     try:
-        writer.write(f"{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: test\r\n{extra}\r\n".encode())
         await writer.drain()
         async with asyncio.timeout(10):
             raw = await reader.read()  # the server closes the connection after answering

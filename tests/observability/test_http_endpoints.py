@@ -11,6 +11,7 @@ import pytest
 
 from eventwire import App, ConfigurationError
 from eventwire.observability.http import OpsServer, Probes
+from eventwire.reliability.circuit_breaker import BreakerPolicy
 
 from .probes import broker_url, free_port, http_get, running
 
@@ -100,3 +101,25 @@ async def test_a_silent_or_garbled_client_does_not_stop_the_server() -> None:
         _, idle = await asyncio.open_connection("127.0.0.1", server.port)
         idle.close()  # went away without a request
         assert (await http_get(server.port, "/healthz"))[2] == b"ok: fine\n"
+
+
+async def test_readyz_names_an_open_breaker() -> None:
+    app = App(f"memory://breaker-{free_port()}", name="breaker")
+
+    @app.subscriber(
+        "breaker.events", group="workers", breaker=BreakerPolicy(failure_threshold=1, open_for=30)
+    )
+    async def handle(payload: dict[str, Any]) -> None:
+        raise RuntimeError("downstream is down")
+
+    async with app, running(app, http_port=0):
+        port = app.http_port
+        assert port
+        assert (await http_get(port, "/readyz"))[0] == 200
+        await app.publish("breaker.events", {"n": 1})
+        async with asyncio.timeout(10):
+            while (await http_get(port, "/readyz"))[0] != 503:
+                await asyncio.sleep(0.05)
+        body = (await http_get(port, "/readyz"))[2].decode()
+        assert body.startswith("not ready: the circuit breaker of "), body
+        assert "on breaker.events is open" in body

@@ -1,50 +1,27 @@
-"""Observability test: a real, private Prometheus scrapes a worker's /metrics and answers a query.
-
-Needs Debian's ``prometheus`` binary; missing it is a skip on a laptop and a failure in CI.
-"""
+"""Observability tests: a real, private Prometheus scrapes a worker's /metrics and a PromQL
+query returns what the test expects: the processed count, and on every broker the lag after
+publishing 500 and consuming 200 (300)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import shutil
-import subprocess
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from eventwire import App
+from eventwire.observability.http import OpsServer
+from eventwire.runtime.serving import probes_of
 
+from .lag_rig import cleaned, kind_params, new_worker, publish_consume_stop, url_for
 from .probes import free_port, running, wait_until
+from .prometheus_rig import prometheus, query
 
 pytestmark = pytest.mark.slow
 
 
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("the prometheus binary is missing: apt-get install -y prometheus")
-        pytest.skip("the prometheus binary is not installed (apt-get install -y prometheus)")
-    return found
-
-
-def query(port: int, expression: str) -> list[dict[str, Any]]:
-    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            result: list[dict[str, Any]] = json.load(answer)["data"]["result"]
-    except OSError:
-        return []  # not up yet
-    return result
-
-
 async def test_prometheus_scrapes_the_worker(tmp_path: Path) -> None:
-    binary = prometheus_binary()
     app = App(f"memory://prom-{free_port()}", name="scraped")
 
     @app.subscriber("scrape.events", group="workers")
@@ -55,36 +32,25 @@ async def test_prometheus_scrapes_the_worker(tmp_path: Path) -> None:
         for n in range(5):
             await app.publish("scrape.events", {"n": n})
         await wait_until(lambda: app.stats.processed == 5)
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n"
-            "scrape_configs:\n  - job_name: worker\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{app.http_port}']\n"
-        )
-        web = free_port()
-        log = tmp_path / "prometheus.log"
-        with log.open("wb") as sink:  # the child keeps its own copy of the descriptor
-            server = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={tmp_path / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{web}",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=sink,
-            )
-        try:
+        assert app.http_port
+        async with prometheus(tmp_path, app.http_port) as server:
             expression = 'eventwire_messages_processed_total{job="worker",group="workers"}'
-            found: list[dict[str, Any]] = []
-            async with asyncio.timeout(60):
-                while not found and server.poll() is None:
-                    found = await asyncio.to_thread(query, web, expression)
-                    if not found:
-                        await asyncio.sleep(0.25)
-            assert found, f"no sample; prometheus said: {log.read_text()[-2000:]}"
-            assert float(found[0]["value"][1]) == 5
+            await server.value_of(expression, 5)
+            found = await asyncio.to_thread(query, server.port, expression)
             assert found[0]["metric"]["handler"] == handle.__qualname__
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("kind", kind_params())
+async def test_prometheus_reads_consumed_and_lag_on_every_broker(kind: str, tmp_path: Path) -> None:
+    worker = new_worker(url_for(kind, tmp_path), limit=200)
+    app = worker.app
+    # The endpoints outlive run(): the app is stopped after 200 (so nothing is held
+    # unacknowledged anywhere) and stays connected, its lag reader still reading.
+    async with cleaned(kind, worker), app, OpsServer(probes_of(app), port=0) as endpoints:
+        await publish_consume_stop(worker, 500)
+        async with prometheus(tmp_path, endpoints.port) as server:
+            where = f'job="worker",topic="{worker.topic}",group="{worker.group}"'
+            await server.value_of(f"eventwire_messages_processed_total{{{where}}}", 200)
+            await server.value_of(f"eventwire_consumer_lag{{{where}}}", 300)
+            published = f'eventwire_messages_published_total{{job="worker",topic="{worker.topic}"}}'
+            await server.value_of(published, 500)

@@ -1,6 +1,6 @@
 """Avro, Protobuf and JSON Schema messages through the registry wire format on the network
-brokers (RabbitMQ, Redis Streams, NATS JetStream) through the public App API, with the
-shared Apicurio registry; every queue, key and stream made is deleted afterwards."""
+brokers (RabbitMQ, Redis Streams, NATS JetStream, Kafka) through the public App API, with the
+shared Apicurio registry; every queue, key, stream and topic made is deleted afterwards."""
 
 # No ``from __future__ import annotations``: handler annotations name test-local codecs.
 import asyncio
@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import pytest
 
+from eventwire.core.contract import Broker
 from eventwire.runtime.app import App
 from eventwire.serialization.registry_http import HTTPSchemaRegistry
 from eventwire.testing.services import service_url
@@ -24,6 +25,22 @@ KINDS = ("avro", "protobuf", "json-schema")
 COUNT = 10
 
 
+async def delete_kafka_topics(url: str, used: Broker | None) -> None:
+    """Delete the topics the App's Kafka client created (the shared Kafka never auto-creates)."""
+    from eventwire.brokers.catalog import open_broker
+    from eventwire.brokers.kafka.broker import KafkaBroker
+
+    if used is None:
+        return
+    assert isinstance(used, KafkaBroker)
+    admin = open_broker(url)
+    assert isinstance(admin, KafkaBroker)
+    try:
+        await asyncio.wait_for(admin.delete_topics(used.created_topics), 30)
+    finally:
+        await admin.aclose()
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "broker",
@@ -31,6 +48,7 @@ COUNT = 10
         pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
         pytest.param("redis", marks=pytest.mark.redis),
         pytest.param("nats", marks=pytest.mark.nats),
+        pytest.param("kafka", marks=pytest.mark.kafka),
     ],
 )
 @pytest.mark.registry
@@ -46,6 +64,7 @@ async def test_every_codec_round_trips_on_the_broker(
         url = f"{url}{'&' if '?' in url else '?'}exchange={token}"
     got: dict[str, list[Any]] = {kind: [] for kind in KINDS}
     app = App(url, name=token)
+    opened: Broker | None = None
     codecs = {}
     for kind in KINDS:
         codec, target = make_codec(kind, registry)
@@ -66,6 +85,7 @@ async def test_every_codec_round_trips_on_the_broker(
         await removed.enter_async_context(topology_removed(token))
     try:
         async with app, running(app):
+            opened = app.broker
             for kind in KINDS:
                 for n in range(COUNT):
                     message = await codecs[kind].message(payload(kind, n), topic=topics[kind])
@@ -78,5 +98,7 @@ async def test_every_codec_round_trips_on_the_broker(
         assert app.stats.dead_lettered == 0
     finally:
         await asyncio.wait_for(removed.aclose(), 30)  # RabbitMQ: queues, delay levels, exchange
-        if broker != "rabbitmq":
+        if broker == "kafka":
+            await delete_kafka_topics(url, opened)
+        elif broker != "rabbitmq":
             await asyncio.wait_for(purge(broker, url, re.compile(re.escape(token)), set()), 30)

@@ -96,3 +96,17 @@ async def test_private_kafka_restarts_on_the_same_port() -> None:
     assert pid is not None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The storage tool read a leading "-" as an option: one private Kafka in 64 failed to format.
+    import uuid
+
+    from eventwire.testing import spawn_kafka
+
+    dash_first = uuid.UUID(bytes=b"\xf8" + bytes(15))  # base64 of 0xf8... starts with "-"
+    draws = iter([dash_first, uuid.UUID(int=1)])
+    monkeypatch.setattr(spawn_kafka.uuid, "uuid4", lambda: next(draws))
+    cluster_id = spawn_kafka.new_cluster_id()
+    assert not cluster_id.startswith("-")
+    assert len(cluster_id) == 22

@@ -26,6 +26,7 @@ async def wait_until_reachable(
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
+    advice: str = "start it, check the URL, or raise --wait-for-broker",
 ) -> None:
     """Connect to the broker, trying again with capped exponential backoff (each delay drawn
     from [d/2, d]) for up to ``within`` seconds; one INFO line per failed try; a ``CLIError``
@@ -43,7 +44,7 @@ async def wait_until_reachable(
                 tries = f"{attempt} tr{'y' if attempt == 1 else 'ies'}"
                 raise CLIError(
                     f"broker at {resolved.url} not reachable after {within:g} s ({tries}): "
-                    f"{cause}; start it, check the URL, or raise --wait-for-broker",
+                    f"{cause}; {advice}",
                     exit_code=UNAVAILABLE_EXIT,
                 ) from None
             ceiling = min(MAX_DELAY, FIRST_DELAY * 2 ** min(attempt - 1, 16))

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from eventwire.cli import monitor_commands, ops_commands, schema_commands, setup_commands
+from eventwire.cli import (
+    bench_commands,
+    monitor_commands,
+    ops_commands,
+    schema_commands,
+    setup_commands,
+)
 from eventwire.cli.errors import OneLineErrorGroup
 
 app = typer.Typer(
@@ -17,6 +23,7 @@ app = typer.Typer(
 )
 ops_commands.register(app)
 monitor_commands.register(app)
+bench_commands.register(app)
 setup_commands.register(app)
 schema_commands.register_commands(app)
 

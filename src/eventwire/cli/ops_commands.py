@@ -13,6 +13,9 @@ import typer
 
 from eventwire.cli import resolve
 from eventwire.cli.errors import CLIError
+from eventwire.core.errors import ConfigurationError
+from eventwire.observability.logs import LogFormat, configure_logging
+from eventwire.runtime.loops import LoopName, loop_factory
 
 BROKER_HELP = (
     f"Broker URL; default ${resolve.BROKER_URL_ENV}, else {resolve.DEFAULT_BROKER_URL} "
@@ -30,6 +33,8 @@ class _Servable(Protocol):
         install_signal_handlers: bool = True,
         http_port: int | None = None,
         http_host: str = ...,
+        *,
+        loop: LoopName = ...,
     ) -> int: ...
 
 
@@ -117,10 +122,27 @@ def run(
             help="Seconds to keep trying a broker that is not up yet (0: try once).",
         ),
     ] = 60.0,
+    loop: Annotated[
+        LoopName,
+        typer.Option(
+            "--loop",
+            envvar="EVENTWIRE_LOOP",
+            help="Event loop: asyncio (the default) or uvloop (the uvloop extra).",
+        ),
+    ] = "asyncio",
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            envvar="EVENTWIRE_LOG_FORMAT",
+            help="Log lines as text, or as one JSON object each (ids as fields).",
+        ),
+    ] = "text",
 ) -> None:
     """Run an App's subscribers until SIGTERM or Ctrl-C, then shut down gracefully."""
-    _configure_logging()
+    configure_logging(log_format)
     resolved = resolve.broker_url(broker)
+    _check_loop(loop)
     if http_port:
         _check_bindable(http_host, http_port)
     app = resolve.load_app(target)
@@ -138,8 +160,17 @@ def run(
         install_signal_handlers=True,
         http_port=http_port,
         http_host=http_host,
+        loop=loop,
     )
     raise typer.Exit(code)
+
+
+def _check_loop(loop: str) -> None:
+    # uvloop asked for and not installed: one line before the app is imported or connected.
+    try:
+        loop_factory(loop)
+    except ConfigurationError as exc:
+        raise CLIError(f"--loop {loop}: {exc}") from None
 
 
 def _check_bindable(host: str, port: int) -> None:
@@ -217,6 +248,7 @@ def register(app: typer.Typer) -> None:
     app.callback()(root)
     app.command("run")(run)
     app.command("publish")(publish)
-    from eventwire.cli import inspect_commands  # health and dlq: commands on a live broker
+    from eventwire.cli import dlq_commands, inspect_commands  # commands on a live broker
 
     inspect_commands.register(app)
+    dlq_commands.register(app)

@@ -17,9 +17,11 @@ from eventwire.cli.errors import CLIError, scrub
 from eventwire.core.errors import ConfigurationError, InvalidHeaderError
 from eventwire.core.headers import validate_headers
 from eventwire.core.url import BrokerURL
+from eventwire.runtime import broker_url as _runtime_url
 
-BROKER_URL_ENV = "EVENTWIRE_BROKER_URL"
-DEFAULT_BROKER_URL = "sqlite:///./.eventwire/broker.db"
+# One definition of each, in the runtime (the CLI's default once disagreed with the App's).
+BROKER_URL_ENV = _runtime_url.ENV_BROKER_URL
+DEFAULT_BROKER_URL = _runtime_url.DEFAULT_BROKER_URL
 
 log = logging.getLogger("eventwire.cli")
 

@@ -9,8 +9,14 @@ families only when someone scrapes, and ``runtime.stats`` sums them into ``AppSt
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from time import perf_counter
-from typing import Final
+from typing import Final, TypeAlias
+
+from eventwire.core.lag import Backlog
+
+# Ages in seconds of the oldest unsettled and the oldest waiting delivery (None: there is none).
+OldestAges: TypeAlias = Callable[[], tuple[float | None, float | None]]
 
 # Seconds; handlers range from sub-millisecond to calls of slow services.
 DURATION_BUCKETS: Final = (
@@ -48,6 +54,7 @@ class SubscriberMetrics:
     """Live counters of one (topic, group, handler); updated from one event loop only."""
 
     __slots__ = (
+        "backlog",
         "breaker_open",
         "breaker_opened",
         "dead_letters",
@@ -57,6 +64,8 @@ class SubscriberMetrics:
         "group",
         "handler",
         "in_flight",
+        "lag_read_failures",
+        "oldest",
         "processed_count",
         "restarts",
         "retries",
@@ -78,6 +87,11 @@ class SubscriberMetrics:
         self.breaker_opened = 0
         self.dead_letters: dict[str, int] = {}
         self.duration = Histogram(DURATION_BUCKETS)
+        # Set by observability.lag's reader (None until read, or after a failed read) and by
+        # the runtime's dispatcher of the live subscription (None while not subscribed).
+        self.backlog: Backlog | None = None
+        self.lag_read_failures = 0
+        self.oldest: OldestAges | None = None
 
     @property
     def labels(self) -> list[str]:

@@ -1,9 +1,12 @@
-"""Observability layer: the worker's tiny HTTP server for /metrics, /healthz and /readyz.
+"""Observability layer: the worker's tiny HTTP server for /metrics, /healthz and /readyz,
+and the same endpoints as an ASGI application (``asgi_endpoints``) to mount in a web service.
 
 Stdlib asyncio only: a GET per connection (``Connection: close``), answered from callables
 the runtime passes in, so this module knows nothing of ``App``. ``/healthz`` is 200 while the
-process and its broker connection are healthy, ``/readyz`` 200 once every subscription
-exists; both are 503 otherwise, with a one-line reason as the body.
+process and its broker connection are healthy, ``/readyz`` 200 while every subscription
+exists, the broker answers its health checks and no circuit breaker is open; both are 503
+otherwise, with a one-line reason as the body. ``/metrics`` answers in OpenMetrics when the
+request's ``Accept`` asks for it (as Prometheus does), else in the classic text format.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self, TypeAlias
 
 from eventwire.core.contract import Health
 from eventwire.core.errors import ConfigurationError
@@ -43,9 +46,11 @@ _log = get_logger("observability")
 class Probes:
     """Where the endpoints get their answers from."""
 
-    metrics: Callable[[], tuple[bytes, str]]  # exposition text and its content type
+    metrics: Callable[[str], tuple[bytes, str]]  # exposition for an Accept header, its type
     health: Callable[[], Awaitable[Health]]
     ready: Callable[[], bool]
+    # Why the app is not ready, for the 503 body (None: the generic reason).
+    not_ready_reason: Callable[[], str] | None = None
 
 
 class OpsServer:
@@ -108,7 +113,7 @@ class OpsServer:
                     head = await reader.readuntil(b"\r\n\r\n")
             except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 return  # a client that sends no request gets no answer
-            status, body, content_type, head_only = await self._respond(head)
+            status, body, content_type, head_only = await _respond(self._probes, head)
             writer.write(_response(status, body, content_type, head_only=head_only))
             await writer.drain()
         except ConnectionError:
@@ -120,38 +125,97 @@ class OpsServer:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _respond(self, head: bytes) -> tuple[int, bytes, str, bool]:
-        line = head[:_MAX_HEAD].split(b"\r\n", 1)[0].decode("latin-1")
-        parts = line.split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            return 400, b"bad request\n", _TEXT, False
-        method, target = parts[0], parts[1].split("?", 1)[0]
-        if method not in ("GET", "HEAD"):
-            return 405, b"only GET and HEAD\n", _TEXT, False
-        status, body, content_type = await self._route(target)
-        return status, body, content_type, method == "HEAD"
 
-    async def _route(self, target: str) -> tuple[int, bytes, str]:
-        if target == "/metrics":
-            return (200, *self._probes.metrics())
-        if target == "/healthz":
-            health = await self._health()
-            text = f"{'ok' if health.ok else 'unhealthy'}: {health.detail}\n".encode()
-            return (200 if health.ok else 503), text, _TEXT
-        if target == "/readyz":
-            if self._probes.ready():
-                return 200, b"ready\n", _TEXT
-            return 503, b"not ready: subscriptions not established\n", _TEXT
-        return 404, b"not found: try /metrics, /healthz or /readyz\n", _TEXT
+async def _respond(probes: Probes, head: bytes) -> tuple[int, bytes, str, bool]:
+    lines = head[:_MAX_HEAD].decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        return 400, b"bad request\n", _TEXT, False
+    accept = ""
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "accept":
+            accept = value.strip()
+    method, target = parts[0], parts[1].split("?", 1)[0]
+    status, body, content_type = await answer(probes, method, target, accept)
+    return status, body, content_type, method == "HEAD"
 
-    async def _health(self) -> Health:
-        try:
-            async with asyncio.timeout(_HEALTH_TIMEOUT):
-                return await self._probes.health()
-        except TimeoutError:
-            return Health(ok=False, detail=f"broker health check took over {_HEALTH_TIMEOUT} s")
-        except Exception as exc:  # noqa: BLE001 - any failure to answer is "unhealthy"
-            return Health(ok=False, detail=f"{type(exc).__name__}: {exc}")
+
+async def answer(probes: Probes, method: str, path: str, accept: str) -> tuple[int, bytes, str]:
+    """Status, body and content type of ``method path`` (both servers answer with this)."""
+    if method not in ("GET", "HEAD"):
+        return 405, b"only GET and HEAD\n", _TEXT
+    if path == "/metrics":
+        return (200, *probes.metrics(accept))
+    if path == "/healthz":
+        health = await _health(probes)
+        text = f"{'ok' if health.ok else 'unhealthy'}: {health.detail}\n".encode()
+        return (200 if health.ok else 503), text, _TEXT
+    if path == "/readyz":
+        if probes.ready():
+            return 200, b"ready\n", _TEXT
+        why = probes.not_ready_reason() if probes.not_ready_reason else None
+        return 503, f"not ready: {why or 'subscriptions not established'}\n".encode(), _TEXT
+    return 404, b"not found: try /metrics, /healthz or /readyz\n", _TEXT
+
+
+async def _health(probes: Probes) -> Health:
+    try:
+        async with asyncio.timeout(_HEALTH_TIMEOUT):
+            return await probes.health()
+    except TimeoutError:
+        return Health(ok=False, detail=f"broker health check took over {_HEALTH_TIMEOUT} s")
+    except Exception as exc:  # noqa: BLE001 - any failure to answer is "unhealthy"
+        return Health(ok=False, detail=f"{type(exc).__name__}: {exc}")
+
+
+Scope: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send: TypeAlias = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def asgi_endpoints(probes: Probes) -> ASGIApp:
+    """``/metrics``, ``/healthz`` and ``/readyz`` as a plain ASGI 3 application, to mount in
+    FastAPI or Starlette (``api.mount("/ops", app.asgi())``): paths are read relative to
+    the mount point (``root_path``). Lifespan events are accepted and do nothing: the app's
+    own lifecycle stays with whoever runs it."""
+
+    async def endpoints(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                event = await receive()
+                kind = event["type"].removeprefix("lifespan.")
+                if kind in ("startup", "shutdown"):
+                    await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        if scope["type"] != "http":
+            return  # websockets: not served here
+        path = scope.get("path", "/")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        accept = ""
+        for name, value in scope.get("headers", ()):
+            if name.lower() == b"accept":
+                accept = value.decode("latin-1")
+        method = scope.get("method", "GET")
+        status, body, content_type = await answer(probes, method, path, accept)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type.encode("latin-1")),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+    return endpoints
 
 
 def _response(status: int, body: bytes, content_type: str, *, head_only: bool) -> bytes:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 # The classic text format: every scraper reads it, and these names need nothing newer
 # (prometheus_client >= 0.22 labels its output version=1.0.0, which older servers reject).
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS: Final = "application/openmetrics-text"
 METRICS_EXTRA_HINT: Final = "pip install 'eventwire[metrics]'"
 
 
@@ -32,7 +33,13 @@ class Recorder(Protocol):
 
     @property
     def enabled(self) -> bool: ...
-    def exposition(self) -> tuple[bytes, str]: ...
+    def exposition(self, accept: str = "") -> tuple[bytes, str]: ...
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """Whether an ``Accept`` header asks for OpenMetrics (as Prometheus itself does), the way
+    ``prometheus_client`` negotiates it: any listed media type of that name, whatever its q."""
+    return any(part.split(";", 1)[0].strip() == OPENMETRICS for part in accept.split(","))
 
 
 class NoopRecorder:
@@ -41,7 +48,7 @@ class NoopRecorder:
 
     enabled = False
 
-    def exposition(self) -> tuple[bytes, str]:
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
         text = f"# metrics are off: prometheus_client is not installed ({METRICS_EXTRA_HINT})\n"
         return text.encode(), "text/plain; charset=utf-8"
 
@@ -74,8 +81,14 @@ class MetricsRecorder:
             self._registry = registry
         return self._registry
 
-    def exposition(self) -> tuple[bytes, str]:
-        """The Prometheus text format of every metric, and its content type."""
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """Every metric and its content type: OpenMetrics when ``accept`` (the request's
+        ``Accept`` header) asks for it, else the classic Prometheus text format."""
+        if wants_openmetrics(accept):
+            from prometheus_client.openmetrics import exposition as openmetrics
+
+            text: bytes = openmetrics.generate_latest(self.registry)  # type: ignore[no-untyped-call]
+            return text, openmetrics.CONTENT_TYPE_LATEST
         from prometheus_client.exposition import generate_latest
 
         return generate_latest(self.registry), CONTENT_TYPE
@@ -146,6 +159,7 @@ class MetricsRecorder:
         for sub in subs:
             breaker.add_metric(sub.labels, sub.breaker_open)
         yield breaker
+        yield from _lag_families(subs, names)
         published = CounterMetricFamily(
             "eventwire_messages_published", "Messages the broker confirmed.", labels=["topic"]
         )
@@ -170,6 +184,60 @@ class MetricsRecorder:
         for (profile, topic), count in sorted(dropped_counts().items()):
             dropped.add_metric([profile, topic], count)
         yield dropped
+
+
+def _lag_families(subs: list[SubscriberMetrics], names: list[str]) -> Iterator[Metric]:
+    """What the broker says each group has not acknowledged (``observability.lag``), and
+    how long the oldest deliveries this app holds have been waiting."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    lag = GaugeMetricFamily(
+        "eventwire_consumer_lag",
+        "Messages the group has not acknowledged yet, as the broker reports them "
+        "(waiting + delivered-unacked where the broker tells; see the README per broker).",
+        labels=names,
+    )
+    unacked = GaugeMetricFamily(
+        "eventwire_consumer_unacked",
+        "Messages delivered to the group and not acknowledged yet, where the broker reports it.",
+        labels=names,
+    )
+    partitions = GaugeMetricFamily(
+        "eventwire_consumer_partition_lag",
+        "The group's lag per partition (committed offset to high watermark).",
+        labels=[*names, "partition"],
+    )
+    failures = CounterMetricFamily(
+        "eventwire_consumer_lag_read_failures",
+        "Reads of the group's backlog from the broker that failed or timed out.",
+        labels=names,
+    )
+    unsettled = GaugeMetricFamily(
+        "eventwire_oldest_unsettled_age_seconds",
+        "Age of the oldest delivery this subscriber took and has not settled (0: none).",
+        labels=names,
+    )
+    waiting = GaugeMetricFamily(
+        "eventwire_oldest_waiting_age_seconds",
+        "Age of the oldest delivery taken but not handed to a handler yet, such as one queued "
+        "behind a slow key (0: none).",
+        labels=names,
+    )
+    for sub in subs:
+        backlog = sub.backlog
+        if backlog is not None:
+            lag.add_metric(sub.labels, backlog.total)
+            if backlog.unacked is not None:
+                unacked.add_metric(sub.labels, backlog.unacked)
+            for partition, count in sorted(backlog.partitions.items()):
+                partitions.add_metric([*sub.labels, partition], count)
+        if sub.group:
+            failures.add_metric(sub.labels, sub.lag_read_failures)
+        if sub.oldest is not None:
+            oldest_unsettled, oldest_waiting = sub.oldest()
+            unsettled.add_metric(sub.labels, oldest_unsettled or 0.0)
+            waiting.add_metric(sub.labels, oldest_waiting or 0.0)
+    yield from (lag, unacked, partitions, failures, unsettled, waiting)
 
 
 def metrics_available() -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from eventwire.core.contract import Broker
     from eventwire.core.message import Delivery, Message
 
+READ_AHEAD = 1000  # letters a filtered replay or a purge may hold unsettled while reading
 _REPLAY_MARKS = (h.REPLAY_GROUP, h.REPLAY_RUN)
 
 
@@ -60,6 +62,8 @@ class ReplayResult:
     by_group: Mapping[str, int] = field(default_factory=dict)
     # Letters this run's own replays produced again (the handler still fails): left in place.
     failed_again: int = 0
+    # Letters read that the filter did not select: left in place.
+    skipped: int = 0
 
 
 def original(message: Message) -> Message:
@@ -87,6 +91,23 @@ async def next_within(deliveries: AsyncIterator[Delivery], wait: float) -> Deliv
         return None
 
 
+@asynccontextmanager
+async def dead_letter_deliveries(
+    broker: Broker, topic: str, *, prefetch: int, wait: float
+) -> AsyncIterator[AsyncIterator[Delivery]]:
+    """The deliveries of ``topic``'s DLQ to the ``eventwire-dlq`` group, ending once none came
+    for ``wait`` seconds; leaving the ``async with`` hands back every unsettled one."""
+    async with broker.subscribe(
+        dead_letter_topic(topic), group=DEAD_LETTER_GROUP, prefetch=prefetch
+    ) as deliveries:
+
+        async def until_quiet() -> AsyncIterator[Delivery]:
+            while (delivery := await next_within(deliveries, wait)) is not None:
+                yield delivery
+
+        yield until_quiet()
+
+
 async def read_dead_letters(
     broker: Broker,
     topic: str,
@@ -98,17 +119,16 @@ async def read_dead_letters(
     """Call ``each`` on up to ``limit`` dead letters of ``topic`` as they arrive, settling none
     (leaving the subscription hands them back); returns how many were read."""
     read = 0
-    async with broker.subscribe(
-        dead_letter_topic(topic), group=DEAD_LETTER_GROUP, prefetch=min(limit, 1000)
+    async with dead_letter_deliveries(
+        broker, topic, prefetch=min(limit, 1000), wait=wait
     ) as deliveries:
-        while read < limit:
-            delivery = await next_within(deliveries, wait)
-            if delivery is None:
-                break
+        async for delivery in deliveries:
             read += 1
             outcome = each(delivery.message)
             if outcome is not None:
                 await outcome
+            if read == limit:
+                break
     return read
 
 
@@ -140,26 +160,32 @@ async def list_dead_letters(
 
 
 async def replay_dead_letters(
-    broker: Broker, topic: str, *, limit: int, wait: float
+    broker: Broker,
+    topic: str,
+    *,
+    limit: int,
+    wait: float,
+    matches: Callable[[Message], bool] | None = None,
 ) -> ReplayResult:
-    """Replay up to ``limit`` dead letters of ``topic``, each once, each to its own group;
-    ends when none arrived for ``wait`` seconds."""
+    """Replay up to ``limit`` dead letters of ``topic`` (those ``matches`` selects; the others
+    stay), each once, each to its own group; ends when none arrived for ``wait`` seconds."""
     run = new_message_id()
     replayed = 0
     failed_again = 0
+    skipped = 0
     by_group: Counter[str] = Counter()
     send = _sender(broker)
-    async with broker.subscribe(
-        dead_letter_topic(topic), group=DEAD_LETTER_GROUP, prefetch=min(limit, 100)
-    ) as deliveries:
-        while replayed < limit:
-            delivery = await next_within(deliveries, wait)
-            if delivery is None:
-                break
+    # Letters the filter leaves unsettled hold their prefetch slot: read further ahead then.
+    prefetch = min(limit, 100) if matches is None else READ_AHEAD
+    async with dead_letter_deliveries(broker, topic, prefetch=prefetch, wait=wait) as deliveries:
+        async for delivery in deliveries:
             letter = delivery.message
             if letter.headers.get(h.REPLAY_RUN) == run:
                 # Left unsettled: it returns to the DLQ when the subscription closes.
                 failed_again += 1
+                continue
+            if matches is not None and not matches(letter):
+                skipped += 1  # left unsettled: it returns to the DLQ when the subscription closes
                 continue
             group = group_of(letter)
             again = original(letter).with_headers(**{h.REPLAY_RUN: run})
@@ -167,7 +193,48 @@ async def replay_dead_letters(
             await delivery.ack()
             replayed += 1
             by_group[group or ""] += 1
-    return ReplayResult(replayed=replayed, by_group=dict(by_group), failed_again=failed_again)
+            if replayed == limit:
+                break
+    return ReplayResult(
+        replayed=replayed, by_group=dict(by_group), failed_again=failed_again, skipped=skipped
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurgeResult:
+    """What one purge did: letters removed, and letters read but left (not selected)."""
+
+    removed: int = 0
+    kept: int = 0
+
+
+async def purge_dead_letters(
+    broker: Broker,
+    topic: str,
+    *,
+    limit: int,
+    wait: float,
+    matches: Callable[[Message], bool],
+) -> PurgeResult:
+    """Acknowledge (remove for good) up to ``limit`` dead letters of ``topic`` that
+    ``matches`` selects; every other letter read is left unsettled and returns to the DLQ
+    when the subscription closes. Ends when none arrived for ``wait`` seconds.
+
+    On a broker that commits offsets rather than single messages (Kafka), a selected letter
+    behind a kept one cannot be removed alone: it stays, it is never lost."""
+    removed = 0
+    kept = 0
+    # Letters left unsettled hold their prefetch slot: read far enough ahead to pass them.
+    async with dead_letter_deliveries(broker, topic, prefetch=READ_AHEAD, wait=wait) as deliveries:
+        async for delivery in deliveries:
+            if not matches(delivery.message):
+                kept += 1
+                continue
+            await delivery.ack()
+            removed += 1
+            if removed == limit:
+                break
+    return PurgeResult(removed=removed, kept=kept)
 
 
 def _sender(broker: Broker) -> Callable[[str, Message, str | None], Awaitable[None]]:

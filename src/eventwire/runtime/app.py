@@ -12,8 +12,9 @@ from eventwire.core.contract import Broker, Health
 from eventwire.core.errors import ClosedError, ConfigurationError
 from eventwire.core.message import Message
 from eventwire.core.url import BrokerURL
-from eventwire.observability.counters import AppCounters
-from eventwire.observability.http import DEFAULT_HOST, OpsServer
+from eventwire.observability.counters import AppCounters, SubscriberMetrics
+from eventwire.observability.http import DEFAULT_HOST, ASGIApp, OpsServer, asgi_endpoints
+from eventwire.observability.lag import LagWatch
 from eventwire.observability.logs import get_logger
 from eventwire.observability.metrics import MetricsRecorder, NoopRecorder, new_recorder
 from eventwire.reliability.circuit_breaker import BreakerPolicy
@@ -29,6 +30,7 @@ from eventwire.runtime.shutdown import signals_set
 from eventwire.runtime.stats import AppStats
 from eventwire.runtime.subscriber import AckMode, Handler, KeyFn, SubscriberSpec, build_spec
 from eventwire.runtime.supervisor import Services, Supervisor
+from eventwire.runtime.watching import HealthWatch, WatchPolicy, watch_lag
 
 _log = get_logger("runtime")
 
@@ -49,9 +51,11 @@ class App:
         shutdown_timeout: float = 10.0,
         idempotency_store: IdempotencyStore | None = None,
         timing: Timing | None = None,
+        watch: WatchPolicy | None = None,
     ) -> None:
         """``idempotency_store`` (default: in memory, 24 h TTL) is closed with the app;
-        ``timing`` injects sleep/clock/randomness for tests."""
+        ``timing`` injects sleep/clock/randomness for tests; ``watch`` sets how often the
+        broker's health (readiness) and the groups' backlog (lag metrics) are read."""
         if shutdown_timeout < 0:
             raise ConfigurationError(f"shutdown_timeout must be >= 0, got {shutdown_timeout}")
         self.broker_url = broker_url
@@ -68,6 +72,9 @@ class App:
         self._publisher = Publisher(lambda: self.broker, counters=self._counters)
         self._supervisor = Supervisor()
         self._http: OpsServer | None = None
+        self._watch = watch or WatchPolicy()
+        self._health: HealthWatch | None = None  # while run() runs
+        self._lag: LagWatch | None = None  # while connected
 
     # -- registration -----------------------------------------------------------------------
 
@@ -144,9 +151,24 @@ class App:
 
     @property
     def ready(self) -> bool:
-        """True while every subscription exists on the broker (for ``/readyz``); false while
-        a consumer is resubscribing after a broker failure."""
-        return self._supervisor.ready
+        """True while every subscription exists on the broker, the broker answers its
+        health checks and no circuit breaker is open (for ``/readyz``); false while a
+        consumer is resubscribing after a broker failure."""
+        health = self._health
+        return self._supervisor.ready and (health is None or health.healthy)
+
+    def not_ready_reason(self) -> str:
+        """Why ``ready`` is false, in a few words (the ``/readyz`` body)."""
+        health = self._health
+        if health is not None and not health.healthy:
+            return f"broker unhealthy: {health.detail}"
+        return self._supervisor.not_ready_reason()
+
+    def asgi(self) -> ASGIApp:
+        """``/metrics``, ``/healthz`` and ``/readyz`` as an ASGI application, to mount in a
+        FastAPI or Starlette service (``api.mount("/ops", app.asgi())``); it answers from
+        this app whether or not ``run`` serves them on a port of its own too."""
+        return asgi_endpoints(serving.probes_of(self))
 
     @property
     def http_port(self) -> int | None:
@@ -169,12 +191,16 @@ class App:
         await broker.connect()
         self._broker = broker
         self._supervisor.rebind()  # bound to this event loop (serve() may run many)
+        self._lag = await watch_lag(broker, self._subscriber_counters, self._watch)
         _log.info("%s connected to %s", self.name, url)
 
     async def aclose(self) -> None:
         """Close the broker (publishers flush first) and the idempotency store."""
         broker, self._broker = self._broker, None
+        lag, self._lag = self._lag, None
         try:
+            if lag is not None:
+                await lag.aclose()
             if broker is not None:
                 await broker.aclose()
         finally:
@@ -251,7 +277,10 @@ class App:
         await self.connect()
         stop = stop or asyncio.Event()
         try:
-            async with serving.ops_endpoints(self, http_port, http_host) as self._http:
+            async with (
+                serving.ops_endpoints(self, http_port, http_host) as self._http,
+                HealthWatch(self.broker, self._watch) as self._health,
+            ):
                 with signals_set(
                     stop, timeout=self.shutdown_timeout, enabled=install_signal_handlers
                 ):
@@ -266,10 +295,14 @@ class App:
                         name=self.name,
                     )
         finally:
-            self._http = None
+            self._http = self._health = None
             self._supervisor.not_ready()
             if owns_connection:
                 await self.aclose()
+
+    def _subscriber_counters(self) -> list[SubscriberMetrics]:
+        counters = self._counters
+        return [counters.subscriber(s.topic, s.group, s.name) for s in self._specs]
 
     def _services(self) -> Services:
         return Services(

@@ -9,7 +9,7 @@ from typing import Any
 from eventwire.core.contract import Broker
 from eventwire.core.errors import ClosedError, ConfigurationError
 from eventwire.core.message import Delivery
-from eventwire.observability.logs import get_logger
+from eventwire.observability.logs import bind_message, get_logger
 from eventwire.reliability.retry import RetryPolicy
 from eventwire.runtime.handling import Processor, Step, Timing
 from eventwire.runtime.lanes import Dispatcher, abandon
@@ -105,10 +105,13 @@ class Consumer:
                 prefetch,
                 spec.name,
             )
+            counters = self._processor.counters
+            counters.oldest = self._dispatcher.oldest_ages  # what /metrics reads of the lanes
             try:
                 await self._loop(it)
             finally:
                 await self._dispatcher.drain(self._shutdown_timeout)
+                counters.oldest = None
 
     def _new_dispatcher(self) -> Dispatcher:
         counters = self._processor.counters
@@ -182,12 +185,8 @@ class Consumer:
                 failures += 1
                 self.subscribed.clear()  # /readyz says not ready while decoding is blocked
                 delay = self._resubscribe.delay_for(failures, self._timing.rng)
-                _log.warning(
-                    "cannot decode message %s on %s: %s; trying again in %.2f s",
-                    delivery.message.id,
-                    self._spec.topic,
-                    exc,
-                    delay,
+                bind_message(_log, delivery.message, delivery.topic).warning(
+                    "cannot decode the message: %s; trying again in %.2f s", exc, delay
                 )
                 await self._timing.sleep_unless(delay, self._stopping)
                 if self._stopping.is_set():

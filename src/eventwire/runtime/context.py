@@ -8,7 +8,7 @@ from typing import Any, Protocol, TypeVar
 
 from eventwire.core.errors import ConfigurationError, PermanentError
 from eventwire.core.message import Message
-from eventwire.observability.logs import BoundLogger, bind, get_logger
+from eventwire.observability.logs import BoundLogger, bind_message, get_logger
 from eventwire.reliability.idempotency import (
     Duplicate,
     IdempotencyStore,
@@ -83,17 +83,11 @@ class Context:
 
     @property
     def logger(self) -> BoundLogger:
-        """A logger bound to this message's correlation id, message id and topic; made on
-        first use (most handlers never log, and binding costs more than the rest of a
-        context)."""
+        """A logger bound to this message's correlation, causation and message ids and its
+        topic; made on first use (most handlers never log, and binding costs more than the
+        rest of a context)."""
         if self._logger is None:
-            message = self.message
-            self._logger = bind(
-                _log,
-                correlation_id=message.correlation_id or message.id,
-                message_id=message.id,
-                topic=self.topic,
-            )
+            self._logger = bind_message(_log, self.message, self.topic)
         return self._logger
 
     @property

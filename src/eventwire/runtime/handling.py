@@ -31,8 +31,9 @@ from typing import Any, Final, TypeAlias
 from eventwire.core import headers as h
 from eventwire.core.errors import DecodeError, EventwireError, PermanentError
 from eventwire.core.message import Delivery
+from eventwire.observability import tracing
 from eventwire.observability.counters import SubscriberMetrics
-from eventwire.observability.logs import BoundLogger, bind, get_logger
+from eventwire.observability.logs import BoundLogger, bind_message, get_logger
 from eventwire.reliability import dead_letter as dl
 from eventwire.reliability.idempotency import IdempotencyStore
 from eventwire.runtime.breaking import BreakerGate
@@ -95,9 +96,11 @@ class Processor:
         in_place_retries: bool,
         timing: Timing,
         counters: SubscriberMetrics | None = None,
+        profile: str = "unknown",
     ) -> None:
         """``counters``: where this subscriber's outcomes are counted (the app's, for
-        ``App.stats`` and ``/metrics``; default: a private set)."""
+        ``App.stats`` and ``/metrics``; default: a private set); ``profile``: the broker
+        profile's name (the spans' ``messaging.system`` while tracing is on)."""
         self.spec = spec
         self.counters = counters or SubscriberMetrics(spec.topic, spec.group, spec.name)
         self._store = store
@@ -128,6 +131,15 @@ class Processor:
             self._plan = self._idempotent
         else:
             self._plan = self._at_least_once
+        # Tracing is decided once per subscription: untraced, the plans run as they are.
+        self._tracer = tracer = tracing.active()
+        self._rejecting: Step = self._reject
+        if tracer is not None:
+            topic, group = spec.topic, spec.group
+            self._plan = tracer.traced_step(self._plan, topic=topic, group=group, profile=profile)
+            self._rejecting = tracer.traced_step(
+                self._reject, topic=topic, group=group, profile=profile
+            )
 
     # -- admission: on the consumer loop, never raises ---------------------------------------
 
@@ -137,9 +149,9 @@ class Processor:
         try:
             value = self._decoder(delivery.message)
         except DecodeError as exc:
-            return None, self._reject, exc
+            return None, self._rejecting, exc
         except Exception as exc:  # noqa: BLE001 - a failing decoder is bad input too
-            return None, self._reject, _decoder_failed(exc)
+            return None, self._rejecting, _decoder_failed(exc)
         return self._keyed(delivery, value)
 
     async def admit_async(self, delivery: Delivery) -> tuple[str | None, Step, Any]:
@@ -151,9 +163,9 @@ class Processor:
         except RegistryUnavailableError:
             raise
         except DecodeError as exc:
-            return None, self._reject, exc
+            return None, self._rejecting, exc
         except Exception as exc:  # noqa: BLE001 - a failing decoder is bad input too
-            return None, self._reject, _decoder_failed(exc)
+            return None, self._rejecting, _decoder_failed(exc)
         return self._keyed(delivery, value)
 
     def _keyed(self, delivery: Delivery, value: Any) -> tuple[str | None, Step, Any]:
@@ -162,9 +174,7 @@ class Processor:
         try:
             key = self.spec.key_of(value, delivery.message)
         except Exception:  # noqa: BLE001 - a faulty key function must not stop the consumer
-            _log.exception(
-                "ordered_by failed for message %s; using its envelope key", delivery.message.id
-            )
+            self._logger(delivery).exception("ordered_by failed; using the envelope key")
             key = delivery.message.key or ""
         return key, self._plan, value
 
@@ -175,8 +185,7 @@ class Processor:
             reason=exc.reason, detail=str(exc), exception=exc, first_failure=now, last_failure=now
         )
         self._logger(delivery).warning("dead-lettering undecodable message: %s", exc.reason)
-        await delivery.dead_letter(failure.reason, headers=failure.headers())
-        self.counters.dead_lettered(failure.reason)
+        await self._dead_letter(delivery, failure.reason, failure.headers(), exc, delivery.attempt)
 
     # -- the plans ------------------------------------------------------------------------
 
@@ -215,6 +224,8 @@ class Processor:
             self._failures.record(delivery.message.id)
             delay = self.spec.retry.delay_for(attempt, self._timing.rng)
             counters.retries += 1
+            if self._tracer is not None:
+                self._tracer.retried(attempt, error, delay, in_place=self._in_place)
             self._logger(delivery).warning(
                 "attempt %d failed (%s: %s); retrying in %.3f s",
                 attempt,
@@ -254,6 +265,8 @@ class Processor:
             gate.leave(error is not None and not isinstance(error, PermanentError))
         if error is not None:
             self.counters.failures += 1
+            if self._tracer is not None:
+                self._tracer.failed(error)
             self._logger(delivery).error(
                 "handler failed (ack=before, not retried): %s", error, exc_info=error
             )
@@ -389,17 +402,23 @@ class Processor:
             type(exc).__name__ if exc else "no exception",
             exc,
         )
+        await self._dead_letter(delivery, reason, headers, exc, attempt)
+
+    async def _dead_letter(
+        self,
+        delivery: Delivery,
+        reason: str,
+        headers: dict[str, str],
+        exc: BaseException | None,
+        attempt: int,
+    ) -> None:
+        if self._tracer is not None:
+            self._tracer.dead_lettered(delivery.topic, reason, exc, attempt)
         await delivery.dead_letter(reason, headers=headers)
         self.counters.dead_lettered(reason)
 
     def _logger(self, delivery: Delivery) -> BoundLogger:
-        message = delivery.message
-        return bind(
-            _log,
-            correlation_id=message.correlation_id or message.id,
-            message_id=message.id,
-            topic=delivery.topic,
-        )
+        return bind_message(_log, delivery.message, delivery.topic)
 
 
 def _decoder_failed(exc: Exception) -> DecodeError:

@@ -22,21 +22,23 @@ Abandoning is ``Delivery.nack()``, a no-op for an already settled delivery.
 from __future__ import annotations
 
 import asyncio
-import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
 from eventwire.core.message import Delivery
+from eventwire.observability.logs import bind_message, get_logger
 
-_log = logging.getLogger("eventwire.runtime")
+_log = get_logger("runtime")
 
 FAILURE_DELAY = 5.0  # seconds before a delivery whose processing itself failed comes back
 _CANCEL_GRACE = 5.0  # seconds a cancelled handler gets to unwind before shutdown moves on
 
 Step: TypeAlias = Callable[[Delivery, Any], Awaitable[None]]
-# One delivery to process: ``await step(delivery, value)`` must settle it and should not raise.
-Job: TypeAlias = tuple[Step, Delivery, Any]
+# One delivery to process: ``await step(delivery, value)`` must settle it and should not raise;
+# the last item is when it was submitted (monotonic seconds), for the oldest-age gauges.
+Job: TypeAlias = tuple[Step, Delivery, Any, float]
 
 
 async def abandon(delivery: Delivery, delay: float | None = None) -> None:
@@ -44,15 +46,25 @@ async def abandon(delivery: Delivery, delay: float | None = None) -> None:
     try:
         await delivery.nack(delay=delay)
     except Exception:  # noqa: BLE001 - connection gone: the broker redelivers it anyway
-        _log.warning("could not return %r to the broker", delivery, exc_info=True)
+        bind_message(_log, delivery.message, delivery.topic).warning(
+            "could not return %r to the broker", delivery, exc_info=True
+        )
 
 
 class Dispatcher:
     """Runs jobs, at most ``concurrency`` at once, one at a time per key."""
 
-    def __init__(self, concurrency: int, *, on_restart: Callable[[], None] | None = None) -> None:
-        """``on_restart`` is called whenever a dead worker is replaced (for counting)."""
+    def __init__(
+        self,
+        concurrency: int,
+        *,
+        on_restart: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``on_restart`` is called whenever a dead worker is replaced (for counting);
+        ``clock`` (monotonic seconds) stamps each job for ``oldest_ages``."""
         self._concurrency = concurrency
+        self._clock = clock
         self._on_restart = on_restart
         self._ready: deque[Job | str] = deque()  # a str is a key whose lane has its turn
         self._lanes: dict[str, deque[Job]] = {}
@@ -73,12 +85,38 @@ class Dispatcher:
         """Jobs a worker is running now."""
         return sum(1 for unit in self._workers.values() if unit is not None)
 
+    def oldest_ages(self) -> tuple[float | None, float | None]:
+        """Seconds since the oldest unsettled job (running or not) and the oldest waiting one
+        (not started: queued, or behind its key's running job) were submitted; None when
+        there is none. Walks the queues, so it is for scrapes, not for the message path."""
+        running_keys = {unit for unit in self._workers.values() if isinstance(unit, str)}
+        started = [unit[3] for unit in self._workers.values() if isinstance(unit, tuple)]
+        waiting: list[float] = []
+        for unit in self._ready:
+            if not isinstance(unit, str):
+                waiting.append(unit[3])
+                break  # unkeyed jobs are queued in submission order: the first is the oldest
+        for key, lane in self._lanes.items():
+            if key in running_keys:
+                started.append(lane[0][3])
+                if len(lane) > 1:
+                    waiting.append(lane[1][3])
+            elif lane:
+                waiting.append(lane[0][3])
+        now = self._clock()
+        oldest_waiting = min(waiting, default=None)
+        oldest = min((*started, *waiting), default=None)
+        return (
+            None if oldest is None else now - oldest,
+            None if oldest_waiting is None else now - oldest_waiting,
+        )
+
     def submit(self, key: str | None, step: Step, delivery: Delivery, value: Any) -> None:
         """Queue ``step(delivery, value)``; never blocks (the subscription's prefetch bounds
         what is queued)."""
         if self._closing:
             raise RuntimeError("dispatcher is draining")
-        job: Job = (step, delivery, value)
+        job: Job = (step, delivery, value, self._clock())
         if key is None:
             self._ready.append(job)
         else:
@@ -113,12 +151,14 @@ class Dispatcher:
                 continue
             unit = ready.popleft()
             workers[me] = unit
-            step, delivery, value = lanes[unit][0] if isinstance(unit, str) else unit
+            step, delivery, value, _ = lanes[unit][0] if isinstance(unit, str) else unit
             # The step is awaited right here, not in a helper: one coroutine less per message.
             try:
                 await step(delivery, value)
             except Exception:  # noqa: BLE001 - a processing bug must not kill the worker
-                _log.exception("processing %r failed unexpectedly; returning it", delivery)
+                bind_message(_log, delivery.message, delivery.topic).exception(
+                    "processing %r failed unexpectedly; returning it", delivery
+                )
                 # Delayed: when settling itself fails (a DLQ refusing the message, say),
                 # returning it at once would spin redelivering it as fast as the broker can.
                 await abandon(delivery, FAILURE_DELAY)
@@ -126,7 +166,9 @@ class Dispatcher:
                 if me.cancelling():
                     raise  # drain cancelling this worker
                 # Raised from inside (the step awaited something cancelled elsewhere).
-                _log.error("processing %r was cancelled from inside; returning it", delivery)
+                bind_message(_log, delivery.message, delivery.topic).error(
+                    "processing %r was cancelled from inside; returning it", delivery
+                )
                 await abandon(delivery, FAILURE_DELAY)
             if isinstance(unit, str):
                 lane = lanes[unit]
@@ -184,7 +226,7 @@ class Dispatcher:
             waiter = self._idle.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-        for _, delivery, _ in queued:
+        for _, delivery, _, _ in queued:
             await abandon(delivery)
         busy = {task: unit for task, unit in self._workers.items() if unit is not None}
         workers = list(self._workers)
@@ -214,5 +256,5 @@ class Dispatcher:
         leftovers = [job for lane in self._lanes.values() for job in lane]
         self._lanes.clear()
         self._workers.clear()
-        for _, delivery, _ in leftovers + cancelled:
+        for _, delivery, _, _ in leftovers + cancelled:
             await abandon(delivery)

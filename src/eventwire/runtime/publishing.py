@@ -13,6 +13,7 @@ from typing import Any
 from eventwire.core.contract import Broker
 from eventwire.core.errors import MessageError
 from eventwire.core.message import Message, new_message_id
+from eventwire.observability import tracing
 from eventwire.observability.counters import AppCounters
 from eventwire.serialization.codec import encode_payload
 
@@ -90,7 +91,40 @@ class Publisher:
         correlation_id: str | None,
         causation_id: str | None,
     ) -> Message:
-        """One payload (a ``PublishFn``: what ``ctx.publish`` calls), once confirmed."""
+        """One payload (a ``PublishFn``: what ``ctx.publish`` calls), once confirmed; in a
+        PRODUCER span while tracing is on (``observability.tracing``)."""
+        tracer = tracing.active()
+        if tracer is not None:
+            return await tracer.traced_publish(
+                self._publish,
+                topic,
+                payload,
+                profile=self._broker().profile.name,
+                key=key,
+                headers=headers,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+            )
+        return await self._publish(
+            topic,
+            payload,
+            key=key,
+            headers=headers,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
+
+    async def _publish(
+        self,
+        topic: str,
+        payload: object,
+        *,
+        key: str | None,
+        headers: Mapping[str, str] | None,
+        correlation_id: str | None,
+        causation_id: str | None,
+    ) -> Message:
+        """``publish`` without tracing: build the message, send it coalesced, once confirmed."""
         message = build_message(
             payload,
             key=key,
@@ -116,10 +150,30 @@ class Publisher:
     async def publish_batch(
         self, topic: str, payloads: Iterable[object], *, key: Callable[[Any], str | None] | None
     ) -> list[Message]:
-        """Many payloads in one broker call."""
+        """Many payloads in one broker call (one PRODUCER span while tracing is on)."""
+        tracer = tracing.active()
+        if tracer is not None:
+            return await tracer.traced_publish_batch(
+                self._publish_batch, topic, payloads, profile=self._broker().profile.name, key=key
+            )
+        return await self._publish_batch(topic, payloads, key=key, headers=None)
+
+    async def _publish_batch(
+        self,
+        topic: str,
+        payloads: Iterable[object],
+        *,
+        key: Callable[[Any], str | None] | None,
+        headers: Mapping[str, str] | None,
+    ) -> list[Message]:
+        """``publish_batch`` without tracing; ``headers`` (the trace context) on every one."""
         messages = [
             build_message(
-                p, key=key(p) if key else None, headers=None, correlation_id=None, causation_id=None
+                p,
+                key=key(p) if key else None,
+                headers=headers,
+                correlation_id=None,
+                causation_id=None,
             )
             for p in payloads
         ]

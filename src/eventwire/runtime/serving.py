@@ -18,7 +18,7 @@ from eventwire.runtime.loops import run_with_loop
 
 
 class _Exposition(Protocol):
-    def exposition(self) -> tuple[bytes, str]: ...
+    def exposition(self, accept: str = ...) -> tuple[bytes, str]: ...
 
 
 class Servable(Protocol):
@@ -30,6 +30,7 @@ class Servable(Protocol):
     def metrics(self) -> _Exposition: ...
     @property
     def ready(self) -> bool: ...
+    def not_ready_reason(self) -> str: ...
     async def health(self) -> Health: ...
     async def connect(self, broker_url: str | None = None) -> None: ...
     async def run(
@@ -56,9 +57,18 @@ async def ops_endpoints(
     if port is None:
         yield None
         return
-    probes = Probes(metrics=app.metrics.exposition, health=app.health, ready=lambda: app.ready)
-    async with OpsServer(probes, port=port, host=host) as server:
+    async with OpsServer(probes_of(app), port=port, host=host) as server:
         yield server
+
+
+def probes_of(app: Servable) -> Probes:
+    """What the endpoints answer from, read from ``app`` at each request."""
+    return Probes(
+        metrics=app.metrics.exposition,
+        health=app.health,
+        ready=lambda: app.ready,
+        not_ready_reason=app.not_ready_reason,
+    )
 
 
 def serve(

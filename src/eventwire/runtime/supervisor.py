@@ -60,6 +60,18 @@ class Supervisor:
             for c in self._consumers
         )
 
+    def not_ready_reason(self) -> str:
+        """Why ``ready`` is false, naming the first subscriber that holds it back."""
+        if not self._consumers or not self._ready.is_set():
+            return "subscriptions not established"
+        for consumer in self._consumers:
+            spec, gate = consumer.spec, consumer.processor.gate
+            if not consumer.subscribed.is_set():
+                return f"{spec.topic} (group={spec.group}) is not subscribed"
+            if gate is not None and not gate.closed:
+                return f"the circuit breaker of {spec.name} on {spec.topic} is {gate.breaker.state}"
+        return "subscriptions not established"
+
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
@@ -93,6 +105,7 @@ class Supervisor:
                     in_place_retries=in_place,
                     timing=services.timing,
                     counters=services.counters.subscriber(spec.topic, spec.group, spec.name),
+                    profile=broker.profile.name,
                 ),
                 broker=broker,
                 concurrency=concurrency or spec.concurrency,

@@ -167,7 +167,7 @@ async def spawn_kafka(
             "-cp",
             f"{libs}/*",
         ]
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         formatted = await asyncio.to_thread(
             subprocess.run,
             [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
@@ -190,3 +190,16 @@ async def spawn_kafka(
             yield server
         finally:
             await server.kill()
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: URL-safe base64 of 16 bytes, never starting with ``-``.
+
+    One id in 64 would start with ``-``, and the storage tool's argument parser then reads it
+    as an option ("argument --cluster-id: expected one argument"); Kafka's own
+    ``Uuid.randomUuid`` redraws such ids for the same reason.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
