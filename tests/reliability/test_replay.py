@@ -68,10 +68,10 @@ async def test_a_replay_on_a_still_failing_worker_sends_each_letter_once(url: st
 
     async with serving(app):
         sent = await app.publish(topic, {"n": 1})
-        await wait_until(lambda: app.stats.dead_lettered == 1, within=30)
+        await wait_until(lambda: app.stats.dead_lettered == 1, deadline=30)
         async with open_broker(url) as broker:
             result = await replay_dead_letters(broker, topic, limit=50, wait=WAIT)
-        await wait_until(lambda: app.stats.dead_lettered == 2, within=30)
+        await wait_until(lambda: app.stats.dead_lettered == 2, deadline=30)
     assert result.replayed == 1
     assert result.by_group == {"workers": 1}
     assert calls == {sent.id: 2}
@@ -102,7 +102,7 @@ async def test_replay_goes_only_to_the_group_that_failed_it_with_its_id(url: str
     async with serving(app):
         x = await app.publish(topic, {"name": "X"})
         z = await app.publish(topic, {"name": "Z"})
-        await wait_until(lambda: app.stats.dead_lettered == 3, within=30)
+        await wait_until(lambda: app.stats.dead_lettered == 3, deadline=30)
 
         letters = await dead_letters(url, topic)
         assert sorted((m.id, m.headers[h.DLQ_GROUP]) for m in letters) == sorted(
@@ -118,7 +118,7 @@ async def test_replay_goes_only_to_the_group_that_failed_it_with_its_id(url: str
         # addressed to it (or wrongly to it) has been handed out before (one handler each).
         marker = await app.publish(topic, {"name": "marker"})
         await wait_until(
-            lambda: all(marker.id in {m.id for m in seen[g]} for g in ("a", "b")), within=30
+            lambda: all(marker.id in {m.id for m in seen[g]} for g in ("a", "b")), deadline=30
         )
 
     ids = {g: Counter(m.id for m in seen[g]) for g in seen}
@@ -194,7 +194,7 @@ async def test_listing_dead_letters_changes_nothing(url: str) -> None:
 
     async with serving(app):
         sent = await app.publish(topic, {"n": 1})
-        await wait_until(lambda: app.stats.dead_lettered == 1, within=30)
+        await wait_until(lambda: app.stats.dead_lettered == 1, deadline=30)
     before = await _footprint(url, topic)
     for _ in range(3):
         assert [m.id for m in await dead_letters(url, topic)] == [sent.id]

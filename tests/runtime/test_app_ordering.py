@@ -72,7 +72,7 @@ async def test_per_key_order_survives_concurrency_and_retries(kind: str, tmp_pat
         async with running(app):
             for event in events[head:]:
                 await app.publish("ledger", event, key=event.account)
-            await wait_until(lambda: app.stats.processed == total, within=60)
+            await wait_until(lambda: app.stats.processed == total, deadline=60)
     elapsed = time.perf_counter() - started
     print(
         f"\nper-key order ({kind}): {total} messages, {keys} keys, concurrency 16, "
@@ -108,8 +108,8 @@ async def test_poison_messages_are_dead_lettered_after_exact_attempts(
             [Event(account="a", seq=i, poison=i % poison_every == 0) for i in range(total)],
         )
         poison_ids = {m.id: m for i, m in enumerate(sent) if i % poison_every == 0}
-        dead = await read_dlq(app.broker, "payments", len(poison_ids), within=60)
-        await wait_until(lambda: len(done) == total - len(poison_ids), within=60)
+        dead = await read_dlq(app.broker, "payments", len(poison_ids), deadline=60)
+        await wait_until(lambda: len(done) == total - len(poison_ids), deadline=60)
     elapsed = time.perf_counter() - started
     print(
         f"\npoison ({kind}): {total} messages, {len(poison_ids)} poison, "

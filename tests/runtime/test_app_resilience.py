@@ -94,7 +94,7 @@ async def test_a_handler_raising_a_base_exception_does_not_erode_concurrency() -
     async with app, running(app):
         await app.publish_batch("orders", [{"order_id": "bad"}] * 3)
         await app.publish_batch("orders", [{"order_id": str(i)} for i in range(20)])
-        await wait_until(lambda: len(seen) == 23, within=30)
+        await wait_until(lambda: len(seen) == 23, deadline=30)
     assert sorted(seen) == sorted(["bad"] * 3 + [str(i) for i in range(20)])
     assert app.stats.consumer_restarts == 3
     assert app.stats.processed == 23

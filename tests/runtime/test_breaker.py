@@ -107,7 +107,7 @@ async def test_an_open_breaker_pauses_consumption_instead_of_dead_lettering() ->
         assert 'eventwire_breaker_open{group="g"' in text
         assert "} 1.0" in text.split("eventwire_breaker_open{", 1)[1].split("\n", 1)[0]
         downstream_up = True
-        await wait_until(lambda: len(handled) == 50, within=20)
+        await wait_until(lambda: len(handled) == 50, deadline=20)
         await wait_until(lambda: app.ready)
     assert sorted(handled) == list(range(50))
     assert app.stats.dead_lettered == 0

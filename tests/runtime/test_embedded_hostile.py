@@ -141,13 +141,13 @@ async def _scenario(
         rejected = sum(1 for c in cases.values() if c.expect != "processed")
         # Unreadable rows are dead-lettered by the adapter, the rest by the runtime: the
         # listing below waits for both.
-        await wait_until(lambda: len(run.handled) >= n, within=60)
+        await wait_until(lambda: len(run.handled) >= n, deadline=60)
         await app.publish(TOPIC, {"n": n})  # still consuming afterwards
-        await wait_until(lambda: n in run.handled, within=30)
+        await wait_until(lambda: n in run.handled, deadline=30)
         good_sent = n + 1
         assert not task.done(), "the worker's run task ended"
         assert app.ready
-        letters = await listed_dead_letters(url, TOPIC, at_least=rejected, within=60)
+        letters = await listed_dead_letters(url, TOPIC, at_least=rejected, deadline=60)
     left = unsettled()
     bodies = Counter(m.body for m in letters)
     unreadable = sum(1 for m in letters if m.headers[h.DLQ_REASON].startswith(REASON_PREFIX))

@@ -90,7 +90,7 @@ async def test_every_codec_round_trips_on_the_broker(
                 for n in range(COUNT):
                     message = await codecs[kind].message(payload(kind, n), topic=topics[kind])
                     await app.publish(topics[kind], message)
-            await wait_until(lambda: all(len(v) == COUNT for v in got.values()), within=60)
+            await wait_until(lambda: all(len(v) == COUNT for v in got.values()), deadline=60)
         for kind in KINDS:
             assert sorted(got[kind], key=lambda o: o.amount) == [
                 payload(kind, n) for n in range(COUNT)

@@ -24,10 +24,10 @@ __all__ = ["listed_dead_letters", "read_dead_letters", "running", "serving", "wa
 
 
 async def wait_until(
-    predicate: Callable[[], bool], within: float = 20.0, *, every: float = 0.005
+    predicate: Callable[[], bool], deadline: float = 20.0, *, every: float = 0.005
 ) -> None:
-    """Poll ``predicate`` until true; ``TimeoutError`` after ``within`` seconds."""
-    async with asyncio.timeout(within):
+    """Poll ``predicate`` until true; ``TimeoutError`` after ``deadline`` seconds."""
+    async with asyncio.timeout(deadline):
         while not predicate():  # noqa: ASYNC110 - a plain predicate: no event to wait on
             await asyncio.sleep(every)
 
@@ -67,12 +67,12 @@ async def serving(app: App, **run_options: Any) -> AsyncIterator[asyncio.Task[No
 
 
 async def read_dead_letters(
-    broker: Broker, topic: str, count: int, within: float = 20.0
+    broker: Broker, topic: str, count: int, deadline: float = 20.0
 ) -> list[Message]:
     """The first ``count`` dead letters of ``topic``, consumed (acked), in DLQ order."""
     found: list[Message] = []
     async with (
-        asyncio.timeout(within),
+        asyncio.timeout(deadline),
         broker.subscribe(dead_letter_topic(topic), group=DEAD_LETTER_GROUP) as deliveries,
     ):
         if count == 0:
@@ -86,12 +86,12 @@ async def read_dead_letters(
 
 
 async def listed_dead_letters(
-    url: str, topic: str, *, at_least: int = 0, within: float = 30.0, wait: float = 1.0
+    url: str, topic: str, *, at_least: int = 0, deadline: float = 30.0, wait: float = 1.0
 ) -> list[Message]:
     """What ``eventwire dlq list`` shows for ``topic`` on ``url`` (nothing is moved), listed
-    again until at least ``at_least`` letters are there; ``TimeoutError`` after ``within``."""
+    again until at least ``at_least`` letters are there; ``TimeoutError`` after ``deadline``."""
     letters: list[Message] = []
-    async with asyncio.timeout(within):
+    async with asyncio.timeout(deadline):
         while True:
             letters.clear()
             await list_dead_letters(

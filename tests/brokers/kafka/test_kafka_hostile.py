@@ -110,12 +110,12 @@ async def test_hostile_kafka_records_harm_nothing_else(created: list[KafkaBroker
             lambda g: Hostile(_job(g), [(h.MESSAGE_ID, b"good-%d" % g)], "processed"),
         )
         await asyncio.to_thread(_produce, topic, records)
-        await wait_until(lambda: len(run.handled) >= n, within=90)
+        await wait_until(lambda: len(run.handled) >= n, deadline=90)
         await app.publish(topic, {"n": n})  # still consuming afterwards
-        await wait_until(lambda: n in run.handled, within=60)
+        await wait_until(lambda: n in run.handled, deadline=60)
         good_sent = n + 1
         dead = [c for c in HOSTILE.values() if c.expect == "dead"]
-        letters = await listed_dead_letters(url, topic, at_least=len(dead), within=90)
+        letters = await listed_dead_letters(url, topic, at_least=len(dead), deadline=90)
         assert not task.done(), "the worker's run task ended"
         assert app.ready
     figures = run.figures(cases=len(HOSTILE), good_sent=good_sent, letters=letters)

@@ -42,8 +42,8 @@ async def test_hostile_jetstream_messages_are_dead_lettered_and_harm_nothing(pre
             per=10,
         )
         await raw_publish(SHARED, subject, frames)
-        await wait_until(lambda: len(run.handled) >= n, within=60)
-        letters = await listed_dead_letters(url, topic, at_least=len(HOSTILE), within=60)
+        await wait_until(lambda: len(run.handled) >= n, deadline=60)
+        letters = await listed_dead_letters(url, topic, at_least=len(HOSTILE), deadline=60)
         assert app.ready
     figures = run.figures(cases=len(HOSTILE), good_sent=n, letters=letters)
     print("nats-jetstream hostile figures:", figures)

@@ -67,7 +67,7 @@ async def test_hostile_stream_entries_are_dead_lettered_raw_and_harm_nothing(
         assert app.ready, "a consumer task died: the worker is not ready"
         # Still consuming afterwards: nothing stalled the group.
         await raw.xadd(key, _entry(n))
-        await wait_until(lambda: n in run.handled, within=30)
+        await wait_until(lambda: n in run.handled, deadline=30)
         good_sent = n + 1
         letters = await listed_dead_letters(url, topic, at_least=len(HOSTILE_ENTRIES))
     reasons = Counter(m.headers[h.DLQ_REASON].split(":")[0] for m in letters)
@@ -109,7 +109,7 @@ async def test_hostile_pubsub_payloads_never_stop_the_subscription(
             await raw.publish(channel, payload)
         await app.publish(topic, {"n": n})
         n += 1
-        await wait_until(lambda: len(handled) >= n, within=30)
+        await wait_until(lambda: len(handled) >= n, deadline=30)
         letters = await listed_dead_letters(url, topic, at_least=len(hostile))
     print(
         "redis-pubsub hostile figures:",
