@@ -12,8 +12,6 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from eventwire import App, Message, PermanentError
 from eventwire.brokers.memory.broker import forget_hub
 from eventwire.cli.main import app as cli
 from eventwire.core import headers as h
+from eventwire.testing.app_runs import serving, wait_until
 
 runner = CliRunner()
 CANARY = "Canary-Pw-5e1d"
@@ -47,26 +46,6 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     forget_hub(name)
 
 
-@asynccontextmanager
-async def running(app: App) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    async with app:
-        task = asyncio.create_task(app.run(stop))
-        async with asyncio.timeout(20):
-            await app.wait_ready()
-        try:
-            yield
-        finally:
-            stop.set()
-            await task
-
-
-async def until(predicate: Any, within: float = 20.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
 async def make_dead_letters(url: str, topic: str) -> dict[str, Message]:
     """Publish COUNT orders; the handler refuses those in POISON. Returns the refused ones."""
     app = App(url, name="broken")
@@ -77,14 +56,14 @@ async def make_dead_letters(url: str, topic: str) -> dict[str, Message]:
             raise PermanentError(f"order {payload['n']} has no customer")
 
     sent: dict[str, Message] = {}
-    async with running(app):
+    async with serving(app):
         for n in range(COUNT):
             message = await app.publish(
                 topic, {"n": n}, key=f"k-{n}", correlation_id=f"corr-{n}", headers={"tenant": "a"}
             )
             if n in POISON:
                 sent[message.id] = message
-        await until(
+        await wait_until(
             lambda: (
                 app.stats.dead_lettered == len(POISON)
                 and app.stats.processed == COUNT - len(POISON)
@@ -102,8 +81,8 @@ async def run_fixed(url: str, topic: str, expected: int) -> list[Message]:
     async def handle(payload: dict[str, Any], ctx: Any) -> None:
         seen.append(ctx.message)
 
-    async with running(app):
-        await until(lambda: len(seen) >= expected)
+    async with serving(app):
+        await wait_until(lambda: len(seen) >= expected)
     return seen
 
 
@@ -164,13 +143,13 @@ def test_replay_on_a_still_failing_worker_replays_the_one_letter_once(tmp_path: 
         async def handle(payload: dict[str, Any]) -> None:
             raise PermanentError("still broken")
 
-        async with running(app):
+        async with serving(app):
             await app.publish(topic, {"n": 1})
-            await until(lambda: app.stats.dead_lettered == 1)
+            await wait_until(lambda: app.stats.dead_lettered == 1)
             replay = await asyncio.to_thread(
                 invoke, "dlq", "replay", topic, "-b", url, "--limit", "50", "--wait", "1"
             )
-            await until(lambda: app.stats.dead_lettered == 2)
+            await wait_until(lambda: app.stats.dead_lettered == 2)
             return replay, app.stats.dead_lettered
 
     replay, dead = asyncio.run(scenario())

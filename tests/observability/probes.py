@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-from eventwire import App
+# Running an App in a test: the one helper every test directory uses.
+from eventwire.testing.app_runs import running, wait_until
+
+__all__ = ["broker_url", "free_port", "http_get", "running", "wait_until"]
 
 
 async def http_get(
@@ -49,30 +49,3 @@ def broker_url(kind: str, tmp_path: Path) -> str:
     if kind == "memory":
         return f"memory://obs-{uuid.uuid4().hex[:12]}"
     return f"sqlite:///{tmp_path / 'broker.db'}?poll=0.02"
-
-
-async def wait_until(predicate: Callable[[], bool], deadline: float = 20.0) -> None:
-    """Poll ``predicate`` until true; fail after ``deadline`` seconds (no fixed sleeps)."""
-    async with asyncio.timeout(deadline):
-        while not predicate():
-            await asyncio.sleep(0.005)
-
-
-@asynccontextmanager
-async def running(app: App, **run_options: Any) -> AsyncIterator[asyncio.Task[None]]:
-    """Run ``app`` (already connected) in the background until every subscription exists;
-    stop it gracefully on exit."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(app.run(stop, **run_options))
-    ready = asyncio.create_task(app.wait_ready())
-    await asyncio.wait({task, ready}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
-    ready.cancel()
-    if task.done():
-        task.result()  # raises why the app stopped
-    assert app.ready, "app did not subscribe in time"
-    try:
-        yield task
-    finally:
-        stop.set()
-        async with asyncio.timeout(30):
-            await task

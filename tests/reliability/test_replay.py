@@ -4,10 +4,9 @@ its id kept; on every broker with dead letters (the shared services, one topic p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,9 @@ from eventwire import App, Context, PermanentError
 from eventwire.brokers.catalog import open_broker
 from eventwire.brokers.memory.broker import forget_hub
 from eventwire.core import headers as h
-from eventwire.core.message import DEAD_LETTER_GROUP, Message
+from eventwire.core.message import Message
 from eventwire.reliability.replay import list_dead_letters, replay_dead_letters
+from eventwire.testing.app_runs import listed_dead_letters, serving, wait_until
 
 BROKERS = ["memory", "sqlite", "redis", "nats", "rabbitmq"]
 WAIT = 1.0  # seconds a replay or a listing waits for the next dead letter
@@ -40,67 +40,19 @@ async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[s
         async with scrubbed_keys("redis://127.0.0.1:6379/0", f"ewr{tag}:*"):
             yield f"redis://127.0.0.1:6379/0?prefix=ewr{tag}:&claim_idle=2&block=0.5"
     elif kind == "nats":
+        from brokers.nats.nats_support import delete_streams
+
         yield f"nats://127.0.0.1:4222?stream_prefix=EWR{tag}_&prefix=ewr{tag}"
-        await _delete_nats_streams(f"EWR{tag}_")
+        await delete_streams("127.0.0.1:4222", f"EWR{tag}_")
     else:
-        exchange = f"ewr-{tag}"
-        yield f"amqp://guest:guest@127.0.0.1:5672/?exchange={exchange}"
-        await _delete_rabbitmq(exchange)
+        from brokers.rabbitmq.rabbitmq_support import topology_removed
 
-
-async def _delete_nats_streams(prefix: str) -> None:
-    import nats
-
-    nc = await nats.connect("nats://127.0.0.1:4222", max_reconnect_attempts=1)
-    try:
-        js = nc.jetstream()
-        for info in await js.streams_info():
-            if info.config.name and info.config.name.startswith(prefix):
-                await js.delete_stream(info.config.name)
-    finally:
-        await nc.close()
-
-
-async def _delete_rabbitmq(exchange: str) -> None:
-    import aio_pika
-
-    connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
-    try:
-        channel = await connection.channel()
-        raw = await channel.get_underlay_channel()
-        for topic in ("orders", "orders.dlq"):
-            for group in ("a", "b", "workers", DEAD_LETTER_GROUP):
-                with contextlib.suppress(Exception):
-                    await raw.queue_delete(f"{exchange}:{topic}:{group}")
-        await raw.exchange_delete(exchange)
-    finally:
-        await connection.close()
-
-
-@contextlib.asynccontextmanager
-async def running(app: App) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    async with app:
-        task = asyncio.create_task(app.run(stop))
-        async with asyncio.timeout(30):
-            await app.wait_ready()
-        try:
-            yield
-        finally:
-            stop.set()
-            await task
-
-
-async def until(predicate: Callable[[], bool], within: float = 30.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():
-            await asyncio.sleep(0.01)
+        async with topology_removed(f"ewr-{tag}"):  # delay levels included
+            yield f"amqp://guest:guest@127.0.0.1:5672/?exchange=ewr-{tag}"
 
 
 async def dead_letters(url: str, topic: str) -> list[Message]:
-    found: list[Message] = []
-    await list_dead_letters(open_broker(url), topic, limit=100, wait=WAIT, each=found.append)
-    return found
+    return await listed_dead_letters(url, topic, wait=WAIT)
 
 
 async def test_a_replay_on_a_still_failing_worker_sends_each_letter_once(url: str) -> None:
@@ -114,12 +66,12 @@ async def test_a_replay_on_a_still_failing_worker_sends_each_letter_once(url: st
         calls[ctx.message.id] += 1
         raise PermanentError("still broken")
 
-    async with running(app):
+    async with serving(app):
         sent = await app.publish(topic, {"n": 1})
-        await until(lambda: app.stats.dead_lettered == 1)
+        await wait_until(lambda: app.stats.dead_lettered == 1, deadline=30)
         async with open_broker(url) as broker:
             result = await replay_dead_letters(broker, topic, limit=50, wait=WAIT)
-        await until(lambda: app.stats.dead_lettered == 2)
+        await wait_until(lambda: app.stats.dead_lettered == 2, deadline=30)
     assert result.replayed == 1
     assert result.by_group == {"workers": 1}
     assert calls == {sent.id: 2}
@@ -147,10 +99,10 @@ async def test_replay_goes_only_to_the_group_that_failed_it_with_its_id(url: str
     # X fails only in b; Z (a pub-sub poison message) fails in both: two dead letters.
     app.subscriber(topic, group="a")(handler("a", {"Z"}))
     app.subscriber(topic, group="b")(handler("b", {"X", "Z"}))
-    async with running(app):
+    async with serving(app):
         x = await app.publish(topic, {"name": "X"})
         z = await app.publish(topic, {"name": "Z"})
-        await until(lambda: app.stats.dead_lettered == 3)
+        await wait_until(lambda: app.stats.dead_lettered == 3, deadline=30)
 
         letters = await dead_letters(url, topic)
         assert sorted((m.id, m.headers[h.DLQ_GROUP]) for m in letters) == sorted(
@@ -165,7 +117,9 @@ async def test_replay_goes_only_to_the_group_that_failed_it_with_its_id(url: str
         # A marker published after the replay: once each group has seen it, every replay
         # addressed to it (or wrongly to it) has been handed out before (one handler each).
         marker = await app.publish(topic, {"name": "marker"})
-        await until(lambda: all(marker.id in {m.id for m in seen[g]} for g in ("a", "b")))
+        await wait_until(
+            lambda: all(marker.id in {m.id for m in seen[g]} for g in ("a", "b")), deadline=30
+        )
 
     ids = {g: Counter(m.id for m in seen[g]) for g in seen}
     assert ids["a"] == {x.id: 1, z.id: 2, marker.id: 1}
@@ -238,9 +192,9 @@ async def test_listing_dead_letters_changes_nothing(url: str) -> None:
     async def handle(payload: dict[str, Any]) -> None:
         raise PermanentError("no")
 
-    async with running(app):
+    async with serving(app):
         sent = await app.publish(topic, {"n": 1})
-        await until(lambda: app.stats.dead_lettered == 1)
+        await wait_until(lambda: app.stats.dead_lettered == 1, deadline=30)
     before = await _footprint(url, topic)
     for _ in range(3):
         assert [m.id for m in await dead_letters(url, topic)] == [sent.id]

@@ -4,6 +4,7 @@ shared Apicurio registry; every queue, key, stream and topic made is deleted aft
 
 # No ``from __future__ import annotations``: handler annotations name test-local codecs.
 import asyncio
+import contextlib
 import re
 import uuid
 from pathlib import Path
@@ -12,7 +13,6 @@ from typing import Annotated, Any
 import pytest
 
 from eventwire.core.contract import Broker
-from eventwire.core.message import DEAD_LETTER_GROUP, dead_letter_topic
 from eventwire.runtime.app import App
 from eventwire.serialization.registry_http import HTTPSchemaRegistry
 from eventwire.testing.services import service_url
@@ -23,17 +23,6 @@ from .test_schema_apps import make_codec, payload
 
 KINDS = ("avro", "protobuf", "json-schema")
 COUNT = 10
-
-
-def rabbitmq_queues(topics: list[str], group: str) -> set[str]:
-    from eventwire.brokers.rabbitmq import settings as names
-
-    # The group and DLQ queues; purge() adds whatever else rabbitmqctl lists with the token.
-    return {
-        names.group_queue("eventwire", source, member)
-        for topic in topics
-        for source, member in ((topic, group), (dead_letter_topic(topic), DEAD_LETTER_GROUP))
-    }
 
 
 async def delete_kafka_topics(url: str, used: Broker | None) -> None:
@@ -70,6 +59,9 @@ async def test_every_codec_round_trips_on_the_broker(
     topics = {kind: f"{token}.{kind}" for kind in KINDS}
     group = f"{token}-g"
     url = service_url(broker)
+    if broker == "rabbitmq":
+        # Its own exchange: the delay levels of the shared "eventwire" one serve other runs.
+        url = f"{url}{'&' if '?' in url else '?'}exchange={token}"
     got: dict[str, list[Any]] = {kind: [] for kind in KINDS}
     app = App(url, name=token)
     opened: Broker | None = None
@@ -86,6 +78,11 @@ async def test_every_codec_round_trips_on_the_broker(
             return handle
 
         app.subscriber(topics[kind], group=group)(handler(kind, target, codec))
+    removed = contextlib.AsyncExitStack()
+    if broker == "rabbitmq":
+        from brokers.rabbitmq.rabbitmq_support import topology_removed
+
+        await removed.enter_async_context(topology_removed(token))
     try:
         async with app, running(app):
             opened = app.broker
@@ -100,9 +97,8 @@ async def test_every_codec_round_trips_on_the_broker(
             ]
         assert app.stats.dead_lettered == 0
     finally:
+        await asyncio.wait_for(removed.aclose(), 30)  # RabbitMQ: queues, delay levels, exchange
         if broker == "kafka":
             await delete_kafka_topics(url, opened)
-        else:
-            rabbit = broker == "rabbitmq"
-            queues = rabbitmq_queues(list(topics.values()), group) if rabbit else set()
-            await asyncio.wait_for(purge(broker, url, re.compile(re.escape(token)), queues), 30)
+        elif broker != "rabbitmq":
+            await asyncio.wait_for(purge(broker, url, re.compile(re.escape(token)), set()), 30)

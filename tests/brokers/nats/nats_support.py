@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -64,3 +65,27 @@ async def stream_messages(hostport: str, stream: str) -> int:
         return int(info.state.messages)
     finally:
         await nc.close()
+
+
+def header_block(*lines: bytes, status: bytes = b"NATS/1.0") -> bytes:
+    """A NATS/1.0 header block as a producer writes it: status line, header lines, blank line."""
+    return status + b"\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+
+
+async def raw_publish(hostport: str, subject: str, frames: list[tuple[bytes, bytes]]) -> None:
+    """HPUB each ``(header block, body)`` to ``subject`` on a plain socket, bytes as given (no
+    client library checks them), and return once the server has read them all (PING/PONG)."""
+    host, port = hostport.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    await reader.readline()  # INFO
+    writer.write(b'CONNECT {"verbose":false,"headers":true}\r\n')
+    for headers, body in frames:
+        size = len(headers) + len(body)
+        writer.write(
+            f"HPUB {subject} {len(headers)} {size}\r\n".encode() + headers + body + b"\r\n"
+        )
+    writer.write(b"PING\r\n")
+    await writer.drain()
+    while b"PONG" not in await reader.readline():
+        pass
+    writer.close()

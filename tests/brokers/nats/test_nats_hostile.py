@@ -4,116 +4,50 @@ good messages, consumed by a typed handler (concurrency 4, max_attempts 3). Prin
 from __future__ import annotations
 
 import asyncio
-import json
-from collections import Counter
 
 import pytest
-from nats_support import SHARED, url_for
-from pydantic import BaseModel
+from nats_support import SHARED, header_block, raw_publish, url_for
 
-from eventwire import App, Context, PermanentError, RetryPolicy
 from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h
 from eventwire.core.message import Message
-from eventwire.reliability.replay import list_dead_letters
+from eventwire.testing.app_runs import listed_dead_letters, serving, wait_until
+from eventwire.testing.hostile import HostileRun, interleave, job_body
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats]
 
-
-class Job(BaseModel):
-    n: int
-
-
-def _block(*lines: bytes, status: bytes = b"NATS/1.0") -> bytes:
-    return status + b"\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
-
-
-GOOD_BODY = b'{"n": -1}'
+GOOD_BODY = job_body(-1)  # a valid Job, but a hostile envelope: it must not be handled
 HOSTILE: dict[str, tuple[bytes, bytes]] = {
-    "NUL in a header": (_block(b"x-a: v\x00w"), GOOD_BODY),
-    "header block over 16 KiB": (_block(b"x-big: " + b"y" * 20_000), GOOD_BODY),
-    "trailing U+00A0 in a header value": (_block("x-nb: v\u00a0".encode()), GOOD_BODY),
-    "status-line header block": (_block(b"x-s: 1", status=b"NATS/1.0 503"), GOOD_BODY),
-    "1,000,000-byte body": (_block(b"x-e: 1"), b"z" * 1_000_000),
+    "NUL in a header": (header_block(b"x-a: v\x00w"), GOOD_BODY),
+    "header block over 16 KiB": (header_block(b"x-big: " + b"y" * 20_000), GOOD_BODY),
+    "trailing U+00A0 in a header value": (header_block("x-nb: v\u00a0".encode()), GOOD_BODY),
+    "status-line header block": (header_block(b"x-s: 1", status=b"NATS/1.0 503"), GOOD_BODY),
+    "1,000,000-byte body": (header_block(b"x-e: 1"), b"z" * 1_000_000),
+    # These two ended nats-py's read loop at every redelivery (brokers/nats/_frames.py).
+    "header block of just NATS/1.0": (b"NATS/1.0", GOOD_BODY),
+    "status line not UTF-8": (b"NATS/1.0 503 \xff\xfe\r\n\r\n", GOOD_BODY),
 }
-
-
-async def _hpub(subject: str, frames: list[tuple[bytes, bytes]]) -> None:
-    host, port = SHARED.split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    await reader.readline()  # INFO
-    writer.write(b'CONNECT {"verbose":false,"headers":true}\r\n')
-    for headers, body in frames:
-        size = len(headers) + len(body)
-        writer.write(
-            f"HPUB {subject} {len(headers)} {size}\r\n".encode() + headers + body + b"\r\n"
-        )
-    writer.write(b"PING\r\n")
-    await writer.drain()
-    while b"PONG" not in await reader.readline():
-        pass
-    writer.close()
 
 
 async def test_hostile_jetstream_messages_are_dead_lettered_and_harm_nothing(prefix: str) -> None:
     url = url_for(SHARED, prefix, ack_wait=5)
     topic = "hostile.jobs"
-    handled: Counter[int] = Counter()
-    calls: Counter[str] = Counter()
-    app = App(url, name="hostile-js")
-
-    @app.subscriber(
-        topic, group="workers", concurrency=4, retry=RetryPolicy(max_attempts=3, initial_delay=0.05)
-    )
-    async def handle(job: Job, ctx: Context) -> None:
-        calls[ctx.message.id] += 1
-        if job.n == -1:
-            raise PermanentError("a hostile message with a valid body reached the handler")
-        handled[job.n] += 1
-
-    stop = asyncio.Event()
-    async with app:
-        task = asyncio.create_task(app.run(stop))
-        async with asyncio.timeout(30):
-            await app.wait_ready()
+    run = HostileRun()
+    app = run.typed_worker(url, topic, name="hostile-js")
+    async with serving(app):
         subject = app.broker.options.subject(topic)  # type: ignore[attr-defined]
-        frames: list[tuple[bytes, bytes]] = []
-        n = 0
-        for hostile in HOSTILE.values():
-            for _ in range(10):
-                frames.append(
-                    (_block(b"Nats-Msg-Id: g" + str(n).encode()), json.dumps({"n": n}).encode())
-                )
-                n += 1
-            frames.append(hostile)
-        await _hpub(subject, frames)
-        async with asyncio.timeout(60):
-            while len(handled) < n:
-                await asyncio.sleep(0.05)
-        letters: list[Message] = []
-        async with asyncio.timeout(60):
-            while len(letters) < len(HOSTILE):
-                letters.clear()
-                await list_dead_letters(
-                    open_broker(url), topic, limit=100, wait=1.0, each=letters.append
-                )
+        frames, n = interleave(
+            HOSTILE.values(),
+            lambda g: (header_block(b"Nats-Msg-Id: good-%d" % g), job_body(g)),
+            per=10,
+        )
+        await raw_publish(SHARED, subject, frames)
+        await wait_until(lambda: len(run.handled) >= n, deadline=60)
+        letters = await listed_dead_letters(url, topic, at_least=len(HOSTILE), deadline=60)
         assert app.ready
-        stop.set()
-        await task
-    figures = {
-        "hostile cases injected": len(HOSTILE),
-        "good processed/sent": f"{sum(1 for g in range(n) if handled[g] == 1)}/{n}",
-        "good dead-lettered unhandled": sum(
-            1 for m in letters if m.body != GOOD_BODY and len(m.body) < 1_000_000
-        ),
-        "lost": n - len(handled),
-        "handler calls above max_attempts": sum(1 for c in calls.values() if c > 3),
-        "dead letters": len(letters),
-    }
+    figures = run.figures(cases=len(HOSTILE), good_sent=n, letters=letters)
     print("nats-jetstream hostile figures:", figures)
-    assert all(handled[g] == 1 for g in range(n))
-    assert figures["good dead-lettered unhandled"] == 0
-    assert figures["handler calls above max_attempts"] == 0
+    run.check(figures, good_sent=n)
     assert len(letters) == len(HOSTILE)
     assert sorted(len(m.body) for m in letters) == sorted(len(b) for _, b in HOSTILE.values())
 
@@ -127,11 +61,14 @@ async def test_dead_letters_sharing_a_message_id_are_each_kept(prefix: str) -> N
         delivery = await asyncio.wait_for(anext(sub), 10)
         await delivery.dead_letter("permanent-error")
         # Another producer reuses the id after the publish dedup window let it in.
-        await _hpub(broker.options.subject(topic), [(_block(b"x-eventwire-id: same-id"), b"two")])  # type: ignore[attr-defined]
+        await raw_publish(
+            SHARED,
+            broker.options.subject(topic),  # type: ignore[attr-defined]
+            [(header_block(b"x-eventwire-id: same-id"), b"two")],
+        )
         delivery = await asyncio.wait_for(anext(sub), 10)
         await delivery.dead_letter("permanent-error")
-    letters: list[Message] = []
-    await list_dead_letters(open_broker(url), topic, limit=10, wait=1.0, each=letters.append)
+    letters = await listed_dead_letters(url, topic)
     assert sorted(m.body for m in letters) == [b"one", b"two"]
     assert {m.id for m in letters} == {"same-id"}
 
@@ -141,7 +78,7 @@ async def test_a_message_without_an_id_keeps_one_id_across_redeliveries(prefix: 
     topic = "hostile.noid"
     async with open_broker(url) as broker, broker.subscribe(topic, group="g") as sub:
         subject = broker.options.subject(topic)  # type: ignore[attr-defined]
-        await _hpub(subject, [(_block(b"x-a: 1"), b"anon")])
+        await raw_publish(SHARED, subject, [(header_block(b"x-a: 1"), b"anon")])
         one = await asyncio.wait_for(anext(sub), 10)
         await one.nack()
         two = await asyncio.wait_for(anext(sub), 10)

@@ -5,17 +5,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
-import aio_pika
 import pytest
-from rabbitmq_support import HOST, PORT, Opener
+from rabbitmq_support import HOST, PORT, Opener, topology_removed
 
 from eventwire.brokers.catalog import open_broker
 from eventwire.brokers.rabbitmq.broker import RabbitMQBroker
 
 
 @pytest.fixture
-def exchange() -> str:
-    return f"ewt-{uuid.uuid4().hex[:10]}"
+async def exchange() -> AsyncIterator[str]:
+    """An exchange of this test alone; whatever any broker object (an App's too) declared
+    under it is deleted after the test, delay levels included."""
+    name = f"ewt-{uuid.uuid4().hex[:10]}"
+    async with topology_removed(name):
+        yield name
 
 
 @pytest.fixture
@@ -35,16 +38,5 @@ async def open_rmq(exchange: str) -> AsyncIterator[Opener]:
         return broker
 
     yield opener
-    queues = {q for b in opened for q in b.declared_queues}
-    exchanges = {x for b in opened for x in b.declared_exchanges} | {exchange}
     for broker in opened:
         await broker.aclose()
-    connection = await aio_pika.connect(host=HOST, port=PORT)
-    try:
-        channel = await (await connection.channel()).get_underlay_channel()
-        for queue in sorted(queues):
-            await channel.queue_delete(queue)
-        for name in sorted(exchanges):
-            await channel.exchange_delete(name)
-    finally:
-        await connection.close()

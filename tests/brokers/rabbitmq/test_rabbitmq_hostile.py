@@ -26,7 +26,7 @@ import aiormq
 import pydantic
 import pytest
 from pamqp.commands import Basic
-from rabbitmq_support import HOST, PORT, Opener
+from rabbitmq_support import HOST, PORT, Opener, delete_topology
 
 from eventwire.brokers.rabbitmq import delays, envelope, frames
 from eventwire.brokers.rabbitmq import settings as names
@@ -417,6 +417,7 @@ async def test_worker_process_survives_hostile_messages_and_exits_0_on_sigterm(
     assert max(counted.values()) <= MAX_ATTEMPTS
     assert sorted(m.message.body for m in letters) == sorted(c.body for c in dead)
     assert await _queued(queue) == 0
+    await delete_topology({queue}, set())  # the worker process's queue: no broker here knew it
 
 
 async def _consumers(queue: str) -> int:

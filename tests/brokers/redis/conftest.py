@@ -12,17 +12,20 @@ from redis_support import SHARED
 from eventwire.testing.spawn import RedisServer, scrubbed_keys, spawn_redis
 
 
-@pytest.fixture(autouse=True)
-async def _no_leftover_keys() -> AsyncIterator[None]:
-    """Every test here writes under ``ew:ewt.*``/``ew:ewc.*`` on the shared server: what a
-    test created is deleted after it (streams, dead-letter streams, retry schedules)."""
-    async with scrubbed_keys(SHARED, "ew:ew[tc].*"):
-        yield
-
-
 @pytest.fixture
 def topic() -> str:
+    """A topic of this test alone: every key it makes on the shared server starts with
+    ``ew:<topic>`` (stream, ``.dlq`` stream, ``:retry:<group>`` schedule)."""
     return f"ewt.redis.{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(autouse=True)
+async def _no_leftover_keys(topic: str) -> AsyncIterator[None]:
+    """What this test created on the shared server is deleted after it, and nothing else:
+    the pattern is this test's own topic, never another run's keys (other sessions share
+    the server and the ``ewt.``/``ewc.`` names)."""
+    async with scrubbed_keys(SHARED, f"ew:{topic}*"):
+        yield
 
 
 @pytest.fixture

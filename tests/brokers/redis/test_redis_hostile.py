@@ -4,23 +4,19 @@ messages, consumed by a typed handler (concurrency 4, max_attempts 3). Prints th
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 from redis_support import FAST, SHARED
 
-from eventwire import App, Context, RetryPolicy
-from eventwire.brokers.catalog import open_broker
+from eventwire import App
 from eventwire.core import headers as h
-from eventwire.reliability.replay import list_dead_letters
+from eventwire.testing.app_runs import listed_dead_letters, serving, wait_until
+from eventwire.testing.hostile import GOOD_PREFIX, HostileRun, interleave
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
@@ -33,7 +29,7 @@ class Job(BaseModel):
 
 def _entry(n: int, **broken: bytes | None) -> dict[bytes, bytes]:
     fields: dict[bytes, bytes | None] = {
-        b"id": f"id-{n}".encode(),
+        b"id": (f"{GOOD_PREFIX}{n}" if n >= 0 else f"hostile{n}").encode(),
         b"body": json.dumps({"n": n}).encode(),
         b"ts": repr(time.time()).encode(),
         b"ct": b"application/json",
@@ -56,82 +52,31 @@ HOSTILE_ENTRIES: dict[str, dict[bytes, bytes]] = {
 }
 
 
-@asynccontextmanager
-async def worker(
-    url: str, topic: str, calls: Counter[str], handled: Counter[int]
-) -> AsyncIterator[App]:
-    app = App(url, name="hostile")
-
-    @app.subscriber(
-        topic, group="workers", concurrency=4, retry=RetryPolicy(max_attempts=3, initial_delay=0.05)
-    )
-    async def handle(job: Job, ctx: Context) -> None:
-        calls[ctx.message.id] += 1
-        handled[job.n] += 1
-
-    stop = asyncio.Event()
-    async with app:
-        task = asyncio.create_task(app.run(stop))
-        async with asyncio.timeout(30):
-            await app.wait_ready()
-        try:
-            yield app
-        finally:
-            stop.set()
-            await task
-
-
-async def _until(predicate: Any, within: float = 30.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-
 async def test_hostile_stream_entries_are_dead_lettered_raw_and_harm_nothing(
     topic: str, raw: aioredis.Redis
 ) -> None:
     url = f"{SHARED}?{FAST}"
     key = f"ew:{topic}"
-    calls: Counter[str] = Counter()
-    handled: Counter[int] = Counter()
-    async with worker(url, topic, calls, handled) as app:
-        n = 0
-        for entry in HOSTILE_ENTRIES.values():
-            for _ in range(GOOD // len(HOSTILE_ENTRIES)):
-                await raw.xadd(key, _entry(n))
-                n += 1
+    run = HostileRun()
+    app = run.typed_worker(url, topic)
+    async with serving(app):
+        entries, n = interleave(HOSTILE_ENTRIES.values(), _entry, per=GOOD // len(HOSTILE_ENTRIES))
+        for entry in entries:
             await raw.xadd(key, entry)
-        await _until(lambda: len(handled) >= n and app.stats.dead_lettered >= 2)
+        await wait_until(lambda: len(run.handled) >= n and app.stats.dead_lettered >= 2, 30)
         assert app.ready, "a consumer task died: the worker is not ready"
         # Still consuming afterwards: nothing stalled the group.
         await raw.xadd(key, _entry(n))
-        await _until(lambda: n in handled)
+        await wait_until(lambda: n in run.handled, deadline=30)
         good_sent = n + 1
-        letters: list[Any] = []
-        async with asyncio.timeout(30):
-            while len(letters) < len(HOSTILE_ENTRIES):
-                letters.clear()
-                await list_dead_letters(
-                    open_broker(url), topic, limit=100, wait=1.0, each=letters.append
-                )
+        letters = await listed_dead_letters(url, topic, at_least=len(HOSTILE_ENTRIES))
     reasons = Counter(m.headers[h.DLQ_REASON].split(":")[0] for m in letters)
-    figures = {
-        "hostile cases injected": len(HOSTILE_ENTRIES),
-        "good processed/sent": f"{sum(1 for g in range(good_sent) if handled[g] == 1)}/{good_sent}",
-        "good dead-lettered unhandled": sum(
-            1 for m in letters if m.id.startswith("id-") and not m.id.startswith("id--")
-        ),
-        "unsettled": int((await raw.xpending(key, "workers"))["pending"]),
-        "lost": good_sent - len([g for g in range(good_sent) if handled[g]]),
-        "handler calls above max_attempts": sum(1 for c in calls.values() if c > 3),
-        "dead letters by reason": dict(reasons),
-    }
+    figures = run.figures(cases=len(HOSTILE_ENTRIES), good_sent=good_sent, letters=letters)
+    figures["unsettled"] = int((await raw.xpending(key, "workers"))["pending"])
+    figures["dead letters by reason"] = dict(reasons)
     print("redis-streams hostile figures:", figures)
-    assert all(handled[g] == 1 for g in range(good_sent))
-    assert figures["good dead-lettered unhandled"] == 0
+    run.check(figures, good_sent=good_sent)
     assert figures["unsettled"] == 0
-    assert figures["lost"] == 0
-    assert figures["handler calls above max_attempts"] == 0
     assert len(letters) == len(HOSTILE_ENTRIES)
     assert reasons["unreadable envelope"] == 8  # envelope broken
     assert reasons["validation-error"] + reasons["decode-error"] == 2  # body broken only
@@ -155,11 +100,7 @@ async def test_hostile_pubsub_payloads_never_stop_the_subscription(
     async def handle(job: Job) -> None:
         handled[job.n] += 1
 
-    stop = asyncio.Event()
-    async with app:
-        task = asyncio.create_task(app.run(stop))
-        async with asyncio.timeout(30):
-            await app.wait_ready()
+    async with serving(app):
         channel = f"ew:{topic}"
         n = 0
         for payload in hostile:
@@ -168,16 +109,8 @@ async def test_hostile_pubsub_payloads_never_stop_the_subscription(
             await raw.publish(channel, payload)
         await app.publish(topic, {"n": n})
         n += 1
-        await _until(lambda: len(handled) >= n)
-        letters: list[Any] = []
-        async with asyncio.timeout(30):
-            while len(letters) < len(hostile):
-                letters.clear()
-                await list_dead_letters(
-                    open_broker(url), topic, limit=100, wait=1.0, each=letters.append
-                )
-        stop.set()
-        await task
+        await wait_until(lambda: len(handled) >= n, deadline=30)
+        letters = await listed_dead_letters(url, topic, at_least=len(hostile))
     print(
         "redis-pubsub hostile figures:",
         {

@@ -8,6 +8,7 @@ idempotent handling works for it too.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -35,6 +36,8 @@ _INTERNAL: Final = frozenset(
 )
 
 Headers = list[tuple[str, str | bytes | None]]
+# The highest attempt a record's header may claim: a producer's forged count is clamped.
+MAX_ATTEMPT: Final = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,20 +117,22 @@ def decode(  # noqa: PLR0917 - the fields of one record, in the order Kafka name
         causation_id=raw.get(h.CAUSATION_ID),
         timestamp=_number(raw.get(h.TIMESTAMP), timestamp_ms / 1000),
     )
-    attempt = int(_number(raw.get(h.ATTEMPT), 1))
+    attempt = int(min(max(_number(raw.get(h.ATTEMPT), 1), 1), MAX_ATTEMPT))
     due = raw.get(DUE)
     return Decoded(
         message=message,
-        attempt=max(attempt, 1),
+        attempt=attempt,
         due=None if due is None else _number(due, 0.0),
         group=raw.get(RETRY_GROUP),
     )
 
 
 def _number(text: str | None, default: float) -> float:
+    """``text`` as a finite number, else ``default`` (a producer may write ``inf`` or ``nan``)."""
     if text is None:
         return default
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return default
+    return value if math.isfinite(value) else default

@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
+import math
 import queue
 import threading
 import time
@@ -30,7 +32,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Message as RawRecord
 
-from eventwire.brokers.kafka import envelope
+from eventwire.brokers.kafka import envelope, topics
 from eventwire.brokers.kafka.offsets import PartitionProgress, parse_metadata
 
 log = logging.getLogger("eventwire.kafka")
@@ -351,7 +353,7 @@ class ConsumerWorker:
     def _decode(self, record: RawRecord) -> envelope.Decoded:
         topic, partition = record.topic() or "", record.partition() or 0
         _kind, stamp = record.timestamp()
-        return envelope.decode(
+        decoded = envelope.decode(
             topic,
             partition,
             record.offset() or 0,
@@ -360,6 +362,12 @@ class ConsumerWorker:
             record.headers(),
             stamp,
         )
+        if _is_retry_copy(record):
+            return decoded
+        # A due time, a group and an attempt are only trusted on eventwire's own retry
+        # topics: on the application topic a producer's forged ones would pause the
+        # partition for good (due), skip the record (group) or cut its retries short.
+        return dataclasses.replace(decoded, attempt=1, due=None, group=None)
 
     def _due(self, record: RawRecord, now: float) -> bool:
         due = _due_of(record)
@@ -462,13 +470,21 @@ def _fetch(consumer: Consumer, wait: float) -> list[RawRecord]:
     return consumer.consume(num_messages=_FETCH_BATCH, timeout=0)
 
 
+def _is_retry_copy(record: RawRecord) -> bool:
+    topic = record.topic() or ""
+    return topics.source_of(topic) != topic
+
+
 def _due_of(record: RawRecord) -> float | None:
+    if not _is_retry_copy(record):
+        return None  # see ConsumerWorker._decode
     headers = record.headers() or ()
     pairs = headers.items() if isinstance(headers, dict) else headers
     for name, value in pairs:
         if name == envelope.DUE and value is not None:
             try:
-                return float(value)
+                due = float(value)
             except ValueError:
                 return None
+            return due if math.isfinite(due) else None  # a NaN is never due: never wait on it
     return None

@@ -10,6 +10,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
+from eventwire.brokers.nats._frames import TolerantClient
 from eventwire.brokers.nats._options import NatsOptions
 from eventwire.core.backoff import Backoff
 from eventwire.core.errors import (
@@ -86,7 +87,9 @@ async def open_connection(url: BrokerURL, options: NatsOptions, *, name: str) ->
         log.info("NATS %s: reconnected", url)
 
     try:
-        client = await nats.connect(
+        # Not nats.connect(): its Client dies on a header block a producer can forge.
+        client = TolerantClient()
+        await client.connect(
             secret,
             name=name,
             error_cb=on_error,
@@ -96,9 +99,10 @@ async def open_connection(url: BrokerURL, options: NatsOptions, *, name: str) ->
             # The first connect fails fast (a few tries) so a wrong URL or password is reported;
             # once connected the limits are lifted below: reconnects never give up.
             max_reconnect_attempts=2,
-            reconnect_time_wait=options.reconnect_min,
+            # nats-py annotates these two as int; it uses them as seconds, fractions work.
+            reconnect_time_wait=options.reconnect_min,  # type: ignore[arg-type]
             reconnect_to_server_handler=backoff_handler(options),
-            connect_timeout=options.connect_timeout,
+            connect_timeout=options.connect_timeout,  # type: ignore[arg-type]
             ping_interval=options.ping_interval,
             max_outstanding_pings=options.max_pings,
             pending_size=options.pending_size,

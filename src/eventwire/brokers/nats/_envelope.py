@@ -8,7 +8,14 @@ import math
 import time
 from collections.abc import Mapping
 
-from eventwire.brokers._support.envelope import MAX_TIMESTAMP, checked, decoding, unreadable
+from eventwire.brokers._support.envelope import (
+    MAX_TIMESTAMP,
+    EnvelopeError,
+    checked,
+    decoding,
+    unreadable,
+)
+from eventwire.brokers.nats._frames import UNPARSED_HEADERS, UNPARSED_WHY
 from eventwire.core import headers as h
 from eventwire.core.errors import InvalidHeaderError, MessageTooLargeError
 from eventwire.core.headers import MAX_HEADER_VALUE
@@ -77,6 +84,8 @@ def from_nats(
         if not headers:
             return Message(body=body, id=fallback_id or new_message_id())
         user = dict(headers)
+        if UNPARSED_HEADERS in user:
+            raise EnvelopeError(f"header block nats-py cannot parse: {user.get(UNPARSED_WHY)}")
         explicit_id = user.pop(h.MESSAGE_ID, None)
         dedup_id = user.pop(MSG_ID, None)
         message_id = explicit_id or dedup_id or fallback_id or new_message_id()

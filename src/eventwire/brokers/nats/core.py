@@ -14,9 +14,10 @@ from nats.aio.msg import Msg
 from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers.nats._base import NatsBrokerBase
 from eventwire.brokers.nats._connection import subscribed, translate
-from eventwire.brokers.nats._envelope import from_nats, raw_dead_letter
+from eventwire.brokers.nats._envelope import from_nats, raw_dead_letter, to_headers
+from eventwire.core import headers as h
 from eventwire.core.capabilities import BrokerProfile
-from eventwire.core.errors import BrokerError, PublishError
+from eventwire.core.errors import BrokerError, MessageError, PublishError
 from eventwire.core.message import Delivery, Message, dead_letter_topic
 from eventwire.core.url import BrokerURL
 
@@ -51,8 +52,24 @@ class CoreDelivery(Delivery):
             self.topic,
             dead_letter_topic(self.topic),
         )
-        with contextlib.suppress(BrokerError):
+        try:
             await self._broker.publish(dead_letter_topic(self.topic), dead)
+        except MessageError as exc:
+            # It arrived but cannot be sent on as it is (a body over the profile's limit, which
+            # leaves room for headers, or a header NATS would strip): its raw form, as JetStream.
+            reason = dead.headers.get(h.DLQ_REASON, "dead-letter")
+            original = {k: v for k, v in dead.headers.items() if not k.startswith(h.DLQ_PREFIX)}
+            await self._broker.send_raw_dead_letter(
+                self.topic,
+                self.group,
+                dead.body,
+                original,
+                why=f"{reason}; the message could not be sent on as it is: {exc}",
+                reason=reason,
+                message_id=dead.id,
+            )
+        except BrokerError:
+            pass
 
 
 class CoreNatsBroker(NatsBrokerBase):
@@ -118,18 +135,37 @@ class CoreNatsBroker(NatsBrokerBase):
         log.warning(
             "NATS core: unreadable message on %r dropped to its DLQ subject: %s", topic, why
         )
+        headers = {str(k): str(v) for k, v in (msg.headers or {}).items()}
+        await self.send_raw_dead_letter(topic, group, msg.data or b"", headers, why=why)
+
+    async def send_raw_dead_letter(
+        self,
+        topic: str,
+        group: str | None,
+        body: bytes,
+        headers: dict[str, str],
+        *,
+        why: str,
+        reason: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        """Publish, best effort, the raw dead letter of ``body``/``headers`` to the DLQ subject."""
         with contextlib.suppress(Exception):
-            dead, headers = raw_dead_letter(
-                msg.data or b"",
-                {str(k): str(v) for k, v in (msg.headers or {}).items()},
+            dead, wire = raw_dead_letter(
+                body,
+                headers,
                 why=why,
                 topic=topic,
                 group=group,
                 attempt=1,
                 max_payload=self.client.max_payload,
+                message_id=message_id,
             )
+            if reason is not None:
+                dead = dead.with_headers(**{h.DLQ_REASON: reason})
+                wire = to_headers(dead)
             await self.client.publish(
-                self.options.subject(dead_letter_topic(topic)), dead.body, headers=headers
+                self.options.subject(dead_letter_topic(topic)), dead.body, headers=wire
             )
 
     async def _aclose(self) -> None:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final, TypeAlias
 
-from eventwire.brokers._support.envelope import REASON_PREFIX, EnvelopeError
+from eventwire.brokers._support.envelope import REASON_PREFIX, EnvelopeError, checked
 from eventwire.core import headers as h
 from eventwire.core.message import Message, new_message_id
 
@@ -63,7 +63,9 @@ def decode(row: Row) -> Message:
             causation_id=_optional(raw_cause, "causation id"),
             timestamp=float(created),
         )
-        message.validate()
+        # The limits every adapter's decoding boundary applies (an empty id would make
+        # distinct rows one message to idempotency; a non-finite time, header floods).
+        checked(message)
     except EnvelopeError:
         raise
     except Exception as exc:  # InvalidHeaderError, ValueError...: any bad envelope is data
