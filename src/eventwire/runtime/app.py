@@ -193,6 +193,7 @@ class App:
         self._supervisor.rebind()  # bound to this event loop (serve() may run many)
         self._lag = await watch_lag(broker, self._subscriber_counters, self._watch)
         _log.info("%s connected to %s", self.name, url)
+        self._warn_if_store_is_per_process(url)
 
     async def aclose(self) -> None:
         """Close the broker (publishers flush first) and the idempotency store."""
@@ -299,6 +300,25 @@ class App:
             self._supervisor.not_ready()
             if owns_connection:
                 await self.aclose()
+
+    def _warn_if_store_is_per_process(self, url: BrokerURL) -> None:
+        """Say once per connect that an in-memory store cannot suppress what it never saw.
+
+        Its done-marks live in this process only, so a second worker of the group, or this
+        one after a restart, handles a redelivered message again. Only ``memory://`` keeps
+        every consumer inside the process, so it alone needs no shared store.
+        """
+        if url.scheme == "memory" or not isinstance(self.idempotency_store, MemoryIdempotencyStore):
+            return
+        names = sorted({s.name for s in self._specs if s.idempotent})
+        if names:
+            _log.warning(
+                "%s: idempotent=True on %s uses the per-process in-memory store: duplicates"
+                " across workers of a group or after a restart are not suppressed; pass"
+                " App(idempotency_store=...) a shared store (Redis, PostgreSQL or a SQLite file)",
+                self.name,
+                ", ".join(names),
+            )
 
     def _subscriber_counters(self) -> list[SubscriberMetrics]:
         counters = self._counters
