@@ -98,12 +98,6 @@ def listed(url: str, topic: str, *where: str) -> list[str]:
             marks=[
                 pytest.mark.integration,
                 pytest.mark.nats,
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="JetStream's passive read (JetStreamBroker.browse_dead_letters) "
-                    "shows every letter above the DLQ consumer's ack floor, so a letter purged "
-                    "(acked) out of order is still listed, though never delivered again",
-                ),
             ],
         ),
     ]

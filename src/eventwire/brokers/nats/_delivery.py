@@ -11,6 +11,7 @@ from eventwire.core.message import Delivery, Message
 
 # Stores a dead letter; the int is the original's stream sequence (None if unknown).
 DeadLetterSink = Callable[[Message, int | None], Awaitable[None]]
+Forget = Callable[[str, int], Awaitable[None]]  # (stream, sequence): delete a settled message
 
 
 class Settler(Protocol):
@@ -19,6 +20,7 @@ class Settler(Protocol):
     topic: str
     group: str | None
     dead_letter_sink: DeadLetterSink
+    forget: Forget | None  # called with (stream, sequence) after an ack: deletes the message
 
     async def settle(
         self, delivery: JetStreamDelivery, send: Callable[[], Awaitable[None]]
@@ -40,7 +42,18 @@ class JetStreamDelivery(Delivery):
         self._since = now
 
     async def _ack(self) -> None:
-        await self._pull.settle(self, self._msg.ack)
+        forget = self._pull.forget
+        if forget is None:
+            await self._pull.settle(self, self._msg.ack)
+            return
+
+        async def ack_then_forget() -> None:
+            await self._msg.ack()
+            stream, seq = stream_and_seq(self._msg.reply)
+            if stream is not None and seq is not None:
+                await forget(stream, seq)
+
+        await self._pull.settle(self, ack_then_forget)
 
     async def _nack(self, delay: float | None) -> None:
         await self._pull.settle(self, lambda: self._msg.nak(delay=delay))
@@ -54,6 +67,16 @@ class JetStreamDelivery(Delivery):
             await self._msg.term()
 
         await self._pull.settle(self, store_then_term)
+
+
+def stream_and_seq(reply: str | None) -> tuple[str | None, int | None]:
+    """Stream name and stream sequence from a ``$JS.ACK...`` reply subject (v1 or v2)."""
+    tokens = (reply or "").split(".")
+    if len(tokens) == 9:
+        return tokens[2], int(tokens[5])
+    if len(tokens) >= 12:
+        return tokens[4], int(tokens[7])
+    return None, None
 
 
 def attempt_and_seq(reply: str | None) -> tuple[int, int | None]:

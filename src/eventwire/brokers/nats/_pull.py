@@ -17,7 +17,12 @@ from nats.aio.subscription import Subscription
 
 from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers.nats._connection import translate
-from eventwire.brokers.nats._delivery import DeadLetterSink, JetStreamDelivery, attempt_and_seq
+from eventwire.brokers.nats._delivery import (
+    DeadLetterSink,
+    Forget,
+    JetStreamDelivery,
+    attempt_and_seq,
+)
 from eventwire.brokers.nats._envelope import from_nats, raw_dead_letter
 from eventwire.brokers.nats._options import NatsOptions
 from eventwire.core import headers as h
@@ -53,10 +58,12 @@ class PullConsumer:
         prefetch: int,
         ensure_consumer: EnsureConsumer,
         dead_letter_sink: DeadLetterSink,
+        forget: Forget | None = None,
     ) -> None:
         self.topic = topic
         self.group = group
         self.dead_letter_sink = dead_letter_sink
+        self.forget = forget
         self._nc = nc
         self._url = url
         self._options = options

@@ -263,6 +263,23 @@ class JetStreamBroker(NatsBrokerBase):
             raise translate(exc, self.url, f"reading the dead letters of {topic!r}") from exc
         return out
 
+    async def _forget_dead_letter(self, stream: str, seq: int) -> None:
+        """Delete an acknowledged dead letter from its stream.
+
+        The dead-letter consumer's ack floor only moves past letters settled in order, so one
+        replayed or purged out of order would still sit above it and be listed by
+        ``browse_dead_letters``, which cannot tell acked from pending there. Deleted, it
+        leaves a gap the read skips. A failure here leaves a listed, already-settled letter,
+        never a lost one: it is logged, not raised (the ack itself went through).
+        """
+        assert self._js is not None
+        try:
+            await self._js.delete_msg(stream, seq)
+        except nats.js.errors.NotFoundError:
+            pass  # trimmed meanwhile
+        except Exception as exc:  # noqa: BLE001 - logged; see above
+            log.warning("could not delete settled dead letter %d of %s: %s", seq, stream, exc)
+
     # -- publish -------------------------------------------------------------------------
     async def _send(
         self, topic: str, subject: str, prepared: list[tuple[Message, dict[str, str]]]
@@ -385,6 +402,7 @@ class JetStreamBroker(NatsBrokerBase):
             prefetch=prefetch,
             ensure_consumer=ensure,
             dead_letter_sink=sink,
+            forget=self._forget_dead_letter if _reads_dead_letters(topic, group) else None,
         )
         await pull.start()
         self._pulls.add(pull)
@@ -417,3 +435,8 @@ class JetStreamBroker(NatsBrokerBase):
 
     def _connected_detail(self) -> str:
         return f"connected to {self.url}"
+
+
+def _reads_dead_letters(topic: str, group: str | None) -> bool:
+    """The ``eventwire-dlq`` group on a ``.dlq`` topic: what it settles leaves the DLQ."""
+    return group == DEAD_LETTER_GROUP and topic.endswith(DEAD_LETTER_SUFFIX)
