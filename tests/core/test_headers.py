@@ -79,7 +79,6 @@ def test_reserved_prefix_and_support_truthiness() -> None:
 # Header names still spelled out elsewhere, each with its reason.
 _LITERALS_ALLOWED = {
     "core/headers.py",  # the one home of every name
-    "brokers/kafka/envelope.py",  # Kafka-only names; the kafka adapter is rewritten apart
 }
 
 

@@ -43,6 +43,19 @@ FIRST_FAILURE = "x-eventwire-first-failure"
 REPLAY_GROUP = "x-eventwire-replay-group"
 REPLAY_RUN = "x-eventwire-replay-run"
 
+# Kafka only (retries go through retry topics, not broker delays): when a retry copy is due
+# and which group it is for, and where a dead letter was read (the original record's place).
+RETRY_DUE = "x-eventwire-due"
+RETRY_GROUP = "x-eventwire-retry-group"
+DLQ_ORIGINAL_PARTITION = "x-eventwire-dlq-original-partition"
+DLQ_ORIGINAL_OFFSET = "x-eventwire-dlq-original-offset"
+
+# NATS only: a message whose header block nats-py could not parse is handed on with the raw
+# block (base64) and what failed, so it is dead-lettered as it came instead of ending the
+# client's read loop.
+UNPARSED_HEADERS = "x-eventwire-unparsed-headers"
+UNPARSED_WHY = "x-eventwire-unparsed-why"
+
 # Compiled once: this runs for every header of every published message, so it must be cheap.
 _BAD_NAME = re.compile(r"[\r\n\x00 :]")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")

@@ -16,12 +16,11 @@ from typing import Final
 from eventwire.core import headers as h
 from eventwire.core.message import DEFAULT_CONTENT_TYPE, Message
 
-# Kafka-only headers: where a retry copy is due and which group it is for, and where a dead
-# letter was read from (partition and offset of the original record).
-DUE: Final = "x-eventwire-due"
-RETRY_GROUP: Final = "x-eventwire-retry-group"
-DLQ_ORIGINAL_PARTITION: Final = "x-eventwire-dlq-original-partition"
-DLQ_ORIGINAL_OFFSET: Final = "x-eventwire-dlq-original-offset"
+# Kafka-only headers (named in core.headers with the others).
+DUE: Final = h.RETRY_DUE
+RETRY_GROUP: Final = h.RETRY_GROUP
+DLQ_ORIGINAL_PARTITION: Final = h.DLQ_ORIGINAL_PARTITION
+DLQ_ORIGINAL_OFFSET: Final = h.DLQ_ORIGINAL_OFFSET
 _INTERNAL: Final = frozenset(
     {
         h.MESSAGE_ID,

@@ -17,8 +17,10 @@ from typing import Any, Final
 
 from nats.aio.client import Client
 
-UNPARSED_HEADERS: Final = "x-eventwire-unparsed-headers"  # base64 of the raw header block
-UNPARSED_WHY: Final = "x-eventwire-unparsed-why"  # what nats-py failed on
+from eventwire.core import headers as h
+
+UNPARSED_HEADERS: Final = h.UNPARSED_HEADERS  # base64 of the raw header block
+UNPARSED_WHY: Final = h.UNPARSED_WHY  # what nats-py failed on
 
 
 class TolerantClient(Client):
