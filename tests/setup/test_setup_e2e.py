@@ -165,7 +165,14 @@ def run_workers(root: Path, package: str, url: str, marks: str, copies: int) -> 
             f = _figures(ports)
             return f["processed"] + f["dead_lettered"] + f["duplicates_suppressed"] >= expected
 
-        _until(handled, 150, f"{expected} messages handled")
+        try:
+            _until(handled, 150, f"{expected} messages handled")
+        except AssertionError as exc:  # say what each worker saw: the next failure explains itself
+            tails = "\n".join(
+                f"--- worker {i} log (last 3,000 characters):\n{path.read_text()[-3000:]}"
+                for i, path in enumerate(log_paths)
+            )
+            raise AssertionError(f"{exc}; figures {_figures(ports)}\n{tails}") from None
         elapsed = time.perf_counter() - started
         figures: dict[str, Any] = _figures(ports)
         figures["seconds"] = round(elapsed, 2)
