@@ -24,7 +24,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from proc_rig import Rig, make_rig, scale, wait_until
+
+from process.proc_rig import Rig, make_rig, scale, wait_until
 
 pytestmark = pytest.mark.slow
 

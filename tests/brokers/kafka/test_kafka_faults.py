@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from kafka_support import (
+from pydantic import BaseModel
+
+from brokers.kafka.kafka_support import (
     open_kafka,
     order_breaks,
     read_dead_letters,
@@ -26,8 +28,6 @@ from kafka_support import (
     topic_name,
     wait_until,
 )
-from pydantic import BaseModel
-
 from eventwire import App, Context, RetryPolicy
 from eventwire.brokers.kafka.broker import KafkaBroker
 from eventwire.core import headers as h

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from kafka_support import open_kafka, scale, topic_name
 
+from brokers.kafka.kafka_support import open_kafka, scale, topic_name
 from eventwire.core.errors import ConfigurationError
 from eventwire.core.message import Message
 from eventwire.reliability.replay import next_within

@@ -6,8 +6,8 @@ import asyncio
 import uuid
 
 import pytest
-from nats_support import SHARED
 
+from brokers.nats.nats_support import SHARED
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.message import Message
 

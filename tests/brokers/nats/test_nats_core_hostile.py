@@ -18,8 +18,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 import pytest
-from nats_support import SHARED, header_block, raw_publish
 
+from brokers.nats.nats_support import SHARED, header_block, raw_publish
 from eventwire.brokers._support.envelope import REASON_PREFIX
 from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h

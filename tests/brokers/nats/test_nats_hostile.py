@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from nats_support import SHARED, header_block, raw_publish, url_for
 
+from brokers.nats.nats_support import SHARED, header_block, raw_publish, url_for
 from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h
 from eventwire.core.message import Message

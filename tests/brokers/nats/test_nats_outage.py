@@ -11,8 +11,8 @@ import time
 
 import pytest
 from nats.aio.client import Client
-from nats_support import scaled
 
+from brokers.nats.nats_support import scaled
 from eventwire.brokers.catalog import open_broker
 from eventwire.brokers.nats._options import MIN_RECONNECT_DELAY
 from eventwire.brokers.nats.jetstream import JetStreamBroker

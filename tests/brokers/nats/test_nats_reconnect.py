@@ -11,8 +11,8 @@ import time
 from collections import Counter
 
 import pytest
-from nats_support import scaled, stream_messages
 
+from brokers.nats.nats_support import scaled, stream_messages
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.contract import Broker
 from eventwire.core.errors import PublishError

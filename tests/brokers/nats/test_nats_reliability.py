@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from nats_support import SHARED, scaled, stream_messages, url_for
 
+from brokers.nats.nats_support import SHARED, scaled, stream_messages, url_for
 from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h
 from eventwire.core.errors import (

@@ -8,8 +8,8 @@ import logging
 
 import nats
 import pytest
-from nats_support import SHARED, url_for
 
+from brokers.nats.nats_support import SHARED, url_for
 from eventwire.brokers._support.retention import dropped_counts
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.message import Message, dead_letter_topic

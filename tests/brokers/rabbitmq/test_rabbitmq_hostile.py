@@ -26,8 +26,8 @@ import aiormq
 import pydantic
 import pytest
 from pamqp.commands import Basic
-from rabbitmq_support import HOST, PORT, Opener, delete_topology
 
+from brokers.rabbitmq.rabbitmq_support import HOST, PORT, Opener, delete_topology
 from eventwire.brokers.rabbitmq import delays, envelope, frames
 from eventwire.brokers.rabbitmq import settings as names
 from eventwire.core import headers as h

@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from rabbitmq_support import FULL, HOST, PORT, Opener
 
+from brokers.rabbitmq.rabbitmq_support import FULL, HOST, PORT, Opener
 from eventwire.brokers.rabbitmq.broker import RabbitMQBroker
 from eventwire.core.errors import PublishError
 from eventwire.core.message import Delivery, Message

@@ -9,8 +9,8 @@ import uuid
 
 import aio_pika
 import pytest
-from rabbitmq_support import FULL, HOST, PORT, Opener
 
+from brokers.rabbitmq.rabbitmq_support import FULL, HOST, PORT, Opener
 from eventwire.brokers.rabbitmq import settings as names
 from eventwire.core.errors import PublishError
 from eventwire.core.message import Delivery, Message

@@ -11,8 +11,8 @@ import textwrap
 import uuid
 
 import pytest
-from rabbitmq_support import FULL, HOST, PORT, Opener
 
+from brokers.rabbitmq.rabbitmq_support import FULL, HOST, PORT, Opener
 from eventwire.core import headers as h
 from eventwire.core.errors import (
     ConfigurationError,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from redis_support import FAST, SHARED, scale
 
+from brokers.redis.redis_support import FAST, SHARED, scale
 from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h
 from eventwire.core.errors import (

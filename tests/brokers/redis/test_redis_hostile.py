@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 import redis.asyncio as aioredis
 from pydantic import BaseModel
-from redis_support import FAST, SHARED
 
+from brokers.redis.redis_support import FAST, SHARED
 from eventwire import App
 from eventwire.core import headers as h
 from eventwire.testing.app_runs import listed_dead_letters, serving, wait_until

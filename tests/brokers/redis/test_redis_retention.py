@@ -8,8 +8,8 @@ import logging
 
 import pytest
 import redis.asyncio as aioredis
-from redis_support import FAST, SHARED
 
+from brokers.redis.redis_support import FAST, SHARED
 from eventwire.brokers._support.retention import dropped_counts
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.message import Message

@@ -9,8 +9,8 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
-from redis_support import FAST, SHARED
 
+from brokers.redis.redis_support import FAST, SHARED
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.errors import PublishError
 from eventwire.core.message import Message, dead_letter_topic
