@@ -200,7 +200,7 @@ async def test_a_consumer_task_that_dies_is_restarted_counted_and_not_ready_mean
 
     async with app:
         dying = DyingBroker(app.broker, deaths=1)
-        app._broker = dying  # type: ignore[assignment]  # the app's own connection, wrapped
+        app._broker = dying  # the app's own connection, wrapped
         async with running(app):
             await app.publish("orders", {"order_id": "1"})
             await dying.died.wait()

@@ -188,7 +188,7 @@ def run_workers(root: Path, package: str, url: str, marks: str, copies: int) -> 
     return figures
 
 
-def read_dlq(root: Path, package: str, url: str) -> list[dict[str, str]]:
+def read_dlq(root: Path, package: str, url: str) -> list[dict[str, Any]]:
     letters = subprocess.run(
         [sys.executable, "-m", f"{package}.messaging.dead_letters", "--idle", "0.5"],
         cwd=root, env=_env(EVENTWIRE_BROKER_URL=url), capture_output=True, text=True,

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -216,7 +216,9 @@ def _records_below(bootstrap: str, topic: str, committed: dict[int, int]) -> lis
         deadline = time.monotonic() + 60
         while left and time.monotonic() < deadline:
             for record in consumer.consume(num_messages=500, timeout=0.5):
-                if record.error() is None and (record.offset() or 0) < wanted[record.partition()]:
+                # A record without an error always carries its partition.
+                partition = cast("int", record.partition())
+                if record.error() is None and (record.offset() or 0) < wanted[partition]:
                     found.append(Entry.model_validate_json(record.value() or b""))
                     left -= 1
         assert left == 0, f"{left} records below the committed offsets not read back"

@@ -29,7 +29,7 @@ async def test_slow_core_consumer_holds_at_most_prefetch() -> None:
         for _ in range(total):  # let the client's callback task run as far as it can
             await asyncio.sleep(0)
         held = len(sub._ready)  # type: ignore[attr-defined]
-        got = []
+        got: list[int] = []
         async with asyncio.timeout(20):
             while len(got) < total:
                 delivery = await anext(sub)

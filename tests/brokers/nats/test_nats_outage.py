@@ -66,6 +66,7 @@ async def test_reconnect_never_gives_up(
             started = time.monotonic()
             await until(lambda: failed_attempts(caplog) >= wanted, 180)
             outage = time.monotonic() - started
+            assert nc._current_server is not None  # nats-py keeps the server it is trying
             tries = nc._current_server.reconnects  # nats-py's own count of failed tries
             # Still trying: each try to the refusing proxy passes through CONNECTING (nats-py's
             # connect-init runs once the TCP handshake succeeds), between tries RECONNECTING.

@@ -20,7 +20,7 @@ from eventwire.core.errors import (
     MessageTooLargeError,
     PublishError,
 )
-from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
+from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 from eventwire.testing.spawn_nats import NatsServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats]
@@ -48,7 +48,7 @@ async def test_killed_consumer_with_50_unacked_redelivers_all_to_another_member(
             async with broker.subscribe(topic, group=group, prefetch=100) as sub:
                 worker.kill()  # no nak, no goodbye: only AckWait brings them back
                 await worker.wait()
-                got = []
+                got: list[Delivery] = []
                 async with asyncio.timeout(20):
                     while len(got) < 50:
                         delivery = await anext(sub)
@@ -90,7 +90,7 @@ async def test_poison_messages_are_dead_lettered_byte_identical(prefix: str) -> 
                     done.add(mid)
                     if len(done) == total:
                         break
-        dead = []
+        dead: list[Message] = []
         async with broker.subscribe(dead_letter_topic(topic), group=DEAD_LETTER_GROUP) as dlq:
             async with asyncio.timeout(30):
                 while len(dead) < len(poison):

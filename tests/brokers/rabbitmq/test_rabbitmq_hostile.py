@@ -442,7 +442,7 @@ async def test_dlq_list_command_shows_every_unreadable_letter_with_its_reason(
     cases = [c for c in hostile_cases() if c.expect.endswith(envelope.UNREADABLE)]
     dlq = names.group_queue(exchange, dead_letter_topic(topic), DEAD_LETTER_GROUP)
     async with broker.subscribe(topic, group="g") as sub:
-        pulling = asyncio.create_task(anext(sub))  # never returns: none of them is readable
+        pulling = asyncio.ensure_future(anext(sub))  # never returns: none of them is readable
         await _publish_raw(exchange, topic, cases)
         async with asyncio.timeout(30):
             while await _queued(dlq) < len(cases):
