@@ -174,7 +174,7 @@ async def test_retried_then_dead_lettered_message_shows_both_on_its_spans(
         return
     handlings = sorted(spans["process payments"], key=attempt_of)
     assert [attempt_of(s) for s in handlings] == [1, 2]
-    assert {s.attributes["messaging.message.id"] for s in handlings} == {letter.id}  # type: ignore[index]
+    assert {s.attributes["messaging.message.id"] for s in handlings} == {letter.id}  # type: ignore[index]  # a finished span's attributes are never None
     first, last = handlings
     assert all(parent_id(s) == span_id(publish) for s in handlings)
     assert [e.name for e in first.events] == ["exception", "retry"]
@@ -185,9 +185,9 @@ async def test_retried_then_dead_lettered_message_shows_both_on_its_spans(
         "eventwire.dead_letter.topic": f"{token}.payments.dlq",
         "eventwire.delivery.attempt": 2,
     }
-    assert last.events[0].attributes["exception.type"] == "RuntimeError"  # type: ignore[index]
+    assert last.events[0].attributes["exception.type"] == "RuntimeError"  # type: ignore[index]  # an exception event always has attributes
     assert last.status.status_code is StatusCode.ERROR
     assert last.status.description == f"dead-lettered: {REASON_MAX_ATTEMPTS}"
-    assert last.attributes["eventwire.settlement"] == "dead-letter"  # type: ignore[index]
+    assert last.attributes["eventwire.settlement"] == "dead-letter"  # type: ignore[index]  # a finished span's attributes are never None
     # The dead letter keeps the trace context of the publish that made the message.
     assert letter.headers["traceparent"].split("-")[2] == f"{span_id(publish):016x}"

@@ -226,7 +226,7 @@ async def test_concurrent_publishes_share_broker_calls_and_keep_their_own_errors
             await asyncio.sleep(0.001)  # a broker round trip
             await real(topic, *messages)
 
-        app.broker.publish = counting  # type: ignore[method-assign]
+        app.broker.publish = counting  # type: ignore[method-assign]  # patched on the instance to count the app's publishes
         # Message 250 has a header no broker may carry: only its own caller may fail.
         results = await asyncio.gather(
             *(

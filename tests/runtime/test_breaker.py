@@ -65,7 +65,7 @@ def test_opens_after_the_threshold_probes_once_and_doubles_its_wait() -> None:
 )
 def test_policy_refuses_nonsense(options: dict[str, float]) -> None:
     with pytest.raises(ConfigurationError):
-        BreakerPolicy(**options)  # type: ignore[arg-type]
+        BreakerPolicy(**options)  # type: ignore[arg-type]  # nonsense options on purpose
 
 
 class Order(pydantic.BaseModel):

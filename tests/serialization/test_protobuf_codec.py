@@ -104,7 +104,7 @@ async def test_payload_checks(file_registry: FileSchemaRegistry) -> None:
         orders_pb2.OrderPlaced(order_id="d")
     )
     with pytest.raises(ConfigurationError, match="not a generated Protobuf class"):
-        ProtobufCodec(dict, file_registry)  # type: ignore[arg-type]
+        ProtobufCodec(dict, file_registry)  # type: ignore[arg-type]  # not a protobuf class on purpose
     with pytest.raises(ConfigurationError, match="decodes into that class or dict"):
         codec.decoder_for(str)
 

@@ -81,7 +81,7 @@ async def created() -> AsyncIterator[list[KafkaBroker]]:
     try:
         yield brokers
     finally:
-        KafkaBroker._connect = connect  # type: ignore[method-assign]
+        KafkaBroker._connect = connect  # type: ignore[method-assign]  # restores the method patched above
         topics = sorted({t for b in brokers for t in b.created_topics})
         if topics:
             admin = open_broker(SHARED)

@@ -23,12 +23,12 @@ async def test_slow_core_consumer_holds_at_most_prefetch() -> None:
         broker.subscribe("core.slow", group="q", prefetch=prefetch) as sub,
     ):
         await pub.publish("core.slow", *(Message(body=str(i).encode()) for i in range(total)))
-        await pub.client.flush()  # type: ignore[attr-defined]
+        await pub.client.flush()  # type: ignore[attr-defined]  # NATS adapter's own nats-py client, not on the Broker protocol
         # Every message has reached the subscriber's client once its own PING is answered.
-        await broker.client.flush()  # type: ignore[attr-defined]
+        await broker.client.flush()  # type: ignore[attr-defined]  # NATS adapter's own nats-py client, not on the Broker protocol
         for _ in range(total):  # let the client's callback task run as far as it can
             await asyncio.sleep(0)
-        held = len(sub._ready)  # type: ignore[attr-defined]
+        held = len(sub._ready)  # type: ignore[attr-defined]  # the subscription's private ready queue
         got: list[int] = []
         async with asyncio.timeout(20):
             while len(got) < total:

@@ -163,7 +163,7 @@ async def test_bad_messages_fail_before_anything_is_sent(
             await broker.publish("rel.bad", good, message)  # the good one must not go either
         assert str(caught.value)
         await broker.publish("rel.bad", Message(body=b"marker"))  # the stream exists now
-        stream = broker.options.stream("rel.bad")  # type: ignore[attr-defined]
+        stream = broker.options.stream("rel.bad")  # type: ignore[attr-defined]  # NATS adapter's own options, not on the Broker protocol
         assert await stream_messages(SHARED, stream) == 1  # only the marker ever got there
 
 
@@ -242,7 +242,7 @@ async def test_stream_limits_from_the_url_reach_the_server(prefix: str) -> None:
     url = url_for(SHARED, prefix, max_bytes=4 * 1024 * 1024, max_age=600)
     async with open_broker(url) as broker:
         await broker.publish("rel.limits", Message(body=b"x"))
-        stream = broker.options.stream("rel.limits")  # type: ignore[attr-defined]
+        stream = broker.options.stream("rel.limits")  # type: ignore[attr-defined]  # NATS adapter's own options, not on the Broker protocol
     nc = await nats.connect(f"nats://{SHARED}")
     try:
         config = (await nc.jetstream().stream_info(stream)).config
@@ -266,6 +266,6 @@ async def test_listing_dead_letters_often_never_moves_them(prefix: str) -> None:
         for _ in range(4):  # list, leaving it in place
             async with broker.subscribe(dlq_topic, group=DEAD_LETTER_GROUP) as dlq:
                 attempts.append((await asyncio.wait_for(anext(dlq), 10)).attempt)
-        stream = broker.options.stream(dead_letter_topic(dlq_topic))  # type: ignore[attr-defined]
+        stream = broker.options.stream(dead_letter_topic(dlq_topic))  # type: ignore[attr-defined]  # NATS adapter's own options, not on the Broker protocol
     assert attempts[-1] > 2  # past max_deliver, still in the DLQ
     assert await stream_messages(SHARED, stream) == 0

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -62,9 +62,9 @@ async def _down(broker: RabbitMQBroker) -> bool:
     return not (await broker.health()).ok
 
 
-async def _collect(sub: object, seen: dict[str, float]) -> None:
+async def _collect(sub: AsyncIterator[Delivery], seen: dict[str, float]) -> None:
     loop = asyncio.get_running_loop()
-    async for delivery in sub:  # type: ignore[attr-defined]
+    async for delivery in sub:
         assert isinstance(delivery, Delivery)
         seen.setdefault(delivery.message.id, loop.time())
         await delivery.ack()

@@ -53,7 +53,7 @@ async def first(sub: AsyncIterator[Delivery], timeout: float = 10.0) -> Delivery
     [
         (Message(body=b"x", headers={"a": "line\r\nInjected: yes"}), InvalidHeaderError),
         (Message(body=b"x", headers={"a": "bad \udcff utf-8"}), InvalidHeaderError),
-        (Message(body=b"x", headers={"a": b"bytes"}), InvalidHeaderError),  # type: ignore[dict-item]
+        (Message(body=b"x", headers={"a": b"bytes"}), InvalidHeaderError),  # type: ignore[dict-item]  # a bytes header on purpose: it must be refused
         (Message(body=bytes(8 * 1024 * 1024 + 1)), MessageTooLargeError),
     ],
     ids=["crlf", "non-utf8", "bytes-value", "oversize"],

@@ -90,7 +90,7 @@ async def test_broadcast_delayed_nacks_leave_no_timers_behind(topic: str) -> Non
             assert delivery.attempt == attempt
             await delivery.nack(delay=0.001)
         await (await first(sub)).ack()
-        assert len(sub._timers) == 0  # type: ignore[attr-defined]
+        assert len(sub._timers) == 0  # type: ignore[attr-defined]  # the subscription's private timer set
 
 
 async def test_trimmed_entries_of_a_dead_member_leave_the_pel(
