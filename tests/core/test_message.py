@@ -60,14 +60,14 @@ def test_message_defaults_and_unique_ids() -> None:
 def test_message_copies_mutable_inputs() -> None:
     body = bytearray(b"abc")
     headers = {"a": "1"}
-    message = Message(body=body, headers=headers)  # type: ignore[arg-type]
+    message = Message(body=body, headers=headers)  # type: ignore[arg-type]  # a bytearray body on purpose: Message must copy it to bytes
     body[0] = ord("z")
     headers["a"] = "2"
     assert message.body == b"abc"
     assert isinstance(message.body, bytes)
     assert message.headers["a"] == "1"
     with pytest.raises(TypeError):
-        message.headers["b"] = "x"  # type: ignore[index]
+        message.headers["b"] = "x"  # type: ignore[index]  # the headers are read-only: the TypeError is the test
 
 
 def test_with_headers_merges_and_keeps_everything_else() -> None:
