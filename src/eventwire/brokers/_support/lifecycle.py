@@ -13,11 +13,12 @@ from eventwire.core import headers as h
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
 from eventwire.core.errors import ClosedError, ConfigurationError
+from eventwire.core.lifetime import ClosesOnExit
 from eventwire.core.message import DEAD_LETTER_SUFFIX, Delivery, Message
 from eventwire.core.url import BrokerURL
 
 
-class BrokerBase(ABC):
+class BrokerBase(ClosesOnExit, ABC):
     """Shared shell of an adapter: subclasses fill in ``_connect``, ``_publish``, ``_subscribe``.
 
     It validates every message before any is sent, makes ``connect``/``aclose`` idempotent and
@@ -123,14 +124,6 @@ class BrokerBase(ABC):
     async def __aenter__(self) -> Self:
         await self.connect()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "connected" if self._connected else "new"
