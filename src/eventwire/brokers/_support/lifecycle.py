@@ -75,6 +75,9 @@ class BrokerBase(ClosesOnExit, ABC):
             validate_topic(group, what="group")
         if prefetch < 1:
             raise ConfigurationError(f"prefetch must be at least 1, got {prefetch}")
+        # Checked here for every adapter; ``_subscribe`` may assume an open broker.
+        if self._closed:
+            raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
         inner = self._subscribe(topic, group, prefetch)
         if not self.replays_by_mark or topic.endswith(DEAD_LETTER_SUFFIX):
             # A dead letter of a replay keeps its marks; the DLQ readers must see all of them.
