@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from types import MappingProxyType
 
 import pytest
 
@@ -174,3 +176,23 @@ def test_repr_and_dead_letter_naming() -> None:
     assert repr(delivery) == ("<RecordingDelivery topic='orders' id='abc' attempt=3 settled=None>")
     assert dead_letter_topic("orders") == "orders.dlq"
     assert DEAD_LETTER_GROUP == "eventwire-dlq"
+
+
+def test_trusted_builds_the_same_message_as_the_constructor_and_sets_every_field() -> None:
+    headers = MappingProxyType({"a": "1"})
+    values = ("id-1", "k", headers, "text/plain", "c-1", "ca-1", 12.5)
+    built = Message(
+        body=b"x",
+        id=values[0],
+        key=values[1],
+        headers=headers,
+        content_type=values[3],
+        correlation_id=values[4],
+        causation_id=values[5],
+        timestamp=values[6],
+    )
+    assert Message.trusted(b"x", *values) == built
+    # A field added to Message must be added to trusted() too, or it is left unset.
+    trusted = Message.trusted(b"x", *values)
+    for f in dataclasses.fields(Message):
+        assert getattr(trusted, f.name) == getattr(built, f.name)
