@@ -1,4 +1,6 @@
-"""CLI layer: ``eventwire monitor``, a live terminal view of a running worker's figures.
+"""CLI layer: ``eventwire monitor``, a live terminal view of a running worker's figures
+(``--worker``), or of groups' backlogs read from the broker directly (``--broker``, see
+``monitor_broker``).
 
 It reads the worker's ``/metrics`` once a second (the same numbers Prometheus scrapes) and
 shows, per subscriber, the processed rate and totals, failures, retries, dead letters,
@@ -24,12 +26,24 @@ if TYPE_CHECKING:
     from eventwire.observability.scrape import WorkerSnapshot
 
 WorkerOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--worker",
         "-w",
         help="The worker's HTTP address (eventwire run --http-port), e.g. http://127.0.0.1:9000.",
     ),
+]
+BrokerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--broker",
+        "-b",
+        help="Read the backlog from this broker instead (needs --topic and --group).",
+    ),
+]
+TopicOption = Annotated[str | None, typer.Option("--topic", help="With --broker: the topic.")]
+GroupOption = Annotated[
+    list[str] | None, typer.Option("--group", "-g", help="With --broker: a group (repeatable).")
 ]
 
 
@@ -110,12 +124,29 @@ def _as_json(snapshot: WorkerSnapshot) -> str:
 
 
 def monitor(
-    worker: WorkerOption,
+    *,
+    worker: WorkerOption = None,
+    broker: BrokerOption = None,
+    topic: TopicOption = None,
+    group: GroupOption = None,
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes.")] = 1.0,
     once: Annotated[bool, typer.Option("--once", help="Print one table and exit.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one snapshot as JSON.")] = False,
 ) -> None:
-    """Watch a running worker: rates, totals, failures, retries, dead letters, lag."""
+    """Watch a running worker (rates, totals, failures, retries, dead letters, lag), or with
+    --broker the backlog of groups on a topic read from the broker itself."""
+    if (worker is None) == (broker is None):
+        raise CLIError("give one of --worker URL (a running worker) or --broker URL")
+    if broker is not None:
+        if topic is None or not group:
+            raise CLIError("--broker needs --topic TOPIC and at least one --group GROUP")
+        _monitor_broker(broker, topic, group, interval=interval, once=once, as_json=as_json)
+        return
+    assert worker is not None
+    _monitor_worker(worker, interval=interval, once=once, as_json=as_json)
+
+
+def _monitor_worker(worker: str, *, interval: float, once: bool, as_json: bool) -> None:
     from rich.console import Console
     from rich.live import Live
 
@@ -135,5 +166,46 @@ def monitor(
                 current = _snapshot(worker)
                 live.update(render(previous, current, worker), refresh=True)
                 previous = current
+    except KeyboardInterrupt:
+        return
+
+
+def _monitor_broker(
+    url: str, topic: str, groups: list[str], *, interval: float, once: bool, as_json: bool
+) -> None:
+    import asyncio
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from eventwire.cli import monitor_broker as mb
+    from eventwire.cli.resolve import broker_url
+
+    resolved = broker_url(url)
+    reader = mb.open_reader(resolved.url)
+    where = str(resolved.url)
+
+    async def watch() -> None:
+        try:
+            first = await mb.read_snapshot(reader, topic, groups)
+            if as_json:
+                typer.echo(json.dumps(mb.as_dict(first), indent=2))
+                return
+            console = Console()
+            if once:
+                console.print(mb.render(None, first, where))
+                return
+            previous = first
+            with Live(mb.render(None, first, where), console=console, auto_refresh=False) as live:
+                while True:
+                    await asyncio.sleep(interval)
+                    current = await mb.read_snapshot(reader, topic, groups)
+                    live.update(mb.render(previous, current, where), refresh=True)
+                    previous = current
+        finally:
+            await reader.aclose()
+
+    try:
+        asyncio.run(watch())
     except KeyboardInterrupt:
         return
