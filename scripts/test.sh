@@ -7,6 +7,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff check";   ruff check .
 echo "== ruff format";  ruff format --check .
 echo "== mypy";         mypy
+echo "== mypy tests";   mypy tests
 echo "== import contracts"; lint-imports
 echo "== pytest"
 set +e

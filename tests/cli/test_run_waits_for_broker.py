@@ -58,7 +58,7 @@ async def test_a_worker_started_before_its_broker_waits_and_then_processes_every
         async with NatsServer(port=port) as _server:
             async with open_broker(url) as broker:
                 # Ready once the group exists on the broker (the worker subscribed).
-                stream = broker.options.stream("early.jobs")  # type: ignore[attr-defined]
+                stream = broker.options.stream("early.jobs")  # type: ignore[attr-defined]  # NATS adapter's own options, not on the Broker protocol
                 async with asyncio.timeout(60):
                     while not await _has_consumer(broker, stream):
                         await asyncio.sleep(0.1)
@@ -84,7 +84,7 @@ async def test_a_worker_started_before_its_broker_waits_and_then_processes_every
 
 
 async def _has_consumer(broker: object, stream: str) -> bool:
-    js = broker._js  # type: ignore[attr-defined]
+    js = broker._js  # type: ignore[attr-defined]  # NATS adapter's private JetStream context
     try:
         return bool(await js.consumers_info(stream))
     except Exception:

@@ -30,7 +30,7 @@ class NatsHarness(Harness):
         self.stream_prefix = f"EWT{uuid.uuid4().hex[:8]}_"
         self.supports_restart = server is not None
         host, port = hostport.split(":")
-        self.upstream = (host, int(port))
+        self.upstream: tuple[str, int] = (host, int(port))
         self._url = f"{scheme}://{hostport}?{OPTIONS}&stream_prefix={self.stream_prefix}"
 
     async def open(self) -> Broker:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from _kafka_harness import SharedKafkaHarness, private_kafka
 
+from conformance._kafka_harness import SharedKafkaHarness, private_kafka
 from eventwire.brokers.kafka.broker import KafkaBroker
 from eventwire.testing.conformance import ConformanceSuite, Harness
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from _nats_harness import NatsHarness, harness_for
 
+from conformance._nats_harness import NatsHarness, harness_for
 from eventwire.testing.conformance import ConformanceSuite, Harness
 
 pytestmark = [pytest.mark.conformance, pytest.mark.integration, pytest.mark.nats]

@@ -45,7 +45,7 @@ def test_ordinary_headers_pass() -> None:
 )
 def test_bad_headers_refused(headers: dict[object, object]) -> None:
     with pytest.raises(InvalidHeaderError) as info:
-        validate_headers(headers)  # type: ignore[arg-type]
+        validate_headers(headers)  # type: ignore[arg-type]  # ill-typed headers on purpose
     assert isinstance(info.value, MessageError)
 
 

@@ -105,3 +105,12 @@ def test_prefetch_must_be_positive() -> None:
 def test_portable_names_pass() -> None:
     for name in ("orders", "orders.v1", "a-b_c.D9", "x" * 200):
         validate_topic(name)
+
+
+async def test_subscribing_after_close_is_refused_by_the_base_for_every_adapter() -> None:
+    broker = RecordingBroker()
+    await broker.connect()
+    await broker.aclose()
+    # subscribe() itself raises, before the adapter's _subscribe is reached.
+    with pytest.raises(ClosedError, match="cannot subscribe to 't'"):
+        broker.subscribe("t")

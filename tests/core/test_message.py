@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from types import MappingProxyType
 
 import pytest
 
@@ -60,14 +62,14 @@ def test_message_defaults_and_unique_ids() -> None:
 def test_message_copies_mutable_inputs() -> None:
     body = bytearray(b"abc")
     headers = {"a": "1"}
-    message = Message(body=body, headers=headers)  # type: ignore[arg-type]
+    message = Message(body=body, headers=headers)  # type: ignore[arg-type]  # a bytearray body on purpose: Message must copy it to bytes
     body[0] = ord("z")
     headers["a"] = "2"
     assert message.body == b"abc"
     assert isinstance(message.body, bytes)
     assert message.headers["a"] == "1"
     with pytest.raises(TypeError):
-        message.headers["b"] = "x"  # type: ignore[index]
+        message.headers["b"] = "x"  # type: ignore[index]  # the headers are read-only: the TypeError is the test
 
 
 def test_with_headers_merges_and_keeps_everything_else() -> None:
@@ -174,3 +176,23 @@ def test_repr_and_dead_letter_naming() -> None:
     assert repr(delivery) == ("<RecordingDelivery topic='orders' id='abc' attempt=3 settled=None>")
     assert dead_letter_topic("orders") == "orders.dlq"
     assert DEAD_LETTER_GROUP == "eventwire-dlq"
+
+
+def test_trusted_builds_the_same_message_as_the_constructor_and_sets_every_field() -> None:
+    headers = MappingProxyType({"a": "1"})
+    values = ("id-1", "k", headers, "text/plain", "c-1", "ca-1", 12.5)
+    built = Message(
+        body=b"x",
+        id=values[0],
+        key=values[1],
+        headers=headers,
+        content_type=values[3],
+        correlation_id=values[4],
+        causation_id=values[5],
+        timestamp=values[6],
+    )
+    assert Message.trusted(b"x", *values) == built
+    # A field added to Message must be added to trusted() too, or it is left unset.
+    trusted = Message.trusted(b"x", *values)
+    for f in dataclasses.fields(Message):
+        assert getattr(trusted, f.name) == getattr(built, f.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from eventwire.core.errors import ConfigurationError
-from eventwire.core.url import REDACTED, BrokerURL, redact
+from eventwire.core.url import REDACTED, BrokerURL, mask, redact
 
 SECRET = "s3cr3t-p4ss"
 
@@ -62,3 +62,16 @@ def test_redact_is_safe_on_anything() -> None:
     assert redact("x://u@h") == "x://u@h"
     assert redact(f"user:{SECRET}@host:1") == f"user:{REDACTED}@host:1"
     assert redact("someone@example.com") == "someone@example.com"
+
+
+def test_scrub_masks_this_urls_password_and_any_url_credentials() -> None:
+    url = BrokerURL.parse("redis://app:Canary-9@h:6379/0")
+    assert url.scrub("auth failed with Canary-9") == f"auth failed with {REDACTED}"
+    assert "Canary-9" not in url.scrub("redis://app:Canary-9@h:6379/0")
+    assert BrokerURL.parse("memory://").scrub("nothing secret") == "nothing secret"
+
+
+def test_mask_replaces_a_secret_only_when_there_is_one() -> None:
+    assert mask("pw s3cret here", "s3cret") == f"pw {REDACTED} here"
+    assert mask("pw s3cret here", None) == "pw s3cret here"
+    assert mask("pw s3cret here", "") == "pw s3cret here"

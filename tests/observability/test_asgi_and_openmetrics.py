@@ -85,7 +85,9 @@ async def test_openmetrics_on_request_on_both_servers(tmp_path: Path) -> None:
         ):
             assert kind.startswith("application/openmetrics-text; version=1.0.0")
             assert text.endswith("# EOF\n")
-            families = {f.name: f for f in text_string_to_metric_families(text)}
+            # prometheus_client's OpenMetrics parser is the one module of it left unannotated.
+            parsed = text_string_to_metric_families(text)  # type: ignore[no-untyped-call]
+            families = {f.name: f for f in parsed}
             processed = families["eventwire_messages_processed"]
             assert processed.type == "counter"
             assert [s.value for s in processed.samples if s.name.endswith("_total")] == [1.0]

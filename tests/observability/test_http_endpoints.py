@@ -92,7 +92,7 @@ async def test_a_silent_or_garbled_client_does_not_stop_the_server() -> None:
 
         return Health(ok=True, detail="fine")
 
-    probes = Probes(metrics=lambda: (b"", "text/plain"), health=healthy, ready=lambda: True)
+    probes = Probes(metrics=lambda _accept: (b"", "text/plain"), health=healthy, ready=lambda: True)
     async with OpsServer(probes, port=free_port()) as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(b"garbage\r\n\r\n")

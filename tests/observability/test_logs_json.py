@@ -119,8 +119,8 @@ async def test_the_runtimes_retry_and_dead_letter_lines_carry_correlation_and_ca
     lines = [r for r in caplog.records if getattr(r, "topic", None) == "second"]
     assert [r.levelname for r in lines] == ["WARNING", "ERROR"]  # retry, then dead letter
     for record in lines:
-        assert record.correlation_id == "req-7"  # type: ignore[attr-defined]
-        assert record.causation_id == sent.id  # type: ignore[attr-defined]
+        assert record.correlation_id == "req-7"  # type: ignore[attr-defined]  # set on the record by eventwire's log context, unknown to LogRecord
+        assert record.causation_id == sent.id  # type: ignore[attr-defined]  # set on the record by eventwire's log context, unknown to LogRecord
         assert f"causation_id={sent.id}" in record.getMessage()
 
 
@@ -212,7 +212,7 @@ async def test_a_processing_bug_line_carries_the_message_ids(
                 await wait_until(lambda: delivery.settled is not None)
                 await dispatcher.drain(1.0)
     (record,) = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
-    assert (record.correlation_id, record.causation_id, record.message_id) == (  # type: ignore[attr-defined]
+    assert (record.correlation_id, record.causation_id, record.message_id) == (  # type: ignore[attr-defined]  # set on the record by eventwire's log context
         "req-bug",
         "m-0",
         sent.id,

@@ -6,7 +6,7 @@ dead-lettered message shows both on its spans. What a run creates on a server is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -46,7 +46,13 @@ def parent_id(span: ReadableSpan) -> int | None:
 
 def span_id(span: ReadableSpan) -> int:
     assert span.context is not None
-    return span.context.span_id
+    return cast("int", span.context.span_id)  # opentelemetry types SpanContext's fields as Any
+
+
+def attempt_of(span: ReadableSpan) -> int:
+    """The delivery attempt eventwire records on every handling span."""
+    assert span.attributes is not None
+    return cast("int", span.attributes["eventwire.delivery.attempt"])
 
 
 @on_profiles(*EVERY_PROFILE)
@@ -64,7 +70,7 @@ async def test_a_to_b_to_c_is_one_trace_and_one_correlation_id(
     # One trace: every span of the run shares the first publish's trace id.
     everything = [s for group in spans.values() for s in group]
     assert {s.context.trace_id for s in everything if s.context} == {
-        spans[f"publish {t0}"][0].context.trace_id  # type: ignore[union-attr]
+        spans[f"publish {t0}"][0].context.trace_id
     }
     assert sorted(spans) == sorted(
         f"{op} {t}" for op in ("publish", "process") for t in (t0, t1, t2)
@@ -83,7 +89,7 @@ async def test_a_to_b_to_c_is_one_trace_and_one_correlation_id(
     # B's first attempt failed and was retried: on its span. Redelivered, the second
     # attempt is a handling span of its own; retried in place, it is the same one.
     assert chain.attempts_in_b == [1, 2]
-    attempts = {s.attributes["eventwire.delivery.attempt"]: s for s in procs1}  # type: ignore[index]
+    attempts = {attempt_of(s): s for s in procs1}
     first = attempts[1]
     assert [e.name for e in first.events] == ["exception", "retry"]
     assert first.events[1].attributes == {
@@ -144,7 +150,7 @@ async def test_a_to_b_to_c_is_one_trace_and_one_correlation_id(
     assert {line["correlation_id"] for line in about} == {f"req-{token}"}
     causes = {line["message_id"]: line["causation_id"] for line in about}
     assert causes == {request.id: None, order.id: request.id, invoice.id: order.id}
-    assert {line["trace_id"] for line in about} == {f"{pub0.context.trace_id:032x}"}  # type: ignore[union-attr]
+    assert {line["trace_id"] for line in about} == {f"{pub0.context.trace_id:032x}"}
 
 
 @on_profiles(*WITH_DEAD_LETTERS)
@@ -166,11 +172,9 @@ async def test_retried_then_dead_lettered_message_shows_both_on_its_spans(
         assert handling.status.description == f"dead-lettered: {REASON_MAX_ATTEMPTS}"
         assert letter.headers["traceparent"].split("-")[2] == f"{span_id(publish):016x}"
         return
-    handlings = sorted(
-        spans["process payments"], key=lambda s: s.attributes["eventwire.delivery.attempt"]
-    )  # type: ignore[index]
-    assert [s.attributes["eventwire.delivery.attempt"] for s in handlings] == [1, 2]  # type: ignore[index]
-    assert {s.attributes["messaging.message.id"] for s in handlings} == {letter.id}  # type: ignore[index]
+    handlings = sorted(spans["process payments"], key=attempt_of)
+    assert [attempt_of(s) for s in handlings] == [1, 2]
+    assert {s.attributes["messaging.message.id"] for s in handlings} == {letter.id}  # type: ignore[index]  # a finished span's attributes are never None
     first, last = handlings
     assert all(parent_id(s) == span_id(publish) for s in handlings)
     assert [e.name for e in first.events] == ["exception", "retry"]
@@ -181,9 +185,9 @@ async def test_retried_then_dead_lettered_message_shows_both_on_its_spans(
         "eventwire.dead_letter.topic": f"{token}.payments.dlq",
         "eventwire.delivery.attempt": 2,
     }
-    assert last.events[0].attributes["exception.type"] == "RuntimeError"  # type: ignore[index]
+    assert last.events[0].attributes["exception.type"] == "RuntimeError"  # type: ignore[index]  # an exception event always has attributes
     assert last.status.status_code is StatusCode.ERROR
     assert last.status.description == f"dead-lettered: {REASON_MAX_ATTEMPTS}"
-    assert last.attributes["eventwire.settlement"] == "dead-letter"  # type: ignore[index]
+    assert last.attributes["eventwire.settlement"] == "dead-letter"  # type: ignore[index]  # a finished span's attributes are never None
     # The dead letter keeps the trace context of the publish that made the message.
     assert letter.headers["traceparent"].split("-")[2] == f"{span_id(publish):016x}"

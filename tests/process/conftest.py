@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from proc_rig import Rig, make_rig
+
+from process.proc_rig import Rig, make_rig
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from proc_rig import Rig, make_rig, scale, wait_until
+
+from process.proc_rig import Rig, make_rig, scale, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,11 @@ def _kill_at_random_moment(rig: Rig, total: int, *, effect: str) -> tuple[int, i
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     rig.publish(total)
-    env = {"PROC_CONCURRENCY": concurrency, "PROC_IDEMPOTENT": 1, "PROC_EFFECT": effect}
+    env: dict[str, str | int | float] = {
+        "PROC_CONCURRENCY": concurrency,
+        "PROC_IDEMPOTENT": 1,
+        "PROC_EFFECT": effect,
+    }
     first = rig.start_worker(**env, PROC_DELAY=0.002)
     threshold = int(total * rng.uniform(0.1, 0.6))
     wait_until(lambda: rig.effects()[0] >= threshold, 120, f"{threshold} side effects")
@@ -100,8 +105,10 @@ def test_sigkill_at_each_statement_after_the_effect_repeats_nothing(tmp_path: Pa
         seconds = {k: rig.start_worker(PROC_CONCURRENCY=1) for k, rig in rigs.items()}
         outcome: dict[int, tuple[int, int, int]] = {}
         for k, rig in rigs.items():
-            wait_until(lambda r=rig: r.effects()[0] == 1, 60, f"k={k}: the side effect")
-            wait_until(lambda r=rig: r.unsettled() == 0, 60, f"k={k}: the message settled")
+            # mypy cannot infer a lambda with a default argument (python/mypy#15459); the
+            # default binds this iteration's rig.
+            wait_until(lambda r=rig: r.effects()[0] == 1, 60, f"k={k}: the side effect")  # type: ignore[misc]
+            wait_until(lambda r=rig: r.unsettled() == 0, 60, f"k={k}: the message settled")  # type: ignore[misc]
             assert rig.stop(seconds[k])[0] == 0, rig.log(seconds[k])
             suppressed = rig.stats().get("duplicates_suppressed", 0)
             outcome[k] = (*rig.effects(), suppressed)
@@ -118,7 +125,11 @@ def test_sigkill_at_each_statement_after_the_effect_repeats_nothing(tmp_path: Pa
 def test_sigkill_without_idempotency_still_loses_nothing(rig: Rig) -> None:
     total = scale(500, 2_000)
     rig.publish(total)
-    plain = {"PROC_CONCURRENCY": 8, "PROC_IDEMPOTENT": 0, "PROC_EFFECT": "plain"}
+    plain: dict[str, str | int | float] = {
+        "PROC_CONCURRENCY": 8,
+        "PROC_IDEMPOTENT": 0,
+        "PROC_EFFECT": "plain",
+    }
     first = rig.start_worker(**plain, PROC_HANG_AFTER=total // 4)
     # The kill lands while the worker holds leased messages, all its handlers stuck.
     wait_until(lambda: rig.count("hung") >= 8, 120, "the first worker to fill up")

@@ -52,4 +52,4 @@ def test_jitter_spreads_delays() -> None:
 )
 def test_invalid_policies_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigurationError):
-        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]  # invalid policies on purpose

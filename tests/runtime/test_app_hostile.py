@@ -249,7 +249,7 @@ async def _headers_scenario(cases: list[tuple[_HeaderCase, bytes | None]]) -> No
         else:
             assert tag != "bad", f"processed a row with bad headers: {raw!r}"
             if tag == "good":
-                assert processed[message_id] == json.loads(raw)  # type: ignore[arg-type]
+                assert processed[message_id] == json.loads(raw)  # type: ignore[arg-type]  # the case table's raw rows are typed object; good ones are JSON text
 
 
 @settings(

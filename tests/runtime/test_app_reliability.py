@@ -19,6 +19,7 @@ from eventwire.reliability.retry import RetryPolicy
 from eventwire.runtime.app import App
 from eventwire.runtime.context import Context
 from eventwire.runtime.handling import Timing
+from eventwire.runtime.subscriber import AckMode
 
 from .helpers import memory_url, read_dlq, running, wait_until
 
@@ -30,14 +31,14 @@ class Order(pydantic.BaseModel):
 
 
 @pytest.mark.parametrize("ack", ["after", "before"])
-async def test_ack_mode_decides_what_an_interrupted_handler_leaves(ack: str) -> None:
+async def test_ack_mode_decides_what_an_interrupted_handler_leaves(ack: AckMode) -> None:
     """ack=after: a handler cut off by shutdown leaves its message for the next run;
     ack=before: the message was acked before the handler ran, so it is gone (at-most-once)."""
     url = memory_url()
     first = App(url, shutdown_timeout=0.05)
     entered = asyncio.Event()
 
-    @first.subscriber("jobs", group="workers", ack=ack)  # type: ignore[arg-type]
+    @first.subscriber("jobs", group="workers", ack=ack)
     async def stuck(order: Order) -> None:
         entered.set()
         await asyncio.Event().wait()
@@ -130,7 +131,7 @@ async def test_without_delayed_redelivery_retries_happen_in_place() -> None:
     async with app:
         broker = app.broker
         caps = replace(broker.profile.capabilities, delayed_redelivery=Support.NONE)
-        broker._profile = replace(broker.profile, capabilities=caps)  # type: ignore[attr-defined]
+        broker._profile = replace(broker.profile, capabilities=caps)  # type: ignore[attr-defined]  # a private field: the test takes delayed redelivery away from this broker
         async with running(app):
             sent = await app.publish("orders", Order(order_id="1"))
             await wait_until(lambda: app.stats.processed == 1)

@@ -200,7 +200,7 @@ async def test_a_consumer_task_that_dies_is_restarted_counted_and_not_ready_mean
 
     async with app:
         dying = DyingBroker(app.broker, deaths=1)
-        app._broker = dying  # type: ignore[assignment]  # the app's own connection, wrapped
+        app._broker = dying  # the app's own connection, wrapped
         async with running(app):
             await app.publish("orders", {"order_id": "1"})
             await dying.died.wait()
@@ -226,7 +226,7 @@ async def test_concurrent_publishes_share_broker_calls_and_keep_their_own_errors
             await asyncio.sleep(0.001)  # a broker round trip
             await real(topic, *messages)
 
-        app.broker.publish = counting  # type: ignore[method-assign]
+        app.broker.publish = counting  # type: ignore[method-assign]  # patched on the instance to count the app's publishes
         # Message 250 has a header no broker may carry: only its own caller may fail.
         results = await asyncio.gather(
             *(

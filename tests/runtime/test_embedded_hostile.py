@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,7 +120,7 @@ async def _scenario(
     kind: str,
     url: str,
     cases: dict[str, Case],
-    inject: Callable[[App, list[Message]], object],
+    inject: Callable[[App, list[Message]], Awaitable[None] | None],
     unsettled: Callable[[], int],
 ) -> None:
     """Run the worker over ``cases`` between good messages; ``unsettled()`` counts, once the
@@ -130,14 +130,14 @@ async def _scenario(
     async with serving(app) as task:
         sequence, n = interleave(
             (
-                Message(body=c.body, id=f"hostile-{i}", **({"content_type": JSON} | c.message))  # type: ignore[arg-type]
+                Message(body=c.body, id=f"hostile-{i}", **({"content_type": JSON} | c.message))  # type: ignore[arg-type]  # each case's extra Message fields, typed loosely in the case table
                 for i, c in enumerate(cases.values())
             ),
             lambda g: Message(body=_job(g), id=f"good-{g}", content_type=JSON),
         )
         outcome = inject(app, sequence)
         if outcome is not None:
-            await outcome  # type: ignore[misc]
+            await outcome
         rejected = sum(1 for c in cases.values() if c.expect != "processed")
         # Unreadable rows are dead-lettered by the adapter, the rest by the runtime: the
         # listing below waits for both.

@@ -34,9 +34,9 @@ def submit(dispatcher: Dispatcher, key: str | None, job: Job) -> None:
     dispatcher.submit(key, job.step, job.delivery, None)
 
 
-async def wait_for(predicate: object, deadline: float = 5.0) -> None:
+async def wait_for(predicate: Callable[[], object], deadline: float = 5.0) -> None:
     async with asyncio.timeout(deadline):
-        while not predicate():  # type: ignore[operator]
+        while not predicate():
             await asyncio.sleep(0)
 
 

@@ -9,6 +9,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pydantic
 import pytest
@@ -22,6 +23,9 @@ from eventwire.serialization.registry_file import FileSchemaRegistry
 from eventwire.serialization.registry_http import HTTPSchemaRegistry
 
 from .conftest import unique
+
+if TYPE_CHECKING:
+    from eventwire.core.message import Message
 
 
 class Status(enum.Enum):
@@ -215,7 +219,7 @@ def test_bad_schemas_are_configuration_errors(tmp_path: Path) -> None:
         AvroCodec(Odd, registry)
 
 
-def _msg(body: bytes):  # type: ignore[no-untyped-def]
+def _msg(body: bytes) -> Message:
     from eventwire.core.message import Message
 
     return Message(body=body)

@@ -8,7 +8,7 @@ import contextlib
 import json
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -160,7 +160,7 @@ async def scripted(
         await server.wait_closed()
 
 
-def no_sleep() -> Callable[[float], object]:
+def no_sleep() -> Callable[[float], Awaitable[None]]:
     async def sleep(_: float) -> None:
         return None
 
@@ -173,7 +173,7 @@ async def test_5xx_and_429_are_retried_then_succeed() -> None:
 
     async with (
         scripted(answer) as (url, seen),
-        HTTPSchemaRegistry(url, sleep=no_sleep(), retries=3) as client,  # type: ignore[arg-type]
+        HTTPSchemaRegistry(url, sleep=no_sleep(), retries=3) as client,
     ):
         assert await client.register("s", V1) == 41
     assert len(seen) == 3
@@ -182,7 +182,7 @@ async def test_5xx_and_429_are_retried_then_succeed() -> None:
 async def test_persistent_failure_is_transient_error_after_retries() -> None:
     async with (
         scripted(lambda n, h: (500, b'{"message": "boom"}')) as (url, seen),
-        HTTPSchemaRegistry(url, sleep=no_sleep(), retries=2) as client,  # type: ignore[arg-type]
+        HTTPSchemaRegistry(url, sleep=no_sleep(), retries=2) as client,
     ):
         with pytest.raises(RegistryUnavailableError, match="after 3 tries"):
             await client.schema_by_id(1)
@@ -233,7 +233,7 @@ async def test_bearer_token_and_refused_credentials() -> None:
 
 async def test_errors_never_carry_the_password() -> None:
     url = "http://user:hunter2@127.0.0.1:9/apis"  # discard port: refused
-    client = HTTPSchemaRegistry(url, sleep=no_sleep(), retries=0, timeout=0.5)  # type: ignore[arg-type]
+    client = HTTPSchemaRegistry(url, sleep=no_sleep(), retries=0, timeout=0.5)
     async with client:
         with pytest.raises(RegistryUnavailableError) as err:
             await client.subjects()
@@ -272,7 +272,7 @@ async def test_tls_with_a_private_ca(tls_files: tuple[Path, Path]) -> None:
         https = url.replace("http://", "https://")
         async with HTTPSchemaRegistry(https, verify=str(cert)) as client:
             assert await client.subjects() == ["tls-subject"]
-        untrusted = HTTPSchemaRegistry(https, sleep=no_sleep(), retries=0)  # type: ignore[arg-type]
+        untrusted = HTTPSchemaRegistry(https, sleep=no_sleep(), retries=0)
         async with untrusted:
             with pytest.raises(RegistryUnavailableError, match="ConnectError"):
                 await untrusted.subjects()

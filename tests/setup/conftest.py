@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 import pytest
-from setup_helpers import (
+
+from setup.setup_helpers import (
     Generated,
     Outcome,
     clean_env,

@@ -9,11 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
-from setup_helpers import assert_one_line_error
 from typer.testing import CliRunner
 
 from eventwire.cli.main import app
 from eventwire.setup.manifest import MANIFEST_NAME
+from setup.setup_helpers import assert_one_line_error
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "requirements"
 runner = CliRunner()

@@ -28,17 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from setup_helpers import (
-    kafka_groups_settled,
-    purge,
-    purge_postgres_marks,
-    rabbitmq_queue_names,
-)
 
 from eventwire.setup import scaffold
 from eventwire.setup.choices import broker_named
 from eventwire.setup.traits import traits_of
 from eventwire.testing.spawn import free_port
+from setup.setup_helpers import (
+    kafka_groups_settled,
+    purge,
+    purge_postgres_marks,
+    rabbitmq_queue_names,
+)
 
 COUNT = 1000 if os.environ.get("EVENTWIRE_TEST_SCALE") == "full" else 200
 WORKERS = 2
@@ -165,7 +165,14 @@ def run_workers(root: Path, package: str, url: str, marks: str, copies: int) -> 
             f = _figures(ports)
             return f["processed"] + f["dead_lettered"] + f["duplicates_suppressed"] >= expected
 
-        _until(handled, 150, f"{expected} messages handled")
+        try:
+            _until(handled, 150, f"{expected} messages handled")
+        except AssertionError as exc:  # say what each worker saw: the next failure explains itself
+            tails = "\n".join(
+                f"--- worker {i} log (last 3,000 characters):\n{path.read_text()[-3000:]}"
+                for i, path in enumerate(log_paths)
+            )
+            raise AssertionError(f"{exc}; figures {_figures(ports)}\n{tails}") from None
         elapsed = time.perf_counter() - started
         figures: dict[str, Any] = _figures(ports)
         figures["seconds"] = round(elapsed, 2)
@@ -188,7 +195,7 @@ def run_workers(root: Path, package: str, url: str, marks: str, copies: int) -> 
     return figures
 
 
-def read_dlq(root: Path, package: str, url: str) -> list[dict[str, str]]:
+def read_dlq(root: Path, package: str, url: str) -> list[dict[str, Any]]:
     letters = subprocess.run(
         [sys.executable, "-m", f"{package}.messaging.dead_letters", "--idle", "0.5"],
         cwd=root, env=_env(EVENTWIRE_BROKER_URL=url), capture_output=True, text=True,

@@ -21,7 +21,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from setup_helpers import (
+from typer.testing import CliRunner
+
+from eventwire.cli.main import app
+from eventwire.setup import scaffold
+from eventwire.setup.choices import Pattern
+from setup.setup_helpers import (
     PROFILES,
     Outcome,
     assert_one_line_error,
@@ -30,11 +35,6 @@ from setup_helpers import (
     run_parallel,
     tool,
 )
-from typer.testing import CliRunner
-
-from eventwire.cli.main import app
-from eventwire.setup import scaffold
-from eventwire.setup.choices import Pattern
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from setup_helpers import clean_env, purge, rabbitmq_queue_names
 
 from eventwire.setup import scaffold
 from eventwire.testing.services import service_url
 from eventwire.testing.spawn import free_port
+from setup.setup_helpers import clean_env, purge, rabbitmq_queue_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.registry, pytest.mark.timeout(300)]
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from setup_helpers import ALL_GENERATED, Generated, Outcome, tool
+
+from setup.setup_helpers import ALL_GENERATED, Generated, Outcome, tool
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from setup_helpers import assert_one_line_error
 from typer.testing import CliRunner
 
 from eventwire.cli.main import app
 from eventwire.setup.manifest import MANIFEST_NAME
+from setup.setup_helpers import assert_one_line_error
 
 runner = CliRunner()
 

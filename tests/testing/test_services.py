@@ -106,7 +106,7 @@ def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) ->
 
     dash_first = uuid.UUID(bytes=b"\xf8" + bytes(15))  # base64 of 0xf8... starts with "-"
     draws = iter([dash_first, uuid.UUID(int=1)])
-    monkeypatch.setattr(spawn_kafka.uuid, "uuid4", lambda: next(draws))
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
     cluster_id = spawn_kafka.new_cluster_id()
     assert not cluster_id.startswith("-")
     assert len(cluster_id) == 22

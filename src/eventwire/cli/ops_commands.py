@@ -7,7 +7,7 @@ import logging
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Protocol
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,18 +24,8 @@ BROKER_HELP = (
 BrokerOption = Annotated[str | None, typer.Option("--broker", "-b", help=BROKER_HELP)]
 _ONLY_EVENTWIRE = logging.Filter("eventwire")
 
-
-class _Servable(Protocol):
-    def serve(
-        self,
-        broker_url: str | None = None,
-        concurrency: int | None = None,
-        install_signal_handlers: bool = True,
-        http_port: int | None = None,
-        http_host: str = ...,
-        *,
-        loop: LoopName = ...,
-    ) -> int: ...
+if TYPE_CHECKING:  # typing only: the runtime loads inside the command
+    from eventwire.runtime.app import App
 
 
 def _configure_logging() -> None:
@@ -153,7 +143,7 @@ def run(
         from eventwire.cli.broker_wait import wait_until_reachable
 
         asyncio.run(wait_until_reachable(resolved, wait_for_broker))
-    servable: _Servable = app  # type: ignore[assignment]  # load_app checked for .serve
+    servable: App = app  # type: ignore[assignment]  # load_app checked for .serve
     code = servable.serve(
         broker_url=resolved.url.secret(),
         concurrency=concurrency,

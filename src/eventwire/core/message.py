@@ -48,6 +48,34 @@ class Message:
         if not isinstance(self.headers, MappingProxyType):
             object.__setattr__(self, "headers", _frozen(self.headers))
 
+    @classmethod
+    def trusted(  # noqa: PLR0917 - positional on purpose: the per-delivery hot path
+        cls,
+        body: bytes,
+        message_id: str,
+        key: str | None,
+        headers: Mapping[str, str],
+        content_type: str,
+        correlation_id: str | None,
+        causation_id: str | None,
+        timestamp: float,
+    ) -> Message:
+        """A Message from values that already have their final types (a ``bytes`` body,
+        read-only ``headers``), without running ``__init__``: on an adapter's per-delivery
+        path the constructor costs about as much as the rest of the decoding. The caller
+        vouches for the types; written here, beside the fields, so the two cannot drift."""
+        message = object.__new__(cls)
+        _set = object.__setattr__
+        _set(message, "body", body)
+        _set(message, "id", message_id)
+        _set(message, "key", key)
+        _set(message, "headers", headers)
+        _set(message, "content_type", content_type)
+        _set(message, "correlation_id", correlation_id)
+        _set(message, "causation_id", causation_id)
+        _set(message, "timestamp", timestamp)
+        return message
+
     def with_headers(self, **extra: str) -> Message:
         """A copy with ``extra`` headers merged over the existing ones."""
         return replace(self, headers={**self.headers, **extra})

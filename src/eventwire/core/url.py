@@ -56,6 +56,11 @@ class BrokerURL:
         """The full URL with credentials, for handing to a client library."""
         return self._raw
 
+    def scrub(self, text: str) -> str:
+        """``text`` (a client's message, say) with any URL credentials in it and this URL's
+        password masked: what every adapter shows of a client error."""
+        return mask(redact(text), self.password)
+
     def __str__(self) -> str:
         return redact(self._raw)
 
@@ -66,6 +71,11 @@ class BrokerURL:
 def _clean(exc: Exception) -> str:
     # urllib's messages can quote the netloc, which holds the password.
     return "invalid port" if "port" in str(exc).lower() else "cannot parse"
+
+
+def mask(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` (if there is one) replaced by ``***``."""
+    return text.replace(secret, REDACTED) if secret else text
 
 
 def redact(raw: str) -> str:

@@ -16,11 +16,11 @@ import contextlib
 import errno
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final, Self, TypeAlias
 
 from eventwire.core.contract import Health
 from eventwire.core.errors import ConfigurationError
+from eventwire.core.lifetime import ClosesOnExit
 from eventwire.observability.logs import get_logger
 
 DEFAULT_HOST: Final = "127.0.0.1"
@@ -53,7 +53,7 @@ class Probes:
     not_ready_reason: Callable[[], str] | None = None
 
 
-class OpsServer:
+class OpsServer(ClosesOnExit):
     """``async with OpsServer(probes, port=9000):`` serves the endpoints until the block ends.
 
     ``port=0`` picks a free port (read it back from ``port``). A port already in use raises
@@ -97,14 +97,6 @@ class OpsServer:
     async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -17,12 +17,12 @@ import asyncio
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Self, cast
 
 from eventwire.core.contract import Broker
 from eventwire.core.errors import ConfigurationError
 from eventwire.core.lag import LagReader
+from eventwire.core.lifetime import ClosesOnExit
 from eventwire.observability.counters import SubscriberMetrics
 from eventwire.observability.logs import get_logger
 from eventwire.observability.periodic import Periodic
@@ -62,7 +62,7 @@ def open_lag_reader(broker: Broker) -> LagReader | None:
     return opener(broker)
 
 
-class LagWatch:
+class LagWatch(ClosesOnExit):
     """``async with LagWatch(reader, subscribers, policy):`` keeps their backlogs fresh."""
 
     def __init__(
@@ -118,11 +118,3 @@ class LagWatch:
                 await self._reader.aclose()
         except Exception:  # noqa: BLE001 - closing must not fail the app's shutdown
             _log.warning("closing the lag reader failed", exc_info=True)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
 from typing import Any, Self
 
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.contract import Broker, Health
 from eventwire.core.errors import ClosedError, ConfigurationError
+from eventwire.core.lifetime import ClosesOnExit
 from eventwire.core.message import Message
 from eventwire.core.url import BrokerURL
 from eventwire.observability.counters import AppCounters, SubscriberMetrics
@@ -35,7 +35,7 @@ from eventwire.runtime.watching import HealthWatch, WatchPolicy, watch_lag
 _log = get_logger("runtime")
 
 
-class App:
+class App(ClosesOnExit):
     """A service's messaging: register handlers with ``@app.subscriber``, then ``run``/``serve``.
 
     ``async with app:`` connects the broker (nothing is consumed yet); ``await app.run()``
@@ -210,14 +210,6 @@ class App:
     async def __aenter__(self) -> Self:
         await self.connect()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- publishing -------------------------------------------------------------------------
 

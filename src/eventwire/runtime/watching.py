@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Self
 
 from eventwire.core.contract import Broker
 from eventwire.core.errors import ConfigurationError
+from eventwire.core.lifetime import ClosesOnExit
 from eventwire.observability.counters import SubscriberMetrics
 from eventwire.observability.lag import LagPolicy, LagWatch, open_lag_reader
 from eventwire.observability.logs import get_logger
@@ -44,7 +44,7 @@ class WatchPolicy:
             )
 
 
-class HealthWatch:
+class HealthWatch(ClosesOnExit):
     """``async with HealthWatch(broker, policy) as watch:`` keeps ``watch.healthy`` current."""
 
     def __init__(self, broker: Broker, policy: WatchPolicy) -> None:
@@ -78,12 +78,8 @@ class HealthWatch:
         self._periodic.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """Stop checking (what leaving ``async with`` does)."""
         await self._periodic.aclose()
 
 

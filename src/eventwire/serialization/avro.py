@@ -9,7 +9,6 @@ schema reads what a compatible producer wrote. Needs the ``avro`` extra.
 from __future__ import annotations
 
 import io
-import os
 from typing import Any, ClassVar, Final
 
 import fastavro
@@ -19,47 +18,34 @@ from fastavro.read import SchemaResolutionError
 
 from eventwire.core.errors import ConfigurationError, DecodeError, MessageError
 from eventwire.serialization.avro_schema import avro_ready, avro_schema_for
-from eventwire.serialization.registry import Schema, SchemaRegistry
-from eventwire.serialization.schema_codec import (
-    SchemaCodec,
-    SubjectName,
-    read_json_schema_file,
-    topic_subject,
-)
+from eventwire.serialization.document_codec import DocumentCodec, DocumentSource
+from eventwire.serialization.registry import Schema
 
 AVRO_CONTENT_TYPE: Final = "application/vnd.confluent.avro"
 
-AvroSource = str | os.PathLike[str] | dict[str, Any] | list[Any] | type[pydantic.BaseModel]
+AvroSource = DocumentSource
 
 
-class AvroCodec(SchemaCodec[Any]):
+class AvroCodec(DocumentCodec[Any]):
     """Avro values (dicts or pydantic models) in and out of the Confluent wire format."""
 
     schema_type: ClassVar = "AVRO"
     content_type: ClassVar = AVRO_CONTENT_TYPE
 
-    def __init__(
-        self,
-        schema: AvroSource,
-        registry: SchemaRegistry,
-        *,
-        subject: SubjectName = topic_subject,
-        auto_register: bool = True,
-    ) -> None:
-        super().__init__(registry, subject=subject, auto_register=auto_register)
-        self.model = schema if isinstance(schema, type) else None
-        raw = _load(schema)
+    document_name: ClassVar = "Avro schema"
+    document_article: ClassVar = "an"
+    in_memory_types: ClassVar = (dict, list)
+
+    def _compile(self, raw: Any) -> None:
         try:
             self._reader = fastavro.parse_schema(raw)
         except Exception as exc:  # fastavro raises several kinds for a bad schema
             raise ConfigurationError(f"not a valid Avro schema: {exc}") from exc
-        self._schema = Schema(schema=orjson.dumps(raw).decode(), schema_type="AVRO")
         # Walking every dumped model to turn enums into symbols cost a third of an encode.
-        self._has_enums = '"enum"' in self._schema.schema
+        self._has_enums = '"enum"' in orjson.dumps(raw).decode()
 
-    @property
-    def schema(self) -> Schema:
-        return self._schema
+    def _from_model(self, model: type[pydantic.BaseModel]) -> Any:
+        return avro_schema_for(model)
 
     def _serialize(self, payload: Any) -> bytes:
         if isinstance(payload, pydantic.BaseModel):
@@ -98,13 +84,3 @@ class AvroCodec(SchemaCodec[Any]):
                 f"writer schema {schema_id}: not what that schema wrote"
             )
         return value
-
-
-def _load(schema: AvroSource) -> Any:
-    if isinstance(schema, type):
-        if not issubclass(schema, pydantic.BaseModel):
-            raise ConfigurationError(f"an Avro schema cannot come from {schema!r}")
-        return avro_schema_for(schema)
-    if isinstance(schema, dict | list):
-        return schema
-    return read_json_schema_file(schema, "Avro schema")

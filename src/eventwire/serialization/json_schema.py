@@ -18,41 +18,29 @@ import pydantic
 from jsonschema.exceptions import SchemaError, best_match
 
 from eventwire.core.errors import ConfigurationError, DecodeError, MessageError, ValidationError
-from eventwire.serialization.registry import Schema, SchemaRegistry
-from eventwire.serialization.schema_codec import (
-    SchemaCodec,
-    SubjectName,
-    read_json_schema_file,
-    topic_subject,
-)
+from eventwire.serialization.document_codec import DocumentCodec
+from eventwire.serialization.registry import Schema
 
 JSON_SCHEMA_CONTENT_TYPE: Final = "application/vnd.confluent.jsonschema"
 
 JSONSchemaSource = str | os.PathLike[str] | dict[str, Any] | type[pydantic.BaseModel]
 
 
-class JSONSchemaCodec(SchemaCodec[Any]):
+class JSONSchemaCodec(DocumentCodec[Any]):
     """JSON values checked against a JSON Schema, in the Confluent wire format."""
 
     schema_type: ClassVar = "JSON"
     content_type: ClassVar = JSON_SCHEMA_CONTENT_TYPE
 
-    def __init__(
-        self,
-        schema: JSONSchemaSource,
-        registry: SchemaRegistry,
-        *,
-        subject: SubjectName = topic_subject,
-        auto_register: bool = True,
-    ) -> None:
-        super().__init__(registry, subject=subject, auto_register=auto_register)
-        raw = _load(schema)
-        self._validator = _validator(raw, ConfigurationError)
-        self._schema = Schema(schema=orjson.dumps(raw).decode(), schema_type="JSON")
+    document_name: ClassVar = "JSON Schema"
+    document_article: ClassVar = "a"
+    in_memory_types: ClassVar = (dict,)
 
-    @property
-    def schema(self) -> Schema:
-        return self._schema
+    def _compile(self, raw: Any) -> None:
+        self._validator = _validator(raw, ConfigurationError)
+
+    def _from_model(self, model: type[pydantic.BaseModel]) -> Any:
+        return model.model_json_schema()
 
     def _serialize(self, payload: Any) -> bytes:
         if isinstance(payload, pydantic.BaseModel):
@@ -100,13 +88,3 @@ def _validator(raw: Any, error: type[Exception]) -> Any:
 def _describe(error: Any) -> str:
     where = "/".join(str(p) for p in error.absolute_path) or "(root)"
     return f"at {where}: {error.message}"
-
-
-def _load(schema: JSONSchemaSource) -> Any:
-    if isinstance(schema, type):
-        if not issubclass(schema, pydantic.BaseModel):
-            raise ConfigurationError(f"a JSON Schema cannot come from {schema!r}")
-        return schema.model_json_schema()
-    if isinstance(schema, dict):
-        return schema
-    return read_json_schema_file(schema, "JSON Schema")

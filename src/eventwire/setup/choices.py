@@ -24,12 +24,15 @@ class BrokerChoice:
     key: Broker
     profile: str  # the catalog profile the generated service's URL selects
     display: str
-    client: str  # the client library under eventwire's adapter
-    extra: str  # pip extra of eventwire
     url: str  # for .env.example: the compose service as seen from the host
     container_url: str  # the same service as seen from the worker container
     dlq: str  # how dead letters are kept on this broker
     titles: dict[Pattern, str]
+
+    @property
+    def extra(self) -> str:
+        """The pip extra of eventwire that installs this broker's client: named after the server."""
+        return self.key.value
 
     @property
     def server(self) -> str:
@@ -37,13 +40,11 @@ class BrokerChoice:
         return self.display.split()[0]
 
 
-BROKERS: dict[str, BrokerChoice] = {  # by catalog profile name
-    "rabbitmq": BrokerChoice(
+_CHOICES = (
+    BrokerChoice(
         key=Broker.RABBITMQ,
         profile="rabbitmq",
         display="RabbitMQ",
-        client="aio-pika",
-        extra="rabbitmq",
         url="amqp://app:change-me@localhost:5672/",
         container_url="amqp://${RABBITMQ_USER:-app}:${RABBITMQ_PASSWORD:-change-me}@rabbitmq:5672/",
         dlq="dead-letter exchange and queue",
@@ -53,12 +54,10 @@ BROKERS: dict[str, BrokerChoice] = {  # by catalog profile name
             Pattern.EVENT_STREAMING: "Ordered Event Processing with Quorum Queues",
         },
     ),
-    "kafka": BrokerChoice(
+    BrokerChoice(
         key=Broker.KAFKA,
         profile="kafka",
         display="Kafka",
-        client="confluent-kafka",  # what eventwire's Kafka adapter is built on
-        extra="kafka",
         url="kafka://localhost:9092",
         container_url="kafka://kafka:19092",
         dlq="dead-letter topic",
@@ -68,12 +67,10 @@ BROKERS: dict[str, BrokerChoice] = {  # by catalog profile name
             Pattern.EVENT_STREAMING: "Event Streaming with Keyed Partitions and Replay",
         },
     ),
-    "nats-jetstream": BrokerChoice(
+    BrokerChoice(
         key=Broker.NATS,
         profile="nats-jetstream",
         display="NATS JetStream",
-        client="nats-py",
-        extra="nats",
         url="nats://localhost:4222",
         container_url="nats://nats:4222",
         dlq="dead-letter stream",
@@ -83,12 +80,10 @@ BROKERS: dict[str, BrokerChoice] = {  # by catalog profile name
             Pattern.EVENT_STREAMING: "Event Streaming on JetStream with Per-Key Ordering",
         },
     ),
-    "redis-streams": BrokerChoice(
+    BrokerChoice(
         key=Broker.REDIS,
         profile="redis-streams",
         display="Redis Streams",
-        client="redis-py",
-        extra="redis",
         url="redis://localhost:6379/0",
         container_url="redis://redis:6379/0",
         dlq="dead-letter stream",
@@ -98,12 +93,10 @@ BROKERS: dict[str, BrokerChoice] = {  # by catalog profile name
             Pattern.EVENT_STREAMING: "Event Streaming on Redis Streams with Per-Key Ordering",
         },
     ),
-    "nats-core": BrokerChoice(
+    BrokerChoice(
         key=Broker.NATS,
         profile="nats-core",
         display="NATS Core",
-        client="nats-py",
-        extra="nats",
         url="nats+core://localhost:4222",
         container_url="nats+core://nats:4222",
         dlq="dead-letter subject (published once, not stored: nothing keeps it)",
@@ -113,12 +106,10 @@ BROKERS: dict[str, BrokerChoice] = {  # by catalog profile name
             Pattern.EVENT_STREAMING: "Transient Event Stream on NATS Core with Per-Key Ordering",
         },
     ),
-    "redis-pubsub": BrokerChoice(
+    BrokerChoice(
         key=Broker.REDIS,
         profile="redis-pubsub",
         display="Redis Pub/Sub",
-        client="redis-py",
-        extra="redis",
         url="redis+pubsub://localhost:6379/0",
         container_url="redis+pubsub://redis:6379/0",
         dlq="dead-letter stream",
@@ -128,7 +119,8 @@ BROKERS: dict[str, BrokerChoice] = {  # by catalog profile name
             Pattern.EVENT_STREAMING: "Transient Event Stream on Redis Pub/Sub",
         },
     ),
-}
+)
+BROKERS: dict[str, BrokerChoice] = {choice.profile: choice for choice in _CHOICES}
 
 # What `--broker` accepts besides profile names: the server names pick its default profile.
 _ALIASES = {

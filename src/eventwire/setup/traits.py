@@ -19,7 +19,7 @@ class Traits:
     ordered_across_members: bool  # a key's order holds across a group's members
     dead_letters_kept: bool  # dead letters are stored where `make dlq` can read them
     at_most_once: bool
-    client: str  # the client library under the adapter (the catalog's, once it has one)
+    client: str  # the client library under the adapter, as the catalog names it
 
 
 def traits_of(choice: BrokerChoice) -> Traits:
@@ -31,5 +31,5 @@ def traits_of(choice: BrokerChoice) -> Traits:
         ordered_across_members=caps.ordered_across_members,
         dead_letters_kept=bool(caps.dead_letter),
         at_most_once=caps.guarantee is Guarantee.AT_MOST_ONCE,
-        client=profile.client_library or choice.client,
+        client=profile.client_library or "the Python standard library",
     )

@@ -20,8 +20,9 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Self
+
+from eventwire.core.lifetime import ClosesOnExit
 
 _CHUNK = 64 * 1024
 
@@ -55,7 +56,7 @@ def _rst(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
-class FaultProxy:
+class FaultProxy(ClosesOnExit):
     """Forwards ``host:port`` (a free loopback port) to ``upstream`` until told to misbehave.
 
     Faults: ``cut()`` resets every open connection; ``reset_after(n)`` resets each
@@ -109,14 +110,6 @@ class FaultProxy:
     async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- faults --------------------------------------------------------------------------
 

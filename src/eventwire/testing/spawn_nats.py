@@ -9,10 +9,10 @@ import signal
 import socket
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from eventwire.core.errors import ConfigurationError
+from eventwire.core.lifetime import ClosesOnExit
 
 
 def free_port() -> int:
@@ -23,7 +23,7 @@ def free_port() -> int:
         return port
 
 
-class NatsServer:
+class NatsServer(ClosesOnExit):
     """``async with NatsServer() as server:`` runs ``nats-server -js`` for a test.
 
     The JetStream store lives in its own directory (removed afterwards unless ``store_dir`` was
@@ -157,14 +157,6 @@ class NatsServer:
     async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

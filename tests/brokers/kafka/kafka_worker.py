@@ -41,4 +41,5 @@ async def main(url: str, topic: str, group: str, out: str, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:5], int(sys.argv[5])))
+    url, topic, group, out, seed = sys.argv[1:6]
+    asyncio.run(main(url, topic, group, out, int(seed)))

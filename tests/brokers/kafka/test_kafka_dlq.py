@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from kafka_support import running, wait_until
 from typer.testing import CliRunner
 
+from brokers.kafka.kafka_support import running, wait_until
 from eventwire import App, Message, PermanentError
 from eventwire.brokers.catalog import open_broker
 from eventwire.brokers.kafka import topics

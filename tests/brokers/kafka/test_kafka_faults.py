@@ -13,11 +13,13 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from kafka_support import (
+from pydantic import BaseModel
+
+from brokers.kafka.kafka_support import (
     open_kafka,
     order_breaks,
     read_dead_letters,
@@ -26,8 +28,6 @@ from kafka_support import (
     topic_name,
     wait_until,
 )
-from pydantic import BaseModel
-
 from eventwire import App, Context, RetryPolicy
 from eventwire.brokers.kafka.broker import KafkaBroker
 from eventwire.core import headers as h
@@ -216,7 +216,9 @@ def _records_below(bootstrap: str, topic: str, committed: dict[int, int]) -> lis
         deadline = time.monotonic() + 60
         while left and time.monotonic() < deadline:
             for record in consumer.consume(num_messages=500, timeout=0.5):
-                if record.error() is None and (record.offset() or 0) < wanted[record.partition()]:
+                # A record without an error always carries its partition.
+                partition = cast("int", record.partition())
+                if record.error() is None and (record.offset() or 0) < wanted[partition]:
                     found.append(Entry.model_validate_json(record.value() or b""))
                     left -= 1
         assert left == 0, f"{left} records below the committed offsets not read back"

@@ -31,7 +31,7 @@ SHARED = "kafka://127.0.0.1:9092"
 @dataclass(frozen=True)
 class Hostile:
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, str | bytes | None]]  # what Producer.produce takes
     expect: str  # "processed" (valid body) or "dead" (dead-lettered with its bytes)
     key: bytes | None = None
 
@@ -76,11 +76,12 @@ async def created() -> AsyncIterator[list[KafkaBroker]]:
         brokers.append(broker)
         await connect(broker)
 
-    KafkaBroker._connect = tracking  # type: ignore[method-assign]
+    # Patched on the class: the brokers open_broker() makes inside the tests are tracked too.
+    KafkaBroker._connect = tracking  # type: ignore[method-assign, assignment]
     try:
         yield brokers
     finally:
-        KafkaBroker._connect = connect  # type: ignore[method-assign]
+        KafkaBroker._connect = connect  # type: ignore[method-assign]  # restores the method patched above
         topics = sorted({t for b in brokers for t in b.created_topics})
         if topics:
             admin = open_broker(SHARED)

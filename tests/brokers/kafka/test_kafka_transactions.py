@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from kafka_support import open_kafka, scale, topic_name
 
+from brokers.kafka.kafka_support import open_kafka, scale, topic_name
 from eventwire.core.errors import ConfigurationError
 from eventwire.core.message import Message
 from eventwire.reliability.replay import next_within
@@ -85,9 +85,9 @@ async def test_aborted_transaction_never_reaches_a_read_committed_consumer(
                 done.append(body)
         seen: list[bytes] = []
         async with broker.subscribe(target, group="reader") as outputs:
-            while (delivery := await next_within(outputs, 5)) is not None:
-                seen.append(delivery.message.body)
-                await delivery.ack()
+            while (output := await next_within(outputs, 5)) is not None:
+                seen.append(output.message.body)
+                await output.ack()
         uncommitted = await asyncio.to_thread(
             read_all, private_kafka.bootstrap, target, "read_uncommitted"
         )

@@ -180,8 +180,8 @@ async def test_delayed_nack_comes_back_when_the_timer_fires_early(hub: str) -> N
     """asyncio runs timers up to its clock resolution early (15 ms on Windows); an idle
     group must still get its delayed redelivery, not wait for the next publish."""
     loop = asyncio.get_running_loop()
-    resolution = loop._clock_resolution  # type: ignore[attr-defined]
-    loop._clock_resolution = 1.0  # type: ignore[attr-defined]
+    resolution = loop._clock_resolution  # type: ignore[attr-defined]  # asyncio's private clock resolution, coarsened for the test
+    loop._clock_resolution = 1.0  # type: ignore[attr-defined]  # asyncio's private clock resolution, coarsened for the test
     broker = await opened(f"memory://{hub}")
     try:
         async with broker.subscribe("t", group="g") as sub:
@@ -191,5 +191,5 @@ async def test_delayed_nack_comes_back_when_the_timer_fires_early(hub: str) -> N
             again = await asyncio.wait_for(anext(sub), QUICK)
             assert (again.message.id, again.attempt) == (first.message.id, 2)
     finally:
-        loop._clock_resolution = resolution  # type: ignore[attr-defined]
+        loop._clock_resolution = resolution  # type: ignore[attr-defined]  # asyncio's private clock resolution, restored
         await broker.aclose()

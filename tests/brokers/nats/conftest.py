@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from nats_support import stream_prefix
 
+from brokers.nats.nats_support import stream_prefix
 from eventwire.testing.spawn_nats import NatsServer
 
 

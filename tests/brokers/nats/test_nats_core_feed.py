@@ -6,8 +6,8 @@ import asyncio
 import uuid
 
 import pytest
-from nats_support import SHARED
 
+from brokers.nats.nats_support import SHARED
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.message import Message
 
@@ -23,13 +23,13 @@ async def test_slow_core_consumer_holds_at_most_prefetch() -> None:
         broker.subscribe("core.slow", group="q", prefetch=prefetch) as sub,
     ):
         await pub.publish("core.slow", *(Message(body=str(i).encode()) for i in range(total)))
-        await pub.client.flush()  # type: ignore[attr-defined]
+        await pub.client.flush()  # type: ignore[attr-defined]  # NATS adapter's own nats-py client, not on the Broker protocol
         # Every message has reached the subscriber's client once its own PING is answered.
-        await broker.client.flush()  # type: ignore[attr-defined]
+        await broker.client.flush()  # type: ignore[attr-defined]  # NATS adapter's own nats-py client, not on the Broker protocol
         for _ in range(total):  # let the client's callback task run as far as it can
             await asyncio.sleep(0)
-        held = len(sub._ready)  # type: ignore[attr-defined]
-        got = []
+        held = len(sub._ready)  # type: ignore[attr-defined]  # the subscription's private ready queue
+        got: list[int] = []
         async with asyncio.timeout(20):
             while len(got) < total:
                 delivery = await anext(sub)

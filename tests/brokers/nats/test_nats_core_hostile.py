@@ -18,8 +18,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 import pytest
-from nats_support import SHARED, header_block, raw_publish
 
+from brokers.nats.nats_support import SHARED, header_block, raw_publish
 from eventwire.brokers._support.envelope import REASON_PREFIX
 from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h
@@ -100,7 +100,7 @@ async def test_hostile_core_nats_messages_harm_nothing_else() -> None:
                 await delivery.ack()
 
         collector = asyncio.create_task(collect())
-        subject = app.broker.options.subject(topic)  # type: ignore[attr-defined]
+        subject = app.broker.options.subject(topic)  # type: ignore[attr-defined]  # NATS adapter's own options, not on the Broker protocol
         frames, n = interleave(
             ((case.headers, case.body) for case in HOSTILE.values()),
             lambda g: (header_block(b"x-eventwire-id: good-%d" % g), _job(g)),

@@ -8,8 +8,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-from nats_support import SHARED
 
+from brokers.nats.nats_support import SHARED
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.message import Message
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from nats_support import SHARED, header_block, raw_publish, url_for
 
+from brokers.nats.nats_support import SHARED, header_block, raw_publish, url_for
 from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h
 from eventwire.core.message import Message
@@ -35,7 +35,7 @@ async def test_hostile_jetstream_messages_are_dead_lettered_and_harm_nothing(pre
     run = HostileRun()
     app = run.typed_worker(url, topic, name="hostile-js")
     async with serving(app):
-        subject = app.broker.options.subject(topic)  # type: ignore[attr-defined]
+        subject = app.broker.options.subject(topic)  # type: ignore[attr-defined]  # NATS adapter's own options, not on the Broker protocol
         frames, n = interleave(
             HOSTILE.values(),
             lambda g: (header_block(b"Nats-Msg-Id: good-%d" % g), job_body(g)),
@@ -63,7 +63,7 @@ async def test_dead_letters_sharing_a_message_id_are_each_kept(prefix: str) -> N
         # Another producer reuses the id after the publish dedup window let it in.
         await raw_publish(
             SHARED,
-            broker.options.subject(topic),  # type: ignore[attr-defined]
+            broker.options.subject(topic),  # type: ignore[attr-defined]  # NATS adapter's own options, not on the Broker protocol
             [(header_block(b"x-eventwire-id: same-id"), b"two")],
         )
         delivery = await asyncio.wait_for(anext(sub), 10)
@@ -77,7 +77,7 @@ async def test_a_message_without_an_id_keeps_one_id_across_redeliveries(prefix: 
     url = url_for(SHARED, prefix)
     topic = "hostile.noid"
     async with open_broker(url) as broker, broker.subscribe(topic, group="g") as sub:
-        subject = broker.options.subject(topic)  # type: ignore[attr-defined]
+        subject = broker.options.subject(topic)  # type: ignore[attr-defined]  # NATS adapter's own options, not on the Broker protocol
         await raw_publish(SHARED, subject, [(header_block(b"x-a: 1"), b"anon")])
         one = await asyncio.wait_for(anext(sub), 10)
         await one.nack()

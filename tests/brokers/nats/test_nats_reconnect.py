@@ -11,8 +11,8 @@ import time
 from collections import Counter
 
 import pytest
-from nats_support import scaled, stream_messages
 
+from brokers.nats.nats_support import scaled, stream_messages
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.contract import Broker
 from eventwire.core.errors import PublishError
@@ -89,7 +89,7 @@ async def test_cuts_and_server_restart_lose_nothing(private_nats: NatsServer) ->
             for task in consumers:
                 task.cancel()
             await asyncio.gather(*consumers, return_exceptions=True)
-            stream = pub.options.stream("rc.t")  # type: ignore[attr-defined]
+            stream = pub.options.stream("rc.t")  # type: ignore[attr-defined]  # NATS adapter's own options, not on the Broker protocol
         # Every re-sent publish (unconfirmed across a cut) was dropped by Nats-Msg-Id dedup.
         stored = await stream_messages(f"127.0.0.1:{private_nats.port}", stream)
     lost = confirmed - set(seen)

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from nats_support import SHARED, scaled, stream_messages, url_for
 
+from brokers.nats.nats_support import SHARED, scaled, stream_messages, url_for
 from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h
 from eventwire.core.errors import (
@@ -20,7 +20,7 @@ from eventwire.core.errors import (
     MessageTooLargeError,
     PublishError,
 )
-from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
+from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 from eventwire.testing.spawn_nats import NatsServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats]
@@ -48,7 +48,7 @@ async def test_killed_consumer_with_50_unacked_redelivers_all_to_another_member(
             async with broker.subscribe(topic, group=group, prefetch=100) as sub:
                 worker.kill()  # no nak, no goodbye: only AckWait brings them back
                 await worker.wait()
-                got = []
+                got: list[Delivery] = []
                 async with asyncio.timeout(20):
                     while len(got) < 50:
                         delivery = await anext(sub)
@@ -90,7 +90,7 @@ async def test_poison_messages_are_dead_lettered_byte_identical(prefix: str) -> 
                     done.add(mid)
                     if len(done) == total:
                         break
-        dead = []
+        dead: list[Message] = []
         async with broker.subscribe(dead_letter_topic(topic), group=DEAD_LETTER_GROUP) as dlq:
             async with asyncio.timeout(30):
                 while len(dead) < len(poison):
@@ -163,7 +163,7 @@ async def test_bad_messages_fail_before_anything_is_sent(
             await broker.publish("rel.bad", good, message)  # the good one must not go either
         assert str(caught.value)
         await broker.publish("rel.bad", Message(body=b"marker"))  # the stream exists now
-        stream = broker.options.stream("rel.bad")  # type: ignore[attr-defined]
+        stream = broker.options.stream("rel.bad")  # type: ignore[attr-defined]  # NATS adapter's own options, not on the Broker protocol
         assert await stream_messages(SHARED, stream) == 1  # only the marker ever got there
 
 
@@ -242,7 +242,7 @@ async def test_stream_limits_from_the_url_reach_the_server(prefix: str) -> None:
     url = url_for(SHARED, prefix, max_bytes=4 * 1024 * 1024, max_age=600)
     async with open_broker(url) as broker:
         await broker.publish("rel.limits", Message(body=b"x"))
-        stream = broker.options.stream("rel.limits")  # type: ignore[attr-defined]
+        stream = broker.options.stream("rel.limits")  # type: ignore[attr-defined]  # NATS adapter's own options, not on the Broker protocol
     nc = await nats.connect(f"nats://{SHARED}")
     try:
         config = (await nc.jetstream().stream_info(stream)).config
@@ -266,6 +266,6 @@ async def test_listing_dead_letters_often_never_moves_them(prefix: str) -> None:
         for _ in range(4):  # list, leaving it in place
             async with broker.subscribe(dlq_topic, group=DEAD_LETTER_GROUP) as dlq:
                 attempts.append((await asyncio.wait_for(anext(dlq), 10)).attempt)
-        stream = broker.options.stream(dead_letter_topic(dlq_topic))  # type: ignore[attr-defined]
+        stream = broker.options.stream(dead_letter_topic(dlq_topic))  # type: ignore[attr-defined]  # NATS adapter's own options, not on the Broker protocol
     assert attempts[-1] > 2  # past max_deliver, still in the DLQ
     assert await stream_messages(SHARED, stream) == 0

@@ -8,8 +8,8 @@ import logging
 
 import nats
 import pytest
-from nats_support import SHARED, url_for
 
+from brokers.nats.nats_support import SHARED, url_for
 from eventwire.brokers._support.retention import dropped_counts
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.message import Message, dead_letter_topic
@@ -47,12 +47,12 @@ async def test_streams_and_dead_letter_streams_have_no_age_limit_by_default(pref
     async with open_broker(url) as broker:
         async with broker.subscribe(topic, group="g"):
             pass
-        options = broker.options  # type: ignore[attr-defined]
+        options = broker.options  # type: ignore[attr-defined]  # NATS adapter's own options, not on the Broker protocol
         for name in (topic, dead_letter_topic(topic)):
             config, _ = await _stream(options.stream(name))
-            assert config.max_age in (0, None), name  # type: ignore[attr-defined]
-            assert config.max_msgs in (-1, None), name  # type: ignore[attr-defined]
-            assert config.max_bytes in (-1, None), name  # type: ignore[attr-defined]
+            assert config.max_age in (0, None), name  # type: ignore[attr-defined]  # nats-py's StreamConfig, reached through the untyped options
+            assert config.max_msgs in (-1, None), name  # type: ignore[attr-defined]  # nats-py's StreamConfig, reached through the untyped options
+            assert config.max_bytes in (-1, None), name  # type: ignore[attr-defined]  # nats-py's StreamConfig, reached through the untyped options
 
 
 async def test_a_stopped_group_keeps_its_messages_and_acked_ones_are_purged(prefix: str) -> None:
@@ -62,12 +62,12 @@ async def test_a_stopped_group_keeps_its_messages_and_acked_ones_are_purged(pref
         async with broker.subscribe(topic, group="slow"):
             pass  # the group exists; its worker is stopped
         await broker.publish(topic, *(Message(body=b"x") for _ in range(COUNT)))
-        stream = broker.options.stream(topic)  # type: ignore[attr-defined]
+        stream = broker.options.stream(topic)  # type: ignore[attr-defined]  # NATS adapter's own options, not on the Broker protocol
         assert await _ack_all(url, topic, "fast", COUNT) == COUNT
-        assert await broker.trim(topic) == 0  # type: ignore[attr-defined]
+        assert await broker.trim(topic) == 0  # type: ignore[attr-defined]  # NATS adapter's own trim(), not on the Broker protocol
         assert (await _stream(stream))[1] == COUNT, "purged what the stopped group needs"
         assert await _ack_all(url, topic, "slow", COUNT) == COUNT
-        await broker.trim(topic)  # type: ignore[attr-defined]
+        await broker.trim(topic)  # type: ignore[attr-defined]  # NATS adapter's own trim(), not on the Broker protocol
         assert (await _stream(stream))[1] <= 1
 
 
@@ -82,7 +82,7 @@ async def test_a_user_limit_that_drops_unread_messages_is_logged_and_counted(
         await broker.publish(topic, *(Message(body=b"x") for _ in range(COUNT)))
         before = dropped_counts().get(("nats-jetstream", topic), 0)
         with caplog.at_level(logging.WARNING, logger="eventwire.brokers.retention"):
-            await broker.trim(topic)  # type: ignore[attr-defined]
+            await broker.trim(topic)  # type: ignore[attr-defined]  # NATS adapter's own trim(), not on the Broker protocol
             await broker.trim(topic)  # type: ignore[attr-defined]  # counted once
     assert dropped_counts()[("nats-jetstream", topic)] - before == COUNT - 50
     assert any("max_msgs=50" in r.getMessage() for r in caplog.records)

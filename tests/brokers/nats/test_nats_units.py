@@ -179,7 +179,7 @@ async def test_pubacks_given_up_by_aclose_are_unconfirmed_not_a_cancellation() -
         async def publish(self, *args: object, **kwargs: object) -> None:
             return None
 
-    acks = PubAcks(Silent())  # type: ignore[arg-type]
+    acks = PubAcks(Silent())  # type: ignore[arg-type]  # a stand-in with the two Client methods PubAcks uses
     loop = asyncio.get_running_loop()
     batch = [(Message(body=b"x"), {"Nats-Msg-Id": "1"})]
     round_ = asyncio.create_task(acks.send_round("s", batch, loop.time() + 30))

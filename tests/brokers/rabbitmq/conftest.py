@@ -6,8 +6,8 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from rabbitmq_support import HOST, PORT, Opener, topology_removed
 
+from brokers.rabbitmq.rabbitmq_support import HOST, PORT, Opener, topology_removed
 from eventwire.brokers.catalog import open_broker
 from eventwire.brokers.rabbitmq.broker import RabbitMQBroker
 

@@ -31,11 +31,11 @@ async def topology_removed(exchange: str) -> AsyncIterator[None]:
         original(self, *args, **kwargs)
         made.append(self)
 
-    RabbitMQBroker.__init__ = recording  # type: ignore[method-assign]
+    RabbitMQBroker.__init__ = recording  # type: ignore[method-assign]  # patched on the class to record every broker the test makes
     try:
         yield
     finally:
-        RabbitMQBroker.__init__ = original  # type: ignore[method-assign]
+        RabbitMQBroker.__init__ = original  # type: ignore[method-assign]  # restores the method patched above
         ours = (f"{exchange}:", f"{exchange}.")
         queues = {q for b in made for q in b.declared_queues if q.startswith(ours)}
         exchanges = {x for b in made for x in b.declared_exchanges if x.startswith(ours)}

@@ -26,8 +26,8 @@ import aiormq
 import pydantic
 import pytest
 from pamqp.commands import Basic
-from rabbitmq_support import HOST, PORT, Opener, delete_topology
 
+from brokers.rabbitmq.rabbitmq_support import HOST, PORT, Opener, delete_topology
 from eventwire.brokers.rabbitmq import delays, envelope, frames
 from eventwire.brokers.rabbitmq import settings as names
 from eventwire.core import headers as h
@@ -442,7 +442,7 @@ async def test_dlq_list_command_shows_every_unreadable_letter_with_its_reason(
     cases = [c for c in hostile_cases() if c.expect.endswith(envelope.UNREADABLE)]
     dlq = names.group_queue(exchange, dead_letter_topic(topic), DEAD_LETTER_GROUP)
     async with broker.subscribe(topic, group="g") as sub:
-        pulling = asyncio.create_task(anext(sub))  # never returns: none of them is readable
+        pulling = asyncio.ensure_future(anext(sub))  # never returns: none of them is readable
         await _publish_raw(exchange, topic, cases)
         async with asyncio.timeout(30):
             while await _queued(dlq) < len(cases):

@@ -6,12 +6,12 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from rabbitmq_support import FULL, HOST, PORT, Opener
 
+from brokers.rabbitmq.rabbitmq_support import FULL, HOST, PORT, Opener
 from eventwire.brokers.rabbitmq.broker import RabbitMQBroker
 from eventwire.core.errors import PublishError
 from eventwire.core.message import Delivery, Message
@@ -62,9 +62,9 @@ async def _down(broker: RabbitMQBroker) -> bool:
     return not (await broker.health()).ok
 
 
-async def _collect(sub: object, seen: dict[str, float]) -> None:
+async def _collect(sub: AsyncIterator[Delivery], seen: dict[str, float]) -> None:
     loop = asyncio.get_running_loop()
-    async for delivery in sub:  # type: ignore[attr-defined]
+    async for delivery in sub:
         assert isinstance(delivery, Delivery)
         seen.setdefault(delivery.message.id, loop.time())
         await delivery.ack()

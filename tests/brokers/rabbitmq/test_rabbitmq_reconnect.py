@@ -6,11 +6,12 @@ import asyncio
 import logging
 import re
 import uuid
+from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
-from rabbitmq_support import FULL, HOST, PORT, Opener
 
+from brokers.rabbitmq.rabbitmq_support import FULL, HOST, PORT, Opener
 from eventwire.brokers.rabbitmq import settings as names
 from eventwire.core.errors import PublishError
 from eventwire.core.message import Delivery, Message
@@ -26,9 +27,9 @@ class Tally:
         self.seen: dict[str, float] = {}
         self.duplicates = 0
 
-    async def consume(self, sub: object) -> None:
+    async def consume(self, sub: AsyncIterator[Delivery]) -> None:
         loop = asyncio.get_running_loop()
-        async for delivery in sub:  # type: ignore[attr-defined]
+        async for delivery in sub:
             assert isinstance(delivery, Delivery)
             if delivery.message.id in self.seen:
                 self.duplicates += 1

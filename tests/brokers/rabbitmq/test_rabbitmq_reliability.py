@@ -11,8 +11,8 @@ import textwrap
 import uuid
 
 import pytest
-from rabbitmq_support import FULL, HOST, PORT, Opener
 
+from brokers.rabbitmq.rabbitmq_support import FULL, HOST, PORT, Opener
 from eventwire.core import headers as h
 from eventwire.core.errors import (
     ConfigurationError,
@@ -228,11 +228,11 @@ async def test_subscription_survives_a_channel_error(open_rmq: Opener) -> None:
         await broker.publish(topic, Message(body=b"one"))
         first = await anext(sub)
         await first.ack()
-        before = sub._channel  # type: ignore[attr-defined]
+        before = sub._channel  # type: ignore[attr-defined]  # the subscription's private channel
         raw = await before.get_underlay_channel()
         await raw.basic_ack(999_999)  # unknown delivery tag: the broker closes this channel
         async with asyncio.timeout(15):
-            while sub._channel is before or sub._channel.is_closed:  # type: ignore[attr-defined]
+            while sub._channel is before or sub._channel.is_closed:  # type: ignore[attr-defined]  # the subscription's private channel
                 await asyncio.sleep(0.01)
         second = Message(body=b"two")
         await broker.publish(topic, second)

@@ -12,8 +12,8 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from rabbitmq_node import PrivateRabbitMQ, available
 
+from brokers.rabbitmq.rabbitmq_node import PrivateRabbitMQ, available
 from eventwire.brokers.catalog import open_broker, profile_named
 from eventwire.core.contract import Broker
 from eventwire.core.message import Message

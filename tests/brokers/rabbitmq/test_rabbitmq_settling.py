@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
-from rabbitmq_support import HOST, PORT, Opener
 
+from brokers.rabbitmq.rabbitmq_support import HOST, PORT, Opener
 from eventwire.brokers.rabbitmq import delays
 from eventwire.brokers.rabbitmq import settings as names
 from eventwire.core import headers as h

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from pamqp.commands import Basic
+from pamqp.common import FieldTable
 
 from eventwire.brokers.rabbitmq import delays, envelope
 from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
@@ -117,8 +118,13 @@ def test_broadcast_redelivery_counts_the_redelivered_flag() -> None:
 
 
 def test_broker_dead_letter_gets_a_reason_but_retry_expiry_does_not() -> None:
-    death = {"reason": "delivery_limit", "queue": "q", "routing-keys": ["orders"], "count": 1}
-    expired = {"reason": "expired", "queue": "q:retry-500ms", "routing-keys": ["q:r"]}
+    death: FieldTable = {
+        "reason": "delivery_limit",
+        "queue": "q",
+        "routing-keys": ["orders"],
+        "count": 1,
+    }
+    expired: FieldTable = {"reason": "expired", "queue": "q:retry-500ms", "routing-keys": ["q:r"]}
     props = Basic.Properties(
         message_id="m1",
         timestamp=datetime.now(tz=UTC),
@@ -158,7 +164,7 @@ class _Fixed(random.Random):
 
 def test_a_producer_ttl_running_out_is_a_death_a_delay_level_is_not() -> None:
     def reason(queue: str) -> str | None:
-        death = {"reason": "expired", "queue": queue, "routing-keys": ["orders"]}
+        death: FieldTable = {"reason": "expired", "queue": queue, "routing-keys": ["orders"]}
         props = Basic.Properties(message_id="m", headers={"x-death": [death]})
         message, _ = envelope.decode(b"x", props, redelivered=False, dead_letters=True)
         return message.headers.get(h.DLQ_REASON)

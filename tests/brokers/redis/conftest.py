@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
-from redis_support import SHARED
 
+from brokers.redis.redis_support import SHARED
 from eventwire.testing.spawn import RedisServer, scrubbed_keys, spawn_redis
 
 

@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pytest
 import redis.asyncio as aioredis
-from redis_support import FAST, SHARED, scale
 
+from brokers.redis.redis_support import FAST, SHARED, scale
 from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h
 from eventwire.core.errors import (
@@ -24,7 +26,7 @@ from eventwire.core.errors import (
     MessageTooLargeError,
     PublishError,
 )
-from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
+from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 from eventwire.reliability.dead_letter import REASON_MAX_ATTEMPTS
 from eventwire.reliability.retry import RetryPolicy
 from eventwire.runtime.app import App
@@ -32,15 +34,18 @@ from eventwire.runtime.context import Context
 from eventwire.testing.fault_proxy import FaultProxy
 from eventwire.testing.spawn import RedisServer, spawn_redis
 
+if TYPE_CHECKING:
+    from brokers.redis.redis_support import StreamEntries
+
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
 CANARY = "canary-Pw-7f3a91c2"
 URL = f"{SHARED}?{FAST}"
 
 
-async def first(sub: object, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+async def first(sub: AsyncIterator[Delivery], timeout: float = 10.0) -> Delivery:
     async with asyncio.timeout(timeout):
-        return await anext(sub)  # type: ignore[call-overload]
+        return await anext(sub)
 
 
 @pytest.mark.parametrize(
@@ -48,7 +53,7 @@ async def first(sub: object, timeout: float = 10.0):  # type: ignore[no-untyped-
     [
         (Message(body=b"x", headers={"a": "line\r\nInjected: yes"}), InvalidHeaderError),
         (Message(body=b"x", headers={"a": "bad \udcff utf-8"}), InvalidHeaderError),
-        (Message(body=b"x", headers={"a": b"bytes"}), InvalidHeaderError),  # type: ignore[dict-item]
+        (Message(body=b"x", headers={"a": b"bytes"}), InvalidHeaderError),  # type: ignore[dict-item]  # a bytes header on purpose: it must be refused
         (Message(body=bytes(8 * 1024 * 1024 + 1)), MessageTooLargeError),
     ],
     ids=["crlf", "non-utf8", "bytes-value", "oversize"],
@@ -215,7 +220,7 @@ async def test_publish_rides_out_an_outage_then_fails_clearly(topic: str) -> Non
             assert "did not come back" in str(results[0]) or "waiting" in str(results[0])
             proxy.heal()
             await broker.publish(topic, Message(body=b"after"))
-        bodies = [f[b"body"] for _, f in await direct.xrange(f"ew:{topic}")]
+        bodies = [f[b"body"] for _, f in cast("StreamEntries", await direct.xrange(f"ew:{topic}"))]
         await direct.aclose()
     assert bodies == [b"warm-up", b"waits", b"after"], "a failed publish reached Redis"
 
@@ -322,7 +327,7 @@ async def test_concurrent_publishes_share_pipelines_and_one_pool() -> None:
             await asyncio.gather(*(broker.publish("conc", m) for m in messages))
             clients = await direct.client_list()
             ours = [c for c in clients if c.get("name") == "eventwire"]
-            entries = await direct.xrange("ew:conc")
+            entries = cast("StreamEntries", await direct.xrange("ew:conc"))
         await direct.aclose()
     assert [f[b"id"].decode() for _, f in entries] == [m.id for m in messages], "order or loss"
     assert 1 <= len(ours) <= 2, f"{len(ours)} connections for 2,000 concurrent publishes"

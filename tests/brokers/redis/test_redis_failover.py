@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -18,6 +19,9 @@ from eventwire.brokers.catalog import open_broker
 from eventwire.core.errors import PublishError
 from eventwire.core.message import Message
 from eventwire.testing.spawn import RedisServer, free_port, spawn_redis
+
+if TYPE_CHECKING:
+    from brokers.redis.redis_support import StreamEntries
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.reconnect]
 
@@ -66,7 +70,8 @@ async def test_publish_rides_out_a_failover(server: RedisServer, topic: str, cod
         refused = await errors(raw, code)
         await promote(raw)
         await asyncio.wait_for(publishing, 20)
-        bodies = [fields[b"body"] for _id, fields in await raw.xrange(f"ew:{topic}")]
+        entries = cast("StreamEntries", await raw.xrange(f"ew:{topic}"))
+        bodies = [fields[b"body"] for _id, fields in entries]
     print(f"\nredis {code}: publish refused {refused} times, then went through after promotion")
     assert bodies == [b"before", b"during"]
 

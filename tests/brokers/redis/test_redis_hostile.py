@@ -7,16 +7,23 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import pytest
 import redis.asyncio as aioredis
 from pydantic import BaseModel
-from redis_support import FAST, SHARED
 
+from brokers.redis.redis_support import FAST, SHARED
 from eventwire import App
 from eventwire.core import headers as h
 from eventwire.testing.app_runs import listed_dead_letters, serving, wait_until
 from eventwire.testing.hostile import GOOD_PREFIX, HostileRun, interleave
+
+if TYPE_CHECKING:
+    from redis.typing import EncodableT, FieldT
+
+    # What XADD takes (redis-py's dict type is invariant: dict[bytes, bytes] is refused).
+    Fields = dict[FieldT, EncodableT]
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
@@ -27,7 +34,7 @@ class Job(BaseModel):
     n: int
 
 
-def _entry(n: int, **broken: bytes | None) -> dict[bytes, bytes]:
+def _entry(n: int, **broken: bytes | None) -> Fields:
     fields: dict[bytes, bytes | None] = {
         b"id": (f"{GOOD_PREFIX}{n}" if n >= 0 else f"hostile{n}").encode(),
         b"body": json.dumps({"n": n}).encode(),
@@ -38,7 +45,7 @@ def _entry(n: int, **broken: bytes | None) -> dict[bytes, bytes]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-HOSTILE_ENTRIES: dict[str, dict[bytes, bytes]] = {
+HOSTILE_ENTRIES: dict[str, Fields] = {
     "header JSON nested 100,000 deep": _entry(-1, h=b"[" * 100_000 + b"]" * 100_000),
     "no body field": _entry(-2, body=None),
     "raw fields over 16,000 characters": _entry(-3, body=None, x=b"y" * 50_000),

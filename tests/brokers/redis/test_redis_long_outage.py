@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
-from redis_support import scale
 
+from brokers.redis.redis_support import scale
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.message import Message
 from eventwire.testing.fault_proxy import FaultProxy

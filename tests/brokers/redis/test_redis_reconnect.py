@@ -10,8 +10,8 @@ import time
 from collections import Counter
 
 import pytest
-from redis_support import scale
 
+from brokers.redis.redis_support import scale
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.contract import Broker
 from eventwire.core.message import Delivery, Message

@@ -6,25 +6,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, cast
 
 import pytest
 import redis.asyncio as aioredis
-from redis_support import FAST, SHARED
 
+from brokers.redis.redis_support import FAST, SHARED
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.errors import PublishError
-from eventwire.core.message import Message, dead_letter_topic
+from eventwire.core.message import Delivery, Message, dead_letter_topic
 from eventwire.testing.fault_proxy import FaultProxy
 from eventwire.testing.spawn import RedisServer
+
+if TYPE_CHECKING:
+    from brokers.redis.redis_support import GroupRead, StreamEntries
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
 URL = f"{SHARED}?{FAST}"
 
 
-async def first(sub: object, timeout: float = 15.0):  # type: ignore[no-untyped-def]
+async def first(sub: AsyncIterator[Delivery], timeout: float = 15.0) -> Delivery:
     async with asyncio.timeout(timeout):
-        return await anext(sub)  # type: ignore[call-overload]
+        return await anext(sub)
 
 
 async def test_failed_dead_letter_keeps_the_entry_and_the_consumer_alive(
@@ -54,7 +59,7 @@ async def test_failed_dead_letter_keeps_the_entry_and_the_consumer_alive(
         async with asyncio.timeout(15):
             while not await raw.exists(dlq_key):
                 await asyncio.sleep(0.05)
-        dead = await raw.xrange(dlq_key)
+        dead = cast("StreamEntries", await raw.xrange(dlq_key))
     from eventwire.brokers.redis.envelope import fields_of_raw_entry
 
     assert [fields_of_raw_entry(fields[b"body"])[b"body"] for _, fields in dead] == [b"foreign"]
@@ -71,7 +76,7 @@ async def test_groupless_dead_letter_after_the_subscription_closed_is_written(
             await broker.publish(topic, Message(body=b"poison"))
             delivery = await first(sub)
         await delivery.dead_letter("handler-failed")
-        dead = await raw.xrange(f"ew:{dead_letter_topic(topic)}")
+        dead = cast("StreamEntries", await raw.xrange(f"ew:{dead_letter_topic(topic)}"))
     assert [fields[b"body"] for _, fields in dead] == [b"poison"]
 
 
@@ -85,7 +90,7 @@ async def test_broadcast_delayed_nacks_leave_no_timers_behind(topic: str) -> Non
             assert delivery.attempt == attempt
             await delivery.nack(delay=0.001)
         await (await first(sub)).ack()
-        assert len(sub._timers) == 0  # type: ignore[attr-defined]
+        assert len(sub._timers) == 0  # type: ignore[attr-defined]  # the subscription's private timer set
 
 
 async def test_trimmed_entries_of_a_dead_member_leave_the_pel(
@@ -98,7 +103,7 @@ async def test_trimmed_entries_of_a_dead_member_leave_the_pel(
         async with broker.subscribe(topic, group="g"):
             pass  # creates the group (and the dead-letter stream)
         await broker.publish(topic, *(Message(body=f"m{i}".encode()) for i in range(4)))
-        read = await raw.xreadgroup("g", "dead-member", {key: ">"}, count=4)
+        read = cast("GroupRead", await raw.xreadgroup("g", "dead-member", {key: ">"}, count=4))
         ids = [entry_id for entry_id, _ in read[0][1]]
         await raw.xdel(key, ids[1], ids[2])  # what MAXLEN trimming does to old entries
         async with broker.subscribe(topic, group="g") as sub:
@@ -136,7 +141,9 @@ async def test_pubsub_subscriber_survives_a_refused_resubscribe(
     """An ACL change drops the subscriber and refuses its SUBSCRIBE (NOPERM): the read loop
     stopped for good; it must keep retrying and resume once the channel is allowed again."""
     admin = aioredis.Redis.from_url(private_redis.url)
-    await admin.execute_command("ACL", "SETUSER", "sub", "on", ">pw-1", "~*", "&*", "+@all")
+    await admin.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        "ACL", "SETUSER", "sub", "on", ">pw-1", "~*", "&*", "+@all"
+    )
     base = f"{private_redis.host}:{private_redis.port}/0?{FAST}"
     try:
         async with (
@@ -146,11 +153,15 @@ async def test_pubsub_subscriber_survives_a_refused_resubscribe(
         ):
             await publisher.publish(topic, Message(body=b"before"))
             await (await first(sub)).ack()
-            await admin.execute_command("ACL", "SETUSER", "sub", "resetchannels")
+            await admin.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                "ACL", "SETUSER", "sub", "resetchannels"
+            )
             async with asyncio.timeout(15):
                 while not any(r.levelno >= logging.ERROR for r in caplog.records):
                     await asyncio.sleep(0.05)
-            await admin.execute_command("ACL", "SETUSER", "sub", "allchannels")
+            await admin.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                "ACL", "SETUSER", "sub", "allchannels"
+            )
             async with asyncio.timeout(20):
                 while True:  # at-most-once: probes sent while re-subscribing are lost
                     await publisher.publish(topic, Message(body=b"after"))
@@ -175,7 +186,7 @@ async def test_retry_parked_by_a_dead_member_is_not_stranded(
         async with broker.subscribe(topic, group="g"):
             pass
         await broker.publish(topic, Message(body=b"parked"))
-        read = await raw.xreadgroup("g", "dead-member", {key: ">"}, count=1)
+        read = cast("GroupRead", await raw.xreadgroup("g", "dead-member", {key: ">"}, count=1))
         entry_id = read[0][1][0][0]
         due_ms = int((time.time() + 0.5) * 1000)
         await raw.zadd(f"ew:{topic}:retry:g", {entry_id: due_ms})  # what nack(delay) does

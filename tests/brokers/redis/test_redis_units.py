@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from redis import exceptions as rex
 
+from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers.redis.connection import is_transient, retry_streak, translate
 from eventwire.brokers.redis.envelope import (
-    EnvelopeError,
     as_fields,
     from_fields,
     from_payload,

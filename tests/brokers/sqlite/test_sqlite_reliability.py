@@ -174,6 +174,7 @@ async def test_checkpoint_cuts_back_a_wal_file_over_the_limit(
 
 async def test_clock_set_back_does_not_strand_a_dead_consumers_claims(path: Path) -> None:
     broker = open_broker(f"sqlite:///{path}?lease=0.5")
+    assert isinstance(broker, SQLiteBroker)
     async with broker, broker.subscribe("t", group="g", prefetch=2) as sub:
         await broker.publish("t", Message(body=b"m"))
         await next_of(sub)

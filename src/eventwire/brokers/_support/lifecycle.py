@@ -13,11 +13,12 @@ from eventwire.core import headers as h
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
 from eventwire.core.errors import ClosedError, ConfigurationError
+from eventwire.core.lifetime import ClosesOnExit
 from eventwire.core.message import DEAD_LETTER_SUFFIX, Delivery, Message
 from eventwire.core.url import BrokerURL
 
 
-class BrokerBase(ABC):
+class BrokerBase(ClosesOnExit, ABC):
     """Shared shell of an adapter: subclasses fill in ``_connect``, ``_publish``, ``_subscribe``.
 
     It validates every message before any is sent, makes ``connect``/``aclose`` idempotent and
@@ -74,6 +75,9 @@ class BrokerBase(ABC):
             validate_topic(group, what="group")
         if prefetch < 1:
             raise ConfigurationError(f"prefetch must be at least 1, got {prefetch}")
+        # Checked here for every adapter; ``_subscribe`` may assume an open broker.
+        if self._closed:
+            raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
         inner = self._subscribe(topic, group, prefetch)
         if not self.replays_by_mark or topic.endswith(DEAD_LETTER_SUFFIX):
             # A dead letter of a replay keeps its marks; the DLQ readers must see all of them.
@@ -123,14 +127,6 @@ class BrokerBase(ABC):
     async def __aenter__(self) -> Self:
         await self.connect()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "connected" if self._connected else "new"

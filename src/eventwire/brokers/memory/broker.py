@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from types import TracebackType
 
 from eventwire.brokers._support.lifecycle import BrokerBase
 from eventwire.brokers.memory.state import (
@@ -26,6 +25,7 @@ from eventwire.brokers.memory.state import (
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
 from eventwire.core.errors import ClosedError, ConfigurationError
+from eventwire.core.lifetime import ClosesOnExit
 from eventwire.core.message import Delivery, Message, dead_letter_topic
 from eventwire.core.url import BrokerURL
 
@@ -95,7 +95,7 @@ def _retention(url: BrokerURL) -> int:
     return value
 
 
-class _Subscription:
+class _Subscription(ClosesOnExit):
     """One ``subscribe()``: the context manager, its iterator, and a member of its group."""
 
     __slots__ = (
@@ -138,12 +138,8 @@ class _Subscription:
         broker._subscriptions.add(self)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """``close()`` for ``async with`` and the ``Subscription`` shape."""
         self.close()
 
     def close(self) -> None:

@@ -19,16 +19,14 @@ from eventwire.core.errors import (
     EventwireError,
     MessageTooLargeError,
 )
-from eventwire.core.url import BrokerURL, redact
+from eventwire.core.url import BrokerURL
 
 log = logging.getLogger("eventwire.brokers.nats")
 
 
 def scrub(text: str, url: BrokerURL) -> str:
     """``text`` with the URL's password (and any URL credentials) masked."""
-    password = url.password
-    clean = redact(text) if "://" in text else text
-    return clean.replace(password, "***") if password else clean
+    return url.scrub(text)
 
 
 def translate(exc: BaseException, url: BrokerURL, doing: str) -> EventwireError:

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Final
 
+from eventwire.brokers._support.options import options_from_query
 from eventwire.core.errors import ConfigurationError
 from eventwire.core.url import BrokerURL
 
@@ -53,21 +54,7 @@ class NatsOptions:
 
     @classmethod
     def from_url(cls, url: BrokerURL) -> NatsOptions:
-        values: dict[str, object] = {}
-        known = {name: type(getattr(cls(), name)) for name in cls.__dataclass_fields__}
-        for name, raw in url.query.items():
-            kind = known.get(name)
-            if kind is None:
-                raise ConfigurationError(
-                    f"unknown NATS URL option {name!r}: use one of {', '.join(sorted(known))}"
-                )
-            try:
-                values[name] = kind(raw)
-            except ValueError:
-                raise ConfigurationError(
-                    f"NATS URL option {name}={raw!r} must be a {kind.__name__}"
-                ) from None
-        options = cls(**values)  # type: ignore[arg-type]
+        options = options_from_query(cls, url, broker="NATS")
         options.check()
         return options
 

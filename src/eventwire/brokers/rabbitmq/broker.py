@@ -44,7 +44,6 @@ from eventwire.brokers.rabbitmq.settings import RabbitMQSettings, group_queue
 from eventwire.brokers.rabbitmq.subscription import RabbitMQSubscription
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
-from eventwire.core.errors import ClosedError
 from eventwire.core.message import Delivery, Message
 from eventwire.core.url import BrokerURL
 
@@ -106,8 +105,6 @@ class RabbitMQBroker(BrokerBase):
     def _subscribe(
         self, topic: str, group: str | None, prefetch: int
     ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
-        if self._closed:
-            raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
         return _Subscribe(
             self, RabbitMQSubscription(self._conn, self._publisher, topic, group, prefetch)
         )

@@ -13,6 +13,7 @@ from eventwire.core.errors import (
     EventwireError,
     PublishError,
 )
+from eventwire.core.url import mask
 
 # Failures after which the same operation can succeed once the connection is back.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -27,10 +28,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 
 def describe(exc: BaseException, secret: str | None) -> str:
     """A one-line description of ``exc`` with the password (if any) masked."""
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if secret:
-        text = text.replace(secret, "***")
-    return text
+    return mask(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, secret)
 
 
 def translate(  # noqa: PLR0911 - one return per family of client errors

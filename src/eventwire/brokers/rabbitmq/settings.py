@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import unquote
 
+from eventwire.brokers._support.options import options_from_query
 from eventwire.core.errors import ConfigurationError
 from eventwire.core.message import DEAD_LETTER_GROUP, DEAD_LETTER_SUFFIX, dead_letter_topic
 from eventwire.core.url import BrokerURL
@@ -66,40 +67,16 @@ class RabbitMQSettings:
     @classmethod
     def from_url(cls, url: BrokerURL) -> RabbitMQSettings:
         """Settings for ``url``; raise ``ConfigurationError`` naming a bad option."""
-        query = dict(url.query)
-        known = {
-            "exchange", "heartbeat", "delivery_limit", "publish_timeout", "publish_buffer",
-            "confirm_window", "channels", "connect_timeout", "max_backoff", "unroutable",
-        }  # fmt: skip
-        unknown = set(query) - known
-        if unknown:
-            raise ConfigurationError(
-                f"unknown RabbitMQ URL option(s) {sorted(unknown)} in {url}: use {sorted(known)}"
-            )
         vhost = url.path[1:] if url.path.startswith("/") else url.path
-        try:
-            settings = cls(
-                host=url.host or "localhost",
-                port=url.port or (5671 if url.scheme == "amqps" else 5672),
-                login=url.username or "guest",
-                password=url.password if url.password is not None else "guest",
-                virtualhost=unquote(vhost) or "/",
-                ssl=url.scheme == "amqps",
-                exchange=query.get("exchange", "eventwire"),
-                heartbeat=int(query.get("heartbeat", "2")),
-                delivery_limit=int(query.get("delivery_limit", "20")),
-                publish_timeout=float(query.get("publish_timeout", "15")),
-                publish_buffer=int(query.get("publish_buffer", "10000")),
-                confirm_window=int(query.get("confirm_window", "1000")),
-                channels=int(query.get("channels", "4")),
-                connect_timeout=float(query.get("connect_timeout", "10")),
-                max_backoff=float(query.get("max_backoff", "5")),
-                unroutable=query.get("unroutable", "raise"),
-            )
-        except ValueError:
-            raise ConfigurationError(
-                f"a numeric RabbitMQ URL option in {url} is not a number"
-            ) from None
+        fixed = {
+            "host": url.host or "localhost",
+            "port": url.port or (5671 if url.scheme == "amqps" else 5672),
+            "login": url.username or "guest",
+            "password": url.password if url.password is not None else "guest",
+            "virtualhost": unquote(vhost) or "/",
+            "ssl": url.scheme == "amqps",
+        }
+        settings = options_from_query(cls, url, broker="RabbitMQ", fixed=fixed)
         if (
             min(settings.heartbeat, settings.delivery_limit, settings.publish_buffer) < 1
             or min(settings.confirm_window, settings.channels) < 1

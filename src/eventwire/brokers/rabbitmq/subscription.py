@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Final, Self
 
 import aio_pika
@@ -18,13 +17,14 @@ from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
 from eventwire.brokers.rabbitmq.delivery import RabbitMQDelivery
 from eventwire.brokers.rabbitmq.errors import TRANSIENT, describe, translate
 from eventwire.brokers.rabbitmq.publisher import ConfirmedPublisher, Outgoing, UnroutableError
+from eventwire.core.lifetime import ClosesOnExit
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 
 log = logging.getLogger("eventwire.rabbitmq")
 _STOP: Final = None
 
 
-class RabbitMQSubscription:
+class RabbitMQSubscription(ClosesOnExit):
     """Consumes one queue: the group's quorum queue, or a server-named one for broadcast."""
 
     def __init__(
@@ -340,14 +340,6 @@ class RabbitMQSubscription:
 
         await self._copy(self._settings.exchange, dead_letter_topic(self.topic), outgoing, declare)
         await self.settle(channel, tag, requeue=None)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop consuming; unsettled deliveries go back to the queue as the channel closes."""

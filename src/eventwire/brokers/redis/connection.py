@@ -25,7 +25,7 @@ from eventwire.core.errors import (
     EventwireError,
     PublishError,
 )
-from eventwire.core.url import BrokerURL, redact
+from eventwire.core.url import BrokerURL
 
 T = TypeVar("T")
 log = logging.getLogger("eventwire.brokers.redis")
@@ -151,11 +151,7 @@ def retry_streak(cap: float) -> BackoffStreak:
 
 def describe(exc: BaseException, url: BrokerURL) -> str:
     """The client's message with anything URL-like redacted (never shows a password)."""
-    text = redact(str(exc)) or type(exc).__name__
-    password = url.password
-    if password:
-        text = text.replace(password, "***")
-    return text
+    return url.scrub(str(exc)) or type(exc).__name__
 
 
 def translate(exc: BaseException, url: BrokerURL, doing: str) -> EventwireError:

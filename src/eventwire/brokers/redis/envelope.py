@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
@@ -32,72 +31,6 @@ F_HEADERS = b"h"  # JSON object of str -> str, omitted when there are no headers
 PUBSUB_MAGIC = b"EW1\n"
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
-_FIELDS = (
-    "body",
-    "id",
-    "key",
-    "headers",
-    "content_type",
-    "correlation_id",
-    "causation_id",
-    "timestamp",
-)
-_new = object.__new__
-_set = object.__setattr__
-
-
-def _build(  # noqa: PLR0917 - positional on purpose: the per-delivery hot path
-    body: bytes,
-    message_id: str,
-    key: str | None,
-    headers: Mapping[str, str],
-    content_type: str,
-    correlation_id: str | None,
-    causation_id: str | None,
-    timestamp: float,
-) -> Message:
-    """A Message from values that already have their final types (bytes body, read-only
-    headers), without re-running the dataclass __init__: this is the hot path of every
-    delivery, and the constructor costs about as much as the rest of the decoding. Used
-    only while Message has exactly these fields (checked at import); else the constructor."""
-    message: Message = _new(Message)
-    _set(message, "body", body)
-    _set(message, "id", message_id)
-    _set(message, "key", key)
-    _set(message, "headers", headers)
-    _set(message, "content_type", content_type)
-    _set(message, "correlation_id", correlation_id)
-    _set(message, "causation_id", causation_id)
-    _set(message, "timestamp", timestamp)
-    return message
-
-
-def _construct(  # noqa: PLR0917 - same signature as _build
-    body: bytes,
-    message_id: str,
-    key: str | None,
-    headers: Mapping[str, str],
-    content_type: str,
-    correlation_id: str | None,
-    causation_id: str | None,
-    timestamp: float,
-) -> Message:
-    return Message(
-        body=body,
-        id=message_id,
-        key=key,
-        headers=headers,
-        content_type=content_type,
-        correlation_id=correlation_id,
-        causation_id=causation_id,
-        timestamp=timestamp,
-    )
-
-
-if tuple(f.name for f in dataclasses.fields(Message)) != _FIELDS:  # pragma: no cover
-    _build = _construct  # Message changed shape: stay correct, if slower
-
-
 RAW_ENTRY_FORMAT = "redis-stream-entry+json-base64"  # {"fields": [[name, value], ...]}
 RAW_PAYLOAD_FORMAT = "redis-pubsub-payload"  # the payload's bytes, unchanged
 
@@ -140,7 +73,7 @@ def from_fields(fields: Mapping[bytes, bytes]) -> Message:
             raise EnvelopeError(f"headers field is over {MAX_HEADER_BLOCK} bytes")
         if len(message_id) > MAX_ID or not isinstance(body, bytes):
             raise EnvelopeError("id too long or body not bytes")
-        return _build(
+        return Message.trusted(
             body,
             message_id,
             None if key is None else key.decode(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from eventwire.brokers._support.options import options_from_query
 from eventwire.core.errors import ConfigurationError
 from eventwire.core.url import BrokerURL
 
@@ -37,25 +38,9 @@ class RedisOptions:
     @classmethod
     def from_url(cls, url: BrokerURL) -> RedisOptions:
         """Options from ``url``; unknown or malformed parameters raise ``ConfigurationError``."""
-        query = dict(url.query)
-        values: dict[str, object] = {}
         db_text = url.path.strip("/")
-        if db_text:
-            values["db"] = _number(int, "database number in the path", db_text)
-        known = {name for name in cls.__dataclass_fields__ if name != "db"}
-        for name, text in query.items():
-            if name not in known:
-                raise ConfigurationError(
-                    f"unknown Redis URL option {name!r}: use one of {', '.join(sorted(known))}"
-                )
-            default = cls.__dataclass_fields__[name].default
-            if isinstance(default, bool) or default is None or isinstance(default, str):
-                values[name] = text
-            elif isinstance(default, int):
-                values[name] = _number(int, name, text)
-            else:
-                values[name] = _number(float, name, text)
-        options = cls(**values)  # type: ignore[arg-type]
+        fixed = {"db": _number(int, "database number in the path", db_text)} if db_text else {}
+        options = options_from_query(cls, url, broker="Redis", fixed=fixed, reserved=("db",))
         options.check()
         return options
 

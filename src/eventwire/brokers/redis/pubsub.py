@@ -21,7 +21,7 @@ from eventwire.brokers.redis.group import GroupSubscription
 from eventwire.brokers.redis.link import RedisLink
 from eventwire.brokers.redis.streams import RedisStreamsBroker, _Opening
 from eventwire.brokers.redis.subscription import OnClose, RedisDelivery, Subscription
-from eventwire.core.errors import ClosedError, ConfigurationError, EventwireError
+from eventwire.core.errors import ConfigurationError, EventwireError
 from eventwire.core.message import (
     DEAD_LETTER_GROUP,
     DEAD_LETTER_SUFFIX,
@@ -62,8 +62,6 @@ class RedisPubSubBroker(RedisStreamsBroker):
     def _subscribe(
         self, topic: str, group: str | None, prefetch: int
     ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
-        if self._closed:
-            raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
         if group == DEAD_LETTER_GROUP and topic.endswith(DEAD_LETTER_SUFFIX):
             dlq = GroupSubscription(self.link, topic, group, prefetch, self.forget)
             return _Opening(self, dlq)

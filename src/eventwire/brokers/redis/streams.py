@@ -93,8 +93,6 @@ class RedisStreamsBroker(BrokerBase):
     def _subscribe(
         self, topic: str, group: str | None, prefetch: int
     ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
-        if self._closed:
-            raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
         sub: Subscription = (
             BroadcastSubscription(self.link, topic, prefetch, on_close=self.forget)
             if group is None

@@ -24,7 +24,7 @@ from eventwire.brokers.sqlite.subscription import SQLiteSubscription
 from eventwire.brokers.sqlite.worker import StoreWorker
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
-from eventwire.core.errors import BrokerError, ClosedError, EventwireError, PublishError
+from eventwire.core.errors import BrokerError, EventwireError, PublishError
 from eventwire.core.message import Delivery, Message
 from eventwire.core.url import BrokerURL
 
@@ -168,8 +168,6 @@ class SQLiteBroker(BrokerBase):
     def _subscribe(
         self, topic: str, group: str | None, prefetch: int
     ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
-        if self.closed:
-            raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
         live, connect = self._subscriptions, self.connect
         return SQLiteSubscription(self._worker, topic, group, prefetch, live, connect)
 

@@ -61,20 +61,14 @@ async def collect(
     settle: Settle = "ack",
 ) -> list[Delivery]:
     """Exactly ``count`` deliveries within ``timeout`` (settled as asked), else AssertionError."""
-    got: list[Delivery] = []
-    try:
-        async with asyncio.timeout(timeout):
-            while len(got) < count:
-                delivery = await anext(iterator)
-                got.append(delivery)
-                await _settle(delivery, settle)
-    except TimeoutError:
-        raise AssertionError(
-            f"got {len(got)} of {count} deliveries within {timeout:.1f} s"
-        ) from None
-    except StopAsyncIteration:
-        raise AssertionError(f"subscription ended after {len(got)} of {count} deliveries") from None
-    return got
+    return await _gather(
+        iterator,
+        lambda got: len(got) >= count,
+        timeout,
+        settle,
+        timed_out=lambda n: f"got {n} of {count} deliveries within {timeout:.1f} s",
+        ended=lambda n: f"subscription ended after {n} of {count} deliveries",
+    )
 
 
 async def collect_until(
@@ -85,6 +79,25 @@ async def collect_until(
     settle: Settle = "ack",
 ) -> list[Delivery]:
     """Deliveries until ``done(received)`` is true, within ``timeout``, else AssertionError."""
+    return await _gather(
+        iterator,
+        done,
+        timeout,
+        settle,
+        timed_out=lambda n: f"condition not met within {timeout:.1f} s after {n} deliveries",
+        ended=lambda n: f"subscription ended after {n} deliveries",
+    )
+
+
+async def _gather(
+    iterator: AsyncIterator[Delivery],
+    done: Callable[[list[Delivery]], bool],
+    timeout: float,  # noqa: ASYNC109 - the deadline turns into a readable AssertionError
+    settle: Settle,
+    *,
+    timed_out: Callable[[int], str],
+    ended: Callable[[int], str],
+) -> list[Delivery]:
     got: list[Delivery] = []
     try:
         async with asyncio.timeout(timeout):
@@ -93,11 +106,9 @@ async def collect_until(
                 got.append(delivery)
                 await _settle(delivery, settle)
     except TimeoutError:
-        raise AssertionError(
-            f"condition not met within {timeout:.1f} s after {len(got)} deliveries"
-        ) from None
+        raise AssertionError(timed_out(len(got))) from None
     except StopAsyncIteration:
-        raise AssertionError(f"subscription ended after {len(got)} deliveries") from None
+        raise AssertionError(ended(len(got))) from None
     return got
 
 
