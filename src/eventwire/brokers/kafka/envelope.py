@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from eventwire.core import headers as h
 from eventwire.core.message import DEFAULT_CONTENT_TYPE, Message
@@ -39,9 +38,8 @@ Headers = list[tuple[str, str | bytes | None]]
 MAX_ATTEMPT: Final = 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """What ``produce`` takes for one message."""
+class Record(NamedTuple):
+    """What ``produce`` takes for one message (a tuple: one is made per message)."""
 
     key: bytes | None
     value: bytes
@@ -57,10 +55,13 @@ def encode(
     group: str | None = None,
 ) -> Record:
     """The record for ``message``; ``attempt``/``due``/``group`` mark a retry copy."""
-    headers: Headers = [(name, value.encode()) for name, value in message.headers.items()]
-    headers.append((h.MESSAGE_ID, message.id.encode()))
-    headers.append((h.CONTENT_TYPE, message.content_type.encode()))
-    headers.append((h.TIMESTAMP, repr(message.timestamp).encode()))
+    user = message.headers
+    headers: Headers = [(name, value.encode()) for name, value in user.items()] if user else []
+    headers += (
+        (h.MESSAGE_ID, message.id.encode()),
+        (h.CONTENT_TYPE, message.content_type.encode()),
+        (h.TIMESTAMP, repr(message.timestamp).encode()),
+    )
     if message.correlation_id is not None:
         headers.append((h.CORRELATION_ID, message.correlation_id.encode()))
     if message.causation_id is not None:
@@ -75,9 +76,8 @@ def encode(
     return Record(key, message.body, headers, int(message.timestamp * 1000))
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """A delivered record as eventwire sees it."""
+class Decoded(NamedTuple):
+    """A delivered record as eventwire sees it (a tuple: one is made per message)."""
 
     message: Message
     attempt: int  # from the attempt header (1 when absent)
@@ -99,13 +99,23 @@ def decode(  # noqa: PLR0917 - the fields of one record, in the order Kafka name
     value: bytes | None,
     headers: Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None,
     timestamp_ms: int,
+    *,
+    trusted: bool = True,
 ) -> Decoded:
-    """Decode a record; a malformed eventwire header from a foreign producer is ignored."""
-    raw: dict[str, str] = {}
+    """Decode a record; a malformed eventwire header from a foreign producer is ignored.
+
+    ``trusted=False`` (a record on an application topic, not one of eventwire's retry
+    topics): its attempt, due and group headers are ignored as forged; attempt is 1.
+    """
+    raw: dict[str, str] = {}  # eventwire's own headers
+    user: dict[str, str] = {}
     pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    internal = _INTERNAL
     for name, data in pairs:
-        raw[name] = _text(data)  # the last one wins, as with HTTP-like header maps
-    user = {k: v for k, v in raw.items() if k not in _INTERNAL}
+        # The last one wins, as with HTTP-like header maps. One pass, no helper call per
+        # header: this runs for every header of every record consumed.
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else _text(data)
+        (raw if name in internal else user)[name] = text
     message = Message(
         body=value or b"",
         id=raw.get(h.MESSAGE_ID) or f"{topic}-{partition}-{offset}",
@@ -116,6 +126,8 @@ def decode(  # noqa: PLR0917 - the fields of one record, in the order Kafka name
         causation_id=raw.get(h.CAUSATION_ID),
         timestamp=_number(raw.get(h.TIMESTAMP), timestamp_ms / 1000),
     )
+    if not trusted:
+        return Decoded(message=message, attempt=1, due=None, group=None)
     attempt = int(min(max(_number(raw.get(h.ATTEMPT), 1), 1), MAX_ATTEMPT))
     due = raw.get(DUE)
     return Decoded(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
@@ -20,12 +20,17 @@ from eventwire.brokers.kafka.connection import KafkaConnection
 from eventwire.brokers.kafka.envelope import Record
 from eventwire.brokers.kafka.errors import translate
 from eventwire.core.errors import PublishError
+from eventwire.core.headers import MESSAGE_ID
 
 _BUFFER_FULL_PAUSE = 0.005
 
 
 class _Reports:
-    """Collects the delivery reports of one publish call (called on the poll thread)."""
+    """Collects the delivery reports of one publish call (called on the poll thread).
+
+    One bound ``report`` serves every record of the call (no closure per message); a failed
+    record is named by the message id its headers carry, looked up only on failure.
+    """
 
     __slots__ = ("_left", "_lock", "_loop", "failed", "future")
 
@@ -33,19 +38,16 @@ class _Reports:
         self._loop = loop
         self._left = count
         self._lock = threading.Lock()
-        self.failed: list[tuple[int, KafkaError]] = []
+        self.failed: list[tuple[str | None, KafkaError]] = []  # (message id, error)
         self.future: asyncio.Future[None] = loop.create_future()
 
-    def callback(self, index: int) -> Callable[[KafkaError | None, Message], None]:
-        def report(error: KafkaError | None, _message: Message) -> None:
-            self.done(index, error)
+    def report(self, error: KafkaError | None, message: Message) -> None:
+        self.done(None if error is None else _message_id(message), error)
 
-        return report
-
-    def done(self, index: int, error: KafkaError | None) -> None:
+    def done(self, message_id: str | None, error: KafkaError | None) -> None:
         with self._lock:
             if error is not None:
-                self.failed.append((index, error))
+                self.failed.append((message_id, error))
             self._left -= 1
             last = self._left == 0
         if last:
@@ -54,6 +56,15 @@ class _Reports:
     def _resolve(self) -> None:
         if not self.future.done():
             self.future.set_result(None)
+
+
+def _message_id(message: Message) -> str | None:
+    headers = message.headers() or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    for name, value in pairs:
+        if name == MESSAGE_ID and isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+    return None
 
 
 class KafkaPublisher:
@@ -97,6 +108,7 @@ class KafkaPublisher:
         deadline = loop.time() + timeout
         reports = _Reports(loop, len(records))
         chosen = -1 if partition is None else partition  # -1: by key (librdkafka's hash)
+        report = reports.report
         for index, record in enumerate(records):
             while True:
                 try:
@@ -106,7 +118,7 @@ class KafkaPublisher:
                         key=record.key,
                         headers=record.headers,
                         timestamp=record.timestamp_ms,
-                        on_delivery=reports.callback(index),
+                        on_delivery=report,
                         partition=chosen,
                     )
                     break
@@ -114,12 +126,12 @@ class KafkaPublisher:
                     # librdkafka's queue is full (an outage, or a burst): the poll thread
                     # drains it as reports come; wait for room within the deadline.
                     if loop.time() >= deadline:
-                        reports.done(index, KafkaError(KafkaError._QUEUE_FULL))
+                        reports.done(ids[index], KafkaError(KafkaError._QUEUE_FULL))
                         break
                     await asyncio.sleep(_BUFFER_FULL_PAUSE)
                 except KafkaException as exc:
                     error = exc.args[0] if exc.args else KafkaError(KafkaError._FAIL)
-                    reports.done(index, error)
+                    reports.done(ids[index], error)
                     break
         try:
             # Reports come by message.timeout.ms at the latest; the margin covers a stalled loop.
@@ -139,10 +151,11 @@ class KafkaPublisher:
         topic: str,
         records: Sequence[Record],
         ids: Sequence[str],
-        failed: list[tuple[int, KafkaError]],
+        failed: list[tuple[str | None, KafkaError]],
     ) -> None:
-        failed.sort(key=lambda item: item[0])
-        missing = [ids[i] for i, _ in failed]
+        order = {message_id: index for index, message_id in enumerate(ids)}
+        failed.sort(key=lambda item: order.get(item[0] or "", len(ids)))
+        missing = [message_id or "(unknown id)" for message_id, _ in failed]
         shown = ", ".join(missing[:5]) + (
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         )

@@ -95,6 +95,7 @@ class KafkaSubscription:
         self._retries: ConsumerWorker | None = None
         self._closed = False
         self._timers: set[asyncio.TimerHandle] = set()
+        self._acked: list[Fetched] = []  # acks of this loop turn, not yet sent
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -188,19 +189,35 @@ class KafkaSubscription:
         while True:
             if self._closed or self._main is None or self._failure is not None:
                 raise StopAsyncIteration
-            while self._inbox:
-                item = self._inbox.popleft()
-                if self._current(item):
-                    return KafkaDelivery(self, item)
+            inbox, topic, main = self._inbox, self.topic, self._main
+            while inbox:
+                item = inbox.popleft()
+                worker = main if item.tp[0] == topic else self._retries
+                if worker is not None and worker.epochs.get(item.tp) == item.epoch:
+                    return KafkaDelivery(self, item)  # else: revoked since it was fetched
             self._wake.clear()
             await self._wake.wait()
 
     # -- settling (through KafkaDelivery) ----------------------------------------------------
 
     def ack(self, item: Fetched) -> None:
-        worker = self._owner(item)
-        if worker is not None and not self._closed:
-            worker.settled(item)
+        """Queue ``item`` as finished; the turn's acks go to the consumer threads together."""
+        if self._closed:
+            return
+        if not self._acked:
+            asyncio.get_running_loop().call_soon(self._send_acks)
+        self._acked.append(item)
+
+    def _send_acks(self) -> None:
+        acked, self._acked = self._acked, []
+        if not acked:
+            return
+        main = [item for item in acked if item.tp[0] == self.topic]
+        if main and self._main is not None:
+            self._main.settled(main)
+        retried = [item for item in acked if item.tp[0] != self.topic]
+        if retried and self._retries is not None:
+            self._retries.settled(retried)
 
     def _current(self, item: Fetched) -> bool:
         worker = self._owner(item)
@@ -256,6 +273,7 @@ class KafkaSubscription:
                     f"a transaction needs a group: {self.topic!r} is read with group=None"
                 )
             return topic, partition, None, None
+        self._send_acks()  # the commit point counts every delivery finished before this one
         metadata, point = await worker.transaction_point(item)
         if point is not None and point <= item.offset:
             raise ConfigurationError(
@@ -284,6 +302,7 @@ class KafkaSubscription:
             handle.cancel()
         self._timers.clear()
         self._wake.set()
+        self._send_acks()  # finished work is committed on close
         left = list(self._inbox)
         self._inbox.clear()
         workers = [w for w in (self._main, self._retries) if w is not None]

@@ -3,7 +3,10 @@
 Every call on a ``Consumer`` happens on this thread: librdkafka consumers are not safe to
 poll and close concurrently (FastStream #1963 crashed the process that way), and nothing here
 may block the event loop. The loop talks to the thread through a command queue (settled,
-stop) and the thread hands records to the loop with ``call_soon_threadsafe``.
+stop) and the thread hands records to the loop with ``call_soon_threadsafe``, both in
+batches: the acks of one loop turn travel as one command, and with ``prefetch`` deliveries
+open the thread refills only once a quarter of them is settled (one wake-up per batch, not
+per message: the per-message hand-off was most of the adapter's cost).
 
 Flow control: each assigned partition has a local queue of records fetched but not yet handed
 out. A partition whose queue is not empty is paused (its head is not due yet, or the
@@ -18,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import logging
 import math
 import queue
@@ -27,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Message as RawRecord
@@ -53,9 +55,9 @@ _LEADER_UNKNOWN = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """A record handed to the event loop, with what settling it needs."""
+class Fetched(NamedTuple):
+    """A record handed to the event loop, with what settling it needs (a tuple: one is made
+    per message, and a frozen dataclass's ``__init__`` costs several times more)."""
 
     tp: TP
     epoch: int
@@ -80,12 +82,12 @@ class InFlight:
     def full(self) -> bool:
         return self._used >= self.limit
 
-    def take(self) -> bool:
+    def take(self, wanted: int) -> int:
+        """Reserve up to ``wanted`` deliveries at once (one lock per dispatch, not per record)."""
         with self._lock:
-            if self._used >= self.limit:
-                return False
-            self._used += 1
-            return True
+            granted = max(0, min(wanted, self.limit - self._used))
+            self._used += granted
+            return granted
 
     def release(self, count: int = 1) -> None:
         if count:
@@ -124,6 +126,8 @@ class ConsumerWorker:
         self._waiting: dict[TP, deque[RawRecord]] = {}
         self._paused: set[TP] = set()
         self._in_flight = spec.in_flight
+        self._refill_at = max(1, spec.in_flight.limit // 4)
+        self._retry_topics: dict[str, bool] = {}
         self._epoch = 0
         self.epochs: dict[TP, int] = {}  # read by the loop to drop stale records
         self._stopping = False
@@ -139,8 +143,9 @@ class ConsumerWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def settled(self, item: Fetched) -> None:
-        self._commands.put(("settled", item.tp, item.epoch, item.offset))
+    def settled(self, items: list[Fetched]) -> None:
+        """Finished deliveries, sent in one command per event-loop turn (not one per ack)."""
+        self._commands.put(("settled", items))
 
     def unhanded(self, items: list[Fetched]) -> None:
         self._commands.put(("unhanded", items))
@@ -247,16 +252,15 @@ class ConsumerWorker:
             self.epochs.pop(key, None)
 
     def _step(self, consumer: Consumer) -> None:
-        if self._in_flight.full:
-            # Wake at once when a delivery is settled.
-            with contextlib.suppress(queue.Empty):
-                self._command(consumer, self._commands.get(timeout=_FULL_WAIT))
+        low = self._in_flight.room < self._refill_at
+        if low:
+            self._await_room(consumer)
         self._drain_commands(consumer)
         if self._stopping:
             return
         handed = self._dispatch()
         now = time.monotonic()
-        if not self._in_flight.full:
+        if self._in_flight.room >= self._refill_at:
             # Block for new records only when nothing could be handed out right now.
             records = _fetch(consumer, 0.0 if handed else _IDLE_POLL)
             self._last_poll = now
@@ -275,6 +279,24 @@ class ConsumerWorker:
         self._maybe_commit(consumer)
         if handed:
             self._post(self._on_records, handed)
+
+    def _await_room(self, consumer: Consumer) -> None:
+        """Serve commands until a quarter of ``prefetch`` is free again (or ``_FULL_WAIT``).
+
+        Refilling one slot per settle would cost a thread wake-up and a loop wake-up per
+        message; waiting for a batch of free slots hands records out in batches while the
+        other deliveries keep the handlers busy.
+        """
+        deadline = time.monotonic() + _FULL_WAIT
+        while self._in_flight.room < self._refill_at and not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                command = self._commands.get(timeout=left)
+            except queue.Empty:
+                return
+            self._command(consumer, command)
 
     def _drain_commands(self, consumer: Consumer) -> None:
         while True:
@@ -297,10 +319,16 @@ class ConsumerWorker:
                 answer.set_exception(exc)
             return
         if kind == "settled":
-            _, tp, epoch, offset = command
-            progress = self._progress.get(tp)
-            if progress is not None and progress.epoch == epoch and progress.finished(offset):
-                self._in_flight.release()
+            finished = 0
+            for item in command[1]:
+                progress = self._progress.get(item.tp)
+                if (
+                    progress is not None
+                    and progress.epoch == item.epoch
+                    and progress.finished(item.offset)
+                ):
+                    finished += 1
+            self._in_flight.release(finished)
         elif kind == "unhanded":
             for item in command[1]:
                 progress = self._progress.get(item.tp)
@@ -324,54 +352,46 @@ class ConsumerWorker:
 
     def _dispatch(self) -> list[Fetched]:
         """Hand out due heads of the partition queues, round-robin, while there is room."""
+        waiting_total = sum(len(w) for w in self._waiting.values())
+        budget = self._in_flight.take(waiting_total) if waiting_total else 0
         handed: list[Fetched] = []
+        if not budget:
+            return handed
         now = time.time()
         moved = True
-        while moved:
+        while moved and len(handed) < budget:
             moved = False
             for tp, waiting in self._waiting.items():
-                if not waiting or not self._due(waiting[0], now):
+                if not waiting:
                     continue
                 record = waiting[0]
-                decoded = self._decode(record)
+                retry = self._is_retry_copy(tp[0])
+                if retry and not _is_due(record, now):
+                    continue
+                waiting.popleft()
+                moved = True
                 progress = self._progress[tp]
                 offset = record.offset() or 0
+                decoded = _decode(record, tp, offset, trusted=retry)
                 if decoded.group is not None and decoded.group != self._spec.group:
-                    waiting.popleft()
                     progress.skipped(offset)  # another group's retry copy
-                    moved = True
                     continue
-                if not self._in_flight.take():
-                    return handed  # prefetch deliveries are open
-                waiting.popleft()
                 attempt = progress.attempt_for(offset, decoded.attempt)
                 progress.handed(offset, attempt)
                 handed.append(Fetched(tp, progress.epoch, offset, attempt, decoded))
-                moved = True
+                if len(handed) >= budget:
+                    break
+        self._in_flight.release(budget - len(handed))
         return handed
 
-    def _decode(self, record: RawRecord) -> envelope.Decoded:
-        topic, partition = record.topic() or "", record.partition() or 0
-        _kind, stamp = record.timestamp()
-        decoded = envelope.decode(
-            topic,
-            partition,
-            record.offset() or 0,
-            record.key(),
-            record.value(),
-            record.headers(),
-            stamp,
-        )
-        if _is_retry_copy(record):
-            return decoded
-        # A due time, a group and an attempt are only trusted on eventwire's own retry
-        # topics: on the application topic a producer's forged ones would pause the
-        # partition for good (due), skip the record (group) or cut its retries short.
-        return dataclasses.replace(decoded, attempt=1, due=None, group=None)
+    def _is_retry_copy(self, topic: str) -> bool:
+        known = self._retry_topics.get(topic)
+        if known is None:
+            known = self._retry_topics[topic] = topics.source_of(topic) != topic
+        return known
 
-    def _due(self, record: RawRecord, now: float) -> bool:
-        due = _due_of(record)
-        return due is None or due <= now
+    def _due(self, tp: TP, record: RawRecord, now: float) -> bool:
+        return not self._is_retry_copy(tp[0]) or _is_due(record, now)
 
     def _flow(self, consumer: Consumer) -> None:
         """Pause partitions whose head is not due yet or whose queue is long; resume others.
@@ -384,7 +404,7 @@ class ConsumerWorker:
         want = {
             tp
             for tp, w in self._waiting.items()
-            if w and (len(w) >= _QUEUE_LIMIT or not self._due(w[0], now))
+            if w and (len(w) >= _QUEUE_LIMIT or not self._due(tp, w[0], now))
         }
         pause = [TopicPartition(t, p) for t, p in want - self._paused]
         resume = [TopicPartition(t, p) for t, p in self._paused - want]
@@ -470,14 +490,25 @@ def _fetch(consumer: Consumer, wait: float) -> list[RawRecord]:
     return consumer.consume(num_messages=_FETCH_BATCH, timeout=0)
 
 
-def _is_retry_copy(record: RawRecord) -> bool:
-    topic = record.topic() or ""
-    return topics.source_of(topic) != topic
+def _decode(record: RawRecord, tp: TP, offset: int, *, trusted: bool) -> envelope.Decoded:
+    _kind, stamp = record.timestamp()
+    # A due time, a group and an attempt are only trusted on eventwire's own retry topics:
+    # on the application topic a producer's forged ones would pause the partition for good
+    # (due), skip the record (group) or cut its retries short (attempt).
+    return envelope.decode(
+        tp[0],
+        tp[1],
+        offset,
+        record.key(),
+        record.value(),
+        record.headers(),
+        stamp,
+        trusted=trusted,
+    )
 
 
-def _due_of(record: RawRecord) -> float | None:
-    if not _is_retry_copy(record):
-        return None  # see ConsumerWorker._decode
+def _is_due(record: RawRecord, now: float) -> bool:
+    """Whether a retry copy's due time has come (a copy without one is due at once)."""
     headers = record.headers() or ()
     pairs = headers.items() if isinstance(headers, dict) else headers
     for name, value in pairs:
@@ -485,6 +516,6 @@ def _due_of(record: RawRecord) -> float | None:
             try:
                 due = float(value)
             except ValueError:
-                return None
-            return due if math.isfinite(due) else None  # a NaN is never due: never wait on it
-    return None
+                return True
+            return not math.isfinite(due) or due <= now  # a NaN is never waited on
+    return True
