@@ -173,6 +173,11 @@ class KafkaOptions:
                 "compression.type": self.compression,
                 "message.timeout.ms": int(self.publish_timeout * 1000),
                 "queue.buffering.max.messages": self.publish_buffer,
+                # Keyless records go to a random partition each, not to one "sticky"
+                # partition per linger window: with the sticky default a burst landed on one
+                # partition (194 of 200), so one member of a competing group did all the
+                # work. Batching per partition still happens within linger.ms.
+                "sticky.partitioning.linger.ms": 0,
             }
         )
         if transactional_id is not None:
