@@ -267,10 +267,14 @@ def check(
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_two_workers_on_embedded_sqlite(pattern: str, tmp_path: Path, cleanup: Cleanup) -> None:
     marks = "sqlite:///.eventwire/idempotency.db"  # one file both worker processes share
+    # An idle worker sees another process's publishes only when it polls, every 0.1 s by
+    # default. The whole 201-message burst can finish inside one such sleep (CI once saw
+    # per_worker [0, 200] in 0.29 s, publisher start included), so "both took a share" needs
+    # a poll shorter than the burst: 5 ms, against the 13 claim rounds of 16 it takes.
     check(
         "rabbitmq",
         pattern,
-        "sqlite:///.eventwire/broker.db",
+        "sqlite:///.eventwire/broker.db?poll=0.005",
         marks=marks,
         tmp_path=tmp_path,
         cleanup=cleanup,
