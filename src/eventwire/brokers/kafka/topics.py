@@ -44,6 +44,15 @@ def source_of(record_topic: str) -> str:
     return base if infix and level.isdigit() else record_topic
 
 
+def level_delay(record_topic: str) -> float:
+    """The longest delay a copy on retry topic ``record_topic`` was written for (the last
+    level's for a name without a level number)."""
+    level = record_topic.rpartition(RETRY_INFIX)[2]
+    if level.isdigit() and int(level) < len(RETRY_LEVELS):
+        return RETRY_LEVELS[int(level)]
+    return RETRY_LEVELS[-1]
+
+
 def retry_group(group: str) -> str:
     """The consumer group that reads a group's retry topics (kept apart from the main one)."""
     return f"{group}.retry"

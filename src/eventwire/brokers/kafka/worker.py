@@ -124,6 +124,8 @@ class ConsumerWorker:
         self._commands: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._progress: dict[TP, PartitionProgress] = {}
         self._waiting: dict[TP, deque[RawRecord]] = {}
+        # Retry partitions: offset -> when the queued copy may be handled (``_due_time``).
+        self._dues: dict[TP, dict[int, float]] = {}
         self._paused: set[TP] = set()
         self._in_flight = spec.in_flight
         self._refill_at = max(1, spec.in_flight.limit // 4)
@@ -215,6 +217,8 @@ class ConsumerWorker:
         self._epoch += 1
         self._progress[tp] = PartitionProgress(self._epoch, prior)
         self._waiting[tp] = deque()
+        if self._is_retry_copy(tp[0]):
+            self._dues[tp] = {}
         self.epochs[tp] = self._epoch
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -248,6 +252,7 @@ class ConsumerWorker:
             if progress is not None:
                 self._in_flight.release(progress.open_count)
             self._waiting.pop(key, None)
+            self._dues.pop(key, None)
             self._paused.discard(key)
             self.epochs.pop(key, None)
 
@@ -346,9 +351,14 @@ class ConsumerWorker:
         topic, partition = record.topic(), record.partition()
         if topic is None or partition is None:
             return
-        waiting = self._waiting.get((topic, partition))
-        if waiting is not None:  # else: revoked since it was fetched
-            waiting.append(record)
+        tp = (topic, partition)
+        waiting = self._waiting.get(tp)
+        if waiting is None:
+            return  # revoked since it was fetched
+        waiting.append(record)
+        dues = self._dues.get(tp)
+        if dues is not None:
+            dues[record.offset() or 0] = _due_time(record, time.time(), topics.level_delay(topic))
 
     def _dispatch(self) -> list[Fetched]:
         """Hand out due heads of the partition queues, round-robin, while there is room."""
@@ -365,13 +375,16 @@ class ConsumerWorker:
                 if not waiting:
                     continue
                 record = waiting[0]
-                retry = self._is_retry_copy(tp[0])
-                if retry and not _is_due(record, now):
-                    continue
+                offset = record.offset() or 0
+                dues = self._dues.get(tp)
+                retry = dues is not None
+                if dues is not None:
+                    if dues.get(offset, 0.0) > now:
+                        continue
+                    dues.pop(offset, None)
                 waiting.popleft()
                 moved = True
                 progress = self._progress[tp]
-                offset = record.offset() or 0
                 decoded = _decode(record, tp, offset, trusted=retry)
                 if decoded.group is not None and decoded.group != self._spec.group:
                     progress.skipped(offset)  # another group's retry copy
@@ -391,7 +404,8 @@ class ConsumerWorker:
         return known
 
     def _due(self, tp: TP, record: RawRecord, now: float) -> bool:
-        return not self._is_retry_copy(tp[0]) or _is_due(record, now)
+        dues = self._dues.get(tp)
+        return dues is None or dues.get(record.offset() or 0, 0.0) <= now
 
     def _flow(self, consumer: Consumer) -> None:
         """Pause partitions whose head is not due yet or whose queue is long; resume others.
@@ -507,8 +521,11 @@ def _decode(record: RawRecord, tp: TP, offset: int, *, trusted: bool) -> envelop
     )
 
 
-def _is_due(record: RawRecord, now: float) -> bool:
-    """Whether a retry copy's due time has come (a copy without one is due at once)."""
+def _due_time(record: RawRecord, fetched_at: float, longest: float) -> float:
+    """When a retry copy may be handled: its due header, but at most ``longest`` (its retry
+    level's delay) after it was fetched. Anyone who can write to a retry topic could
+    otherwise pause that partition for years with a far due time; a copy without a readable
+    one is due at once (a NaN is never waited on)."""
     headers = record.headers() or ()
     pairs = headers.items() if isinstance(headers, dict) else headers
     for name, value in pairs:
@@ -516,6 +533,8 @@ def _is_due(record: RawRecord, now: float) -> bool:
             try:
                 due = float(value)
             except ValueError:
-                return True
-            return not math.isfinite(due) or due <= now  # a NaN is never waited on
-    return True
+                return fetched_at
+            if not math.isfinite(due):
+                return fetched_at
+            return min(due, fetched_at + longest)
+    return fetched_at
