@@ -183,3 +183,16 @@ def test_shuffled_completion_with_many_partitions() -> None:
         point = progress[p].commit_point()
         assert point is not None
         assert all(x in finished[p] for x in range(point)), "committed past unfinished work"
+
+
+def test_client_errors_are_scrubbed_with_the_shared_url_scrubber() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from eventwire.brokers.kafka.errors import translate
+
+    url = BrokerURL.parse("kafka://app:hunter2@127.0.0.1:9092")
+    text = "SASL authentication of app with password hunter2 failed"
+    error = translate(KafkaException(KafkaError(KafkaError._FAIL, text)), "connecting", url)
+    message = str(error)
+    assert "hunter2" not in message
+    assert message.startswith("connecting on kafka at kafka://app:***@127.0.0.1:9092 failed")

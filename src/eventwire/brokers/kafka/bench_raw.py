@@ -35,7 +35,7 @@ class RawDriver:
 
     def __init__(self, url: BrokerURL, topic: str) -> None:
         self._options = KafkaOptions.from_url(url)
-        self._conn = KafkaConnection(self._options, str(url))
+        self._conn = KafkaConnection(self._options, url)
         self._topic = f"raw-{topic}"
         self._group = f"raw-{topic}"
         self._stop = threading.Event()
@@ -121,7 +121,7 @@ async def remove_run(url: BrokerURL, topic: str, group: str, brokers: list[Broke
     and the run's consumer groups."""
     options = KafkaOptions.from_url(url)
     created = {t for b in brokers for t in getattr(b, "created_topics", ()) if topic in t}
-    conn = KafkaConnection(options, str(url))
+    conn = KafkaConnection(options, url)
     await conn.open()
     try:
         await conn.delete_topics(sorted(created))

@@ -8,14 +8,14 @@ from typing import cast
 
 from eventwire.brokers._support.lifecycle import BrokerBase
 from eventwire.brokers.kafka import envelope
-from eventwire.brokers.kafka.connection import KafkaConnection, PartitionLag
+from eventwire.brokers.kafka.connection import KafkaConnection
+from eventwire.brokers.kafka.lag import KafkaLagReader, PartitionLag
 from eventwire.brokers.kafka.options import KafkaOptions
 from eventwire.brokers.kafka.publisher import KafkaPublisher
 from eventwire.brokers.kafka.subscription import KafkaSubscription
 from eventwire.brokers.kafka.transactions import KafkaTransactions, Transaction
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
-from eventwire.core.errors import ClosedError
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 from eventwire.core.url import BrokerURL
 
@@ -26,10 +26,11 @@ class KafkaBroker(BrokerBase):
     def __init__(self, url: BrokerURL, profile: BrokerProfile) -> None:
         super().__init__(url, profile)
         self._options = KafkaOptions.from_url(url)
-        self._conn = KafkaConnection(self._options, str(url))
+        self._conn = KafkaConnection(self._options, url)
         self._publisher = KafkaPublisher(self._conn)
         self._subs: set[KafkaSubscription] = set()
         self._transactions = KafkaTransactions(self._conn)
+        self._lag: KafkaLagReader | None = None  # made by the first ``lag`` call
 
     @property
     def options(self) -> KafkaOptions:
@@ -48,7 +49,9 @@ class KafkaBroker(BrokerBase):
     async def lag(self, topic: str, group: str) -> list[PartitionLag]:
         """Per partition of ``topic``: ``group``'s committed offset, the high watermark, lag."""
         await self.connect()
-        return await self._conn.lag(topic, group)
+        if self._lag is None:
+            self._lag = KafkaLagReader(self._options, self.url)
+        return await self._lag.partitions(topic, group)
 
     def transaction(self, delivery: Delivery) -> AbstractAsyncContextManager[Transaction]:
         """Consume-transform-produce in one Kafka transaction: ``tx.publish`` outputs and
@@ -71,8 +74,6 @@ class KafkaBroker(BrokerBase):
     def _subscribe(
         self, topic: str, group: str | None, prefetch: int
     ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
-        if self._closed:
-            raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
         return _Subscribe(
             self, KafkaSubscription(self._conn, self._publisher, topic, group, prefetch)
         )
@@ -83,6 +84,8 @@ class KafkaBroker(BrokerBase):
         for sub in list(self._subs):
             await sub.aclose()
         await self._transactions.aclose()
+        if self._lag is not None:
+            await self._lag.aclose()
         await self._conn.aclose()
 
     async def _health(self) -> Health:

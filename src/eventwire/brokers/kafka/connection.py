@@ -11,10 +11,9 @@ import asyncio
 import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -24,6 +23,7 @@ from eventwire.brokers.kafka.errors import error_of, reason, translate
 from eventwire.brokers.kafka.options import KafkaOptions
 from eventwire.core.errors import ConfigurationError
 from eventwire.core.message import Message
+from eventwire.core.url import BrokerURL
 
 log = logging.getLogger("eventwire.kafka")
 _POLL_SECONDS = 0.1
@@ -42,24 +42,13 @@ _LIBRDKAFKA_LOG = _LibrdkafkaLog()
 _TOPIC_VISIBLE_WITHIN = 10.0
 
 
-@dataclass(frozen=True, slots=True)
-class PartitionLag:
-    """One partition of a group: its committed offset, the high watermark and the difference."""
-
-    topic: str
-    partition: int
-    committed: int | None  # None: the group never committed here (it starts per reset policy)
-    high_watermark: int
-    lag: int
-
-
 class KafkaConnection:
     """Producer + admin client of one broker object; ``where`` is the redacted URL."""
 
-    def __init__(self, options: KafkaOptions, where: str) -> None:
+    def __init__(self, options: KafkaOptions, url: BrokerURL) -> None:
         self.options = options
-        self.where = where
-        self.secret = options.password
+        self.url = url
+        self.where = str(url)
         self._producer: Producer | None = None
         self._admin: AdminClient | None = None
         self._poller: threading.Thread | None = None
@@ -84,7 +73,7 @@ class KafkaConnection:
             self._admin = AdminClient(self.client_config(self.options.admin_config()))
             self._producer = Producer(self.client_config(self.options.producer_config()))
         except KafkaException as exc:
-            raise translate(exc, "configuring the client", self.where, self.secret) from exc
+            raise translate(exc, "configuring the client", self.url) from exc
         self._poller = threading.Thread(
             target=self._poll_producer, name="eventwire-kafka-producer", daemon=True
         )
@@ -102,7 +91,7 @@ class KafkaConnection:
         try:
             await asyncio.to_thread(admin.list_topics, timeout=timeout)
         except KafkaException as exc:
-            raise translate(exc, "connecting", self.where, self.secret) from exc
+            raise translate(exc, "connecting", self.url) from exc
 
     def _admin_client(self) -> AdminClient:
         if self._admin is None:
@@ -145,9 +134,7 @@ class KafkaConnection:
                 except KafkaException as exc:
                     error = error_of(exc)
                     if error is None or error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                        raise translate(
-                            exc, f"creating topic {topic!r}", self.where, self.secret
-                        ) from exc
+                        raise translate(exc, f"creating topic {topic!r}", self.url) from exc
         await self._wait_visible(topics)
         self._known.update(topics)
 
@@ -162,7 +149,7 @@ class KafkaConnection:
                     admin.list_topics, timeout=self.options.socket_timeout
                 )
             except KafkaException as exc:
-                raise translate(exc, "reading topic metadata", self.where, self.secret) from exc
+                raise translate(exc, "reading topic metadata", self.url) from exc
             missing = [
                 t
                 for t in topics
@@ -195,16 +182,8 @@ class KafkaConnection:
             except KafkaException as exc:
                 error = error_of(exc)
                 if error is None or error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    log.warning("deleting topic %r failed: %s", topic, reason(exc, self.secret))
+                    log.warning("deleting topic %r failed: %s", topic, reason(exc, self.url))
             self._known.discard(topic)
-
-    async def lag(self, topic: str, group: str) -> list[PartitionLag]:
-        """Committed offset vs high watermark of every partition of ``topic`` for ``group``."""
-        config = self.client_config(self.options.consumer_config(group, from_earliest=True))
-        try:
-            return await asyncio.to_thread(_read_lag, config, topic, self.options.socket_timeout)
-        except KafkaException as exc:
-            raise translate(exc, f"reading the lag of {group!r}", self.where, self.secret) from exc
 
     async def browse(self, topic: str, group: str, limit: int) -> list[Message] | None:
         """Up to ``limit`` messages of ``topic`` after ``group``'s committed offsets, read
@@ -214,7 +193,7 @@ class KafkaConnection:
         try:
             records = await asyncio.to_thread(browse, config, topic, limit, timeout)
         except (KafkaException, TimeoutError) as exc:
-            raise translate(exc, f"reading {topic!r}", self.where, self.secret) from exc
+            raise translate(exc, f"reading {topic!r}", self.url) from exc
         if records is None:
             return None
         return [
@@ -232,32 +211,3 @@ class KafkaConnection:
         self._stop.set()
         if self._poller is not None:
             await asyncio.to_thread(self._poller.join, 5)
-
-
-def _read_lag(config: dict[str, Any], topic: str, timeout: float) -> list[PartitionLag]:
-    consumer = Consumer(config)
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
-        described = metadata.topics.get(topic)
-        if described is None or described.error is not None:
-            return []
-        partitions = [TopicPartition(topic, p) for p in sorted(described.partitions)]
-        committed = consumer.committed(partitions, timeout=timeout)
-        result = []
-        for tp in committed:
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, tp.partition), timeout=timeout
-            )
-            offset = tp.offset if tp.offset >= 0 else None
-            result.append(
-                PartitionLag(
-                    topic=topic,
-                    partition=tp.partition,
-                    committed=offset,
-                    high_watermark=high,
-                    lag=max(high - (offset if offset is not None else _low), 0),
-                )
-            )
-        return result
-    finally:
-        consumer.close()

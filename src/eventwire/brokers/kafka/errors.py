@@ -17,6 +17,7 @@ from eventwire.core.errors import (
     MessageTooLargeError,
     PublishError,
 )
+from eventwire.core.url import BrokerURL
 
 # librdkafka codes after which the same call can succeed once the cluster is reachable again.
 TRANSIENT: Final = frozenset(
@@ -61,11 +62,11 @@ def error_of(exc: BaseException) -> KafkaError | None:
     return None
 
 
-def reason(error: KafkaError | BaseException, secret: str | None = None) -> str:
-    """librdkafka's own description, with the password (if any) masked."""
+def reason(error: KafkaError | BaseException, url: BrokerURL) -> str:
+    """librdkafka's own description, scrubbed of credentials (``BrokerURL.scrub``)."""
     kafka_error = error if isinstance(error, KafkaError) else error_of(error)
     text = kafka_error.str() if kafka_error is not None else f"{type(error).__name__}: {error}"
-    return text.replace(secret, "***") if secret else text
+    return url.scrub(text)
 
 
 def is_transient(error: KafkaError | None) -> bool:
@@ -75,8 +76,7 @@ def is_transient(error: KafkaError | None) -> bool:
 def translate(
     exc: BaseException,
     doing: str,
-    where: str,
-    secret: str | None = None,
+    url: BrokerURL,
     *,
     publishing: bool = False,
 ) -> EventwireError:
@@ -84,7 +84,7 @@ def translate(
     if isinstance(exc, EventwireError):
         return exc
     error = error_of(exc)
-    text = f"{doing} on kafka at {where} failed: {reason(exc, secret)}"
+    text = f"{doing} on kafka at {url} failed: {reason(exc, url)}"
     code = None if error is None else error.code()
     if code in _CONFIGURATION:
         return ConfigurationError(text)

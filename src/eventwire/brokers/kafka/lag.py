@@ -19,32 +19,62 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, Protocol, TypeVar, cast
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from eventwire.brokers.kafka.broker import KafkaBroker
 from eventwire.brokers.kafka.errors import translate
 from eventwire.brokers.kafka.options import KafkaOptions
 from eventwire.brokers.kafka.topics import RETRY_INFIX, retry_group, retry_topics
 from eventwire.core.contract import Broker
 from eventwire.core.errors import ConnectionLostError
 from eventwire.core.lag import Backlog, LagReader
+from eventwire.core.url import BrokerURL
 
+_T = TypeVar("_T")
 _METADATA_TTL: Final = 30.0  # seconds a topic's partition list is reused
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """One partition of a group: its committed offset, the high watermark and the difference."""
+
+    topic: str
+    partition: int
+    committed: int | None  # None: the group never committed here (it starts per reset policy)
+    high_watermark: int
+    lag: int
 
 
 class KafkaLagReader:
     """Per-group metadata consumers, created on the first read of each group."""
 
-    def __init__(self, options: KafkaOptions, where: str) -> None:
+    def __init__(self, options: KafkaOptions, url: BrokerURL) -> None:
         self._options = options
-        self._where = where
+        self._url = url
+        self._where = str(url)
         self._consumers: dict[str, Consumer] = {}
         self._metadata: dict[str, tuple[float, list[TopicPartition]]] = {}
         self._lock = threading.Lock()  # reads run in worker threads
 
     async def read(self, topic: str, group: str) -> Backlog | None:
+        partitions = await self._in_thread(lambda: self._read(topic, group), topic, group)
+        if partitions is None:
+            return None
+        return Backlog(waiting=sum(partitions.values()), partitions=partitions)
+
+    async def partitions(self, topic: str, group: str) -> list[PartitionLag]:
+        """Each partition of ``topic`` (none if it does not exist) for ``group``, without the
+        retry topics: committed offset, high watermark and lag."""
+
+        def read() -> list[PartitionLag]:
+            with self._lock:
+                return self._partition_lags(group, self._partitions(group, topic))
+
+        return await self._in_thread(read, topic, group)
+
+    async def _in_thread(self, read: Callable[[], _T], topic: str, group: str) -> _T:
         # A read the caller gave up on (timeout) still runs in its thread until librdkafka's
         # own timeouts end it; starting more behind it would only pile up blocked threads.
         if self._lock.locked():
@@ -53,17 +83,9 @@ class KafkaLagReader:
                 "the previous read has not returned yet"
             )
         try:
-            partitions = await asyncio.to_thread(self._read, topic, group)
+            return await asyncio.to_thread(read)
         except KafkaException as exc:
-            raise translate(
-                exc,
-                f"reading the lag of {group!r} on {topic!r}",
-                self._where,
-                self._options.password,
-            ) from exc
-        if partitions is None:
-            return None
-        return Backlog(waiting=sum(partitions.values()), partitions=partitions)
+            raise translate(exc, f"reading the lag of {group!r} on {topic!r}", self._url) from exc
 
     def _read(self, topic: str, group: str) -> dict[str, int] | None:
         with self._lock:
@@ -108,17 +130,29 @@ class KafkaLagReader:
     def _lags(
         self, group: str, partitions: list[TopicPartition], label: Callable[[TopicPartition], str]
     ) -> dict[str, int]:
-        """``group``'s lag on each of ``partitions``: one committed-offsets request for all of
-        them, then each partition's watermarks."""
+        """``group``'s lag on each of ``partitions``, by ``label``."""
+        return {
+            label(TopicPartition(p.topic, p.partition)): p.lag
+            for p in self._partition_lags(group, partitions)
+        }
+
+    def _partition_lags(self, group: str, partitions: list[TopicPartition]) -> list[PartitionLag]:
+        """One committed-offsets request for all of ``partitions``, then each one's
+        watermarks."""
+        if not partitions:
+            return []
         consumer, timeout = self._consumer(group), self._options.socket_timeout
-        lags: dict[str, int] = {}
+        result = []
         for tp in consumer.committed(partitions, timeout=timeout):
             low, high = consumer.get_watermark_offsets(
                 TopicPartition(tp.topic, tp.partition), timeout=timeout, cached=False
             )
-            start = tp.offset if tp.offset >= 0 else low
-            lags[label(tp)] = max(high - start, 0)
-        return lags
+            committed = tp.offset if tp.offset >= 0 else None
+            start = low if committed is None else committed
+            result.append(
+                PartitionLag(tp.topic, tp.partition, committed, high, max(high - start, 0))
+            )
+        return result
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._lock.acquire)  # a read under way finishes first
@@ -130,7 +164,17 @@ class KafkaLagReader:
             await asyncio.to_thread(consumer.close)
 
 
+class _KafkaBroker(Protocol):
+    """What a reader needs of a ``KafkaBroker`` (named so, since ``broker.py`` imports this)."""
+
+    @property
+    def options(self) -> KafkaOptions: ...
+
+    @property
+    def url(self) -> BrokerURL: ...
+
+
 def open_reader(broker: Broker) -> LagReader | None:
     """A reader for a ``KafkaBroker``'s cluster (same options, its own clients)."""
-    assert isinstance(broker, KafkaBroker)
-    return KafkaLagReader(broker.options, str(broker.url))
+    kafka = cast("_KafkaBroker", broker)
+    return KafkaLagReader(kafka.options, kafka.url)

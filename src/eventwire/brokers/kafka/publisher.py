@@ -161,9 +161,7 @@ class KafkaPublisher:
         )
         first = failed[0][1]
         doing = f"publishing {len(records)} message(s) to {topic!r}"
-        error = translate(
-            KafkaException(first), doing, self._conn.where, self._conn.secret, publishing=True
-        )
+        error = translate(KafkaException(first), doing, self._conn.url, publishing=True)
         raise type(error)(
             f"{error}; {len(missing)} of {len(records)} not sent: {shown}"
         ) from KafkaException(first)

@@ -130,9 +130,7 @@ class KafkaSubscription:
         if self._failure is not None:
             failure = self._failure
             await self.aclose()
-            raise translate(
-                failure, f"subscribing to {self.topic!r}", self._conn.where, self._conn.secret
-            ) from failure
+            raise translate(failure, f"subscribing to {self.topic!r}", self._conn.url) from failure
         if self.group is None and not self._assigned.is_set():
             await self.aclose()
             raise BrokerError(

@@ -106,9 +106,7 @@ class KafkaTransactions:
             try:
                 await asyncio.to_thread(producer.init_transactions, options.socket_timeout * 3)
             except KafkaException as exc:
-                raise translate(
-                    exc, "starting transactions", self._conn.where, self._conn.secret
-                ) from exc
+                raise translate(exc, "starting transactions", self._conn.url) from exc
             self._producer = producer
         return self._producer
 
@@ -139,7 +137,7 @@ class KafkaTransactions:
                 await self._abort(producer, exc)
                 if isinstance(exc, KafkaException):
                     raise translate(
-                        exc, "committing a transaction", self._conn.where, self._conn.secret,
+                        exc, "committing a transaction", self._conn.url,
                         publishing=True,
                     ) from exc  # fmt: skip
                 raise
