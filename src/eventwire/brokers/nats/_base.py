@@ -22,7 +22,8 @@ from eventwire.core.url import BrokerURL
 
 class NatsBrokerBase(BrokerBase):
     """One NATS connection per broker object; subclasses implement only how messages go out
-    (``_send``), subscriptions, and what else ``_connect`` / ``_aclose`` set up or release."""
+    (``_send``), subscriptions, and what else ``_connect`` / ``_close_connection`` set up
+    or release."""
 
     #: The connection name the server shows for this adapter.
     connection_name: ClassVar[str]
@@ -71,7 +72,7 @@ class NatsBrokerBase(BrokerBase):
     ) -> None:
         """Send messages already checked by ``_publish_now`` (with their NATS headers)."""
 
-    async def _wait_for_publishes(self) -> None:
+    async def _flush_publishes(self) -> None:
         """Give publishes under way up to ``publish_timeout`` to finish (part of ``aclose``)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), self.options.publish_timeout)

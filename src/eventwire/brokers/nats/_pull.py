@@ -308,14 +308,15 @@ class PullConsumer:
         self._pull_subject = await self._ensure(resume)
         self._lost = False
 
-    async def aclose(self, *, give_back: bool = True) -> None:
-        """Stop, let the open pull requests end, then return every unsettled delivery (nak).
+    async def aclose(self, *, give_back: bool = True) -> int:
+        """Stop, let the open pull requests end, then return every unsettled delivery (nak);
+        how many it returned.
 
         ``give_back=False`` is for a broadcast consumer about to be deleted: nobody else
         could receive what it returns, so leaving does not wait for the requests to end.
         """
         if self._closing:
-            return
+            return 0
         self._closing = self._closed = True
         self._wakeup.set()
         for task in (*self._tasks, *self._side_tasks):
@@ -333,9 +334,12 @@ class PullConsumer:
         returned = list(self._unsettled)
         self._unsettled.clear()
         self._ready.clear()
-        for delivery in returned if give_back else ():
+        if not give_back:
+            return 0
+        for delivery in returned:
             with contextlib.suppress(Exception):
                 await delivery._msg.nak()
+        return len(returned)
 
 
 def _plain_headers(headers: object) -> Mapping[str, str] | None:

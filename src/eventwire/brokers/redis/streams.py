@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
 from typing import Any, cast
 
 from redis import exceptions as rex
@@ -22,8 +20,7 @@ from eventwire.brokers.redis.publisher import PublishQueue
 from eventwire.brokers.redis.subscription import Subscription
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
-from eventwire.core.errors import ClosedError
-from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
+from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
 from eventwire.core.url import BrokerURL
 
 
@@ -60,7 +57,6 @@ class RedisStreamsBroker(BrokerBase):
         self.link = RedisLink(
             client=self.client, url=url, options=self.options, profile=profile.name
         )
-        self._subs: set[Subscription] = set()
         self._publisher = PublishQueue(
             self.link, encode=self.encode, queue_publish=self.queue_publish
         )
@@ -90,18 +86,10 @@ class RedisStreamsBroker(BrokerBase):
         """See ``RedisLink.trim`` (group members call it every ``claim_idle / 3`` seconds)."""
         return await self.link.trim(topic)
 
-    def _subscribe(
-        self, topic: str, group: str | None, prefetch: int
-    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
-        sub: Subscription = (
-            BroadcastSubscription(self.link, topic, prefetch, on_close=self.forget)
-            if group is None
-            else GroupSubscription(self.link, topic, group, prefetch, self.forget)
-        )
-        return _Opening(self, sub)
-
-    def forget(self, sub: Subscription) -> None:
-        self._subs.discard(sub)
+    def _subscribe(self, topic: str, group: str | None, prefetch: int) -> Subscription:
+        if group is None:
+            return BroadcastSubscription(self.link, topic, prefetch)
+        return GroupSubscription(self.link, topic, group, prefetch)
 
     async def browse_dead_letters(self, topic: str, limit: int) -> list[Message] | None:
         """Dead letters of ``topic`` the ``eventwire-dlq`` group has not acknowledged (pending
@@ -147,12 +135,13 @@ class RedisStreamsBroker(BrokerBase):
             lambda: self.link.bounded(read()), f"reading the dead letters of {topic!r}"
         )
 
-    async def _aclose(self) -> None:
-        # Publishers flush first: calls already made get their answer (or fail by their own
-        # deadline) before the pool goes; new calls already get ClosedError.
+    async def _flush_publishes(self) -> None:
+        # Calls already made get their answer (or fail by their own deadline) before the
+        # pool goes; new calls already get ClosedError.
         await self._publisher.drain(self.options.publish_timeout)
         await self._publisher.aclose()
-        await asyncio.gather(*(sub.close() for sub in list(self._subs)), return_exceptions=True)
+
+    async def _close_connection(self) -> None:
         await self.client.aclose(close_connection_pool=True)
 
     async def _health(self) -> Health:
@@ -165,25 +154,3 @@ class RedisStreamsBroker(BrokerBase):
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class _Opening:
-    """``subscribe()``'s context manager: registers the subscription so ``aclose`` ends it."""
-
-    def __init__(self, broker: RedisStreamsBroker, sub: Subscription) -> None:
-        self._broker = broker
-        self._sub = sub
-
-    async def __aenter__(self) -> AsyncIterator[Delivery]:
-        if self._broker.closed:
-            raise ClosedError(f"cannot subscribe to {self._sub.topic!r}: the broker is closed")
-        await self._broker.connect()
-        self._broker._subs.add(self._sub)
-        try:
-            return await self._sub.__aenter__()
-        except BaseException:
-            await self._sub.close()
-            raise
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._sub.close()

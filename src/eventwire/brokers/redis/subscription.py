@@ -6,16 +6,13 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Self
 
 from eventwire.brokers.redis.connection import describe, log
 from eventwire.brokers.redis.link import RedisLink
 from eventwire.core.backoff import BackoffStreak
 from eventwire.core.message import Delivery, Message
-
-# What a subscription calls once it has closed (the broker forgets it).
-OnClose = Callable[["Subscription"], None]
 
 
 class RedisDelivery(Delivery):
@@ -82,9 +79,7 @@ class Subscription(ABC):
     reached through ``link`` (the broker's ``RedisLink``), the topic's key is ``_key``.
     """
 
-    def __init__(
-        self, link: RedisLink, *, topic: str, group: str | None, prefetch: int, on_close: OnClose
-    ) -> None:
+    def __init__(self, link: RedisLink, *, topic: str, group: str | None, prefetch: int) -> None:
         self._link = link
         self._key = link.stream_key(topic)
         self.topic = topic
@@ -98,7 +93,6 @@ class Subscription(ABC):
         self._room = asyncio.Event()
         self._room.set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._on_close = on_close
         self._close_lock = asyncio.Lock()
 
     @property
@@ -154,7 +148,7 @@ class Subscription(ABC):
 
     # -- async context manager + iterator -------------------------------------------------
 
-    async def __aenter__(self) -> AsyncIterator[Delivery]:
+    async def open(self) -> Self:
         await self.start()
         return self
 
@@ -174,14 +168,13 @@ class Subscription(ABC):
                 self._waiter = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._waiter)
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
+    async def aclose(self) -> int:
+        """Stop the tasks and hand unsettled deliveries back (how many); idempotent."""
         async with self._close_lock:
             if self.closed:
-                return
+                return 0
             self.closed = True
+            returned = len(self.held)
             self._room.set()
             self._ready.clear()
             self._wake()
@@ -192,7 +185,7 @@ class Subscription(ABC):
                 await self.release()
             finally:
                 self.held.clear()
-                self._on_close(self)
+            return returned
 
     @abstractmethod
     async def start(self) -> None: ...
