@@ -7,10 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from eventwire.brokers._support.errors import translate
 from eventwire.brokers.catalog import profile_named
-from eventwire.brokers.nats._connection import backoff_handler, scrub, translate
+from eventwire.brokers.nats._connection import backoff_handler, scrub
 from eventwire.brokers.nats._delivery import attempt_and_seq
 from eventwire.brokers.nats._envelope import MSG_ID, check_size, from_nats, to_headers
+from eventwire.brokers.nats._errors import NATS
 from eventwire.brokers.nats._options import NatsOptions, safe_name
 from eventwire.core.capabilities import Guarantee, Support
 from eventwire.core.errors import (
@@ -141,9 +143,9 @@ def test_errors_are_translated_and_scrubbed() -> None:
     import nats.errors
 
     url = BrokerURL.parse("nats://user:Canary-77@h:4222")
-    err = translate(nats.errors.ConnectionClosedError(), url, "publishing")
+    err = translate(NATS, nats.errors.ConnectionClosedError(), url, "publishing")
     assert isinstance(err, ConnectionLostError)
-    other = translate(RuntimeError("boom nats://user:Canary-77@h:4222"), url, "x")
+    other = translate(NATS, RuntimeError("boom nats://user:Canary-77@h:4222"), url, "x")
     assert isinstance(other, BrokerError)
     assert "Canary-77" not in str(other) + repr(other)
     assert scrub("pw Canary-77 here", url) == "pw *** here"

@@ -6,7 +6,8 @@ import pytest
 from redis import exceptions as rex
 
 from eventwire.brokers._support.envelope import EnvelopeError
-from eventwire.brokers.redis.connection import is_transient, retry_streak, translate
+from eventwire.brokers._support.errors import translate
+from eventwire.brokers.redis.connection import retry_streak
 from eventwire.brokers.redis.envelope import (
     as_fields,
     from_fields,
@@ -15,6 +16,7 @@ from eventwire.brokers.redis.envelope import (
     to_fields,
     to_payload,
 )
+from eventwire.brokers.redis.errors import REDIS, is_transient
 from eventwire.brokers.redis.options import RedisOptions
 from eventwire.core.errors import BrokerError, ConfigurationError, ConnectionLostError
 from eventwire.core.message import Message
@@ -116,11 +118,11 @@ def test_backoff_is_capped_jittered_and_resets() -> None:
 
 def test_translate_keeps_passwords_out() -> None:
     url = BrokerURL.parse(f"redis://user:{CANARY}@127.0.0.1:1/0")
-    lost = translate(rex.ConnectionError(f"boom redis://user:{CANARY}@x"), url, "reading")
+    lost = translate(REDIS, rex.ConnectionError(f"boom redis://user:{CANARY}@x"), url, "reading")
     assert isinstance(lost, ConnectionLostError)
-    auth = translate(rex.AuthenticationError("invalid password"), url, "connecting")
+    auth = translate(REDIS, rex.AuthenticationError("invalid password"), url, "connecting")
     assert isinstance(auth, ConfigurationError)
-    other = translate(rex.ResponseError("WRONGTYPE"), url, "publishing")
+    other = translate(REDIS, rex.ResponseError("WRONGTYPE"), url, "publishing")
     assert isinstance(other, BrokerError)
     for err in (lost, auth, other):
         assert CANARY not in str(err)

@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from eventwire.brokers._support.envelope import EnvelopeError
-from eventwire.brokers.nats._connection import translate
+from eventwire.brokers._support.errors import translate
 from eventwire.brokers.nats._delivery import (
     DeadLetterSink,
     Forget,
@@ -24,6 +24,7 @@ from eventwire.brokers.nats._delivery import (
     attempt_and_seq,
 )
 from eventwire.brokers.nats._envelope import from_nats, raw_dead_letter
+from eventwire.brokers.nats._errors import NATS
 from eventwire.brokers.nats._options import NatsOptions
 from eventwire.core import headers as h
 from eventwire.core.message import DEAD_LETTER_SUFFIX, Delivery
@@ -124,7 +125,7 @@ class PullConsumer:
         try:
             await send()
         except Exception as exc:
-            raise translate(exc, self._url, f"settling a message of {self.topic!r}") from exc
+            raise translate(NATS, exc, self._url, f"settling a message of {self.topic!r}") from exc
         self._unsettled.discard(delivery)
         self._check_room()
 
@@ -268,7 +269,7 @@ class PullConsumer:
                     "NATS %s: pulling %r failed (%s); retrying",
                     self._url,
                     self.topic,
-                    translate(exc, self._url, "pulling"),
+                    translate(NATS, exc, self._url, "pulling"),
                 )
                 self._owe_less(self._owed)
                 await asyncio.sleep(opts.reconnect_max)

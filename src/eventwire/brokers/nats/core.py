@@ -12,10 +12,12 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
 from eventwire.brokers._support.envelope import EnvelopeError
+from eventwire.brokers._support.errors import translate
 from eventwire.brokers._support.subscription import Subscription
 from eventwire.brokers.nats._base import NatsBrokerBase
-from eventwire.brokers.nats._connection import subscribed, translate
+from eventwire.brokers.nats._connection import subscribed
 from eventwire.brokers.nats._envelope import from_nats, raw_dead_letter, to_headers
+from eventwire.brokers.nats._errors import NATS
 from eventwire.core import headers as h
 from eventwire.core.errors import BrokerError, MessageError, PublishError
 from eventwire.core.message import Delivery, Message, dead_letter_topic
@@ -90,7 +92,7 @@ class CoreNatsBroker(NatsBrokerBase):
         except Exception as exc:
             raise PublishError(
                 f"publishing {len(prepared)} message(s) to {topic!r} on core NATS failed "
-                f"({translate(exc, self.url, 'publishing')}): treat them as not sent"
+                f"({translate(NATS, exc, self.url, 'publishing')}): treat them as not sent"
             ) from exc
 
     def _subscribe(self, topic: str, group: str | None, prefetch: int) -> Subscription:
@@ -164,7 +166,7 @@ class _CoreSubscription:
             )
             await subscribed(client)  # the server has the SUB: publishes reach us now
         except Exception as exc:
-            raise translate(exc, broker.url, f"subscribing to {topic!r}") from exc
+            raise translate(NATS, exc, broker.url, f"subscribing to {topic!r}") from exc
         return feed
 
     async def aclose(self) -> int:

@@ -21,12 +21,13 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from eventwire.brokers._support.errors import translate
 from eventwire.brokers._support.retention import dropped_unread
 from eventwire.brokers._support.subscription import Subscription
 from eventwire.brokers.nats._base import NatsBrokerBase
 from eventwire.brokers.nats._confirm import PubAcks
-from eventwire.brokers.nats._connection import translate
 from eventwire.brokers.nats._envelope import check_size, from_nats, raw_dead_letter, to_headers
+from eventwire.brokers.nats._errors import NATS
 from eventwire.brokers.nats._options import safe_name
 from eventwire.brokers.nats._pull import PullConsumer
 from eventwire.core import headers as h
@@ -123,7 +124,7 @@ class JetStreamBroker(NatsBrokerBase):
                     raise
                 info = await self._js.update_stream(config)
         except Exception as exc:
-            raise translate(exc, self.url, f"declaring the stream of {topic!r}") from exc
+            raise translate(NATS, exc, self.url, f"declaring the stream of {topic!r}") from exc
         self._created[topic] = info.created
         return config.name or ""
 
@@ -167,7 +168,7 @@ class JetStreamBroker(NatsBrokerBase):
                 epoch = self._created.get(topic)
                 await self._js.add_consumer(stream, config)
         except Exception as exc:
-            raise translate(exc, self.url, f"creating the consumer of {topic!r}") from exc
+            raise translate(NATS, exc, self.url, f"creating the consumer of {topic!r}") from exc
         if group is None:
             self._epochs[name] = epoch
         return self._next_subject(stream, name)
@@ -259,7 +260,7 @@ class JetStreamBroker(NatsBrokerBase):
         except nats.js.errors.NotFoundError:
             return None
         except Exception as exc:
-            raise translate(exc, self.url, f"reading the dead letters of {topic!r}") from exc
+            raise translate(NATS, exc, self.url, f"reading the dead letters of {topic!r}") from exc
         return out
 
     async def _forget_dead_letter(self, stream: str, seq: int) -> None:
@@ -367,7 +368,7 @@ class JetStreamBroker(NatsBrokerBase):
             if loop.time() >= deadline or nc.is_closed:
                 break
             pending = failed
-        cause = translate(error, self.url, "publishing") if error else None
+        cause = translate(NATS, error, self.url, "publishing") if error else None
         down = "" if nc.is_connected else "; the connection is down (reconnecting)"
         raise PublishError(
             f"{len(failed)} of {len(prepared)} message(s) to {topic!r} were not confirmed by "

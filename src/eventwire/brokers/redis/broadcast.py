@@ -9,8 +9,9 @@ from typing import cast
 from redis import exceptions as rex
 
 from eventwire.brokers._support.envelope import EnvelopeError
-from eventwire.brokers.redis.connection import TRANSIENT, log, retry_streak
+from eventwire.brokers.redis.connection import log, retry_streak
 from eventwire.brokers.redis.envelope import from_fields, stream_entries
+from eventwire.brokers.redis.errors import TRANSIENT
 from eventwire.brokers.redis.link import RedisLink
 from eventwire.brokers.redis.subscription import RedisDelivery, Subscription
 from eventwire.core.message import Message

@@ -12,8 +12,9 @@ from redis import exceptions as rex
 
 from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers.redis.acks import AckBatcher
-from eventwire.brokers.redis.connection import TRANSIENT, describe, log, retry_streak
+from eventwire.brokers.redis.connection import log, retry_streak
 from eventwire.brokers.redis.envelope import as_fields, from_fields
+from eventwire.brokers.redis.errors import TRANSIENT, describe
 from eventwire.brokers.redis.link import RedisLink
 from eventwire.brokers.redis.pending import PendingWork, consumer_name
 from eventwire.brokers.redis.subscription import RedisDelivery, Subscription

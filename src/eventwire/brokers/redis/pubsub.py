@@ -13,8 +13,9 @@ from redis import exceptions as rex
 from redis.asyncio.client import Pipeline, PubSub
 
 from eventwire.brokers._support.envelope import EnvelopeError
-from eventwire.brokers.redis.connection import TRANSIENT, log, retry_streak
+from eventwire.brokers.redis.connection import log, retry_streak
 from eventwire.brokers.redis.envelope import from_payload, to_payload
+from eventwire.brokers.redis.errors import TRANSIENT
 from eventwire.brokers.redis.group import GroupSubscription
 from eventwire.brokers.redis.link import RedisLink
 from eventwire.brokers.redis.streams import RedisStreamsBroker

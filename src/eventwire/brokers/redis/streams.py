@@ -9,10 +9,12 @@ from redis import exceptions as rex
 from redis.asyncio.client import Pipeline
 
 from eventwire.brokers._support.envelope import EnvelopeError, unreadable
+from eventwire.brokers._support.errors import translate
 from eventwire.brokers._support.lifecycle import BrokerBase
 from eventwire.brokers.redis.broadcast import BroadcastSubscription
-from eventwire.brokers.redis.connection import make_client, translate
+from eventwire.brokers.redis.connection import make_client
 from eventwire.brokers.redis.envelope import RAW_ENTRY_FORMAT, from_fields, raw_entry, to_fields
+from eventwire.brokers.redis.errors import REDIS
 from eventwire.brokers.redis.group import GroupSubscription
 from eventwire.brokers.redis.link import RedisLink
 from eventwire.brokers.redis.options import RedisOptions
@@ -67,7 +69,7 @@ class RedisStreamsBroker(BrokerBase):
                 self.client.ping(), self.options.connect_timeout + self.options.socket_timeout
             )
         except (rex.RedisError, OSError) as exc:
-            raise translate(exc, self.url, "connecting") from exc
+            raise translate(REDIS, exc, self.url, "connecting") from exc
 
     async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None:
         await self._publisher.publish(topic, messages)
@@ -148,7 +150,7 @@ class RedisStreamsBroker(BrokerBase):
         try:
             await asyncio.wait_for(self.client.ping(), self.options.socket_timeout)
         except (rex.RedisError, OSError) as exc:
-            return Health(ok=False, detail=str(translate(exc, self.url, "pinging")))
+            return Health(ok=False, detail=str(translate(REDIS, exc, self.url, "pinging")))
         return Health(ok=True, detail=f"connected to {self.url}")
 
 

@@ -9,7 +9,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Self
 
-from eventwire.brokers.redis.connection import describe, log
+from eventwire.brokers.redis.connection import log
+from eventwire.brokers.redis.errors import describe
 from eventwire.brokers.redis.link import RedisLink
 from eventwire.core.backoff import BackoffStreak
 from eventwire.core.message import Delivery, Message
