@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import aiormq.exceptions as amqp
 import nats.errors
 import pytest
@@ -16,6 +18,7 @@ from eventwire.core.errors import (
     ClosedError,
     ConfigurationError,
     ConnectionLostError,
+    EventwireError,
     MessageTooLargeError,
 )
 from eventwire.core.url import BrokerURL
@@ -87,9 +90,11 @@ def test_eventwire_errors_pass_through_and_secrets_never_show() -> None:
         ),
     ],
 )
-def test_every_adapter_table_speaks_the_one_form(make: object, expected: tuple[type, str]) -> None:
+def test_every_adapter_table_speaks_the_one_form(
+    make: Callable[[BrokerURL], EventwireError], expected: tuple[type, str]
+) -> None:
     url = BrokerURL.parse(f"x://user:{CANARY}@host:1")
-    err = make(url)  # type: ignore[operator]
+    err = make(url)
     kind, start = expected
     assert type(err) is kind
     assert str(err).startswith(f"{start}x://user:***@host:1 failed: ")
