@@ -14,8 +14,8 @@ import pytest
 from nats.aio.client import Client
 
 from eventwire.brokers.catalog import open_broker
-from eventwire.brokers.nats._options import MIN_RECONNECT_DELAY
 from eventwire.brokers.nats.jetstream import JetStreamBroker
+from eventwire.brokers.nats.options import MIN_RECONNECT_DELAY
 from eventwire.core.contract import Broker
 from eventwire.core.errors import PublishError
 from eventwire.core.message import Message

@@ -9,11 +9,11 @@ import pytest
 
 from eventwire.brokers._support.errors import translate
 from eventwire.brokers.catalog import profile_named
-from eventwire.brokers.nats._connection import backoff_handler, scrub
-from eventwire.brokers.nats._delivery import attempt_and_seq
-from eventwire.brokers.nats._envelope import MSG_ID, check_size, from_nats, to_headers
-from eventwire.brokers.nats._errors import NATS
-from eventwire.brokers.nats._options import NatsOptions, safe_name
+from eventwire.brokers.nats.connection import backoff_handler, scrub
+from eventwire.brokers.nats.delivery import attempt_and_seq
+from eventwire.brokers.nats.envelope import MSG_ID, check_size, from_nats, to_headers
+from eventwire.brokers.nats.errors import NATS
+from eventwire.brokers.nats.options import NatsOptions, safe_name
 from eventwire.core.capabilities import Guarantee, Support
 from eventwire.core.errors import (
     BrokerError,
@@ -172,7 +172,7 @@ def test_stream_limits_are_configurable() -> None:
 async def test_pubacks_given_up_by_aclose_are_unconfirmed_not_a_cancellation() -> None:
     import asyncio
 
-    from eventwire.brokers.nats._confirm import PubAcks
+    from eventwire.brokers.nats.publisher import PubAcks
 
     class Silent:  # a connection whose PubAcks never come
         def new_inbox(self) -> str:

@@ -10,7 +10,7 @@ import pytest
 from redis import exceptions as rex
 
 from eventwire.brokers._support.errors import ErrorRule, ErrorTable, map_error, translate
-from eventwire.brokers.nats._errors import NATS
+from eventwire.brokers.nats.errors import NATS
 from eventwire.brokers.rabbitmq.errors import translate as rabbitmq_translate
 from eventwire.brokers.redis.errors import REDIS
 from eventwire.core.errors import (

@@ -14,10 +14,10 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers._support.errors import translate
 from eventwire.brokers._support.subscription import Subscription
-from eventwire.brokers.nats._base import NatsBrokerBase
-from eventwire.brokers.nats._connection import subscribed
-from eventwire.brokers.nats._envelope import from_nats, raw_dead_letter, to_headers
-from eventwire.brokers.nats._errors import NATS
+from eventwire.brokers.nats.broker import NatsBrokerBase
+from eventwire.brokers.nats.connection import subscribed
+from eventwire.brokers.nats.envelope import from_nats, raw_dead_letter, to_headers
+from eventwire.brokers.nats.errors import NATS
 from eventwire.core import headers as h
 from eventwire.core.errors import BrokerError, MessageError, PublishError
 from eventwire.core.message import Delivery, Message, dead_letter_topic

@@ -24,12 +24,12 @@ from nats.js.api import (
 from eventwire.brokers._support.errors import translate
 from eventwire.brokers._support.retention import dropped_unread
 from eventwire.brokers._support.subscription import Subscription
-from eventwire.brokers.nats._base import NatsBrokerBase
-from eventwire.brokers.nats._confirm import PubAcks
-from eventwire.brokers.nats._envelope import check_size, from_nats, raw_dead_letter, to_headers
-from eventwire.brokers.nats._errors import NATS
-from eventwire.brokers.nats._options import safe_name
-from eventwire.brokers.nats._pull import PullConsumer
+from eventwire.brokers.nats.broker import NatsBrokerBase
+from eventwire.brokers.nats.envelope import check_size, from_nats, raw_dead_letter, to_headers
+from eventwire.brokers.nats.errors import NATS
+from eventwire.brokers.nats.options import safe_name
+from eventwire.brokers.nats.publisher import PubAcks
+from eventwire.brokers.nats.subscription import PullConsumer
 from eventwire.core import headers as h
 from eventwire.core.backoff import Backoff
 from eventwire.core.capabilities import BrokerProfile

@@ -14,10 +14,10 @@ import nats.js.errors
 from nats.aio.client import Client
 
 from eventwire.brokers._support.errors import translate
-from eventwire.brokers.nats._connection import open_connection
-from eventwire.brokers.nats._errors import NATS
-from eventwire.brokers.nats._options import NatsOptions, safe_name
+from eventwire.brokers.nats.connection import open_connection
+from eventwire.brokers.nats.errors import NATS
 from eventwire.brokers.nats.jetstream import JetStreamBroker
+from eventwire.brokers.nats.options import NatsOptions, safe_name
 from eventwire.core.contract import Broker
 from eventwire.core.lag import Backlog, LagReader
 from eventwire.core.url import BrokerURL

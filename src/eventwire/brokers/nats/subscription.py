@@ -17,15 +17,15 @@ from nats.aio.subscription import Subscription
 
 from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers._support.errors import translate
-from eventwire.brokers.nats._delivery import (
+from eventwire.brokers.nats.delivery import (
     DeadLetterSink,
     Forget,
     JetStreamDelivery,
     attempt_and_seq,
 )
-from eventwire.brokers.nats._envelope import from_nats, raw_dead_letter
-from eventwire.brokers.nats._errors import NATS
-from eventwire.brokers.nats._options import NatsOptions
+from eventwire.brokers.nats.envelope import from_nats, raw_dead_letter
+from eventwire.brokers.nats.errors import NATS
+from eventwire.brokers.nats.options import NatsOptions
 from eventwire.core import headers as h
 from eventwire.core.message import DEAD_LETTER_SUFFIX, Delivery
 from eventwire.core.url import BrokerURL

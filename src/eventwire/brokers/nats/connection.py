@@ -10,8 +10,8 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from eventwire.brokers.nats._frames import TolerantClient
-from eventwire.brokers.nats._options import NatsOptions
+from eventwire.brokers.nats.frames import TolerantClient
+from eventwire.brokers.nats.options import NatsOptions
 from eventwire.core.backoff import Backoff
 from eventwire.core.errors import ConnectionLostError
 from eventwire.core.url import BrokerURL

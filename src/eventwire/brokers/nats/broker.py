@@ -10,9 +10,9 @@ from typing import ClassVar
 from nats.aio.client import Client
 
 from eventwire.brokers._support.lifecycle import BrokerBase
-from eventwire.brokers.nats._connection import open_connection
-from eventwire.brokers.nats._envelope import check_size, to_headers
-from eventwire.brokers.nats._options import NatsOptions
+from eventwire.brokers.nats.connection import open_connection
+from eventwire.brokers.nats.envelope import check_size, to_headers
+from eventwire.brokers.nats.options import NatsOptions
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
 from eventwire.core.errors import BrokerError
