@@ -49,15 +49,17 @@ def build_message(
         return payload
     body, content_type = encode_payload(payload)
     message_id = new_message_id()
-    return Message(
-        body=body,
-        id=message_id,
-        key=key,
-        # Message copies the caller's headers; an empty frozen one it keeps as it is.
-        headers=dict(headers) if headers else _NO_HEADERS,
-        content_type=content_type,
-        correlation_id=correlation_id or message_id,
-        causation_id=causation_id,
+    # ``trusted``: ``encode_payload`` returns ``bytes``, and the headers are frozen here (a
+    # copy of the caller's, so changing them afterwards cannot change the message).
+    return Message.trusted(
+        body,
+        message_id,
+        key,
+        MappingProxyType(dict(headers)) if headers else _NO_HEADERS,
+        content_type,
+        correlation_id or message_id,
+        causation_id,
+        time.time(),
     )
 
 
@@ -65,10 +67,11 @@ class Publisher:
     """An app's publishing: build the messages, publish them on the app's broker (looked up
     on every call: connecting or closing the app swaps it), count them once in ``counters``.
 
-    Concurrent ``publish()`` calls to one topic are coalesced (group commit): while one
-    broker call is under way, further calls queue, and the queue goes out as one batched
-    ``broker.publish(topic, *messages)`` (the adapter's pipelined or batched path) when it
-    returns. A lone caller is never delayed: with nothing in flight it publishes at once.
+    Concurrent ``publish()`` calls to one topic are coalesced (group commit): the first
+    caller lets the loop run once (``sleep(0)``, no timer), so that callers already
+    scheduled join it, and while one broker call is under way further calls queue; each
+    queue goes out as one batched ``broker.publish(topic, *messages)`` (the adapter's
+    pipelined or batched path). A lone caller is delayed by that one turn of the loop only.
     Every caller still returns only once its own message is confirmed, and gets its own
     error: when the broker refuses a batch for one message (a ``MessageError``: too large,
     a bad header; checked before anything is sent), the batch is sent again message by
@@ -133,18 +136,31 @@ class Publisher:
             causation_id=causation_id,
         )
         queue = self._topics.get(topic)
-        if queue is None:
-            # Nothing in flight for this topic: straight to the broker, and whoever comes
-            # meanwhile queues behind this call.
-            queue = self._topics[topic] = _TopicQueue()
+        if queue is not None:  # a call of this topic is forming or under way: join its queue
+            confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            queue.waiting.append((message, confirmed))
+            await confirmed
+            return message
+        queue = self._topics[topic] = _TopicQueue()
+        try:
+            # One turn of the loop (no timer): callers already scheduled, such as the rest
+            # of a gather() or other handlers' ctx.publish, join the queue meanwhile.
+            await asyncio.sleep(0)
+        except BaseException:  # cancelled before sending: the queue still goes out
+            self._next_batch(topic, queue)
+            raise
+        if not queue.waiting:  # alone: straight to the broker from this task
             try:
                 await self._send(topic, (message,))
             finally:
                 self._next_batch(topic, queue)
             return message
-        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue.waiting.append((message, confirmed))
-        await confirmed
+        # Others joined: all of them in one broker call, this one first, sent by a task of
+        # its own so that cancelling this caller cannot cancel theirs.
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.waiting.insert(0, (message, mine))
+        self._next_batch(topic, queue)
+        await mine
         return message
 
     async def publish_batch(
