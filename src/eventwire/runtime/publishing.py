@@ -18,8 +18,8 @@ from eventwire.observability.counters import AppCounters
 from eventwire.serialization.codec import encode_payload
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
-# A queued caller: its message, and the future it awaits (the message, once confirmed).
-_Waiting: TypeAlias = "tuple[Message, asyncio.Future[Message]]"
+# What a queued caller awaits: its message, once confirmed.
+_Confirm: TypeAlias = "asyncio.Future[Message]"
 
 
 def build_message(
@@ -165,8 +165,9 @@ class Publisher:
         )
         queue = self._topics.get(topic)
         if queue is not None:  # a call of this topic is forming or under way: join its queue
-            confirmed: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-            queue.waiting.append((message, confirmed))
+            confirmed: _Confirm = asyncio.get_running_loop().create_future()
+            queue.messages.append(message)
+            queue.confirms.append(confirmed)
             return confirmed
         queue = self._topics[topic] = _TopicQueue()
         return self._lead(topic, queue, message)
@@ -181,7 +182,7 @@ class Publisher:
         except BaseException:  # cancelled before sending: the queue still goes out
             self._next_batch(topic, queue)
             raise
-        if not queue.waiting:  # alone: straight to the broker from this task
+        if not queue.messages:  # alone: straight to the broker from this task
             try:
                 await self._send(topic, (message,))
             finally:
@@ -189,8 +190,9 @@ class Publisher:
             return message
         # Others joined: all of them in one broker call, this one first, sent by a task of
         # its own so that cancelling this caller cannot cancel theirs.
-        mine: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        queue.waiting.insert(0, (message, mine))
+        mine: _Confirm = asyncio.get_running_loop().create_future()
+        queue.messages.insert(0, message)
+        queue.confirms.insert(0, mine)
         self._next_batch(topic, queue)
         return await mine
 
@@ -234,61 +236,69 @@ class Publisher:
 
     def _next_batch(self, topic: str, queue: _TopicQueue) -> None:
         """After a broker call of ``topic``: send what queued meanwhile, or go idle."""
-        if not queue.waiting:
+        if not queue.messages:
             del self._topics[topic]
             return
-        batch = queue.waiting[:MAX_COALESCED]
-        del queue.waiting[:MAX_COALESCED]
-        task = asyncio.get_running_loop().create_task(self._flush(topic, queue, batch))
+        messages, confirms = queue.messages[:MAX_COALESCED], queue.confirms[:MAX_COALESCED]
+        del queue.messages[:MAX_COALESCED], queue.confirms[:MAX_COALESCED]
+        task = asyncio.get_running_loop().create_task(self._flush(topic, queue, messages, confirms))
         queue.flushing = task  # a strong reference until it ends
 
-    async def _flush(self, topic: str, queue: _TopicQueue, batch: list[_Waiting]) -> None:
+    async def _flush(
+        self, topic: str, queue: _TopicQueue, messages: list[Message], confirms: list[_Confirm]
+    ) -> None:
         try:
-            await self._deliver(topic, batch)
+            await self._deliver(topic, messages, confirms)
         except BaseException:  # cancelled (the loop is closing): so are its callers
-            for _, confirmed in batch:
+            for confirmed in confirms:
                 confirmed.cancel()
             raise
         finally:
             queue.flushing = None
             self._next_batch(topic, queue)
 
-    async def _deliver(self, topic: str, batch: list[_Waiting]) -> None:
-        """Send ``batch`` in one broker call and settle each caller's future."""
+    async def _deliver(self, topic: str, messages: list[Message], confirms: list[_Confirm]) -> None:
+        """Send ``messages`` in one broker call and settle each caller's future (the
+        ``confirms`` of the same index)."""
         try:
-            await self._send(topic, [message for message, _ in batch])
+            await self._send(topic, messages)
         except MessageError as exc:
-            if len(batch) > 1:
-                await self._deliver_without_refused(topic, batch)
+            if len(messages) > 1:
+                await self._deliver_without_refused(topic, messages, confirms)
             else:
-                _settle(batch, exc)
+                _settle(messages, confirms, exc)
         except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
-            _settle(batch, exc)
+            _settle(messages, confirms, exc)
         else:
-            _settle(batch, None)
+            _settle(messages, confirms, None)
 
-    async def _deliver_without_refused(self, topic: str, batch: list[_Waiting]) -> None:
+    async def _deliver_without_refused(
+        self, topic: str, messages: list[Message], confirms: list[_Confirm]
+    ) -> None:
         """The broker refused the batch for one of its messages (refusals are checked before
         anything is sent): fail only the callers of invalid ones, send the others again."""
         limit = self._broker().profile.capabilities.max_body_bytes
-        valid: list[_Waiting] = []
-        for message, confirmed in batch:
+        valid: list[Message] = []
+        valid_confirms: list[_Confirm] = []
+        for message, confirmed in zip(messages, confirms, strict=True):
             try:
                 message.validate(max_body_bytes=limit)
             except MessageError as exc:
-                _settle([(message, confirmed)], exc)
+                _settle([message], [confirmed], exc)
             else:
-                valid.append((message, confirmed))
-        if len(valid) < len(batch):
+                valid.append(message)
+                valid_confirms.append(confirmed)
+        if len(valid) < len(messages):
             if valid:
-                await self._deliver(topic, valid)
+                await self._deliver(topic, valid, valid_confirms)
             return
-        for one in batch:  # refused for a reason this check does not see: one at a time
-            await self._deliver(topic, [one])
+        # Refused for a reason this check does not see: one at a time.
+        for message, confirmed in zip(messages, confirms, strict=True):
+            await self._deliver(topic, [message], [confirmed])
 
 
-def _settle(batch: list[_Waiting], error: Exception | None) -> None:
-    for message, confirmed in batch:
+def _settle(messages: list[Message], confirms: list[_Confirm], error: Exception | None) -> None:
+    for message, confirmed in zip(messages, confirms, strict=True):
         if confirmed.done():  # a cancelled caller stopped waiting
             continue
         if error is None:
@@ -303,8 +313,11 @@ MAX_COALESCED = 1_000  # messages per coalesced broker call
 class _TopicQueue:
     """The callers of one topic waiting for the broker call under way to return."""
 
-    __slots__ = ("flushing", "waiting")
+    __slots__ = ("confirms", "flushing", "messages")
 
     def __init__(self) -> None:
-        self.waiting: list[_Waiting] = []
+        # Two lists, not one of pairs: a tuple per waiting caller is one object more for
+        # the garbage collector to walk while a thousand of them wait.
+        self.messages: list[Message] = []
+        self.confirms: list[_Confirm] = []
         self.flushing: asyncio.Task[None] | None = None
