@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -94,7 +95,8 @@ def test_envelope_fields_are_checked_like_headers(field: str, value: str, ok: bo
 
     from eventwire.core.errors import InvalidHeaderError
 
-    message = replace(Message(body=b"x"), **{field: value})
+    changed: dict[str, Any] = {field: value}  # Any: the field is a parameter, not a literal
+    message = replace(Message(body=b"x"), **changed)
     if ok:
         message.validate()
     else:
