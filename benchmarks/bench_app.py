@@ -45,6 +45,7 @@ import _harness as bench
 from pydantic import BaseModel
 
 from eventwire.brokers.catalog import open_broker
+from eventwire.core.contract import Broker
 from eventwire.core.message import Message
 from eventwire.runtime.app import App
 from eventwire.runtime.loops import run_with_loop
@@ -138,18 +139,26 @@ async def app_consume(url: str, topic: str, count: int, concurrency: int) -> tup
 async def app_publish(
     url: str, topic: str, bodies: list[bytes], concurrent: bool
 ) -> tuple[float, float]:
-    objs = [json.loads(b) for b in bodies]
     async with App(url, name="bench-pub") as app:
+        return await publish_with(app, topic, bodies, concurrent)
 
-        async def work() -> None:
-            for start in range(0, len(objs), BATCH):
-                chunk = objs[start : start + BATCH]
-                if concurrent:
-                    await asyncio.gather(*(app.publish(topic, o) for o in chunk))
-                else:
-                    await app.publish_batch(topic, chunk)
 
-        return await timed(len(objs), work)
+async def publish_with(
+    app: App, topic: str, bodies: list[bytes], concurrent: bool
+) -> tuple[float, float]:
+    """``bodies`` through ``app``: ``publish_batch`` of ``BATCH``, or ``BATCH`` concurrent
+    ``app.publish()`` calls at a time."""
+    objs = [json.loads(b) for b in bodies]
+
+    async def work() -> None:
+        for start in range(0, len(objs), BATCH):
+            chunk = objs[start : start + BATCH]
+            if concurrent:
+                await asyncio.gather(*(app.publish(topic, o) for o in chunk))
+            else:
+                await app.publish_batch(topic, chunk)
+
+    return await timed(len(objs), work)
 
 
 async def app_latency(url: str, topic: str, count: int, rate: float) -> list[float]:
@@ -390,6 +399,54 @@ async def broker_run(url: str, args: argparse.Namespace) -> None:
         }
     print(f"median of {args.rounds} rounds:")
     print_report(merged)
+    await publish_modes(url, args.broker_messages, args.rounds)
+
+
+async def publish_modes(url: str, count: int, rounds: int) -> None:
+    """On ``url``: ``app.publish_batch`` of 1,000 against 1,000 concurrent ``app.publish()``
+    (each awaiting its own confirm), same bodies, median of ``rounds``, with the ratio.
+
+    The topic and group are the run's own: the group is made before the first publish (a
+    RabbitMQ queue to take them, a Kafka topic), and both are deleted afterwards."""
+    import statistics
+
+    from eventwire.brokers.catalog import profile_for
+    from eventwire.cli import resolve
+    from eventwire.cli.bench_commands import _raw_module as raw_module  # its clean-up
+
+    resolved = resolve.broker_url(url)
+    run = uuid.uuid4().hex[:10]
+    topic, group = f"ewbench-pub.{run}", f"ewbench-pub-{run}"
+    bodies = [bench.payload(i) for i in range(count)]
+    samples: dict[str, list[tuple[float, float]]] = {
+        f"app.publish_batch({BATCH})": [],
+        f"{BATCH} concurrent app.publish()": [],
+    }
+    batch_name, concurrent_name = samples
+    used: list[Broker] = []
+    try:
+        async with App(resolved.url.secret(), name="bench-pub") as app:
+            used.append(app.broker)
+            async with app.broker.subscribe(topic, group=group, prefetch=1):
+                pass
+            await app.publish(topic, json.loads(bodies[0]))  # warm-up: metadata, channel
+            for _ in range(rounds):
+                samples[batch_name].append(await publish_with(app, topic, bodies, False))
+                samples[concurrent_name].append(await publish_with(app, topic, bodies, True))
+    finally:
+        module = raw_module(profile_for(resolved.url))
+        if module is not None:
+            await module.remove_run(resolved.url, topic, group, used)
+    figures = {
+        name: Figure(
+            rate=statistics.median(rate for rate, _ in values),
+            cpu_us=statistics.median(cpu for _, cpu in values),
+        )
+        for name, values in samples.items()
+    }
+    report(
+        f"  publishing through the App, {count:,} messages, median of {rounds}", figures, batch_name
+    )
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -23,17 +23,12 @@ from eventwire.brokers.memory.broker import forget_hub
 from eventwire.cli.main import app as cli
 from eventwire.core import headers as h
 from eventwire.testing.app_runs import serving, wait_until
+from eventwire.testing.helpers import free_port
 
 runner = CliRunner()
 CANARY = "Canary-Pw-5e1d"
 COUNT = 8
 POISON = {2, 5}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(params=["memory", "sqlite"])

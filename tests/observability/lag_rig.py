@@ -159,7 +159,7 @@ async def _clean(kind: str, topic: str, group: str) -> None:
         elif kind == "nats-jetstream":
             import nats
 
-            from eventwire.brokers.nats._options import NatsOptions
+            from eventwire.brokers.nats.options import NatsOptions
             from eventwire.core.url import BrokerURL
 
             options = NatsOptions.from_url(BrokerURL.parse("nats://127.0.0.1:4222"))

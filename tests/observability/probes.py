@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from pathlib import Path
 
 # Running an App in a test: the one helper every test directory uses.
 from eventwire.testing.app_runs import running, wait_until
+from eventwire.testing.helpers import free_port
 
 __all__ = ["broker_url", "free_port", "http_get", "running", "wait_until"]
 
@@ -36,12 +36,6 @@ async def http_get(
     else:
         assert int(headers["Content-Length"]) == len(body)
     return status, headers["Content-Type"], body
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def broker_url(kind: str, tmp_path: Path) -> str:

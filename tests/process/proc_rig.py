@@ -38,10 +38,6 @@ CREATE TABLE IF NOT EXISTS hung (message_id TEXT, pid INTEGER);
 """
 
 
-def scale(default: int, full: int) -> int:
-    return full if os.environ.get("EVENTWIRE_TEST_SCALE") == "full" else default
-
-
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``predicate`` until true; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

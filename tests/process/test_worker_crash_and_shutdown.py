@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from process.proc_rig import Rig, make_rig, scale, wait_until
+from eventwire.testing.helpers import scale
+from process.proc_rig import Rig, make_rig, wait_until
 
 pytestmark = pytest.mark.slow
 

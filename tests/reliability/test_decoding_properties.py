@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from eventwire.brokers._support.envelope import EnvelopeError, unreadable
 from eventwire.brokers.kafka import envelope as kafka_envelope
-from eventwire.brokers.nats._envelope import from_nats, raw_dead_letter
-from eventwire.brokers.nats._frames import UNPARSED_HEADERS, TolerantClient
+from eventwire.brokers.nats.envelope import from_nats, raw_dead_letter
+from eventwire.brokers.nats.frames import UNPARSED_HEADERS, TolerantClient
 from eventwire.brokers.redis.envelope import (
     fields_of_raw_entry,
     from_fields,

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
 # Running an App and reading its dead letters: one helper for every test directory.
 from eventwire.testing.app_runs import read_dead_letters as read_dlq
 from eventwire.testing.app_runs import running, wait_until
+from eventwire.testing.helpers import full_scale, scale
 
 __all__ = ["broker_url", "memory_url", "read_dlq", "running", "scale", "wait_until"]
 
-FULL = os.environ.get("EVENTWIRE_TEST_SCALE") == "full"
-
-
-def scale(quick: int, full: int) -> int:
-    return full if FULL else quick
+FULL = full_scale()
 
 
 def memory_url() -> str:

@@ -223,7 +223,7 @@ class App(ClosesOnExit):
         correlation_id: str | None = None,
     ) -> Message:
         """Publish one payload; returns the sent ``Message`` once the broker confirmed it."""
-        return await self._publisher.publish(
+        return await self._publisher.send(
             topic,
             payload,
             key=key,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeAlias
 
 from eventwire.core.contract import Broker
 from eventwire.core.errors import MessageError
@@ -18,6 +18,8 @@ from eventwire.observability.counters import AppCounters
 from eventwire.serialization.codec import encode_payload
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+# What a queued caller awaits: its message, once confirmed.
+_Confirm: TypeAlias = "asyncio.Future[Message]"
 
 
 def build_message(
@@ -49,15 +51,17 @@ def build_message(
         return payload
     body, content_type = encode_payload(payload)
     message_id = new_message_id()
-    return Message(
-        body=body,
-        id=message_id,
-        key=key,
-        # Message copies the caller's headers; an empty frozen one it keeps as it is.
-        headers=dict(headers) if headers else _NO_HEADERS,
-        content_type=content_type,
-        correlation_id=correlation_id or message_id,
-        causation_id=causation_id,
+    # ``trusted``: ``encode_payload`` returns ``bytes``, and the headers are frozen here (a
+    # copy of the caller's, so changing them afterwards cannot change the message).
+    return Message.trusted(
+        body,
+        message_id,
+        key,
+        MappingProxyType(dict(headers)) if headers else _NO_HEADERS,
+        content_type,
+        correlation_id or message_id,
+        causation_id,
+        time.time(),
     )
 
 
@@ -65,10 +69,11 @@ class Publisher:
     """An app's publishing: build the messages, publish them on the app's broker (looked up
     on every call: connecting or closing the app swaps it), count them once in ``counters``.
 
-    Concurrent ``publish()`` calls to one topic are coalesced (group commit): while one
-    broker call is under way, further calls queue, and the queue goes out as one batched
-    ``broker.publish(topic, *messages)`` (the adapter's pipelined or batched path) when it
-    returns. A lone caller is never delayed: with nothing in flight it publishes at once.
+    Concurrent ``publish()`` calls to one topic are coalesced (group commit): the first
+    caller lets the loop run once (``sleep(0)``, no timer), so that callers already
+    scheduled join it, and while one broker call is under way further calls queue; each
+    queue goes out as one batched ``broker.publish(topic, *messages)`` (the adapter's
+    pipelined or batched path). A lone caller is delayed by that one turn of the loop only.
     Every caller still returns only once its own message is confirmed, and gets its own
     error: when the broker refuses a batch for one message (a ``MessageError``: too large,
     a bad header; checked before anything is sent), the batch is sent again message by
@@ -91,11 +96,32 @@ class Publisher:
         correlation_id: str | None,
         causation_id: str | None,
     ) -> Message:
-        """One payload (a ``PublishFn``: what ``ctx.publish`` calls), once confirmed; in a
-        PRODUCER span while tracing is on (``observability.tracing``)."""
+        """One payload (a ``PublishFn``: what ``ctx.publish`` calls), once confirmed."""
+        return await self.send(
+            topic,
+            payload,
+            key=key,
+            headers=headers,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
+
+    def send(
+        self,
+        topic: str,
+        payload: object,
+        *,
+        key: str | None,
+        headers: Mapping[str, str] | None,
+        correlation_id: str | None,
+        causation_id: str | None,
+    ) -> Awaitable[Message]:
+        """``publish`` as an awaitable made at once (what ``App.publish`` awaits: no
+        coroutine of its own per call); in a PRODUCER span while tracing is on
+        (``observability.tracing``)."""
         tracer = tracing.active()
         if tracer is not None:
-            return await tracer.traced_publish(
+            return tracer.traced_publish(
                 self._publish,
                 topic,
                 payload,
@@ -105,7 +131,7 @@ class Publisher:
                 correlation_id=correlation_id,
                 causation_id=causation_id,
             )
-        return await self._publish(
+        return self._publish(
             topic,
             payload,
             key=key,
@@ -114,7 +140,7 @@ class Publisher:
             causation_id=causation_id,
         )
 
-    async def _publish(
+    def _publish(
         self,
         topic: str,
         payload: object,
@@ -123,8 +149,13 @@ class Publisher:
         headers: Mapping[str, str] | None,
         correlation_id: str | None,
         causation_id: str | None,
-    ) -> Message:
-        """``publish`` without tracing: build the message, send it coalesced, once confirmed."""
+    ) -> Awaitable[Message]:
+        """``publish`` without tracing: build the message and send it coalesced; awaiting
+        what this returns gives the message once confirmed.
+
+        Not a coroutine itself: a caller joining a queue awaits its own future directly,
+        one coroutine object fewer per call (with a thousand callers alive at once, every
+        object more is also more for the garbage collector to walk)."""
         message = build_message(
             payload,
             key=key,
@@ -133,19 +164,37 @@ class Publisher:
             causation_id=causation_id,
         )
         queue = self._topics.get(topic)
-        if queue is None:
-            # Nothing in flight for this topic: straight to the broker, and whoever comes
-            # meanwhile queues behind this call.
-            queue = self._topics[topic] = _TopicQueue()
+        if queue is not None:  # a call of this topic is forming or under way: join its queue
+            confirmed: _Confirm = asyncio.get_running_loop().create_future()
+            queue.messages.append(message)
+            queue.confirms.append(confirmed)
+            return confirmed
+        queue = self._topics[topic] = _TopicQueue()
+        return self._lead(topic, queue, message)
+
+    async def _lead(self, topic: str, queue: _TopicQueue, message: Message) -> Message:
+        """The first caller of ``topic`` with nothing in flight: sends its message alone, or
+        with the callers that joined meanwhile."""
+        try:
+            # One turn of the loop (no timer): callers already scheduled, such as the rest
+            # of a gather() or other handlers' ctx.publish, join the queue meanwhile.
+            await asyncio.sleep(0)
+        except BaseException:  # cancelled before sending: the queue still goes out
+            self._next_batch(topic, queue)
+            raise
+        if not queue.messages:  # alone: straight to the broker from this task
             try:
                 await self._send(topic, (message,))
             finally:
                 self._next_batch(topic, queue)
             return message
-        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue.waiting.append((message, confirmed))
-        await confirmed
-        return message
+        # Others joined: all of them in one broker call, this one first, sent by a task of
+        # its own so that cancelling this caller cannot cancel theirs.
+        mine: _Confirm = asyncio.get_running_loop().create_future()
+        queue.messages.insert(0, message)
+        queue.confirms.insert(0, mine)
+        self._next_batch(topic, queue)
+        return await mine
 
     async def publish_batch(
         self, topic: str, payloads: Iterable[object], *, key: Callable[[Any], str | None] | None
@@ -187,69 +236,73 @@ class Publisher:
 
     def _next_batch(self, topic: str, queue: _TopicQueue) -> None:
         """After a broker call of ``topic``: send what queued meanwhile, or go idle."""
-        if not queue.waiting:
+        if not queue.messages:
             del self._topics[topic]
             return
-        batch = queue.waiting[:MAX_COALESCED]
-        del queue.waiting[:MAX_COALESCED]
-        task = asyncio.get_running_loop().create_task(self._flush(topic, queue, batch))
+        messages, confirms = queue.messages[:MAX_COALESCED], queue.confirms[:MAX_COALESCED]
+        del queue.messages[:MAX_COALESCED], queue.confirms[:MAX_COALESCED]
+        task = asyncio.get_running_loop().create_task(self._flush(topic, queue, messages, confirms))
         queue.flushing = task  # a strong reference until it ends
 
     async def _flush(
-        self, topic: str, queue: _TopicQueue, batch: list[tuple[Message, asyncio.Future[None]]]
+        self, topic: str, queue: _TopicQueue, messages: list[Message], confirms: list[_Confirm]
     ) -> None:
         try:
-            await self._deliver(topic, batch)
+            await self._deliver(topic, messages, confirms)
         except BaseException:  # cancelled (the loop is closing): so are its callers
-            for _, confirmed in batch:
+            for confirmed in confirms:
                 confirmed.cancel()
             raise
         finally:
             queue.flushing = None
             self._next_batch(topic, queue)
 
-    async def _deliver(self, topic: str, batch: list[tuple[Message, asyncio.Future[None]]]) -> None:
-        """Send ``batch`` in one broker call and settle each caller's future."""
+    async def _deliver(self, topic: str, messages: list[Message], confirms: list[_Confirm]) -> None:
+        """Send ``messages`` in one broker call and settle each caller's future (the
+        ``confirms`` of the same index)."""
         try:
-            await self._send(topic, [message for message, _ in batch])
+            await self._send(topic, messages)
         except MessageError as exc:
-            if len(batch) > 1:
-                await self._deliver_without_refused(topic, batch)
+            if len(messages) > 1:
+                await self._deliver_without_refused(topic, messages, confirms)
             else:
-                _settle(batch, exc)
+                _settle(messages, confirms, exc)
         except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
-            _settle(batch, exc)
+            _settle(messages, confirms, exc)
         else:
-            _settle(batch, None)
+            _settle(messages, confirms, None)
 
     async def _deliver_without_refused(
-        self, topic: str, batch: list[tuple[Message, asyncio.Future[None]]]
+        self, topic: str, messages: list[Message], confirms: list[_Confirm]
     ) -> None:
         """The broker refused the batch for one of its messages (refusals are checked before
         anything is sent): fail only the callers of invalid ones, send the others again."""
         limit = self._broker().profile.capabilities.max_body_bytes
-        valid: list[tuple[Message, asyncio.Future[None]]] = []
-        for message, confirmed in batch:
+        valid: list[Message] = []
+        valid_confirms: list[_Confirm] = []
+        for message, confirmed in zip(messages, confirms, strict=True):
             try:
                 message.validate(max_body_bytes=limit)
             except MessageError as exc:
-                _settle([(message, confirmed)], exc)
+                _settle([message], [confirmed], exc)
             else:
-                valid.append((message, confirmed))
-        if len(valid) < len(batch):
+                valid.append(message)
+                valid_confirms.append(confirmed)
+        if len(valid) < len(messages):
             if valid:
-                await self._deliver(topic, valid)
+                await self._deliver(topic, valid, valid_confirms)
             return
-        for one in batch:  # refused for a reason this check does not see: one at a time
-            await self._deliver(topic, [one])
+        # Refused for a reason this check does not see: one at a time.
+        for message, confirmed in zip(messages, confirms, strict=True):
+            await self._deliver(topic, [message], [confirmed])
 
 
-def _settle(batch: list[tuple[Message, asyncio.Future[None]]], error: Exception | None) -> None:
-    for _, confirmed in batch:
+def _settle(messages: list[Message], confirms: list[_Confirm], error: Exception | None) -> None:
+    for message, confirmed in zip(messages, confirms, strict=True):
         if confirmed.done():  # a cancelled caller stopped waiting
             continue
         if error is None:
-            confirmed.set_result(None)
+            confirmed.set_result(message)
         else:
             confirmed.set_exception(error)
 
@@ -260,8 +313,11 @@ MAX_COALESCED = 1_000  # messages per coalesced broker call
 class _TopicQueue:
     """The callers of one topic waiting for the broker call under way to return."""
 
-    __slots__ = ("flushing", "waiting")
+    __slots__ = ("confirms", "flushing", "messages")
 
     def __init__(self) -> None:
-        self.waiting: list[tuple[Message, asyncio.Future[None]]] = []
+        # Two lists, not one of pairs: a tuple per waiting caller is one object more for
+        # the garbage collector to walk while a thousand of them wait.
+        self.messages: list[Message] = []
+        self.confirms: list[_Confirm] = []
         self.flushing: asyncio.Task[None] | None = None

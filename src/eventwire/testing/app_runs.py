@@ -19,17 +19,14 @@ from eventwire.core.contract import Broker
 from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
 from eventwire.reliability.replay import list_dead_letters
 from eventwire.runtime.app import App
+from eventwire.testing import helpers
 
 __all__ = ["listed_dead_letters", "read_dead_letters", "running", "serving", "wait_until"]
 
 
-async def wait_until(
-    predicate: Callable[[], bool], deadline: float = 20.0, *, every: float = 0.005
-) -> None:
-    """Poll ``predicate`` until true; ``TimeoutError`` after ``deadline`` seconds."""
-    async with asyncio.timeout(deadline):
-        while not predicate():  # noqa: ASYNC110 - a plain predicate: no event to wait on
-            await asyncio.sleep(every)
+async def wait_until(predicate: Callable[[], bool], deadline: float = 20.0) -> None:
+    """``helpers.wait_until`` as App tests call it (``deadline`` seconds)."""
+    await helpers.wait_until(predicate, deadline)
 
 
 @asynccontextmanager

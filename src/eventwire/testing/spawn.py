@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,15 +26,20 @@ from eventwire.core.contract import Broker
 from eventwire.core.errors import ConfigurationError
 from eventwire.core.url import BrokerURL
 from eventwire.testing.conformance.harness import Harness, open_connected, rewrite_host
+from eventwire.testing.helpers import LOOPBACK, free_port
 
-LOOPBACK = "127.0.0.1"
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+# LOOPBACK and free_port (written once in helpers) stay importable from here, where the
+# spawn and fault-proxy tests have always found them.
+__all__ = [
+    "LOOPBACK",
+    "ManagedProcess",
+    "ProcessHarness",
+    "RedisServer",
+    "free_port",
+    "scrubbed_keys",
+    "spawn_redis",
+    "wait_for_port",
+]
 
 
 async def wait_for_port(host: str, port: int, timeout: float, probe: bytes = b"") -> bytes:  # noqa: ASYNC109

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eventwire.core.errors import ConfigurationError
+from eventwire.testing.helpers import LOOPBACK, free_port
 from eventwire.testing.kafka_probe import is_ready
-from eventwire.testing.spawn import LOOPBACK, ManagedProcess, free_port
+from eventwire.testing.spawn import ManagedProcess
 
 LIBS_ENV = "EVENTWIRE_KAFKA_LIBS"
 _CACHE = Path("~/.cache/eventwire/services").expanduser()

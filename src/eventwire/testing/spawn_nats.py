@@ -6,21 +6,15 @@ import asyncio
 import contextlib
 import shutil
 import signal
-import socket
 import tempfile
 from pathlib import Path
 from typing import Self
 
 from eventwire.core.errors import ConfigurationError
 from eventwire.core.lifetime import ClosesOnExit
+from eventwire.testing.helpers import free_port
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["NatsServer", "free_port"]  # free_port (from helpers) stays importable here
 
 
 class NatsServer(ClosesOnExit):

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator
 
 import nats
 
+from eventwire.testing.helpers import full_scale
+
 SHARED = "127.0.0.1:4222"
-FULL = (os.environ.get("EVENTWIRE_TEST_SCALE") or "").strip().lower() == "full"
-
-
-def scaled(quick: int, full: int) -> int:
-    """``full`` under EVENTWIRE_TEST_SCALE=full, else ``quick``."""
-    return full if FULL else quick
+FULL = full_scale()
 
 
 def new_prefix() -> str:

@@ -23,7 +23,7 @@ HOSTILE: dict[str, tuple[bytes, bytes]] = {
     "trailing U+00A0 in a header value": (header_block("x-nb: v\u00a0".encode()), GOOD_BODY),
     "status-line header block": (header_block(b"x-s: 1", status=b"NATS/1.0 503"), GOOD_BODY),
     "1,000,000-byte body": (header_block(b"x-e: 1"), b"z" * 1_000_000),
-    # These two ended nats-py's read loop at every redelivery (brokers/nats/_frames.py).
+    # These two ended nats-py's read loop at every redelivery (brokers/nats/frames.py).
     "header block of just NATS/1.0": (b"NATS/1.0", GOOD_BODY),
     "status line not UTF-8": (b"NATS/1.0 503 \xff\xfe\r\n\r\n", GOOD_BODY),
 }

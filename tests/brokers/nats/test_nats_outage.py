@@ -13,14 +13,14 @@ from collections.abc import Callable
 import pytest
 from nats.aio.client import Client
 
-from brokers.nats.nats_support import scaled
 from eventwire.brokers.catalog import open_broker
-from eventwire.brokers.nats._options import MIN_RECONNECT_DELAY
 from eventwire.brokers.nats.jetstream import JetStreamBroker
+from eventwire.brokers.nats.options import MIN_RECONNECT_DELAY
 from eventwire.core.contract import Broker
 from eventwire.core.errors import PublishError
 from eventwire.core.message import Message
 from eventwire.testing.fault_proxy import FaultProxy
+from eventwire.testing.helpers import scale
 from eventwire.testing.spawn_nats import NatsServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats, pytest.mark.reconnect, pytest.mark.slow]
@@ -51,7 +51,7 @@ async def test_reconnect_never_gives_up(
 ) -> None:
     # Past nats-py's 60 in the quick run; the full run also passes 1024 tries, where an
     # uncapped 2**tries backoff overflowed and froze the event loop.
-    wanted = scaled(150, 1200)
+    wanted = scale(150, 1200)
     caplog.set_level(logging.DEBUG, logger="eventwire.brokers.nats")
     fastest = f"reconnect_min={MIN_RECONNECT_DELAY}&reconnect_max={MIN_RECONNECT_DELAY}"
     async with FaultProxy("127.0.0.1", private_nats.port) as proxy:

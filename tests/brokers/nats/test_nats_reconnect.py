@@ -12,12 +12,13 @@ from collections import Counter
 
 import pytest
 
-from brokers.nats.nats_support import scaled, stream_messages
+from brokers.nats.nats_support import stream_messages
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.contract import Broker
 from eventwire.core.errors import PublishError
 from eventwire.core.message import Message
 from eventwire.testing.fault_proxy import FaultProxy
+from eventwire.testing.helpers import scale
 from eventwire.testing.spawn_nats import NatsServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats, pytest.mark.reconnect, pytest.mark.slow]
@@ -32,9 +33,9 @@ async def _consume(broker: Broker, topic: str, seen: Counter[str], stamps: list[
 
 
 async def test_cuts_and_server_restart_lose_nothing(private_nats: NatsServer) -> None:
-    total = scaled(2000, 10_000)
+    total = scale(2000, 10_000)
     batch = 50
-    duration = scaled(4, 20)  # publishing is spread out so that every fault lands mid-stream
+    duration = scale(4, 20)  # publishing is spread out so that every fault lands mid-stream
     async with FaultProxy("127.0.0.1", private_nats.port) as proxy:
         url = f"nats://127.0.0.1:{proxy.port}?ack_wait=5&publish_timeout=60"
         messages = [Message(body=f'{{"n": {i}}}'.encode()) for i in range(total)]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from brokers.nats.nats_support import SHARED, scaled, stream_messages, url_for
+from brokers.nats.nats_support import SHARED, stream_messages, url_for
 from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h
 from eventwire.core.errors import (
@@ -21,6 +21,7 @@ from eventwire.core.errors import (
     PublishError,
 )
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
+from eventwire.testing.helpers import scale
 from eventwire.testing.spawn_nats import NatsServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats]
@@ -63,7 +64,7 @@ async def test_killed_consumer_with_50_unacked_redelivers_all_to_another_member(
 
 
 async def test_poison_messages_are_dead_lettered_byte_identical(prefix: str) -> None:
-    total = scaled(300, 10_000)
+    total = scale(300, 10_000)
     max_attempts = 3
     url = url_for(SHARED, prefix, ack_wait=5)
     topic, group = "rel.poison", "handlers"

@@ -7,11 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from eventwire.brokers._support.errors import translate
 from eventwire.brokers.catalog import profile_named
-from eventwire.brokers.nats._connection import backoff_handler, scrub, translate
-from eventwire.brokers.nats._delivery import attempt_and_seq
-from eventwire.brokers.nats._envelope import MSG_ID, check_size, from_nats, to_headers
-from eventwire.brokers.nats._options import NatsOptions, safe_name
+from eventwire.brokers.nats.connection import backoff_handler, scrub
+from eventwire.brokers.nats.delivery import attempt_and_seq
+from eventwire.brokers.nats.envelope import MSG_ID, check_size, from_nats, to_headers
+from eventwire.brokers.nats.errors import NATS
+from eventwire.brokers.nats.options import NatsOptions, safe_name
 from eventwire.core.capabilities import Guarantee, Support
 from eventwire.core.errors import (
     BrokerError,
@@ -141,9 +143,9 @@ def test_errors_are_translated_and_scrubbed() -> None:
     import nats.errors
 
     url = BrokerURL.parse("nats://user:Canary-77@h:4222")
-    err = translate(nats.errors.ConnectionClosedError(), url, "publishing")
+    err = translate(NATS, nats.errors.ConnectionClosedError(), url, "publishing")
     assert isinstance(err, ConnectionLostError)
-    other = translate(RuntimeError("boom nats://user:Canary-77@h:4222"), url, "x")
+    other = translate(NATS, RuntimeError("boom nats://user:Canary-77@h:4222"), url, "x")
     assert isinstance(other, BrokerError)
     assert "Canary-77" not in str(other) + repr(other)
     assert scrub("pw Canary-77 here", url) == "pw *** here"
@@ -170,7 +172,7 @@ def test_stream_limits_are_configurable() -> None:
 async def test_pubacks_given_up_by_aclose_are_unconfirmed_not_a_cancellation() -> None:
     import asyncio
 
-    from eventwire.brokers.nats._confirm import PubAcks
+    from eventwire.brokers.nats.publisher import PubAcks
 
     class Silent:  # a connection whose PubAcks never come
         def new_inbox(self) -> str:

@@ -12,17 +12,12 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import tempfile
 from pathlib import Path
 
+from eventwire.testing.helpers import free_port
+
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def available() -> bool:
@@ -33,8 +28,8 @@ class PrivateRabbitMQ:
     """``async with PrivateRabbitMQ() as node: node.url`` - a fresh node, deleted afterwards."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
-        self.dist_port = _free_port()
+        self.port = free_port()
+        self.dist_port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="ew-rmq-"))
         self._proc: asyncio.subprocess.Process | None = None
         (self.dir / "enabled_plugins").write_text("[].\n")

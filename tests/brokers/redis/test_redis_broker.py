@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, cast
 import pytest
 import redis.asyncio as aioredis
 
-from brokers.redis.redis_support import FAST, SHARED, scale
+from brokers.redis.redis_support import FAST, SHARED
 from eventwire.brokers.catalog import open_broker
 from eventwire.core import headers as h
 from eventwire.core.errors import (
@@ -32,6 +32,7 @@ from eventwire.reliability.retry import RetryPolicy
 from eventwire.runtime.app import App
 from eventwire.runtime.context import Context
 from eventwire.testing.fault_proxy import FaultProxy
+from eventwire.testing.helpers import scale
 from eventwire.testing.spawn import RedisServer, spawn_redis
 
 if TYPE_CHECKING:

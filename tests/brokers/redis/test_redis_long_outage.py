@@ -13,10 +13,10 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as aioredis
 
-from brokers.redis.redis_support import scale
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.message import Message
 from eventwire.testing.fault_proxy import FaultProxy
+from eventwire.testing.helpers import scale
 from eventwire.testing.spawn import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.reconnect, pytest.mark.slow]

@@ -11,11 +11,11 @@ from collections import Counter
 
 import pytest
 
-from brokers.redis.redis_support import scale
 from eventwire.brokers.catalog import open_broker
 from eventwire.core.contract import Broker
 from eventwire.core.message import Delivery, Message
 from eventwire.testing.fault_proxy import FaultProxy
+from eventwire.testing.helpers import scale
 from eventwire.testing.spawn import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.reconnect, pytest.mark.slow]

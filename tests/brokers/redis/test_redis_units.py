@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 from redis import exceptions as rex
 
 from eventwire.brokers._support.envelope import EnvelopeError
-from eventwire.brokers.redis.connection import is_transient, retry_streak, translate
+from eventwire.brokers._support.errors import translate
+from eventwire.brokers.redis.connection import retry_streak
 from eventwire.brokers.redis.envelope import (
     as_fields,
     from_fields,
@@ -15,9 +18,11 @@ from eventwire.brokers.redis.envelope import (
     to_fields,
     to_payload,
 )
+from eventwire.brokers.redis.errors import REDIS, is_transient
 from eventwire.brokers.redis.options import RedisOptions
+from eventwire.brokers.redis.subscription import RedisDelivery, Subscription
 from eventwire.core.errors import BrokerError, ConfigurationError, ConnectionLostError
-from eventwire.core.message import Message
+from eventwire.core.message import Delivery, Message
 from eventwire.core.url import BrokerURL
 
 CANARY = "canary-Pw-7f3a91"
@@ -116,11 +121,11 @@ def test_backoff_is_capped_jittered_and_resets() -> None:
 
 def test_translate_keeps_passwords_out() -> None:
     url = BrokerURL.parse(f"redis://user:{CANARY}@127.0.0.1:1/0")
-    lost = translate(rex.ConnectionError(f"boom redis://user:{CANARY}@x"), url, "reading")
+    lost = translate(REDIS, rex.ConnectionError(f"boom redis://user:{CANARY}@x"), url, "reading")
     assert isinstance(lost, ConnectionLostError)
-    auth = translate(rex.AuthenticationError("invalid password"), url, "connecting")
+    auth = translate(REDIS, rex.AuthenticationError("invalid password"), url, "connecting")
     assert isinstance(auth, ConfigurationError)
-    other = translate(rex.ResponseError("WRONGTYPE"), url, "publishing")
+    other = translate(REDIS, rex.ResponseError("WRONGTYPE"), url, "publishing")
     assert isinstance(other, BrokerError)
     for err in (lost, auth, other):
         assert CANARY not in str(err)
@@ -157,3 +162,49 @@ def test_c_packing_sends_the_same_bytes_as_redis_py() -> None:
 )
 def test_failover_replies_are_transient(error: Exception, transient: bool) -> None:
     assert is_transient(error) is transient
+
+
+class _Settles:
+    """What a RedisDelivery uses of its subscription, recorded."""
+
+    group = "g"
+
+    def __init__(self) -> None:
+        self.acked: list[RedisDelivery] = []
+        self.nacked: list[RedisDelivery] = []
+
+    def ack_now(self, delivery: RedisDelivery) -> None:
+        self.acked.append(delivery)
+
+    async def settle_nack(self, delivery: RedisDelivery, delay: float | None) -> None:
+        self.nacked.append(delivery)
+
+
+def _delivery(sub: _Settles) -> RedisDelivery:
+    return RedisDelivery(cast("Subscription", sub), b"1-0", Message(body=b"x"), "t", 2)
+
+
+def test_inlined_init_sets_exactly_what_the_base_init_sets() -> None:
+    # RedisDelivery skips Delivery.__init__ (one per message): a slot the base adds must
+    # be added there too, or deliveries would miss it.
+    made = _delivery(_Settles())
+    expected = {"message": made.message, "topic": "t", "attempt": 2, "group": "g"}
+    expected |= {"_settled": None, "_settling": False}
+    assert set(Delivery.__slots__) == set(expected)
+    assert {slot: getattr(made, slot) for slot in Delivery.__slots__} == expected
+
+
+async def test_ack_settles_synchronously_once_and_wins() -> None:
+    sub = _Settles()
+    delivery = _delivery(sub)
+    await delivery.ack()
+    await delivery.ack()
+    await delivery.nack()
+    assert sub.acked == [delivery]
+    assert sub.nacked == []
+    assert delivery.settled == "ack"
+    nacked = _delivery(sub)
+    await nacked.nack()
+    await nacked.ack()
+    assert sub.acked == [delivery]
+    assert nacked.settled == "nack"

@@ -1,4 +1,5 @@
-"""Broker layer: the lifecycle every adapter shares: connect once, async context, validation."""
+"""Broker layer: the lifecycle every adapter shares: connect once, async context, validation,
+live subscriptions, and closing in the contract's order."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import ClassVar, Self
 
+from eventwire.brokers._support.subscription import Opened, Subscription, close_all
 from eventwire.core import headers as h
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
@@ -22,7 +24,11 @@ class BrokerBase(ClosesOnExit, ABC):
     """Shared shell of an adapter: subclasses fill in ``_connect``, ``_publish``, ``_subscribe``.
 
     It validates every message before any is sent, makes ``connect``/``aclose`` idempotent and
-    keeps the URL's password out of ``repr``.
+    keeps the URL's password out of ``repr``. ``_subscribe`` returns a ``Subscription``: the
+    base refuses a closed broker, connects, and tracks it while it is open. ``aclose`` runs
+    the contract's order: ``_flush_publishes`` (publishes already accepted are confirmed or
+    fail), then every live subscription's ``aclose``, then ``_close_connection``, which runs
+    even when the steps before it fail.
     """
 
     # Whether subscriptions skip replays marked for another group (see ``republish``).
@@ -34,6 +40,7 @@ class BrokerBase(ClosesOnExit, ABC):
         self._connected = False
         self._closed = False
         self._connect_lock = asyncio.Lock()
+        self._live: set[Subscription] = set()
 
     @property
     def url(self) -> BrokerURL:
@@ -78,7 +85,12 @@ class BrokerBase(ClosesOnExit, ABC):
         # Checked here for every adapter; ``_subscribe`` may assume an open broker.
         if self._closed:
             raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
-        inner = self._subscribe(topic, group, prefetch)
+        made = self._subscribe(topic, group, prefetch)
+        inner: AbstractAsyncContextManager[AsyncIterator[Delivery]] = (
+            Opened(made, topic=topic, live=self._live, closed=self._is_closed, connect=self.connect)
+            if isinstance(made, Subscription)
+            else made  # an adapter still tracking its own subscriptions (Kafka, for now)
+        )
         if not self.replays_by_mark or topic.endswith(DEAD_LETTER_SUFFIX):
             # A dead letter of a replay keeps its marks; the DLQ readers must see all of them.
             return inner
@@ -110,12 +122,29 @@ class BrokerBase(ClosesOnExit, ABC):
     async def _republish(self, topic: str, message: Message, group: str | None) -> None:
         await self._publish(topic, (message,))
 
+    def _is_closed(self) -> bool:
+        return self._closed
+
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
         if self._connected:
             await self._aclose()
+
+    async def _aclose(self) -> None:
+        """The contract's order; an adapter overrides the steps, not this."""
+        try:
+            await self._flush_publishes()
+            await close_all(self._live)
+        finally:
+            await self._close_connection()
+
+    async def _flush_publishes(self) -> None:
+        """Wait for publishes already under way (each bounded by its own deadline)."""
+
+    async def _close_connection(self) -> None:
+        """Release the connection and whatever else ``_connect`` started."""
 
     async def health(self) -> Health:
         if self._closed:
@@ -141,10 +170,7 @@ class BrokerBase(ClosesOnExit, ABC):
     @abstractmethod
     def _subscribe(
         self, topic: str, group: str | None, prefetch: int
-    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]: ...
-
-    @abstractmethod
-    async def _aclose(self) -> None: ...
+    ) -> Subscription | AbstractAsyncContextManager[AsyncIterator[Delivery]]: ...
 
     async def _health(self) -> Health:
         return Health(ok=True, detail="connected")

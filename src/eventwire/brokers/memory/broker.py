@@ -11,9 +11,10 @@ cursor and waits on one future only when there is nothing to take.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from eventwire.brokers._support.lifecycle import BrokerBase
+from eventwire.brokers._support.subscription import Subscription
 from eventwire.brokers.memory.state import (
     DEFAULT_RETENTION,
     Group,
@@ -25,7 +26,6 @@ from eventwire.brokers.memory.state import (
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
 from eventwire.core.errors import ClosedError, ConfigurationError
-from eventwire.core.lifetime import ClosesOnExit
 from eventwire.core.message import Delivery, Message, dead_letter_topic
 from eventwire.core.url import BrokerURL
 
@@ -43,7 +43,6 @@ class MemoryBroker(BrokerBase):
         super().__init__(url, profile)
         self._retention = _retention(url)
         self._hub: Hub | None = None
-        self._subscriptions: set[_Subscription] = set()
         self._publishes = 0
 
     @property
@@ -69,12 +68,8 @@ class MemoryBroker(BrokerBase):
             return
         self.hub.topic(topic).durable_group(group).requeue([(message, 1)])
 
-    def _subscribe(self, topic: str, group: str | None, prefetch: int) -> _Subscription:
-        return _Subscription(self, topic, group, prefetch)
-
-    async def _aclose(self) -> None:
-        for subscription in tuple(self._subscriptions):
-            subscription.close()
+    def _subscribe(self, topic: str, group: str | None, prefetch: int) -> Subscription:
+        return _Subscription(lambda: self.hub, topic, group, prefetch)
 
     async def _health(self) -> Health:
         return Health(ok=True, detail=f"in-process broker {self.url.host or '(private)'}")
@@ -95,15 +90,16 @@ def _retention(url: BrokerURL) -> int:
     return value
 
 
-class _Subscription(ClosesOnExit):
-    """One ``subscribe()``: the context manager, its iterator, and a member of its group."""
+class _Subscription:
+    """One ``subscribe()``: the ``Subscription``, its iterator, and a member of its group."""
 
     __slots__ = (
-        "_broker",
         "_closed",
         "_delivered",
         "_group",
         "_group_name",
+        "_hub",
+        "_hub_of",
         "_in_flight",
         "_loop",
         "_prefetch",
@@ -111,8 +107,11 @@ class _Subscription(ClosesOnExit):
         "_waiter",
     )
 
-    def __init__(self, broker: MemoryBroker, topic: str, group: str | None, prefetch: int) -> None:
-        self._broker = broker
+    def __init__(
+        self, hub_of: Callable[[], Hub], topic: str, group: str | None, prefetch: int
+    ) -> None:
+        self._hub_of = hub_of  # the broker's hub, there once it is connected
+        self._hub: Hub | None = None
         self._topic = topic
         self._group_name = group
         self._prefetch = prefetch
@@ -123,35 +122,29 @@ class _Subscription(ClosesOnExit):
         self._closed = False
         self._delivered = 0
 
-    async def __aenter__(self) -> AsyncIterator[Delivery]:
-        broker = self._broker
-        if broker.closed:
-            raise ClosedError(f"cannot subscribe to {self._topic!r}: the broker is closed")
+    async def open(self) -> AsyncIterator[Delivery]:
         if self._group is not None:
             raise RuntimeError("a subscription can be entered only once")
-        await broker.connect()
-        topic = broker.hub.topic(self._topic)
+        hub = self._hub = self._hub_of()
+        topic = hub.topic(self._topic)
         name = self._group_name
         self._group = topic.durable_group(name) if name else topic.broadcast_group()
         self._group.members.add(self)
         self._loop = asyncio.get_running_loop()
-        broker._subscriptions.add(self)
         return self
 
-    async def aclose(self) -> None:
-        """``close()`` for ``async with`` and the ``Subscription`` shape."""
-        self.close()
+    async def aclose(self) -> int:
+        return self.close()
 
-    def close(self) -> None:
-        """Stop delivering and give every unsettled delivery back to the group."""
+    def close(self) -> int:
+        """Stop delivering and give every unsettled delivery back to the group (how many)."""
         if self._closed:
-            return
+            return 0
         self._closed = True
-        self._broker._subscriptions.discard(self)
+        returned: list[Item] = []
         group = self._group
         if group is not None:
             group.members.discard(self)
-            returned: list[Item] = []
             for delivery in sorted(self._in_flight, key=lambda d: d.seq):
                 group.release(self, delivery.message)
                 returned.append((delivery.message, delivery.attempt + 1))
@@ -161,6 +154,7 @@ class _Subscription(ClosesOnExit):
             elif returned:
                 group.return_unsettled(returned)
         self.wake()
+        return len(returned)
 
     def wake(self) -> None:
         waiter = self._waiter
@@ -207,7 +201,8 @@ class _Subscription(ClosesOnExit):
         return group
 
     def dead_letter(self, dead: Message) -> None:
-        self._broker.hub.topic(dead_letter_topic(self._topic)).append((dead,))
+        assert self._hub is not None  # settled deliveries come from an open subscription
+        self._hub.topic(dead_letter_topic(self._topic)).append((dead,))
 
 
 class _MemoryDelivery(Delivery):

@@ -22,7 +22,7 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 
-from eventwire.brokers.nats._options import NatsOptions
+from eventwire.brokers.nats.options import NatsOptions
 from eventwire.core.contract import Broker
 from eventwire.core.message import dead_letter_topic
 from eventwire.core.url import BrokerURL

@@ -7,19 +7,20 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
 
 from eventwire.brokers._support.envelope import EnvelopeError
-from eventwire.brokers.nats._base import NatsBrokerBase
-from eventwire.brokers.nats._connection import subscribed, translate
-from eventwire.brokers.nats._envelope import from_nats, raw_dead_letter, to_headers
+from eventwire.brokers._support.errors import translate
+from eventwire.brokers._support.subscription import Subscription
+from eventwire.brokers.nats.broker import NatsBrokerBase
+from eventwire.brokers.nats.connection import subscribed
+from eventwire.brokers.nats.envelope import from_nats, raw_dead_letter, to_headers
+from eventwire.brokers.nats.errors import NATS
 from eventwire.core import headers as h
-from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.errors import BrokerError, MessageError, PublishError
 from eventwire.core.message import Delivery, Message, dead_letter_topic
-from eventwire.core.url import BrokerURL
 
 log = logging.getLogger("eventwire.brokers.nats")
 
@@ -77,10 +78,6 @@ class CoreNatsBroker(NatsBrokerBase):
 
     connection_name = "eventwire-core"
 
-    def __init__(self, url: BrokerURL, profile: BrokerProfile) -> None:
-        super().__init__(url, profile)
-        self._feeds: set[_Feed] = set()
-
     async def _send(
         self, topic: str, subject: str, prepared: list[tuple[Message, dict[str, str]]]
     ) -> None:
@@ -95,39 +92,11 @@ class CoreNatsBroker(NatsBrokerBase):
         except Exception as exc:
             raise PublishError(
                 f"publishing {len(prepared)} message(s) to {topic!r} on core NATS failed "
-                f"({translate(exc, self.url, 'publishing')}): treat them as not sent"
+                f"({translate(NATS, exc, self.url, 'publishing')}): treat them as not sent"
             ) from exc
 
-    @asynccontextmanager
-    async def _subscribe(
-        self, topic: str, group: str | None, prefetch: int
-    ) -> AsyncIterator[AsyncIterator[Delivery]]:
-        await self.connect()
-        feed = _Feed(limit=prefetch)
-
-        async def on_msg(msg: Msg) -> None:
-            try:
-                message = from_nats(msg.data, msg.headers)
-            except EnvelopeError as exc:
-                await self._unreadable(topic, group, msg, str(exc))
-                return
-            await feed.put(CoreDelivery(broker=self, message=message, topic=topic, group=group))
-
-        try:
-            sub = await self.client.subscribe(
-                self.options.subject(topic), queue=group or "", cb=on_msg
-            )
-            await subscribed(self.client)  # the server has the SUB: publishes reach us now
-        except Exception as exc:
-            raise translate(exc, self.url, f"subscribing to {topic!r}") from exc
-        self._feeds.add(feed)
-        try:
-            yield feed
-        finally:
-            self._feeds.discard(feed)
-            feed.close()
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+    def _subscribe(self, topic: str, group: str | None, prefetch: int) -> Subscription:
+        return _CoreSubscription(self, topic, group, prefetch)
 
     async def _unreadable(self, topic: str, group: str | None, msg: Msg, why: str) -> None:
         # At-most-once and no dead-letter storage: its raw form goes, best effort, to the
@@ -168,11 +137,48 @@ class CoreNatsBroker(NatsBrokerBase):
                 self.options.subject(dead_letter_topic(topic)), dead.body, headers=wire
             )
 
-    async def _aclose(self) -> None:
-        for feed in list(self._feeds):
-            feed.close()
-        await self._wait_for_publishes()
-        await self._close_connection()
+
+class _CoreSubscription:
+    """The ``Subscription``: a NATS subscription (with its queue group) feeding a ``_Feed``.
+    The broker's own part (same module): its deliveries dead-letter through the broker."""
+
+    def __init__(self, broker: CoreNatsBroker, topic: str, group: str | None, prefetch: int):
+        self._broker, self._topic, self._group = broker, topic, group
+        self._feed = _Feed(limit=prefetch)
+        self._sub: NatsSubscription | None = None
+        self._closed = False
+
+    async def open(self) -> AsyncIterator[Delivery]:
+        broker, topic, group, feed = self._broker, self._topic, self._group, self._feed
+
+        async def on_msg(msg: Msg) -> None:
+            try:
+                message = from_nats(msg.data, msg.headers)
+            except EnvelopeError as exc:
+                await broker._unreadable(topic, group, msg, str(exc))
+                return
+            await feed.put(CoreDelivery(broker=broker, message=message, topic=topic, group=group))
+
+        client = broker.client
+        try:
+            self._sub = await client.subscribe(
+                broker.options.subject(topic), queue=group or "", cb=on_msg
+            )
+            await subscribed(client)  # the server has the SUB: publishes reach us now
+        except Exception as exc:
+            raise translate(NATS, exc, broker.url, f"subscribing to {topic!r}") from exc
+        return feed
+
+    async def aclose(self) -> int:
+        """Stop the feed; at-most-once, so nothing goes back to the broker (returns 0)."""
+        if self._closed:
+            return 0
+        self._closed = True
+        self._feed.close()
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+        return 0
 
 
 class _Feed:

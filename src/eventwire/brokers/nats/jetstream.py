@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import nats.errors
 import nats.js.errors
@@ -22,13 +21,15 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from eventwire.brokers._support.errors import translate
 from eventwire.brokers._support.retention import dropped_unread
-from eventwire.brokers.nats._base import NatsBrokerBase
-from eventwire.brokers.nats._confirm import PubAcks
-from eventwire.brokers.nats._connection import translate
-from eventwire.brokers.nats._envelope import check_size, from_nats, raw_dead_letter, to_headers
-from eventwire.brokers.nats._options import safe_name
-from eventwire.brokers.nats._pull import PullConsumer
+from eventwire.brokers._support.subscription import Subscription
+from eventwire.brokers.nats.broker import NatsBrokerBase
+from eventwire.brokers.nats.envelope import check_size, from_nats, raw_dead_letter, to_headers
+from eventwire.brokers.nats.errors import NATS
+from eventwire.brokers.nats.options import safe_name
+from eventwire.brokers.nats.publisher import PubAcks
+from eventwire.brokers.nats.subscription import PullConsumer
 from eventwire.core import headers as h
 from eventwire.core.backoff import Backoff
 from eventwire.core.capabilities import BrokerProfile
@@ -75,7 +76,6 @@ class JetStreamBroker(NatsBrokerBase):
         # consumer saw it: a different date later means the server lost it and made a new one.
         self._created: dict[str, object] = {}
         self._epochs: dict[str, object] = {}
-        self._pulls: set[PullConsumer] = set()
         # Per stream: up to which sequence messages removed by limits were already reported.
         self._limit_counted: dict[str, int] = {}
 
@@ -124,7 +124,7 @@ class JetStreamBroker(NatsBrokerBase):
                     raise
                 info = await self._js.update_stream(config)
         except Exception as exc:
-            raise translate(exc, self.url, f"declaring the stream of {topic!r}") from exc
+            raise translate(NATS, exc, self.url, f"declaring the stream of {topic!r}") from exc
         self._created[topic] = info.created
         return config.name or ""
 
@@ -168,7 +168,7 @@ class JetStreamBroker(NatsBrokerBase):
                 epoch = self._created.get(topic)
                 await self._js.add_consumer(stream, config)
         except Exception as exc:
-            raise translate(exc, self.url, f"creating the consumer of {topic!r}") from exc
+            raise translate(NATS, exc, self.url, f"creating the consumer of {topic!r}") from exc
         if group is None:
             self._epochs[name] = epoch
         return self._next_subject(stream, name)
@@ -260,7 +260,7 @@ class JetStreamBroker(NatsBrokerBase):
         except nats.js.errors.NotFoundError:
             return None
         except Exception as exc:
-            raise translate(exc, self.url, f"reading the dead letters of {topic!r}") from exc
+            raise translate(NATS, exc, self.url, f"reading the dead letters of {topic!r}") from exc
         return out
 
     async def _forget_dead_letter(self, stream: str, seq: int) -> None:
@@ -368,7 +368,7 @@ class JetStreamBroker(NatsBrokerBase):
             if loop.time() >= deadline or nc.is_closed:
                 break
             pending = failed
-        cause = translate(error, self.url, "publishing") if error else None
+        cause = translate(NATS, error, self.url, "publishing") if error else None
         down = "" if nc.is_connected else "; the connection is down (reconnecting)"
         raise PublishError(
             f"{len(failed)} of {len(prepared)} message(s) to {topic!r} were not confirmed by "
@@ -377,61 +377,16 @@ class JetStreamBroker(NatsBrokerBase):
         ) from error
 
     # -- subscribe -----------------------------------------------------------------------
-    @asynccontextmanager
-    async def _subscribe(
-        self, topic: str, group: str | None, prefetch: int
-    ) -> AsyncIterator[AsyncIterator[Delivery]]:
-        await self.connect()
-        self.options.subject(topic)  # refuse unroutable topics before touching the server
-        if group is not None and not topic.endswith(DEAD_LETTER_SUFFIX):
-            await self.ensure_stream(dead_letter_topic(topic))  # keep dead letters from now on
-        name = safe_name(group) if group is not None else "bc_" + self.client.new_inbox()[7:]
+    def _subscribe(self, topic: str, group: str | None, prefetch: int) -> Subscription:
+        return _JetStreamSubscription(self, topic, group, prefetch)
 
-        async def ensure(start: int | None) -> str:
-            return await self.ensure_consumer(topic, group, name, start)
-
-        async def sink(dead: Message, stream_seq: int | None) -> None:
-            await self._publish_dead_letter(topic, dead, group, stream_seq)
-
-        pull = PullConsumer(
-            nc=self.client,
-            url=self.url,
-            options=self.options,
-            topic=topic,
-            group=group,
-            prefetch=prefetch,
-            ensure_consumer=ensure,
-            dead_letter_sink=sink,
-            forget=self._forget_dead_letter if _reads_dead_letters(topic, group) else None,
-        )
-        await pull.start()
-        self._pulls.add(pull)
-        trimmer = (
-            asyncio.create_task(self._trim_forever(topic), name=f"eventwire-nats-trim-{topic}")
-            if group is not None
-            else None
-        )
-        try:
-            yield pull
-        finally:
-            if trimmer is not None:
-                trimmer.cancel()
-            self._pulls.discard(pull)
-            self._epochs.pop(name, None)
-            await pull.aclose(give_back=group is not None)
-            if group is None and self._js is not None and not self.closed:
-                with contextlib.suppress(Exception):
-                    await self._js.delete_consumer(self.options.stream(topic), name)
-
-    async def _aclose(self) -> None:
-        await asyncio.gather(*(pull.aclose() for pull in list(self._pulls)))
-        await self._wait_for_publishes()
+    async def _close_connection(self) -> None:
         for task in self._streams.values():
             task.cancel()
         if self._acks is not None:
             with contextlib.suppress(Exception):
                 await self._acks.aclose()
-        await self._close_connection()
+        await super()._close_connection()
 
     def _connected_detail(self) -> str:
         return f"connected to {self.url}"
@@ -440,3 +395,69 @@ class JetStreamBroker(NatsBrokerBase):
 def _reads_dead_letters(topic: str, group: str | None) -> bool:
     """The ``eventwire-dlq`` group on a ``.dlq`` topic: what it settles leaves the DLQ."""
     return group == DEAD_LETTER_GROUP and topic.endswith(DEAD_LETTER_SUFFIX)
+
+
+class _JetStreamSubscription:
+    """The ``Subscription``: declares the topic's streams, runs a ``PullConsumer`` on the
+    group's durable consumer (or a broadcast one, deleted on leaving) and, for a group, the
+    stream trimmer. It is the broker's own part (same module): it uses the stream and
+    consumer declarations that the broker keeps per topic."""
+
+    def __init__(
+        self, broker: JetStreamBroker, topic: str, group: str | None, prefetch: int
+    ) -> None:
+        self._broker, self._topic, self._group, self._prefetch = broker, topic, group, prefetch
+        self._name = ""
+        self._pull: PullConsumer | None = None
+        self._trimmer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def open(self) -> AsyncIterator[Delivery]:
+        broker, topic, group = self._broker, self._topic, self._group
+        broker.options.subject(topic)  # refuse unroutable topics before touching the server
+        if group is not None and not topic.endswith(DEAD_LETTER_SUFFIX):
+            await broker.ensure_stream(dead_letter_topic(topic))  # keep dead letters from now on
+        name = safe_name(group) if group is not None else "bc_" + broker.client.new_inbox()[7:]
+        self._name = name
+
+        async def ensure(start: int | None) -> str:
+            return await broker.ensure_consumer(topic, group, name, start)
+
+        async def sink(dead: Message, stream_seq: int | None) -> None:
+            await broker._publish_dead_letter(topic, dead, group, stream_seq)
+
+        pull = self._pull = PullConsumer(
+            nc=broker.client,
+            url=broker.url,
+            options=broker.options,
+            topic=topic,
+            group=group,
+            prefetch=self._prefetch,
+            ensure_consumer=ensure,
+            dead_letter_sink=sink,
+            forget=broker._forget_dead_letter if _reads_dead_letters(topic, group) else None,
+        )
+        await pull.start()
+        if group is not None:
+            self._trimmer = asyncio.create_task(
+                broker._trim_forever(topic), name=f"eventwire-nats-trim-{topic}"
+            )
+        return pull
+
+    async def aclose(self) -> int:
+        if self._closed:
+            return 0
+        self._closed = True
+        broker, group = self._broker, self._group
+        if self._trimmer is not None:
+            self._trimmer.cancel()
+        broker._epochs.pop(self._name, None)
+        returned = 0
+        if self._pull is not None:
+            # A broadcast consumer about to be deleted returns nothing (nobody could get it);
+            # when the broker closes it is kept, so what it holds goes back.
+            returned = await self._pull.aclose(give_back=group is not None or broker.closed)
+        if group is None and self._name and broker._js is not None and not broker.closed:
+            with contextlib.suppress(Exception):
+                await broker._js.delete_consumer(broker.options.stream(self._topic), self._name)
+        return returned

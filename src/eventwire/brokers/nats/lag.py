@@ -13,9 +13,11 @@ from __future__ import annotations
 import nats.js.errors
 from nats.aio.client import Client
 
-from eventwire.brokers.nats._connection import open_connection, translate
-from eventwire.brokers.nats._options import NatsOptions, safe_name
+from eventwire.brokers._support.errors import translate
+from eventwire.brokers.nats.connection import open_connection
+from eventwire.brokers.nats.errors import NATS
 from eventwire.brokers.nats.jetstream import JetStreamBroker
+from eventwire.brokers.nats.options import NatsOptions, safe_name
 from eventwire.core.contract import Broker
 from eventwire.core.lag import Backlog, LagReader
 from eventwire.core.url import BrokerURL
@@ -42,7 +44,7 @@ class JetStreamLagReader:
             except nats.js.errors.NotFoundError:
                 return None
         except Exception as exc:
-            raise translate(exc, self._url, doing) from exc
+            raise translate(NATS, exc, self._url, doing) from exc
         return Backlog(waiting=int(info.num_pending or 0), unacked=int(info.num_ack_pending or 0))
 
     async def aclose(self) -> None:

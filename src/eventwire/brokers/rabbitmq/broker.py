@@ -32,11 +32,8 @@ declares its queues again and consumes again, with backoff.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
-from typing import cast
-
 from eventwire.brokers._support.lifecycle import BrokerBase
+from eventwire.brokers._support.subscription import Subscription
 from eventwire.brokers.rabbitmq import envelope
 from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
 from eventwire.brokers.rabbitmq.publisher import ConfirmedPublisher
@@ -44,7 +41,7 @@ from eventwire.brokers.rabbitmq.settings import RabbitMQSettings, group_queue
 from eventwire.brokers.rabbitmq.subscription import RabbitMQSubscription
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
-from eventwire.core.message import Delivery, Message
+from eventwire.core.message import Message
 from eventwire.core.url import BrokerURL
 
 
@@ -56,7 +53,6 @@ class RabbitMQBroker(BrokerBase):
         self._settings = RabbitMQSettings.from_url(url)
         self._conn = RabbitMQConnection(self._settings, str(url))
         self._publisher = ConfirmedPublisher(self._conn)
-        self._subs: set[RabbitMQSubscription] = set()
 
     @property
     def declared_queues(self) -> list[str]:
@@ -102,38 +98,16 @@ class RabbitMQBroker(BrokerBase):
             "", queue, [(message.body, envelope.encode(message))], mandatory=True
         )
 
-    def _subscribe(
-        self, topic: str, group: str | None, prefetch: int
-    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
-        return _Subscribe(
-            self, RabbitMQSubscription(self._conn, self._publisher, topic, group, prefetch)
-        )
+    def _subscribe(self, topic: str, group: str | None, prefetch: int) -> Subscription:
+        return RabbitMQSubscription(self._conn, self._publisher, topic, group, prefetch)
 
-    async def _aclose(self) -> None:
-        # Publishes already in flight finish first (each bounded by publish_timeout).
-        await self._publisher.drain()
-        for sub in list(self._subs):
-            await sub.aclose()
+    async def _flush_publishes(self) -> None:
+        await self._publisher.drain()  # each bounded by publish_timeout
+
+    async def _close_connection(self) -> None:
         await self._conn.aclose()
 
     async def _health(self) -> Health:
         if self._conn.ready:
             return Health(ok=True, detail="connected")
         return Health(ok=False, detail="reconnecting")
-
-
-class _Subscribe:
-    """Connects lazily and tracks the subscription so ``aclose`` can end its iterator."""
-
-    def __init__(self, broker: RabbitMQBroker, sub: RabbitMQSubscription) -> None:
-        self._broker, self._sub = broker, sub
-
-    async def __aenter__(self) -> AsyncIterator[Delivery]:
-        await self._broker.connect()
-        await self._sub.__aenter__()
-        self._broker._subs.add(self._sub)
-        return cast("AsyncIterator[Delivery]", self._sub)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._broker._subs.discard(self._sub)
-        await self._sub.aclose()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import aiormq.exceptions as amqp
 
+from eventwire.brokers._support.errors import ErrorRule, ErrorTable, map_error
 from eventwire.core.errors import (
-    BrokerError,
     ConfigurationError,
     ConnectionLostError,
     EventwireError,
@@ -31,32 +32,32 @@ def describe(exc: BaseException, secret: str | None) -> str:
     return mask(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, secret)
 
 
-def translate(  # noqa: PLR0911 - one return per family of client errors
-    exc: BaseException, action: str, where: str, secret: str | None = None
-) -> EventwireError:
-    """The eventwire error for ``exc`` raised while doing ``action`` against ``where``.
+RABBITMQ = ErrorTable(
+    broker="RabbitMQ",
+    rules=(
+        ErrorRule(
+            match=(amqp.ProbableAuthenticationError, amqp.AuthenticationError),
+            error=ConfigurationError,
+            hint="the broker refused the credentials: check user, password and virtual host",
+        ),
+        ErrorRule(
+            match=(amqp.ChannelAccessRefused, amqp.ConnectionNotAllowed),
+            error=ConfigurationError,
+            hint="access refused: check the user's permissions on the virtual host",
+        ),
+        ErrorRule(
+            match=amqp.ChannelPreconditionFailed,
+            error=ConfigurationError,
+            hint="the broker has an incompatible queue or exchange: delete it or use another "
+            "exchange= name",
+        ),
+        ErrorRule(match=amqp.DeliveryError, error=PublishError, hint="the broker refused it"),
+        ErrorRule(match=(*TRANSIENT, TimeoutError), error=ConnectionLostError),
+    ),
+)
 
-    Raise the result ``from exc`` so the original stays reachable as ``__cause__``.
-    """
-    if isinstance(exc, EventwireError):
-        return exc
-    detail = describe(exc, secret)
-    if isinstance(exc, amqp.ProbableAuthenticationError | amqp.AuthenticationError):
-        return ConfigurationError(
-            f"{action} at {where}: the broker refused the credentials ({detail}); "
-            "check user, password and virtual host"
-        )
-    if isinstance(exc, amqp.ChannelAccessRefused | amqp.ConnectionNotAllowed):
-        return ConfigurationError(f"{action} at {where}: access refused ({detail})")
-    if isinstance(exc, amqp.ChannelPreconditionFailed):
-        return ConfigurationError(
-            f"{action} at {where}: the broker has an incompatible queue or exchange "
-            f"({detail}); delete it or use another exchange= name"
-        )
-    if isinstance(exc, amqp.DeliveryError):
-        return PublishError(f"{action} at {where}: the broker refused the message ({detail})")
-    if isinstance(exc, TimeoutError):
-        return ConnectionLostError(f"{action} at {where}: timed out ({detail})")
-    if isinstance(exc, TRANSIENT):
-        return ConnectionLostError(f"{action} at {where}: connection failed ({detail})")
-    return BrokerError(f"{action} at {where}: {detail}")
+
+def translate(exc: BaseException, doing: str, where: str, secret: str | None) -> EventwireError:
+    """``map_error`` with this adapter's table; ``where`` is the redacted URL and ``secret``
+    the password masked in the client's message. Raise the result ``from exc``."""
+    return map_error(exc, RABBITMQ, doing=doing, where=where, redact=partial(mask, secret=secret))

@@ -17,15 +17,15 @@ from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
 from eventwire.brokers.rabbitmq.delivery import RabbitMQDelivery
 from eventwire.brokers.rabbitmq.errors import TRANSIENT, describe, translate
 from eventwire.brokers.rabbitmq.publisher import ConfirmedPublisher, Outgoing, UnroutableError
-from eventwire.core.lifetime import ClosesOnExit
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 
 log = logging.getLogger("eventwire.rabbitmq")
 _STOP: Final = None
 
 
-class RabbitMQSubscription(ClosesOnExit):
-    """Consumes one queue: the group's quorum queue, or a server-named one for broadcast."""
+class RabbitMQSubscription:
+    """The ``Subscription`` of one queue: the group's quorum queue, or a server-named one for
+    broadcast."""
 
     def __init__(
         self,
@@ -44,6 +44,8 @@ class RabbitMQSubscription(ClosesOnExit):
         self._inbox: asyncio.Queue[aiormq.abc.DeliveredMessage | None] = asyncio.Queue()
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._closed = False
+        # Deliveries handed out, pruned of settled ones: what aclose() counts as given back.
+        self._handed: set[Delivery] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._delay_levels = -1  # delay levels declared for this queue so far
         self._terminal = names.is_terminal(topic, group)
@@ -52,7 +54,7 @@ class RabbitMQSubscription(ClosesOnExit):
         self._opening = asyncio.Lock()
         self._pw = self._settings.password
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> Self:
         try:
             await self._open(await self._conn.wait_ready(self._settings.connect_timeout))
         except Exception as exc:
@@ -199,7 +201,14 @@ class RabbitMQSubscription(ClosesOnExit):
                 continue  # its channel died: the broker redelivers it on the new one
             delivery = await self._read(raw)
             if delivery is not None:
+                self._hand_out(delivery)
                 return delivery
+
+    def _hand_out(self, delivery: Delivery) -> None:
+        handed = self._handed
+        handed.add(delivery)
+        if len(handed) > 2 * self.prefetch:  # at most prefetch are unsettled: prune the rest
+            self._handed = {d for d in handed if d.settled is None}
 
     async def _read(self, raw: aiormq.abc.DeliveredMessage) -> Delivery | None:
         """The delivery, or None when its envelope is unreadable and the broker moved it.
@@ -341,16 +350,20 @@ class RabbitMQSubscription(ClosesOnExit):
         await self._copy(self._settings.exchange, dead_letter_topic(self.topic), outgoing, declare)
         await self.settle(channel, tag, requeue=None)
 
-    async def aclose(self) -> None:
-        """Stop consuming; unsettled deliveries go back to the queue as the channel closes."""
+    async def aclose(self) -> int:
+        """Stop consuming; unsettled deliveries go back to the queue as the channel closes
+        (returns how many were handed out and not settled)."""
         if self._closed:
-            return
+            return 0
         self._closed = True
+        returned = sum(1 for d in self._handed if d.settled is None)
+        self._handed.clear()
         self._conn.remove_restorer(self)
         for task in list(self._tasks):
             task.cancel()
         self._inbox.put_nowait(_STOP)
         await self._close_channel()
+        return returned
 
     async def _close_channel(self) -> None:
         if self._channel is not None and not self._channel.is_closed:

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from redis import exceptions as rex
 
-from eventwire.brokers.redis.connection import TRANSIENT, describe, log, retry_streak
+from eventwire.brokers.redis.connection import log, retry_streak
+from eventwire.brokers.redis.errors import TRANSIENT, describe
 from eventwire.brokers.redis.link import RedisLink
 
 

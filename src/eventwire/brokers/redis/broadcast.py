@@ -9,23 +9,24 @@ from typing import cast
 from redis import exceptions as rex
 
 from eventwire.brokers._support.envelope import EnvelopeError
-from eventwire.brokers.redis.connection import TRANSIENT, log, retry_streak
+from eventwire.brokers.redis.connection import log, retry_streak
 from eventwire.brokers.redis.envelope import from_fields, stream_entries
+from eventwire.brokers.redis.errors import TRANSIENT
 from eventwire.brokers.redis.link import RedisLink
-from eventwire.brokers.redis.subscription import OnClose, RedisDelivery, Subscription
+from eventwire.brokers.redis.subscription import RedisDelivery, Subscription
 from eventwire.core.message import Message
 
 
 class BroadcastSubscription(Subscription):
-    """Reads every entry added after ``__aenter__`` returned; nothing is kept on the server.
+    """Reads every entry added after ``open`` returned; nothing is kept on the server.
 
     ack is local bookkeeping; nack hands the same entry out again from this process (after
     ``delay``), attempt + 1; dead_letter writes to the dead-letter stream. Entries are read
     by id, so a reconnect resumes exactly where reading stopped (unless trimmed meanwhile).
     """
 
-    def __init__(self, link: RedisLink, topic: str, prefetch: int, on_close: OnClose) -> None:
-        super().__init__(link, topic=topic, group=None, prefetch=prefetch, on_close=on_close)
+    def __init__(self, link: RedisLink, topic: str, prefetch: int) -> None:
+        super().__init__(link, topic=topic, group=None, prefetch=prefetch)
         self._last: bytes | str = "0-0"
         self._timers: set[asyncio.TimerHandle] = set()
 

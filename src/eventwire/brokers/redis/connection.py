@@ -1,4 +1,4 @@
-"""Broker layer: the Redis connection pool, reconnect backoff and client error translation."""
+"""Broker layer: the Redis connection pool, reconnect backoff and bounded retries."""
 
 from __future__ import annotations
 
@@ -10,59 +10,21 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis import exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.connection import HiredisRespSerializer
 from redis.utils import HIREDIS_AVAILABLE
 
+from eventwire.brokers._support.errors import translate
+from eventwire.brokers.redis.errors import REDIS, REDIS_ERRORS, describe, is_transient
 from eventwire.brokers.redis.options import RedisOptions
 from eventwire.core.backoff import Backoff, BackoffStreak
-from eventwire.core.errors import (
-    BrokerError,
-    ConfigurationError,
-    ConnectionLostError,
-    EventwireError,
-    PublishError,
-)
+from eventwire.core.errors import BrokerError, PublishError
 from eventwire.core.url import BrokerURL
 
 T = TypeVar("T")
 log = logging.getLogger("eventwire.brokers.redis")
 HIREDIS: bool = bool(HIREDIS_AVAILABLE)
-
-# Errors after which the same command may succeed once the connection is back.
-TRANSIENT: tuple[type[BaseException], ...] = (
-    rex.ConnectionError,
-    rex.TimeoutError,
-    rex.BusyLoadingError,
-    OSError,
-    asyncio.TimeoutError,
-)
-
-# Failover replies: the server is loading, running a long script, a demoted master
-# (READONLY), a replica cut off from its master, a cluster moving slots. The same command
-# succeeds once the failover is over, so publish and ``retry_until`` ride them out like a
-# lost connection (until ``publish_timeout``). BUSY has no redis-py class: matched by code.
-FAILOVER: tuple[type[BaseException], ...] = (
-    rex.ReadOnlyError,
-    rex.MasterDownError,
-    rex.TryAgainError,
-    rex.ClusterDownError,
-)
-_RETRYABLE = TRANSIENT + FAILOVER
-# What a command can raise: sorted by ``is_transient`` into retry or fail.
-REDIS_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT, rex.RedisError)
-_FAILOVER_CODES = frozenset(
-    {"BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"}
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True if the same command may succeed later: a lost connection or a failover reply."""
-    if isinstance(exc, _RETRYABLE):
-        return True
-    return isinstance(exc, rex.ResponseError) and str(exc).split(" ", 1)[0] in _FAILOVER_CODES
 
 
 class _CPacking:
@@ -149,21 +111,6 @@ def retry_streak(cap: float) -> BackoffStreak:
     return BackoffStreak(Backoff(initial=min(0.1, cap), cap=cap, jitter=0.5))
 
 
-def describe(exc: BaseException, url: BrokerURL) -> str:
-    """The client's message with anything URL-like redacted (never shows a password)."""
-    return url.scrub(str(exc)) or type(exc).__name__
-
-
-def translate(exc: BaseException, url: BrokerURL, doing: str) -> EventwireError:
-    """Map a redis-py exception onto eventwire's tree; the caller raises it ``from exc``."""
-    detail = describe(exc, url)
-    if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
-        return ConfigurationError(f"Redis at {url} refused the credentials while {doing}: {detail}")
-    if is_transient(exc):
-        return ConnectionLostError(f"Redis at {url} unreachable while {doing}: {detail}")
-    return BrokerError(f"Redis at {url} failed while {doing}: {detail}")
-
-
 async def retry_until(
     action: Callable[[], Awaitable[T]],
     *,
@@ -181,7 +128,7 @@ async def retry_until(
             return await action()
         except REDIS_ERRORS as exc:
             if not is_transient(exc):
-                raise translate(exc, url, doing) from exc
+                raise translate(REDIS, exc, url, doing) from exc
             if time.monotonic() + 0.01 >= deadline:
                 raise error(
                     f"Redis at {url} did not come back in time while {doing}: {describe(exc, url)}"

@@ -12,11 +12,12 @@ from redis import exceptions as rex
 
 from eventwire.brokers._support.envelope import EnvelopeError
 from eventwire.brokers.redis.acks import AckBatcher
-from eventwire.brokers.redis.connection import TRANSIENT, describe, log, retry_streak
+from eventwire.brokers.redis.connection import log, retry_streak
 from eventwire.brokers.redis.envelope import as_fields, from_fields
+from eventwire.brokers.redis.errors import TRANSIENT, describe
 from eventwire.brokers.redis.link import RedisLink
 from eventwire.brokers.redis.pending import PendingWork, consumer_name
-from eventwire.brokers.redis.subscription import OnClose, RedisDelivery, Subscription
+from eventwire.brokers.redis.subscription import RedisDelivery, Subscription
 from eventwire.core.backoff import BackoffStreak
 from eventwire.core.errors import EventwireError
 from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
@@ -39,10 +40,8 @@ class GroupSubscription(Subscription):
       the XADD succeeded).
     """
 
-    def __init__(
-        self, link: RedisLink, topic: str, group: str, prefetch: int, on_close: OnClose
-    ) -> None:
-        super().__init__(link, topic=topic, group=group, prefetch=prefetch, on_close=on_close)
+    def __init__(self, link: RedisLink, topic: str, group: str, prefetch: int) -> None:
+        super().__init__(link, topic=topic, group=group, prefetch=prefetch)
         self._group = group
         self._consumer = consumer_name()
         self._pel = PendingWork(

@@ -14,7 +14,9 @@ from typing import Any, Final
 
 import redis.exceptions as rex
 
-from eventwire.brokers.redis.connection import bounded, make_client, translate
+from eventwire.brokers._support.errors import translate
+from eventwire.brokers.redis.connection import bounded, make_client
+from eventwire.brokers.redis.errors import REDIS
 from eventwire.brokers.redis.options import RedisOptions
 from eventwire.brokers.redis.streams import RedisStreamsBroker
 from eventwire.core.contract import Broker
@@ -55,7 +57,9 @@ class RedisLagReader:
                 )
                 lag = len(entries or ())
         except (rex.RedisError, OSError, TimeoutError) as exc:
-            raise translate(exc, self._url, f"reading the lag of {group!r} on {topic!r}") from exc
+            raise translate(
+                REDIS, exc, self._url, f"reading the lag of {group!r} on {topic!r}"
+            ) from exc
         return Backlog(waiting=int(lag), unacked=int(found.get("pending") or 0))
 
     async def aclose(self) -> None:

@@ -11,14 +11,9 @@ from typing import Any
 
 from redis.asyncio.client import Pipeline
 
-from eventwire.brokers.redis.connection import (
-    REDIS_ERRORS,
-    describe,
-    is_transient,
-    log,
-    retry_streak,
-    translate,
-)
+from eventwire.brokers._support.errors import translate
+from eventwire.brokers.redis.connection import log, retry_streak
+from eventwire.brokers.redis.errors import REDIS, REDIS_ERRORS, describe, is_transient
 from eventwire.brokers.redis.link import RedisLink
 from eventwire.core.errors import ClosedError, PublishError
 from eventwire.core.message import Message
@@ -135,7 +130,7 @@ class PublishQueue:
                         await backoff.wait()
                         continue
                     # Not transient: these calls fail, others go on.
-                    error = translate(exc, self._link.url, "publishing")
+                    error = translate(REDIS, exc, self._link.url, "publishing")
                     for call in batch:
                         _fail(call, PublishError(str(error)), exc)
                     continue
@@ -199,7 +194,7 @@ class PublishQueue:
                 if not self._expired(call, failed):
                     again.append(call)
             else:
-                error = translate(failed, self._link.url, f"publishing to {call.topic!r}")
+                error = translate(REDIS, failed, self._link.url, f"publishing to {call.topic!r}")
                 _fail(call, PublishError(str(error)), failed)
         self._queue[:0] = again
         return bool(again)

@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
 from logging import ERROR
 from typing import Any
 
@@ -15,17 +13,17 @@ from redis import exceptions as rex
 from redis.asyncio.client import Pipeline, PubSub
 
 from eventwire.brokers._support.envelope import EnvelopeError
-from eventwire.brokers.redis.connection import TRANSIENT, log, retry_streak
+from eventwire.brokers.redis.connection import log, retry_streak
 from eventwire.brokers.redis.envelope import from_payload, to_payload
+from eventwire.brokers.redis.errors import TRANSIENT
 from eventwire.brokers.redis.group import GroupSubscription
 from eventwire.brokers.redis.link import RedisLink
-from eventwire.brokers.redis.streams import RedisStreamsBroker, _Opening
-from eventwire.brokers.redis.subscription import OnClose, RedisDelivery, Subscription
+from eventwire.brokers.redis.streams import RedisStreamsBroker
+from eventwire.brokers.redis.subscription import RedisDelivery, Subscription
 from eventwire.core.errors import ConfigurationError, EventwireError
 from eventwire.core.message import (
     DEAD_LETTER_GROUP,
     DEAD_LETTER_SUFFIX,
-    Delivery,
     Message,
     dead_letter_topic,
 )
@@ -59,26 +57,23 @@ class RedisPubSubBroker(RedisStreamsBroker):
         for payload in encoded:
             pipe.publish(channel, payload)
 
-    def _subscribe(
-        self, topic: str, group: str | None, prefetch: int
-    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
+    def _subscribe(self, topic: str, group: str | None, prefetch: int) -> Subscription:
         if group == DEAD_LETTER_GROUP and topic.endswith(DEAD_LETTER_SUFFIX):
-            dlq = GroupSubscription(self.link, topic, group, prefetch, self.forget)
-            return _Opening(self, dlq)
+            return GroupSubscription(self.link, topic, group, prefetch)
         if group is not None:
             raise ConfigurationError(
                 f"redis-pubsub has no consumer groups (asked for {group!r}): subscribe without "
                 "a group to get every message, or use a redis:// (Streams) URL for groups"
             )
-        return _Opening(self, ChannelSubscription(self.link, topic, prefetch, self.forget))
+        return ChannelSubscription(self.link, topic, prefetch)
 
 
 class ChannelSubscription(Subscription):
     """One SUBSCRIBE on its own connection; re-subscribes after a cut (messages sent
     meanwhile are lost: at-most-once)."""
 
-    def __init__(self, link: RedisLink, topic: str, prefetch: int, on_close: OnClose) -> None:
-        super().__init__(link, topic=topic, group=None, prefetch=prefetch, on_close=on_close)
+    def __init__(self, link: RedisLink, topic: str, prefetch: int) -> None:
+        super().__init__(link, topic=topic, group=None, prefetch=prefetch)
         self._pubsub: PubSub | None = None
         self._ids = itertools.count(1)
         self._raw: set[asyncio.Task[None]] = set()  # raw dead letters being written

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
 from typing import Any, cast
 
 from redis import exceptions as rex
 from redis.asyncio.client import Pipeline
 
 from eventwire.brokers._support.envelope import EnvelopeError, unreadable
+from eventwire.brokers._support.errors import translate
 from eventwire.brokers._support.lifecycle import BrokerBase
 from eventwire.brokers.redis.broadcast import BroadcastSubscription
-from eventwire.brokers.redis.connection import make_client, translate
+from eventwire.brokers.redis.connection import make_client
 from eventwire.brokers.redis.envelope import RAW_ENTRY_FORMAT, from_fields, raw_entry, to_fields
+from eventwire.brokers.redis.errors import REDIS
 from eventwire.brokers.redis.group import GroupSubscription
 from eventwire.brokers.redis.link import RedisLink
 from eventwire.brokers.redis.options import RedisOptions
@@ -22,8 +22,7 @@ from eventwire.brokers.redis.publisher import PublishQueue
 from eventwire.brokers.redis.subscription import Subscription
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
-from eventwire.core.errors import ClosedError
-from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
+from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
 from eventwire.core.url import BrokerURL
 
 
@@ -60,7 +59,6 @@ class RedisStreamsBroker(BrokerBase):
         self.link = RedisLink(
             client=self.client, url=url, options=self.options, profile=profile.name
         )
-        self._subs: set[Subscription] = set()
         self._publisher = PublishQueue(
             self.link, encode=self.encode, queue_publish=self.queue_publish
         )
@@ -71,7 +69,7 @@ class RedisStreamsBroker(BrokerBase):
                 self.client.ping(), self.options.connect_timeout + self.options.socket_timeout
             )
         except (rex.RedisError, OSError) as exc:
-            raise translate(exc, self.url, "connecting") from exc
+            raise translate(REDIS, exc, self.url, "connecting") from exc
 
     async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None:
         await self._publisher.publish(topic, messages)
@@ -90,18 +88,10 @@ class RedisStreamsBroker(BrokerBase):
         """See ``RedisLink.trim`` (group members call it every ``claim_idle / 3`` seconds)."""
         return await self.link.trim(topic)
 
-    def _subscribe(
-        self, topic: str, group: str | None, prefetch: int
-    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
-        sub: Subscription = (
-            BroadcastSubscription(self.link, topic, prefetch, on_close=self.forget)
-            if group is None
-            else GroupSubscription(self.link, topic, group, prefetch, self.forget)
-        )
-        return _Opening(self, sub)
-
-    def forget(self, sub: Subscription) -> None:
-        self._subs.discard(sub)
+    def _subscribe(self, topic: str, group: str | None, prefetch: int) -> Subscription:
+        if group is None:
+            return BroadcastSubscription(self.link, topic, prefetch)
+        return GroupSubscription(self.link, topic, group, prefetch)
 
     async def browse_dead_letters(self, topic: str, limit: int) -> list[Message] | None:
         """Dead letters of ``topic`` the ``eventwire-dlq`` group has not acknowledged (pending
@@ -147,43 +137,22 @@ class RedisStreamsBroker(BrokerBase):
             lambda: self.link.bounded(read()), f"reading the dead letters of {topic!r}"
         )
 
-    async def _aclose(self) -> None:
-        # Publishers flush first: calls already made get their answer (or fail by their own
-        # deadline) before the pool goes; new calls already get ClosedError.
+    async def _flush_publishes(self) -> None:
+        # Calls already made get their answer (or fail by their own deadline) before the
+        # pool goes; new calls already get ClosedError.
         await self._publisher.drain(self.options.publish_timeout)
         await self._publisher.aclose()
-        await asyncio.gather(*(sub.close() for sub in list(self._subs)), return_exceptions=True)
+
+    async def _close_connection(self) -> None:
         await self.client.aclose(close_connection_pool=True)
 
     async def _health(self) -> Health:
         try:
             await asyncio.wait_for(self.client.ping(), self.options.socket_timeout)
         except (rex.RedisError, OSError) as exc:
-            return Health(ok=False, detail=str(translate(exc, self.url, "pinging")))
+            return Health(ok=False, detail=str(translate(REDIS, exc, self.url, "pinging")))
         return Health(ok=True, detail=f"connected to {self.url}")
 
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class _Opening:
-    """``subscribe()``'s context manager: registers the subscription so ``aclose`` ends it."""
-
-    def __init__(self, broker: RedisStreamsBroker, sub: Subscription) -> None:
-        self._broker = broker
-        self._sub = sub
-
-    async def __aenter__(self) -> AsyncIterator[Delivery]:
-        if self._broker.closed:
-            raise ClosedError(f"cannot subscribe to {self._sub.topic!r}: the broker is closed")
-        await self._broker.connect()
-        self._broker._subs.add(self._sub)
-        try:
-            return await self._sub.__aenter__()
-        except BaseException:
-            await self._sub.close()
-            raise
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._sub.close()

@@ -12,11 +12,11 @@ import asyncio
 import functools
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable
 from typing import TypeVar
 
 from eventwire.brokers._support.lifecycle import BrokerBase
+from eventwire.brokers._support.subscription import Subscription
 from eventwire.brokers.sqlite import browse, retention
 from eventwire.brokers.sqlite.settings import SQLiteSettings
 from eventwire.brokers.sqlite.store import SQLiteStore
@@ -25,7 +25,7 @@ from eventwire.brokers.sqlite.worker import StoreWorker
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
 from eventwire.core.errors import BrokerError, EventwireError, PublishError
-from eventwire.core.message import Delivery, Message
+from eventwire.core.message import Message
 from eventwire.core.url import BrokerURL
 
 T = TypeVar("T")
@@ -39,7 +39,6 @@ class SQLiteBroker(BrokerBase):
         super().__init__(url, profile)
         self.settings = SQLiteSettings.from_url(url)  # a bad URL fails here, before any I/O
         self._worker = StoreWorker(self.settings, url)
-        self._subscriptions: set[SQLiteSubscription] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._outbox: list[tuple[str, tuple[Message, ...], asyncio.Future[None]]] = []
         self._drainer: asyncio.Task[None] | None = None
@@ -92,12 +91,12 @@ class SQLiteBroker(BrokerBase):
         await self._worker.open()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="eventwire-sqlite-sweep")
 
-    async def _aclose(self) -> None:
+    async def _flush_publishes(self) -> None:
+        if self._drainer is not None:  # publishes already accepted are committed first
+            await asyncio.wait([self._drainer])
+
+    async def _close_connection(self) -> None:
         try:
-            if self._drainer is not None:  # publishes already accepted are committed first
-                await asyncio.wait([self._drainer])
-            for sub in list(self._subscriptions):
-                await sub.stop()
             if self._sweeper is not None:
                 self._sweeper.cancel()
                 await asyncio.wait([self._sweeper])
@@ -165,11 +164,8 @@ class SQLiteBroker(BrokerBase):
 
     # -- subscribing -------------------------------------------------------------------------
 
-    def _subscribe(
-        self, topic: str, group: str | None, prefetch: int
-    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
-        live, connect = self._subscriptions, self.connect
-        return SQLiteSubscription(self._worker, topic, group, prefetch, live, connect)
+    def _subscribe(self, topic: str, group: str | None, prefetch: int) -> Subscription:
+        return SQLiteSubscription(self._worker, topic, group, prefetch)
 
     # -- retention ---------------------------------------------------------------------------
 

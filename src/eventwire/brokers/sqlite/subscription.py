@@ -8,7 +8,7 @@ import os
 import socket
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from eventwire.brokers.sqlite.store import Claimed, Settle
 from eventwire.brokers.sqlite.worker import StoreWorker
@@ -16,10 +16,6 @@ from eventwire.core.errors import EventwireError
 from eventwire.core.message import Delivery, Message
 
 log = logging.getLogger("eventwire.brokers.sqlite")
-
-# The broker's set of open subscriptions, and its (lazy) connect.
-Live = set["SQLiteSubscription"]
-Connect = Callable[[], Awaitable[None]]
 
 # One claim transaction takes at most this many: short write locks, few bound parameters.
 _MAX_CLAIM = 500
@@ -65,24 +61,11 @@ class SQLiteDelivery(Delivery):
 
 
 class SQLiteSubscription:
-    """``async with`` joins the group; iterating claims batches of up to ``prefetch``.
+    """The ``Subscription``: ``open`` joins the group; iterating claims batches of up to
+    ``prefetch``. It works through the broker's ``StoreWorker``."""
 
-    It works through the broker's ``StoreWorker``; ``connect`` is the broker's (lazy) connect,
-    awaited on entering, and ``live`` the broker's set of open subscriptions, which it joins
-    on entering and leaves on ``stop`` (the broker stops those still in it when it closes).
-    """
-
-    def __init__(  # noqa: PLR0917 - subscribe()'s three values and three links
-        self,
-        worker: StoreWorker,
-        topic: str,
-        group: str | None,
-        prefetch: int,
-        live: Live,
-        connect: Connect,
-    ) -> None:
+    def __init__(self, worker: StoreWorker, topic: str, group: str | None, prefetch: int) -> None:
         self.worker = worker
-        self._live, self._connect = live, connect
         self.topic = topic
         self.group = group
         self.prefetch = prefetch
@@ -101,18 +84,13 @@ class SQLiteSubscription:
     def ephemeral(self) -> bool:
         return self.group is None
 
-    async def __aenter__(self) -> AsyncIterator[Delivery]:
-        await self._connect()
+    async def open(self) -> AsyncIterator[Delivery]:
         until = self.worker.ephemeral_until() if self.ephemeral else None
         await self.worker.join(self.topic, self.store_group, ephemeral_until=until)
         self._entered = True
-        self._live.add(self)
         self.worker.listen(self.topic, self.wake)
         self._heartbeat = asyncio.create_task(self._beat(), name=f"eventwire-sqlite-{self.topic}")
         return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     def __aiter__(self) -> SQLiteSubscription:
         return self
@@ -136,7 +114,7 @@ class SQLiteSubscription:
                         raise StopAsyncIteration from None
                     raise
                 if self._stopped:
-                    raise StopAsyncIteration  # stop() releases what this claim took
+                    raise StopAsyncIteration  # aclose() releases what this claim took
                 if claimed:
                     for item in claimed:
                         delivery = SQLiteDelivery(self, item)
@@ -156,29 +134,30 @@ class SQLiteSubscription:
         self._wake.set()
 
     def holds(self, delivery: SQLiteDelivery) -> bool:
-        """False once ``delivery`` went back to the broker with stop(): settling is a no-op."""
+        """False once ``delivery`` went back to the broker with aclose(): settling is a no-op."""
         return delivery in self._unsettled
 
     def forget(self, delivery: SQLiteDelivery) -> None:
         self._unsettled.discard(delivery)
         self._wake.set()  # a prefetch slot is free
 
-    async def stop(self) -> None:
-        """End iteration and return every unsettled delivery to the group (idempotent)."""
+    async def aclose(self) -> int:
+        """End iteration and return every unsettled delivery to the group (idempotent); the
+        count of those returned (their claims are released, or their leases run out)."""
         if self._stopped:
-            return
+            return 0
         self._stopped = True
         self._wake.set()
+        returned = len(self._unsettled)
         self._unsettled.clear()
         self._buffer.clear()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         if not self._entered:
-            return
-        self._live.discard(self)
+            return returned
         self.worker.unlisten(self.topic, self.wake)
         if not self.worker.running:  # the broker closed: its leases run out instead
-            return
+            return returned
         try:
             await self.worker.release(
                 self.topic, self.store_group, self.consumer, leave=self.ephemeral
@@ -186,6 +165,7 @@ class SQLiteSubscription:
         except EventwireError as exc:
             # The leases run out instead; nothing is lost, only delayed.
             log.warning("could not return claims of %s to the broker: %s", self.topic, exc)
+        return returned
 
     async def _beat(self) -> None:
         period = self.worker.settings.lease / 3

@@ -82,9 +82,9 @@ from eventwire.testing.conformance.helpers import (
     expect_nothing,
     next_delivery,
     topic_for,
-    wait_until,
 )
 from eventwire.testing.conformance.suite import ConformanceSuite
+from eventwire.testing.helpers import wait_until
 
 __all__ = [
     "FULL",

@@ -10,6 +10,7 @@ from contextlib import suppress
 from typing import Literal, TypeAlias
 
 from eventwire.core.message import Delivery, Message
+from eventwire.testing.helpers import wait_until
 
 Settle: TypeAlias = Literal["ack", "nack", "none"]
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_-]+")
@@ -120,23 +121,6 @@ async def expect_nothing(iterator: AsyncIterator[Delivery], within: float) -> No
     except (TimeoutError, StopAsyncIteration):
         return
     raise AssertionError(f"unexpected delivery {delivery!r}")
-
-
-async def wait_until(
-    condition: Callable[[], bool],
-    timeout: float,  # noqa: ASYNC109 - polls with a deadline, reported as AssertionError
-    *,
-    what: str = "condition",
-) -> None:
-    """Poll ``condition`` until true, yielding to the loop; AssertionError after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    delay = 0.001
-    while not condition():
-        if loop.time() >= deadline:
-            raise AssertionError(f"{what} not reached within {timeout:.1f} s")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.05)
 
 
 async def _settle(delivery: Delivery, settle: Settle) -> None:

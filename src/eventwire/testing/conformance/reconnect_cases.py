@@ -25,8 +25,9 @@ from eventwire.testing.conformance.context import (
     CaseFixtures,
     requires,
 )
-from eventwire.testing.conformance.helpers import Collector, ids, make_messages, wait_until
+from eventwire.testing.conformance.helpers import Collector, ids, make_messages
 from eventwire.testing.fault_proxy import FaultProxy
+from eventwire.testing.helpers import wait_until
 
 RESUME_WITHIN = 10.0  # seconds from "connection possible again" to the next delivery
 NOTICE_HALF_OPEN_WITHIN = 15.0

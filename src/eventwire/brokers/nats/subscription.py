@@ -16,15 +16,16 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from eventwire.brokers._support.envelope import EnvelopeError
-from eventwire.brokers.nats._connection import translate
-from eventwire.brokers.nats._delivery import (
+from eventwire.brokers._support.errors import translate
+from eventwire.brokers.nats.delivery import (
     DeadLetterSink,
     Forget,
     JetStreamDelivery,
     attempt_and_seq,
 )
-from eventwire.brokers.nats._envelope import from_nats, raw_dead_letter
-from eventwire.brokers.nats._options import NatsOptions
+from eventwire.brokers.nats.envelope import from_nats, raw_dead_letter
+from eventwire.brokers.nats.errors import NATS
+from eventwire.brokers.nats.options import NatsOptions
 from eventwire.core import headers as h
 from eventwire.core.message import DEAD_LETTER_SUFFIX, Delivery
 from eventwire.core.url import BrokerURL
@@ -124,7 +125,7 @@ class PullConsumer:
         try:
             await send()
         except Exception as exc:
-            raise translate(exc, self._url, f"settling a message of {self.topic!r}") from exc
+            raise translate(NATS, exc, self._url, f"settling a message of {self.topic!r}") from exc
         self._unsettled.discard(delivery)
         self._check_room()
 
@@ -268,7 +269,7 @@ class PullConsumer:
                     "NATS %s: pulling %r failed (%s); retrying",
                     self._url,
                     self.topic,
-                    translate(exc, self._url, "pulling"),
+                    translate(NATS, exc, self._url, "pulling"),
                 )
                 self._owe_less(self._owed)
                 await asyncio.sleep(opts.reconnect_max)
@@ -308,14 +309,15 @@ class PullConsumer:
         self._pull_subject = await self._ensure(resume)
         self._lost = False
 
-    async def aclose(self, *, give_back: bool = True) -> None:
-        """Stop, let the open pull requests end, then return every unsettled delivery (nak).
+    async def aclose(self, *, give_back: bool = True) -> int:
+        """Stop, let the open pull requests end, then return every unsettled delivery (nak);
+        how many it returned.
 
         ``give_back=False`` is for a broadcast consumer about to be deleted: nobody else
         could receive what it returns, so leaving does not wait for the requests to end.
         """
         if self._closing:
-            return
+            return 0
         self._closing = self._closed = True
         self._wakeup.set()
         for task in (*self._tasks, *self._side_tasks):
@@ -333,9 +335,12 @@ class PullConsumer:
         returned = list(self._unsettled)
         self._unsettled.clear()
         self._ready.clear()
-        for delivery in returned if give_back else ():
+        if not give_back:
+            return 0
+        for delivery in returned:
             with contextlib.suppress(Exception):
                 await delivery._msg.nak()
+        return len(returned)
 
 
 def _plain_headers(headers: object) -> Mapping[str, str] | None:

@@ -15,7 +15,7 @@ from eventwire.brokers._support.envelope import (
     decoding,
     unreadable,
 )
-from eventwire.brokers.nats._frames import UNPARSED_HEADERS, UNPARSED_WHY
+from eventwire.brokers.nats.frames import UNPARSED_HEADERS, UNPARSED_WHY
 from eventwire.core import headers as h
 from eventwire.core.errors import InvalidHeaderError, MessageTooLargeError
 from eventwire.core.headers import MAX_HEADER_VALUE

@@ -10,15 +10,10 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from eventwire.brokers.nats._frames import TolerantClient
-from eventwire.brokers.nats._options import NatsOptions
+from eventwire.brokers.nats.frames import TolerantClient
+from eventwire.brokers.nats.options import NatsOptions
 from eventwire.core.backoff import Backoff
-from eventwire.core.errors import (
-    BrokerError,
-    ConnectionLostError,
-    EventwireError,
-    MessageTooLargeError,
-)
+from eventwire.core.errors import ConnectionLostError
 from eventwire.core.url import BrokerURL
 
 log = logging.getLogger("eventwire.brokers.nats")
@@ -27,25 +22,6 @@ log = logging.getLogger("eventwire.brokers.nats")
 def scrub(text: str, url: BrokerURL) -> str:
     """``text`` with the URL's password (and any URL credentials) masked."""
     return url.scrub(text)
-
-
-def translate(exc: BaseException, url: BrokerURL, doing: str) -> EventwireError:
-    """An eventwire error for a nats-py failure while ``doing``; raise it ``from exc``."""
-    if isinstance(exc, EventwireError):
-        return exc
-    detail = scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, url)
-    if isinstance(exc, nats.errors.MaxPayloadError):
-        return MessageTooLargeError(f"{doing}: {detail}")
-    if isinstance(
-        exc,
-        nats.errors.ConnectionClosedError
-        | nats.errors.NoServersError
-        | nats.errors.OutboundBufferLimitError
-        | nats.errors.StaleConnectionError
-        | OSError,
-    ):
-        return ConnectionLostError(f"{doing} on NATS at {url}: {detail}")
-    return BrokerError(f"{doing} on NATS at {url}: {detail}")
 
 
 def backoff_handler(options: NatsOptions) -> Callable[..., tuple[Any, float]]:
@@ -108,7 +84,7 @@ async def open_connection(url: BrokerURL, options: NatsOptions, *, name: str) ->
         clients.append(client)
     except (TimeoutError, nats.errors.Error, OSError) as exc:
         last = errors[-1] if errors else scrub(str(exc) or type(exc).__name__, url)
-        raise ConnectionLostError(f"cannot connect to NATS at {url}: {last}") from exc
+        raise ConnectionLostError(f"connecting on NATS at {url} failed: {last}") from exc
     # nats-py reads these on every reconnect; the backoff hook decides the delays from now on.
     client.options["max_reconnect_attempts"] = -1
     client.options["reconnect_time_wait"] = 0

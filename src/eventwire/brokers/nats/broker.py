@@ -10,9 +10,9 @@ from typing import ClassVar
 from nats.aio.client import Client
 
 from eventwire.brokers._support.lifecycle import BrokerBase
-from eventwire.brokers.nats._connection import open_connection
-from eventwire.brokers.nats._envelope import check_size, to_headers
-from eventwire.brokers.nats._options import NatsOptions
+from eventwire.brokers.nats.connection import open_connection
+from eventwire.brokers.nats.envelope import check_size, to_headers
+from eventwire.brokers.nats.options import NatsOptions
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health
 from eventwire.core.errors import BrokerError
@@ -22,7 +22,8 @@ from eventwire.core.url import BrokerURL
 
 class NatsBrokerBase(BrokerBase):
     """One NATS connection per broker object; subclasses implement only how messages go out
-    (``_send``), subscriptions, and what else ``_connect`` / ``_aclose`` set up or release."""
+    (``_send``), subscriptions, and what else ``_connect`` / ``_close_connection`` set up
+    or release."""
 
     #: The connection name the server shows for this adapter.
     connection_name: ClassVar[str]
@@ -71,7 +72,7 @@ class NatsBrokerBase(BrokerBase):
     ) -> None:
         """Send messages already checked by ``_publish_now`` (with their NATS headers)."""
 
-    async def _wait_for_publishes(self) -> None:
+    async def _flush_publishes(self) -> None:
         """Give publishes under way up to ``publish_timeout`` to finish (part of ``aclose``)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), self.options.publish_timeout)

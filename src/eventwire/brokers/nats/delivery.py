@@ -15,7 +15,7 @@ Forget = Callable[[str, int], Awaitable[None]]  # (stream, sequence): delete a s
 
 
 class Settler(Protocol):
-    """What a delivery needs from the consumer it came from (``_pull.PullConsumer``)."""
+    """What a delivery needs from the consumer it came from (``subscription.PullConsumer``)."""
 
     topic: str
     group: str | None
