@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from eventwire.brokers.catalog import open_broker
@@ -14,12 +13,9 @@ from eventwire.brokers.kafka.broker import KafkaBroker
 from eventwire.core.contract import Broker
 from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
 from eventwire.runtime.app import App
+from eventwire.testing.helpers import scale, wait_until
 
-FULL = os.environ.get("EVENTWIRE_TEST_SCALE", "").lower() == "full"
-
-
-def scale(quick: int, full: int) -> int:
-    return full if FULL else quick
+__all__ = ["scale", "wait_until"]  # the Kafka tests' helpers, the shared ones included
 
 
 def topic_name(what: str) -> str:
@@ -31,16 +27,6 @@ async def open_kafka(url: str) -> KafkaBroker:
     assert isinstance(broker, KafkaBroker)
     await broker.connect()
     return broker
-
-
-async def wait_until(predicate: Callable[[], bool], deadline: float, what: str) -> None:
-    """Poll ``predicate`` until true; fail after ``deadline`` seconds saying what was awaited."""
-    try:
-        async with asyncio.timeout(deadline):
-            while not predicate():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"not within {deadline:g} s: {what}") from None
 
 
 class Running:

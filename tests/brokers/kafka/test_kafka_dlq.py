@@ -73,7 +73,7 @@ async def make_dead_letters(topic: str) -> dict[str, Message]:
                 and app.stats.processed == COUNT - len(POISON)
             ),
             60,
-            "the refused orders dead-lettered, the others processed",
+            what="the refused orders dead-lettered, the others processed",
         )
     return sent
 
@@ -88,7 +88,7 @@ async def run_fixed(topic: str, expected: int) -> list[Message]:
         seen.append(ctx.message)
 
     async with app, running(app):
-        await wait_until(lambda: len(seen) >= expected, 60, "the replays handled")
+        await wait_until(lambda: len(seen) >= expected, 60, what="the replays handled")
     return seen
 
 

@@ -94,7 +94,7 @@ async def test_broker_sigkilled_mid_stream_loses_no_confirmed_publish(
     try:
         async with app, running(app):
             producing = asyncio.create_task(publish_all())
-            await wait_until(lambda: len(handled) >= total // 3, 60, "a third consumed")
+            await wait_until(lambda: len(handled) >= total // 3, 60, what="a third consumed")
             committed_before = 0
             async with asyncio.timeout(30):
                 while not committed_before:  # commits made before the kill must survive it
@@ -110,7 +110,7 @@ async def test_broker_sigkilled_mid_stream_loses_no_confirmed_publish(
             outage = time.monotonic() - down
             await asyncio.wait_for(producing, 180)
             await wait_until(
-                lambda: confirmed <= set(handled), 180, "every confirmed publish consumed"
+                lambda: confirmed <= set(handled), 180, what="every confirmed publish consumed"
             )
             resumed = time.monotonic() - down
     finally:
@@ -176,16 +176,18 @@ async def test_rebalance_mid_stream_loses_nothing_and_keeps_order_per_key(
         await publisher.publish(topic, Message(body=b'{"account": "x", "seq": -1}'))
         async with first, second, running(first) as first_run:
             producing = asyncio.create_task(publish_paced())
-            await wait_until(lambda: seen() >= total // 5, 60, "a fifth consumed")
+            await wait_until(lambda: seen() >= total // 5, 60, what="a fifth consumed")
             async with running(second):
                 joined_at = seen()
-                await wait_until(lambda: by_member["second"] > 0, 60, "the new member gets work")
-                await wait_until(lambda: seen() >= total // 2, 60, "half consumed")
+                await wait_until(
+                    lambda: by_member["second"] > 0, 60, what="the new member gets work"
+                )
+                await wait_until(lambda: seen() >= total // 2, 60, what="half consumed")
                 left_at = seen()
                 still_publishing = not producing.done()
                 await first_run.stop()  # the first member leaves; the second takes over
                 await asyncio.wait_for(producing, 120)
-                await wait_until(lambda: seen() >= total + 1, 120, "everything consumed")
+                await wait_until(lambda: seen() >= total + 1, 120, what="everything consumed")
     finally:
         await publisher.aclose()
     lost = total + 1 - seen()
@@ -269,7 +271,7 @@ async def test_worker_sigkilled_at_concurrency_16_skips_nothing(
 
         first = await spawn(1)
         try:
-            await wait_until(lambda: count() >= total // 3, 90, "a third handled")
+            await wait_until(lambda: count() >= total // 3, 90, what="a third handled")
             os.kill(first.pid, signal.SIGKILL)
             await first.wait()
         finally:
@@ -287,7 +289,7 @@ async def test_worker_sigkilled_at_concurrency_16_skips_nothing(
             await wait_until(
                 lambda: len({seq for _, seq in _read_lines(out)}) >= total,
                 120,
-                "every message handled",
+                what="every message handled",
             )
         finally:
             second.send_signal(signal.SIGTERM)
@@ -354,7 +356,7 @@ async def test_one_percent_poison_dead_lettered_raw_while_the_rest_flows(
     started = time.monotonic()
     async with app, running(app):
         await app.broker.publish(topic, *messages)
-        await wait_until(lambda: good <= set(done), 90, "every good message handled")
+        await wait_until(lambda: good <= set(done), 90, what="every good message handled")
         good_done = time.monotonic()
         letters = await read_dead_letters(
             app.broker, topic, len(undecodable) + len(failing), deadline=90
@@ -362,7 +364,7 @@ async def test_one_percent_poison_dead_lettered_raw_while_the_rest_flows(
         last_letter = time.monotonic()
         broker = app.broker
         assert isinstance(broker, KafkaBroker)
-        await wait_until(lambda: app.stats.dead_lettered == len(letters), 30, "counted")
+        await wait_until(lambda: app.stats.dead_lettered == len(letters), 30, what="counted")
     # The commits made on leaving are in: read the group's position with a fresh client.
     checker = await open_kafka(url)
     try:
