@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 SHARED = "kafka://127.0.0.1:9092?partitions=1"
 
 
-def _produce(topic: str, headers: list[tuple[str, bytes]]) -> None:
+def _produce(topic: str, headers: list[tuple[str, str | bytes | None]]) -> None:
     producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "enable.idempotence": True})
     producer.produce(topic, value=b'{"n": 1}', headers=headers)
     assert producer.flush(30) == 0, "record not delivered"
