@@ -35,7 +35,7 @@ async def test_a_forged_far_due_time_waits_only_the_level_delay() -> None:
     try:
         async with broker.subscribe(topic, group=group, prefetch=10) as sub:
             retry = topics.retry_topic(topic, 1)  # level 1: copies delayed by up to 1 s
-            forged = [
+            forged: list[tuple[str, str | bytes | None]] = [
                 (h.MESSAGE_ID, b"forged-due"),
                 (h.ATTEMPT, b"2"),
                 (envelope.RETRY_GROUP, group.encode()),
