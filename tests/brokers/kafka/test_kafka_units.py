@@ -43,6 +43,31 @@ def test_transaction_point_counts_the_delivery_as_finished_but_no_other() -> Non
     assert progress.commit_point() == 7  # nothing changed by asking
 
 
+def test_no_periodic_commit_goes_behind_a_transaction_in_flight() -> None:
+    # The transaction commits 6 (past 5); the delivery is settled locally only afterwards.
+    # A periodic commit of 5 in between would land after the transaction's and move the
+    # group's offset back, so a crash there would run the transaction's input again.
+    progress = PartitionProgress(epoch=1)
+    progress.handed(5, 1)
+    progress.committed((5, ""))
+    progress.handed(6, 1)
+    progress.finished(6)
+    assert progress.point_after(5) == 7
+    assert progress.to_commit() is None  # held: 5 is the lowest open and in a transaction
+    assert progress.finished(5)  # settled after the transaction committed
+    assert progress.to_commit() == (7, "")
+
+
+def test_a_transaction_above_the_lowest_open_offset_holds_nothing_back() -> None:
+    progress = PartitionProgress(epoch=1)
+    progress.handed(4, 1)
+    progress.handed(5, 1)
+    assert progress.point_after(5) == 4  # the transaction commits 4 as well
+    value = progress.to_commit()
+    assert value is not None
+    assert value[0] == 4  # the same point as the transaction's: never behind it
+
+
 @given(st.permutations(list(range(40))), st.integers(min_value=0, max_value=40))
 def test_random_completion_order_commit_point_is_lowest_unfinished(
     order: list[int], done: int

@@ -28,7 +28,7 @@ def parse_metadata(text: str | None) -> dict[int, int]:
 class PartitionProgress:
     """Offsets handed out and finished for one assigned partition."""
 
-    __slots__ = ("_committed", "_next", "_open", "epoch", "prior")
+    __slots__ = ("_committed", "_held", "_next", "_open", "epoch", "prior")
 
     def __init__(self, epoch: int, prior: dict[int, int] | None = None) -> None:
         self.epoch = epoch  # which assignment of the partition this is
@@ -36,6 +36,8 @@ class PartitionProgress:
         self._open: dict[int, int] = {}  # offset -> attempt it was handed out with
         self._next: int | None = None  # offset after the highest one handed out or skipped
         self._committed: tuple[int, str] | None = None
+        # Offsets whose transaction may be committing the point past them right now.
+        self._held: set[int] = set()
 
     @property
     def open_count(self) -> int:
@@ -60,6 +62,7 @@ class PartitionProgress:
 
     def finished(self, offset: int) -> bool:
         """Mark ``offset`` done; False when it was not open (already done, or never handed)."""
+        self._held.discard(offset)
         return self._open.pop(offset, None) is not None
 
     def unhanded(self, offset: int) -> None:
@@ -74,7 +77,10 @@ class PartitionProgress:
         return self._next
 
     def point_after(self, offset: int) -> int | None:
-        """The commit point once ``offset`` is finished too (a transaction commits it)."""
+        """The commit point once ``offset`` is finished too (a transaction commits it), and
+        ``offset`` held until it is settled: see ``to_commit``."""
+        if offset in self._open:
+            self._held.add(offset)
         rest = [o for o in self._open if o != offset]
         if rest:
             return min(rest)
@@ -87,7 +93,11 @@ class PartitionProgress:
     def to_commit(self) -> tuple[int, str] | None:
         """(offset, metadata) when they changed since the last ``committed``, else None."""
         point = self.commit_point()
-        if point is None:
+        if point is None or point in self._held:
+            # The lowest open offset is in a transaction that commits the point past it. The
+            # delivery is settled here only after that commit, so committing ``point`` now
+            # could land after it and move the group's offset back: a crash then would run
+            # the transaction's input again. Wait for the settle (or its abort's nack).
             return None
         current = (point, self.metadata())
         return None if current == self._committed else current
