@@ -7,9 +7,11 @@ from collections.abc import Callable
 import aiormq.exceptions as amqp
 import nats.errors
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from redis import exceptions as rex
 
 from eventwire.brokers._support.errors import ErrorRule, ErrorTable, map_error, translate
+from eventwire.brokers.kafka.errors import translate as kafka_translate
 from eventwire.brokers.nats.errors import NATS
 from eventwire.brokers.rabbitmq.errors import translate as rabbitmq_translate
 from eventwire.brokers.redis.errors import REDIS
@@ -20,6 +22,7 @@ from eventwire.core.errors import (
     ConnectionLostError,
     EventwireError,
     MessageTooLargeError,
+    PublishError,
 )
 from eventwire.core.url import BrokerURL
 
@@ -88,6 +91,14 @@ def test_eventwire_errors_pass_through_and_secrets_never_show() -> None:
             lambda url: rabbitmq_translate(ConnectionError(CANARY), "publishing", str(url), CANARY),
             (ConnectionLostError, "publishing on RabbitMQ at "),
         ),
+        (
+            lambda url: kafka_translate(_kafka(KafkaError._AUTHENTICATION), "connecting", url),
+            (ConfigurationError, "connecting on kafka at "),
+        ),
+        (
+            lambda url: kafka_translate(_kafka(KafkaError._TRANSPORT), "reading", url),
+            (ConnectionLostError, "reading on kafka at "),
+        ),
     ],
 )
 def test_every_adapter_table_speaks_the_one_form(
@@ -99,3 +110,28 @@ def test_every_adapter_table_speaks_the_one_form(
     assert type(err) is kind
     assert str(err).startswith(f"{start}x://user:***@host:1 failed: ")
     assert CANARY not in str(err)
+
+
+def _kafka(code: int, text: str = f"broker said {CANARY}") -> KafkaException:
+    return KafkaException(KafkaError(code, text))
+
+
+@pytest.mark.parametrize(
+    ("code", "reading", "publishing"),
+    [
+        (KafkaError._AUTHENTICATION, ConfigurationError, ConfigurationError),
+        (KafkaError.MSG_SIZE_TOO_LARGE, MessageTooLargeError, MessageTooLargeError),
+        (KafkaError._TRANSPORT, ConnectionLostError, PublishError),
+        (KafkaError._FAIL, BrokerError, PublishError),
+    ],
+)
+def test_kafka_matches_librdkafka_codes_and_a_publish_fails_as_a_publish(
+    code: int, reading: type[EventwireError], publishing: type[EventwireError]
+) -> None:
+    url = BrokerURL.parse(f"kafka://user:{CANARY}@host:1")
+    read = kafka_translate(_kafka(code), "reading", url)
+    sent = kafka_translate(_kafka(code), "publishing", url, publishing=True)
+    assert (type(read), type(sent)) == (reading, publishing)
+    # librdkafka's own words, not the KafkaError{code=...} repr, with the password scrubbed.
+    assert str(read) == "reading on kafka at kafka://user:***@host:1 failed: broker said ***"
+    assert type(kafka_translate(TimeoutError(), "reading", url)) is ConnectionLostError

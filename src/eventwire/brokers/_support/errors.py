@@ -20,6 +20,12 @@ from eventwire.core.url import BrokerURL
 Matcher = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
 
+def reason_of(exc: BaseException) -> str:
+    """The client's own words: ``Type: message``, or the type alone when it has none."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ErrorRule:
     """Exceptions that ``match`` become ``error``; ``hint`` says what the user can do."""
@@ -38,17 +44,13 @@ class ErrorRule:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ErrorTable:
     """One adapter's mapping: its broker's display name and its rules, most specific first;
-    what no rule matches becomes ``default``."""
+    what no rule matches becomes ``default``. ``describe`` gives the client's words (an
+    adapter whose client wraps a readable error in a verbose repr states its own)."""
 
     broker: str
     rules: tuple[ErrorRule, ...]
     default: type[EventwireError] = BrokerError
-
-
-def reason_of(exc: BaseException) -> str:
-    """The client's own words: ``Type: message``, or the type alone when it has none."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    describe: Callable[[BaseException], str] = reason_of
 
 
 def map_error(
@@ -63,7 +65,7 @@ def map_error(
     to users, already redacted); ``redact`` masks secrets in the client's message."""
     if isinstance(exc, EventwireError):
         return exc
-    text = f"{doing} on {table.broker} at {where} failed: {redact(reason_of(exc))}"
+    text = f"{doing} on {table.broker} at {where} failed: {redact(table.describe(exc))}"
     for rule in table.rules:
         if rule.matches(exc):
             return rule.error(f"{text}; {rule.hint}" if rule.hint else text)

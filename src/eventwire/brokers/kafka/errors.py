@@ -1,16 +1,21 @@
-"""Broker layer: confluent-kafka (librdkafka) errors -> eventwire's error tree (Kafka adapter).
+"""Broker layer: confluent-kafka (librdkafka) errors -> eventwire's error tree (the tables for
+the shared mapping, ``brokers/_support/errors.py``).
 
-One message form: "{doing} on kafka at {redacted url} failed: {reason}".
+librdkafka raises one exception class for everything, so the rules match on its error code.
+Publishing has its own table: a failed publish is a ``PublishError`` whatever the cause,
+unless the user must fix something (configuration, a message too large).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException
 
+from eventwire.brokers._support import errors as shared
+from eventwire.brokers._support.errors import ErrorRule, ErrorTable
 from eventwire.core.errors import (
-    BrokerError,
     ConfigurationError,
     ConnectionLostError,
     EventwireError,
@@ -62,15 +67,48 @@ def error_of(exc: BaseException) -> KafkaError | None:
     return None
 
 
-def reason(error: KafkaError | BaseException, url: BrokerURL) -> str:
-    """librdkafka's own description, scrubbed of credentials (``BrokerURL.scrub``)."""
-    kafka_error = error if isinstance(error, KafkaError) else error_of(error)
-    text = kafka_error.str() if kafka_error is not None else f"{type(error).__name__}: {error}"
-    return url.scrub(text)
+def describe(exc: BaseException) -> str:
+    """librdkafka's own description (not the ``KafkaError{code=...}`` repr), else the type
+    and message of any other exception."""
+    error = error_of(exc)
+    return error.str() if error is not None else shared.reason_of(exc)
+
+
+def reason(exc: BaseException, url: BrokerURL) -> str:
+    """``describe`` scrubbed of credentials (``BrokerURL.scrub``), for log lines."""
+    return url.scrub(describe(exc))
 
 
 def is_transient(error: KafkaError | None) -> bool:
     return error is not None and (error.code() in TRANSIENT or bool(error.retriable()))
+
+
+def _code_in(codes: frozenset[int]) -> Callable[[BaseException], bool]:
+    def matches(exc: BaseException) -> bool:
+        error = error_of(exc)
+        return error is not None and error.code() in codes
+
+    return matches
+
+
+def _lost(exc: BaseException) -> bool:
+    return is_transient(error_of(exc)) or isinstance(exc, OSError)  # TimeoutError is one
+
+
+_USER_FIXES = (
+    ErrorRule(match=_code_in(_CONFIGURATION), error=ConfigurationError),
+    ErrorRule(
+        match=_code_in(frozenset({KafkaError.MSG_SIZE_TOO_LARGE})), error=MessageTooLargeError
+    ),
+)
+KAFKA = ErrorTable(
+    broker="kafka",
+    rules=(*_USER_FIXES, ErrorRule(match=_lost, error=ConnectionLostError)),
+    describe=describe,
+)
+KAFKA_PUBLISHING = ErrorTable(
+    broker="kafka", rules=_USER_FIXES, default=PublishError, describe=describe
+)
 
 
 def translate(
@@ -80,18 +118,6 @@ def translate(
     *,
     publishing: bool = False,
 ) -> EventwireError:
-    """The eventwire error for ``exc``; raise it ``from exc`` to keep the original."""
-    if isinstance(exc, EventwireError):
-        return exc
-    error = error_of(exc)
-    text = f"{doing} on kafka at {url} failed: {reason(exc, url)}"
-    code = None if error is None else error.code()
-    if code in _CONFIGURATION:
-        return ConfigurationError(text)
-    if code == KafkaError.MSG_SIZE_TOO_LARGE:
-        return MessageTooLargeError(text)
-    if publishing:
-        return PublishError(text)
-    if is_transient(error) or isinstance(exc, TimeoutError | OSError):
-        return ConnectionLostError(text)
-    return BrokerError(text)
+    """The shared mapping with this adapter's table (``KAFKA_PUBLISHING`` for a publish or
+    a transaction's commit); raise the result ``from exc`` to keep the original."""
+    return shared.translate(KAFKA_PUBLISHING if publishing else KAFKA, exc, url, doing)
