@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
 
 from eventwire.brokers._support.lifecycle import BrokerBase, validate_topic
+from eventwire.brokers._support.subscription import Subscription
 from eventwire.brokers.catalog import profile_named
 from eventwire.core.errors import (
     ClosedError,
@@ -17,6 +17,22 @@ from eventwire.core.errors import (
 )
 from eventwire.core.message import Delivery, Message
 from eventwire.core.url import BrokerURL
+
+
+class _Empty:
+    """A ``Subscription`` with nothing to deliver."""
+
+    async def open(self) -> AsyncIterator[Delivery]:
+        return self
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        raise StopAsyncIteration
+
+    async def aclose(self) -> int:
+        return 0
 
 
 class RecordingBroker(BrokerBase):
@@ -31,18 +47,8 @@ class RecordingBroker(BrokerBase):
     async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None:
         self.sent.extend(messages)
 
-    def _subscribe(
-        self, topic: str, group: str | None, prefetch: int
-    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
-        @asynccontextmanager
-        async def nothing() -> AsyncIterator[AsyncIterator[Delivery]]:
-            async def empty() -> AsyncIterator[Delivery]:
-                for _ in ():
-                    yield _
-
-            yield empty()
-
-        return nothing()
+    def _subscribe(self, topic: str, group: str | None, prefetch: int) -> Subscription:
+        return _Empty()
 
     async def _aclose(self) -> None:
         self.calls.append("close")

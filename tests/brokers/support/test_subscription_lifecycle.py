@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -118,3 +119,31 @@ async def test_memory_subscription_gives_back_its_unsettled_deliveries_once() ->
             seen = [await anext(again) for _ in range(4)]
         assert sorted(d.message.body for d in seen) == [b"\x01", b"\x02", b"\x03", b"\x04"]
         assert sorted(d.attempt for d in seen) == [1, 1, 2, 2]
+
+
+@pytest.mark.integration
+@pytest.mark.kafka
+async def test_kafka_subscription_gives_back_its_unsettled_deliveries_once() -> None:
+    from brokers.kafka.kafka_support import open_kafka, topic_name
+    from eventwire.testing.services import service_url
+
+    broker = await open_kafka(service_url("kafka"))
+    topic = topic_name("give-back")
+    try:
+        # One key: one partition, so the commit point is the first unsettled offset.
+        await broker.publish(topic, *(Message(body=bytes([i]), key="k") for i in range(5)))
+        sub = broker._subscribe(topic, "g", 10)
+        async with asyncio.timeout(60):
+            deliveries = await sub.open()
+            taken = [await anext(deliveries) for _ in range(3)]
+        await taken[0].ack()
+        assert await sub.aclose() == 2
+        assert await sub.aclose() == 0
+        # What went back is read again: the two handed out with attempt + 1.
+        async with asyncio.timeout(60), broker.subscribe(topic, group="g") as again:
+            seen = [await anext(again) for _ in range(4)]
+        assert [d.message.body for d in seen] == [b"\x01", b"\x02", b"\x03", b"\x04"]
+        assert [d.attempt for d in seen] == [2, 2, 1, 1]
+    finally:
+        await broker.delete_topics(broker.created_topics)
+        await broker.aclose()

@@ -85,11 +85,12 @@ class BrokerBase(ClosesOnExit, ABC):
         # Checked here for every adapter; ``_subscribe`` may assume an open broker.
         if self._closed:
             raise ClosedError(f"cannot subscribe to {topic!r}: the broker connection is closed")
-        made = self._subscribe(topic, group, prefetch)
-        inner: AbstractAsyncContextManager[AsyncIterator[Delivery]] = (
-            Opened(made, topic=topic, live=self._live, closed=self._is_closed, connect=self.connect)
-            if isinstance(made, Subscription)
-            else made  # an adapter still tracking its own subscriptions (Kafka, for now)
+        inner = Opened(
+            self._subscribe(topic, group, prefetch),
+            topic=topic,
+            live=self._live,
+            closed=self._is_closed,
+            connect=self.connect,
         )
         if not self.replays_by_mark or topic.endswith(DEAD_LETTER_SUFFIX):
             # A dead letter of a replay keeps its marks; the DLQ readers must see all of them.
@@ -168,9 +169,7 @@ class BrokerBase(ClosesOnExit, ABC):
     async def _publish(self, topic: str, messages: tuple[Message, ...]) -> None: ...
 
     @abstractmethod
-    def _subscribe(
-        self, topic: str, group: str | None, prefetch: int
-    ) -> Subscription | AbstractAsyncContextManager[AsyncIterator[Delivery]]: ...
+    def _subscribe(self, topic: str, group: str | None, prefetch: int) -> Subscription: ...
 
     async def _health(self) -> Health:
         return Health(ok=True, detail="connected")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableSet
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from eventwire.core.errors import ClosedError
 from eventwire.core.message import Delivery
@@ -13,7 +13,6 @@ from eventwire.core.message import Delivery
 log = logging.getLogger("eventwire.brokers")
 
 
-@runtime_checkable
 class Subscription(Protocol):
     """One ``subscribe()`` of an adapter, opened and closed by ``BrokerBase``.
 

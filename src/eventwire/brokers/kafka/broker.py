@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from typing import cast
 
 from eventwire.brokers._support.lifecycle import BrokerBase
 from eventwire.brokers.kafka import envelope
@@ -28,7 +26,6 @@ class KafkaBroker(BrokerBase):
         self._options = KafkaOptions.from_url(url)
         self._conn = KafkaConnection(self._options, url)
         self._publisher = KafkaPublisher(self._conn)
-        self._subs: set[KafkaSubscription] = set()
         self._transactions = KafkaTransactions(self._conn)
         self._lag: KafkaLagReader | None = None  # made by the first ``lag`` call
 
@@ -71,18 +68,13 @@ class KafkaBroker(BrokerBase):
         records = [envelope.encode(m) for m in messages]
         await self._publisher.publish(topic, records, [m.id for m in messages])
 
-    def _subscribe(
-        self, topic: str, group: str | None, prefetch: int
-    ) -> AbstractAsyncContextManager[AsyncIterator[Delivery]]:
-        return _Subscribe(
-            self, KafkaSubscription(self._conn, self._publisher, topic, group, prefetch)
-        )
+    def _subscribe(self, topic: str, group: str | None, prefetch: int) -> KafkaSubscription:
+        return KafkaSubscription(self._conn, self._publisher, topic, group, prefetch)
 
-    async def _aclose(self) -> None:
-        # The contract's order: flush publishes, end subscriptions, close the clients.
+    async def _flush_publishes(self) -> None:
         await self._publisher.drain()
-        for sub in list(self._subs):
-            await sub.aclose()
+
+    async def _close_connection(self) -> None:
         await self._transactions.aclose()
         if self._lag is not None:
             await self._lag.aclose()
@@ -94,20 +86,3 @@ class KafkaBroker(BrokerBase):
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             return Health(ok=False, detail=str(exc))
         return Health(ok=True, detail="connected")
-
-
-class _Subscribe:
-    """Connects lazily and tracks the subscription so ``aclose`` can end its iterator."""
-
-    def __init__(self, broker: KafkaBroker, sub: KafkaSubscription) -> None:
-        self._broker, self._sub = broker, sub
-
-    async def __aenter__(self) -> AsyncIterator[Delivery]:
-        await self._broker.connect()
-        await self._sub.open()
-        self._broker._subs.add(self._sub)
-        return cast("AsyncIterator[Delivery]", self._sub)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._broker._subs.discard(self._sub)
-        await self._sub.aclose()

@@ -5,6 +5,8 @@ unfinished one). ``nack`` of a group delivery produces a confirmed copy to the t
 topic (attempt + 1, due time, group) and then finishes the original; a broadcast subscriber
 has no group to hand the copy to, so it redelivers the same record locally after the delay.
 ``dead_letter`` produces a confirmed copy to ``<topic>.dlq`` and then finishes the original.
+``KafkaSubscription`` is a ``Subscription`` (``brokers/_support/subscription.py``): the broker
+base opens it, tracks it and closes it.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol, Self
 
 from eventwire.brokers.kafka import envelope, topics
@@ -68,6 +69,11 @@ class KafkaDelivery(Delivery):
     async def _dead_letter(self, dead: Message) -> None:
         await self._sub.dead_letter(self._item, dead)
 
+    @property
+    def item(self) -> Fetched:
+        """The fetched record behind this delivery (its partition, epoch and offset)."""
+        return self._item
+
     async def transaction_point(self) -> tuple[str, int, object, int | None]:
         """(topic, partition, group metadata, offset to commit) for a transaction."""
         return await self._sub.transaction_point(self._item)
@@ -96,12 +102,9 @@ class KafkaSubscription:
         self._closed = False
         self._timers: set[asyncio.TimerHandle] = set()
         self._acked: list[Fetched] = []  # acks of this loop turn, not yet sent
+        self._handed: set[KafkaDelivery] = set()  # for the count ``aclose`` gives back
 
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def open(self) -> None:
+    async def open(self) -> AsyncIterator[Delivery]:
         """Create the topology, start the consumer, wait until it holds partitions."""
         options = self._conn.options
         await self._conn.ensure_topics(topics.topology(self.topic, self.group))
@@ -137,6 +140,7 @@ class KafkaSubscription:
                 f"subscribing to {self.topic!r} on kafka at {self._conn.where} failed: no "
                 f"partition assigned within {limit:g} s"
             )
+        return self
 
     def _worker(
         self,
@@ -192,9 +196,17 @@ class KafkaSubscription:
                 item = inbox.popleft()
                 worker = main if item.tp[0] == topic else self._retries
                 if worker is not None and worker.epochs.get(item.tp) == item.epoch:
-                    return KafkaDelivery(self, item)  # else: revoked since it was fetched
+                    return self._hand_out(KafkaDelivery(self, item))
+                # else: revoked since it was fetched
             self._wake.clear()
             await self._wake.wait()
+
+    def _hand_out(self, delivery: KafkaDelivery) -> KafkaDelivery:
+        handed = self._handed
+        handed.add(delivery)
+        if len(handed) > 2 * self.prefetch:  # at most prefetch are unsettled: prune the rest
+            self._handed = {d for d in handed if d.settled is None}
+        return delivery
 
     # -- settling (through KafkaDelivery) ----------------------------------------------------
 
@@ -283,18 +295,14 @@ class KafkaSubscription:
 
     # -- closing ---------------------------------------------------------------------------
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Commit finished work and leave; unsettled deliveries come again (attempt + 1)."""
+    async def aclose(self) -> int:
+        """Commit finished work and leave; unsettled deliveries come again (attempt + 1).
+        Returns how many were handed out, unsettled and still this member's (a revoked
+        partition's were given back when it was revoked)."""
         if self._closed:
-            return
+            return 0
+        returned = sum(1 for d in self._handed if d.settled is None and self._current(d.item))
+        self._handed.clear()
         self._closed = True
         for handle in self._timers:
             handle.cancel()
@@ -307,3 +315,4 @@ class KafkaSubscription:
         for worker in workers:
             worker.unhanded([item for item in left if self._owner(item) is worker])
         await asyncio.gather(*(worker.stop() for worker in workers))
+        return returned
