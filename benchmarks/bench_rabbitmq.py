@@ -25,7 +25,7 @@ import _harness as bench
 import aio_pika
 
 from eventwire.brokers.catalog import open_broker
-from eventwire.brokers.rabbitmq.settings import (
+from eventwire.brokers.rabbitmq.options import (
     RabbitMQSettings,
     group_queue,
     group_queue_arguments,

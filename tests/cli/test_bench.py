@@ -112,7 +112,7 @@ def rabbitmq_leftovers(url: str, topic: str, group: str) -> list[str]:
     import aio_pika
     import aiormq
 
-    from eventwire.brokers.rabbitmq.settings import group_queue
+    from eventwire.brokers.rabbitmq.options import group_queue
 
     names = [
         group_queue("eventwire", topic, group),

@@ -128,7 +128,7 @@ async def drop_rabbitmq(exchange: str, topic: str) -> None:
     import aio_pika
 
     from eventwire.brokers.rabbitmq.delays import deliver_exchange
-    from eventwire.brokers.rabbitmq.settings import group_queue
+    from eventwire.brokers.rabbitmq.options import group_queue
     from eventwire.core.message import DEAD_LETTER_GROUP
 
     conn = await aio_pika.connect(service_url("rabbitmq"))

@@ -145,7 +145,7 @@ async def _clean(kind: str, topic: str, group: str) -> None:
         elif kind == "rabbitmq":
             import aio_pika
 
-            from eventwire.brokers.rabbitmq.settings import group_queue
+            from eventwire.brokers.rabbitmq.options import group_queue
 
             conn = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
             async with conn:

@@ -154,7 +154,7 @@ def _generated_names(root: Path, package: str) -> tuple[list[str], list[str]]:
 
 def rabbitmq_queue_names(root: Path, package: str) -> set[str]:
     """The adapter's queues of one service: its group queues and the DLQ queues."""
-    from eventwire.brokers.rabbitmq import settings as names
+    from eventwire.brokers.rabbitmq import options as names
 
     topics, groups = _generated_names(root, package)
     sources = [(topic, group) for topic in topics for group in groups]

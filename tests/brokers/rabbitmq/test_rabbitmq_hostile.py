@@ -29,7 +29,7 @@ from pamqp.commands import Basic
 
 from brokers.rabbitmq.rabbitmq_support import HOST, PORT, Opener, delete_topology
 from eventwire.brokers.rabbitmq import delays, envelope, frames
-from eventwire.brokers.rabbitmq import settings as names
+from eventwire.brokers.rabbitmq import options as names
 from eventwire.core import headers as h
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic
 from eventwire.reliability.retry import RetryPolicy

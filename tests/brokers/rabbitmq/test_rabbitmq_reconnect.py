@@ -12,7 +12,7 @@ import aio_pika
 import pytest
 
 from brokers.rabbitmq.rabbitmq_support import FULL, HOST, PORT, Opener
-from eventwire.brokers.rabbitmq import settings as names
+from eventwire.brokers.rabbitmq import options as names
 from eventwire.core.errors import PublishError
 from eventwire.core.message import Delivery, Message
 from eventwire.testing.fault_proxy import FaultProxy

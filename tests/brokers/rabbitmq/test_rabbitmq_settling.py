@@ -11,7 +11,7 @@ import pytest
 
 from brokers.rabbitmq.rabbitmq_support import HOST, PORT, Opener
 from eventwire.brokers.rabbitmq import delays
-from eventwire.brokers.rabbitmq import settings as names
+from eventwire.brokers.rabbitmq import options as names
 from eventwire.core import headers as h
 from eventwire.core.errors import PublishError
 from eventwire.core.message import DEAD_LETTER_GROUP, Delivery, Message, dead_letter_topic

@@ -11,7 +11,7 @@ from pamqp.common import FieldTable
 
 from eventwire.brokers.rabbitmq import delays, envelope
 from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
-from eventwire.brokers.rabbitmq.settings import (
+from eventwire.brokers.rabbitmq.options import (
     RabbitMQSettings,
     group_queue,
     group_queue_arguments,

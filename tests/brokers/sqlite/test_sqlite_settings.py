@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from eventwire.brokers.catalog import open_broker
-from eventwire.brokers.sqlite.settings import SQLiteSettings
+from eventwire.brokers.sqlite.options import SQLiteSettings
 from eventwire.core.errors import ConfigurationError
 from eventwire.core.url import BrokerURL
 

@@ -17,7 +17,7 @@ from typing import Any
 import aio_pika
 
 from eventwire.brokers.rabbitmq.delays import is_retry_exchange
-from eventwire.brokers.rabbitmq.settings import (
+from eventwire.brokers.rabbitmq.options import (
     RabbitMQSettings,
     group_queue,
     group_queue_arguments,

@@ -36,8 +36,8 @@ from eventwire.brokers._support.lifecycle import BrokerBase
 from eventwire.brokers._support.subscription import Subscription
 from eventwire.brokers.rabbitmq import envelope
 from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
+from eventwire.brokers.rabbitmq.options import RabbitMQSettings, group_queue
 from eventwire.brokers.rabbitmq.publisher import ConfirmedPublisher
-from eventwire.brokers.rabbitmq.settings import RabbitMQSettings, group_queue
 from eventwire.brokers.rabbitmq.subscription import RabbitMQSubscription
 from eventwire.core.capabilities import BrokerProfile
 from eventwire.core.contract import Health

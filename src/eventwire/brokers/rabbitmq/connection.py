@@ -24,7 +24,7 @@ import aiormq.abc
 
 from eventwire.brokers.rabbitmq import delays, frames
 from eventwire.brokers.rabbitmq.errors import describe, translate
-from eventwire.brokers.rabbitmq.settings import RabbitMQSettings
+from eventwire.brokers.rabbitmq.options import RabbitMQSettings
 from eventwire.core.backoff import Backoff
 
 log = logging.getLogger("eventwire.rabbitmq")

@@ -26,7 +26,7 @@ import hashlib
 import math
 from typing import Final
 
-from eventwire.brokers.rabbitmq.settings import bounded
+from eventwire.brokers.rabbitmq.options import bounded
 
 UNIT: Final = 0.1  # seconds per step of level 0
 # RabbitMQ refuses a TTL above 2**32 - 1 ms (49.7 days): level 25 waits 38.8 days.

@@ -26,7 +26,7 @@ from typing import Any, Final
 from pamqp.commands import Basic
 
 from eventwire.brokers.rabbitmq import delays
-from eventwire.brokers.rabbitmq.settings import bounded
+from eventwire.brokers.rabbitmq.options import bounded
 from eventwire.core import headers as h
 from eventwire.core.message import DEFAULT_CONTENT_TYPE, Message
 

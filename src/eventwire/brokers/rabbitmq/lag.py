@@ -15,7 +15,7 @@ import aiormq.exceptions as amqp
 from eventwire.brokers.rabbitmq.broker import RabbitMQBroker
 from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
 from eventwire.brokers.rabbitmq.errors import translate
-from eventwire.brokers.rabbitmq.settings import RabbitMQSettings, group_queue
+from eventwire.brokers.rabbitmq.options import RabbitMQSettings, group_queue
 from eventwire.core.contract import Broker
 from eventwire.core.lag import Backlog, LagReader
 

@@ -12,7 +12,7 @@ import aio_pika
 import aiormq.abc
 
 from eventwire.brokers.rabbitmq import delays, envelope, frames
-from eventwire.brokers.rabbitmq import settings as names
+from eventwire.brokers.rabbitmq import options as names
 from eventwire.brokers.rabbitmq.connection import RabbitMQConnection
 from eventwire.brokers.rabbitmq.delivery import RabbitMQDelivery
 from eventwire.brokers.rabbitmq.errors import TRANSIENT, describe, translate

@@ -2,7 +2,7 @@
 
 URL: ``sqlite:///relative/path.db`` (relative to the current directory) or
 ``sqlite:////absolute/path.db`` (four slashes), as in SQLAlchemy; the directory is created if
-missing. Options (``?lease=5&retention=3600``) are listed in ``settings``.
+missing. Options (``?lease=5&retention=3600``) are listed in ``options``.
 
 How it works, in short:
 

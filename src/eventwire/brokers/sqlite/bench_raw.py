@@ -11,7 +11,7 @@ import asyncio
 import sqlite3
 from contextlib import closing
 
-from eventwire.brokers.sqlite.settings import SQLiteSettings
+from eventwire.brokers.sqlite.options import SQLiteSettings
 from eventwire.core.contract import Broker
 from eventwire.core.message import dead_letter_topic
 from eventwire.core.url import BrokerURL

@@ -2,7 +2,7 @@
 
 All database work runs on the broker's ``worker.StoreWorker`` (one thread, in submission
 order); the broker adds publishing (group commit), the retention sweeps and the lifecycle.
-See ``settings`` for the URL, ``schema`` for the tables and ``retention`` for what is
+See ``options`` for the URL, ``schema`` for the tables and ``retention`` for what is
 deleted when.
 """
 
@@ -18,7 +18,7 @@ from typing import TypeVar
 from eventwire.brokers._support.lifecycle import BrokerBase
 from eventwire.brokers._support.subscription import Subscription
 from eventwire.brokers.sqlite import browse, retention
-from eventwire.brokers.sqlite.settings import SQLiteSettings
+from eventwire.brokers.sqlite.options import SQLiteSettings
 from eventwire.brokers.sqlite.store import SQLiteStore
 from eventwire.brokers.sqlite.subscription import SQLiteSubscription
 from eventwire.brokers.sqlite.worker import StoreWorker

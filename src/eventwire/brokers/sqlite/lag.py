@@ -11,7 +11,7 @@ import sqlite3
 
 from eventwire.brokers.sqlite import browse
 from eventwire.brokers.sqlite.broker import SQLiteBroker
-from eventwire.brokers.sqlite.settings import SQLiteSettings
+from eventwire.brokers.sqlite.options import SQLiteSettings
 from eventwire.core.contract import Broker
 from eventwire.core.errors import BrokerError
 from eventwire.core.lag import Backlog, LagReader

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from typing import Final
 
 from eventwire.brokers._support.sqlite_wal import enable_wal
-from eventwire.brokers.sqlite.settings import SQLiteSettings
+from eventwire.brokers.sqlite.options import SQLiteSettings
 from eventwire.core.errors import BrokerError, ConfigurationError
 
 SCHEMA_VERSION: Final = 1

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from eventwire.brokers.sqlite import codec
+from eventwire.brokers.sqlite.options import SQLiteSettings
 from eventwire.brokers.sqlite.schema import open_database, write_transaction
-from eventwire.brokers.sqlite.settings import SQLiteSettings
 from eventwire.core import headers as h
 from eventwire.core.message import DEAD_LETTER_GROUP, Message, dead_letter_topic
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from eventwire.brokers.sqlite.settings import SQLiteSettings
+from eventwire.brokers.sqlite.options import SQLiteSettings
 from eventwire.brokers.sqlite.store import Claimed, Settle, SQLiteStore
 from eventwire.core.errors import BrokerError, ClosedError
 from eventwire.core.message import Message, dead_letter_topic
