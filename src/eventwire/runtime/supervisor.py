@@ -44,12 +44,17 @@ class Supervisor:
 
     def __init__(self) -> None:
         self._ready = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop _ready belongs to
         self._consumers: list[Consumer] = []
 
     def rebind(self) -> None:
-        """A fresh readiness event, bound to the running event loop (``serve()`` may run
-        many loops one after the other)."""
-        self._ready = asyncio.Event()
+        """A fresh readiness event when the running event loop is another one (``serve()``
+        may run many loops one after the other). Within one loop the event is kept: a
+        ``wait_ready()`` begun before ``connect()`` must be woken by this run's readiness."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._ready = asyncio.Event()
+            self._loop = loop
 
     @property
     def ready(self) -> bool:
@@ -73,6 +78,7 @@ class Supervisor:
         return "subscriptions not established"
 
     async def wait_ready(self) -> None:
+        self.rebind()  # the event of this loop, the one connect() will keep
         await self._ready.wait()
 
     def not_ready(self) -> None:
