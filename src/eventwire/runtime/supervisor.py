@@ -23,6 +23,7 @@ from eventwire.runtime.consumer import RESUBSCRIBE, Consumer
 from eventwire.runtime.context import PublishFn
 from eventwire.runtime.handling import Processor, Timing
 from eventwire.runtime.subscriber import SubscriberSpec
+from eventwire.runtime.transactional import transactions_of
 
 _log = get_logger("runtime")
 
@@ -97,6 +98,13 @@ class Supervisor:
         name: str,
     ) -> None:
         """Consume with every spec until ``stop`` is set or a consumer fails (raised)."""
+        for spec in specs:
+            if spec.transactional and (concurrency or 1) != 1:
+                raise ConfigurationError(
+                    f"transactional=True on {spec.topic!r} needs concurrency=1, "
+                    f"run(concurrency={concurrency}) sets more"
+                )
+        transactions = transactions_of(broker, specs)  # refused before anything is consumed
         in_place = not broker.profile.capabilities.delayed_redelivery
         if in_place:
             _log.info("%s has no delayed redelivery: retries happen in place", broker.profile.name)
@@ -112,6 +120,7 @@ class Supervisor:
                     timing=services.timing,
                     counters=services.counters.subscriber(spec.topic, spec.group, spec.name),
                     profile=broker.profile.name,
+                    transactions=transactions,
                 ),
                 broker=broker,
                 concurrency=concurrency or spec.concurrency,
