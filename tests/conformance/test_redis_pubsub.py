@@ -8,7 +8,7 @@ import pytest
 
 from eventwire.testing.conformance import ConformanceSuite, Harness
 from eventwire.testing.conformance.harness import URLHarness
-from eventwire.testing.conformance.helpers import _slug
+from eventwire.testing.conformance.helpers import case_prefix
 from eventwire.testing.spawn import ProcessHarness, scrubbed_keys, spawn_redis
 
 pytestmark = [pytest.mark.conformance, pytest.mark.integration, pytest.mark.redis]
@@ -29,7 +29,7 @@ class TestRedisPubSubConformance(ConformanceSuite):
                 url = f"redis+pubsub://{server.host}:{server.port}/0?{OPTIONS}"
                 yield ProcessHarness(server, url)
         else:
-            # Topics of this case are ``ewc.<case slug>...``: what it created is deleted after.
-            pattern = f"ew:ewc.{_slug(request.node.name, 60)}*"
+            # Topics of this case in this run share a prefix: what it created is deleted after.
+            pattern = f"ew:{case_prefix(request.node.name)}*"
             async with scrubbed_keys("redis://127.0.0.1:6379/0", pattern):
                 yield URLHarness(f"redis+pubsub://127.0.0.1:6379/0?{OPTIONS}")

@@ -69,6 +69,12 @@ def test_scrub_masks_this_urls_password_and_any_url_credentials() -> None:
     assert url.scrub("auth failed with Canary-9") == f"auth failed with {REDACTED}"
     assert "Canary-9" not in url.scrub("redis://app:Canary-9@h:6379/0")
     assert BrokerURL.parse("memory://").scrub("nothing secret") == "nothing secret"
+    # Another URL quoted inside a client's message: its password is masked too.
+    quoted = url.scrub("redirected to redis://ops:Other-7@peer:6379/0 and amqp://u:p@x/ too")
+    assert (
+        quoted == f"redirected to redis://ops:{REDACTED}@peer:6379/0 and amqp://u:{REDACTED}@x/ too"
+    )
+    assert url.scrub("mail admin@example.com at 10:30") == "mail admin@example.com at 10:30"
 
 
 def test_mask_replaces_a_secret_only_when_there_is_one() -> None:

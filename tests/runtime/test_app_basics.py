@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,24 @@ async def test_password_never_logged(caplog: pytest.LogCaptureFixture) -> None:
             pass
     assert "connected to memory://user:***@hub-pw" in caplog.text
     assert "s3cret-pw" not in caplog.text
+
+
+async def test_wait_ready_begun_before_connect_is_woken_by_the_run() -> None:
+    # A waiter that starts before run() connects (gather(app.run(), probe()) in a test or a
+    # sidecar): connect() must not swap the readiness event it waits on for a new one.
+    app = App(memory_url(), name="early")
+
+    @app.subscriber("early.topic", group="g")
+    async def handle(body: bytes) -> None:
+        del body
+
+    waiter = asyncio.create_task(app.wait_ready())
+    await asyncio.sleep(0)  # the waiter is waiting before anything is connected
+    stop = asyncio.Event()
+    run = asyncio.create_task(app.run(stop))
+    try:
+        await asyncio.wait_for(waiter, 10)
+        assert app.ready
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, 10)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 from eventwire.core.errors import ConfigurationError
 
 REDACTED = "***"
+# "scheme://user:password@" anywhere in a text: a client's message can quote another URL
+# than this one (a redirect, a cluster peer, a proxy), whose password ``mask`` cannot know.
+_CREDENTIALS_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s@/]*@")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +63,7 @@ class BrokerURL:
     def scrub(self, text: str) -> str:
         """``text`` (a client's message, say) with any URL credentials in it and this URL's
         password masked: what every adapter shows of a client error."""
-        return mask(redact(text), self.password)
+        return mask(_CREDENTIALS_IN_TEXT.sub(rf"\1{REDACTED}@", redact(text)), self.password)
 
     def __str__(self) -> str:
         return redact(self._raw)

@@ -91,6 +91,7 @@ class App(ClosesOnExit):
         ack: AckMode = "after",
         timeout: float | None = None,
         breaker: BreakerPolicy | None = None,
+        transactional: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Register ``async def handler(message, ctx)`` for ``topic``; returns it unchanged.
 
@@ -99,6 +100,9 @@ class App(ClosesOnExit):
         ``breaker``: after ``failure_threshold`` handler failures in a row the subscriber
         stops consuming (no handler call, no fetch, readiness false) and probes with one
         message every ``open_for`` seconds (doubling) until one succeeds.
+        ``transactional`` (Kafka; needs a group, concurrency 1): each handler call runs in
+        one broker transaction; its ``ctx.publish`` outputs and the input's offset commit
+        together when it returns, and are aborted when it raises (then retried as usual).
         """
 
         def register(handler: Handler) -> Handler:
@@ -115,6 +119,7 @@ class App(ClosesOnExit):
                     ack=ack,
                     timeout=timeout,
                     breaker=breaker,
+                    transactional=transactional,
                 )
             )
             return handler

@@ -29,7 +29,7 @@ from time import perf_counter
 from typing import Any, Final, TypeAlias
 
 from eventwire.core import headers as h
-from eventwire.core.errors import DecodeError, EventwireError, PermanentError
+from eventwire.core.errors import ConfigurationError, DecodeError, EventwireError, PermanentError
 from eventwire.core.message import Delivery
 from eventwire.observability import tracing
 from eventwire.observability.counters import SubscriberMetrics
@@ -39,6 +39,7 @@ from eventwire.reliability.idempotency import IdempotencyStore
 from eventwire.runtime.breaking import BreakerGate
 from eventwire.runtime.context import Completion, Context, PublishFn
 from eventwire.runtime.subscriber import SubscriberSpec
+from eventwire.runtime.transactional import Transactions, publishing_into
 from eventwire.serialization.registry import RegistryUnavailableError
 
 _log = get_logger("runtime")
@@ -97,14 +98,21 @@ class Processor:
         timing: Timing,
         counters: SubscriberMetrics | None = None,
         profile: str = "unknown",
+        transactions: Transactions | None = None,
     ) -> None:
-        """``counters``: where this subscriber's outcomes are counted (the app's, for
+        """``transactions``: the broker's ``transaction``, needed by a transactional spec;
+        ``counters``: where this subscriber's outcomes are counted (the app's, for
         ``App.stats`` and ``/metrics``; default: a private set); ``profile``: the broker
         profile's name (the spans' ``messaging.system`` while tracing is on)."""
         self.spec = spec
         self.counters = counters or SubscriberMetrics(spec.topic, spec.group, spec.name)
         self._store = store
         self._publish = publish
+        if spec.transactional and transactions is None:
+            raise ConfigurationError(
+                f"transactional=True on {spec.topic!r} needs a broker with transactions"
+            )
+        self._transactions = transactions if spec.transactional else None
         self._failures = failures
         self._stopping = stopping
         self._in_place = in_place_retries or spec.ordered_by is not None
@@ -245,7 +253,7 @@ class Processor:
             return
         if self.spec.idempotent:
             await self._mark_done(delivery)
-        await delivery.ack()
+        await delivery.ack()  # a no-op after a transaction: its commit settled the delivery
         if attempt > 1:
             self._failures.forget(delivery.message.id)
         counters.processed_count += 1
@@ -289,7 +297,9 @@ class Processor:
         counters.in_flight += 1
         started = perf_counter()
         try:
-            if spec.timeout is not None:
+            if self._transactions is not None:
+                await self._call_in_transaction(delivery, value, attempt, self._transactions)
+            elif spec.timeout is not None:
                 await self._call_with_timeout(delivery, value, attempt, spec.timeout)
             elif spec.wants_context:
                 await self._handler(value, self._context(delivery, attempt))
@@ -329,13 +339,33 @@ class Processor:
             gate.leave(failed)
         return error
 
+    async def _call_in_transaction(
+        self, delivery: Delivery, value: Any, attempt: int, transactions: Transactions
+    ) -> None:
+        """The handler inside ``broker.transaction(delivery)``: its ``ctx.publish`` goes to
+        the transaction; returning commits the outputs with the offset (which settles the
+        delivery), raising aborts them and leaves the delivery open for the retry policy."""
+        async with transactions(delivery) as tx:
+            publish = publishing_into(tx)
+            if self.spec.timeout is not None:
+                await self._call_with_timeout(delivery, value, attempt, self.spec.timeout, publish)
+            elif self.spec.wants_context:
+                await self._handler(value, self._context(delivery, attempt, publish))
+            else:
+                await self._handler(value)
+
     async def _call_with_timeout(
-        self, delivery: Delivery, value: Any, attempt: int, seconds: float
+        self,
+        delivery: Delivery,
+        value: Any,
+        attempt: int,
+        seconds: float,
+        publish: PublishFn | None = None,
     ) -> None:
         try:
             async with asyncio.timeout(seconds) as scope:
                 if self.spec.wants_context:
-                    await self._handler(value, self._context(delivery, attempt))
+                    await self._handler(value, self._context(delivery, attempt, publish))
                 else:
                     await self._handler(value)
         except TimeoutError as exc:
@@ -345,13 +375,15 @@ class Processor:
                 ) from exc
             raise
 
-    def _context(self, delivery: Delivery, attempt: int) -> Context:
+    def _context(
+        self, delivery: Delivery, attempt: int, publish: PublishFn | None = None
+    ) -> Context:
         return Context(
             message=delivery.message,
             topic=delivery.topic,
             group=delivery.group,
             attempt=attempt,
-            publish=self._publish,
+            publish=publish or self._publish,
             completion=self._completion,
         )
 

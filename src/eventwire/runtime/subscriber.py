@@ -37,13 +37,17 @@ class SubscriberSpec:
     ack: AckMode = "after"
     timeout: float | None = None  # seconds a handler call may run before it is cancelled
     breaker: BreakerPolicy | None = None  # pause consuming while the downstream fails
+    transactional: bool = False  # each handler call in one broker transaction (Kafka)
 
     @property
     def name(self) -> str:
         return getattr(self.handler, "__qualname__", repr(self.handler))
 
     def effective_prefetch(self, concurrency: int) -> int:
-        """Unsettled deliveries allowed at once: enough to keep every handler task busy."""
+        """Unsettled deliveries allowed at once: enough to keep every handler task busy
+        (one for a transactional subscriber: its transactions run one at a time anyway)."""
+        if self.prefetch is None and self.transactional:
+            return 1
         return self.prefetch if self.prefetch is not None else max(2 * concurrency, 10)
 
     def key_of(self, value: object, message: Message) -> str | None:
@@ -76,6 +80,7 @@ def build_spec(
     ack: AckMode,
     timeout: float | None = None,
     breaker: BreakerPolicy | None = None,
+    transactional: bool = False,
 ) -> SubscriberSpec:
     """Check a registration and pick its decoder; ``ConfigurationError`` says what to fix."""
     validate_topic(topic)
@@ -91,6 +96,10 @@ def build_spec(
         raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout}")
     if ack not in ("after", "before"):
         raise ConfigurationError(f"ack must be 'after' or 'before', got {ack!r}")
+    if transactional:
+        check_transactional(
+            topic, group=group, concurrency=concurrency, idempotent=idempotent, ack=ack
+        )
     params = list(inspect.signature(handler).parameters.values())
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if not 1 <= len(positional) <= 2:
@@ -121,4 +130,35 @@ def build_spec(
         ack=ack,
         timeout=timeout,
         breaker=breaker,
+        transactional=transactional,
     )
+
+
+def check_transactional(
+    topic: str, *, group: str | None, concurrency: int, idempotent: bool, ack: AckMode
+) -> None:
+    """Refuse a ``transactional=True`` registration that cannot be exactly-once.
+
+    A transaction commits the input's offset for a group, so it needs one; the offset of a
+    partition can only be committed past finished lower offsets and a broker runs its
+    transactions one at a time, so concurrency must be 1. ``ack="before"`` would commit the
+    offset outside the transaction. ``idempotent=True`` would skip a redelivered message the
+    store marks done (by ``ctx.effectively_once``) although its transaction aborted or never
+    committed: its outputs would be lost.
+    """
+    where = f"transactional=True on {topic!r}"
+    if group is None:
+        raise ConfigurationError(f"{where} needs a group (the transaction commits its offset)")
+    if concurrency != 1:
+        raise ConfigurationError(
+            f"{where} needs concurrency=1, got {concurrency} (transactions run one at a time)"
+        )
+    if ack != "after":
+        raise ConfigurationError(
+            f"{where} cannot use ack='before' (the offset commits with the outputs)"
+        )
+    if idempotent:
+        raise ConfigurationError(
+            f"{where} cannot be idempotent=True "
+            "(a done-mark could skip the outputs of an aborted transaction)"
+        )

@@ -23,6 +23,7 @@ from eventwire.runtime.consumer import RESUBSCRIBE, Consumer
 from eventwire.runtime.context import PublishFn
 from eventwire.runtime.handling import Processor, Timing
 from eventwire.runtime.subscriber import SubscriberSpec
+from eventwire.runtime.transactional import transactions_of
 
 _log = get_logger("runtime")
 
@@ -44,12 +45,17 @@ class Supervisor:
 
     def __init__(self) -> None:
         self._ready = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop _ready belongs to
         self._consumers: list[Consumer] = []
 
     def rebind(self) -> None:
-        """A fresh readiness event, bound to the running event loop (``serve()`` may run
-        many loops one after the other)."""
-        self._ready = asyncio.Event()
+        """A fresh readiness event when the running event loop is another one (``serve()``
+        may run many loops one after the other). Within one loop the event is kept: a
+        ``wait_ready()`` begun before ``connect()`` must be woken by this run's readiness."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._ready = asyncio.Event()
+            self._loop = loop
 
     @property
     def ready(self) -> bool:
@@ -73,6 +79,7 @@ class Supervisor:
         return "subscriptions not established"
 
     async def wait_ready(self) -> None:
+        self.rebind()  # the event of this loop, the one connect() will keep
         await self._ready.wait()
 
     def not_ready(self) -> None:
@@ -91,6 +98,13 @@ class Supervisor:
         name: str,
     ) -> None:
         """Consume with every spec until ``stop`` is set or a consumer fails (raised)."""
+        for spec in specs:
+            if spec.transactional and (concurrency or 1) != 1:
+                raise ConfigurationError(
+                    f"transactional=True on {spec.topic!r} needs concurrency=1, "
+                    f"run(concurrency={concurrency}) sets more"
+                )
+        transactions = transactions_of(broker, specs)  # refused before anything is consumed
         in_place = not broker.profile.capabilities.delayed_redelivery
         if in_place:
             _log.info("%s has no delayed redelivery: retries happen in place", broker.profile.name)
@@ -106,6 +120,7 @@ class Supervisor:
                     timing=services.timing,
                     counters=services.counters.subscriber(spec.topic, spec.group, spec.name),
                     profile=broker.profile.name,
+                    transactions=transactions,
                 ),
                 broker=broker,
                 concurrency=concurrency or spec.concurrency,

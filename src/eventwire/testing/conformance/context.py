@@ -88,7 +88,7 @@ class CaseContext:
 
     def new_topic(self, label: str = "t") -> str:
         """Another topic unique to this case."""
-        return topic_for(f"{self.name}-{label}")
+        return topic_for(self.name, label)
 
     def group(self, label: str = "g") -> str:
         """A consumer group name unique to this case."""

@@ -20,9 +20,23 @@ def _slug(name: str, limit: int) -> str:
     return _UNSAFE.sub("-", name).strip("-")[:limit] or "case"
 
 
-def topic_for(case_name: str) -> str:
-    """A topic no other case (or earlier run against the same server) uses."""
-    return f"ewc.{_slug(case_name, 60)}.{uuid.uuid4().hex[:10]}"
+# This process's runs of the suite: another worktree or CI clone running the same case on the
+# same shared server at the same time has topics of another prefix, so clean-ups by prefix
+# (``case_prefix``) never delete what a concurrent run is using.
+_RUN = uuid.uuid4().hex[:6]
+
+
+def case_prefix(case_name: str) -> str:
+    """The start of every topic ``topic_for(case_name)`` gives in this process, and of
+    nothing else (the run token and the closing dot keep other runs and cases out)."""
+    return f"ewc.{_slug(case_name, 60)}.{_RUN}."
+
+
+def topic_for(case_name: str, label: str | None = None) -> str:
+    """A topic no other case (or earlier run against the same server) uses; ``label`` names
+    a case's further topics, which keep the case's prefix."""
+    middle = f"{_slug(label, 20)}." if label else ""
+    return f"{case_prefix(case_name)}{middle}{uuid.uuid4().hex[:10]}"
 
 
 def group_for(label: str = "g") -> str:
