@@ -23,16 +23,16 @@ class _Empty:
     """A ``Subscription`` with nothing to deliver."""
 
     async def open(self) -> AsyncIterator[Delivery]:
-        return self
-
-    def __aiter__(self) -> AsyncIterator[Delivery]:
-        return self
-
-    async def __anext__(self) -> Delivery:
-        raise StopAsyncIteration
+        return _nothing()
 
     async def aclose(self) -> int:
         return 0
+
+
+async def _nothing() -> AsyncIterator[Delivery]:
+    nothing: tuple[Delivery, ...] = ()
+    for delivery in nothing:
+        yield delivery
 
 
 class RecordingBroker(BrokerBase):
